@@ -1,0 +1,89 @@
+"""jaxopt_notes: composable deep-learning optimizers, Hessian tools and experiments in JAX.
+
+>>> import jax.numpy as jnp, jaxopt_notes as jn
+>>> tx = jn.chain(jn.clip_by_global_norm(1.0), jn.adam(1e-3))
+>>> params = {"w": jnp.ones(3)}
+>>> updates, state = tx.update({"w": jnp.full(3, 10.0)}, tx.init(params), params)
+>>> jn.apply_updates(params, updates)["w"]
+Array([0.999, 0.999, 0.999], dtype=float32)
+"""
+
+from jaxopt_notes import schedules
+from jaxopt_notes.combine import (
+    SkipNonfiniteState,
+    SwitchState,
+    apply_updates,
+    chain,
+    skip_nonfinite,
+    switch,
+)
+from jaxopt_notes.moments import (
+    Moments,
+    accumulate_squares,
+    amsgrad_max,
+    bias_correction,
+    first_moment,
+    infinity_moment,
+    ratio,
+    scale_by_rms,
+    scale_by_sum_of_squares,
+    second_moment,
+)
+from jaxopt_notes.optimizers import (
+    OPTIMIZERS,
+    adagrad,
+    adam,
+    adam_then_sgd,
+    adamax,
+    adamw,
+    amsgrad,
+    nadam,
+    rmsprop,
+    sgd,
+)
+from jaxopt_notes.transforms import (
+    add_decayed_weights,
+    clip,
+    clip_by_global_norm,
+    global_norm,
+    scale,
+    scale_by_learning_rate,
+    trace,
+)
+
+__all__ = [
+    "OPTIMIZERS",
+    "Moments",
+    "SkipNonfiniteState",
+    "SwitchState",
+    "accumulate_squares",
+    "adagrad",
+    "adam",
+    "adam_then_sgd",
+    "adamax",
+    "adamw",
+    "add_decayed_weights",
+    "amsgrad",
+    "amsgrad_max",
+    "apply_updates",
+    "bias_correction",
+    "chain",
+    "clip",
+    "clip_by_global_norm",
+    "first_moment",
+    "global_norm",
+    "infinity_moment",
+    "nadam",
+    "ratio",
+    "rmsprop",
+    "scale",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_sum_of_squares",
+    "schedules",
+    "second_moment",
+    "sgd",
+    "skip_nonfinite",
+    "switch",
+    "trace",
+]

@@ -1,0 +1,122 @@
+"""Hyperparameter checks, run by every factory before anything is traced.
+
+Each check raises a sentence that names the argument, the rule and the value, e.g.
+``ValueError("`b1` must be in [0, 1), got 1.5")``. Values that are JAX tracers (as inside
+``optax.inject_hyperparams`` under ``jit``) cannot be inspected and are let through.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+CONVENTIONS = ("optax", "pytorch")
+
+
+def _is_tracer(value: Any) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    schedule: bool = False,
+) -> None:
+    """Checks that ``value`` is a finite real number in the given interval.
+
+    With ``schedule=True`` a callable (a schedule ``step -> value``) is accepted as is.
+    """
+    if schedule and callable(value):
+        return
+    if _is_tracer(value):
+        return
+    if isinstance(value, bool) or not _is_real_scalar(value):
+        kind = "a number or a schedule (a callable)" if schedule else "a real number"
+        raise TypeError(f"`{name}` must be {kind}, got {value!r} of type {type(value).__name__}")
+    x = float(np.asarray(value))
+    if not math.isfinite(x):
+        raise ValueError(f"`{name}` must be finite, got {x}")
+    too_low = low is not None and (x <= low if low_open else x < low)
+    too_high = high is not None and (x >= high if high_open else x > high)
+    if too_low or too_high:
+        raise ValueError(f"`{name}` must be {_interval(low, high, low_open, high_open)}, got {x}")
+
+
+def beta(name: str, value: Any) -> None:
+    """A decay rate of an exponential moving average: in [0, 1)."""
+    real(name, value, low=0.0, high=1.0, high_open=True)
+
+
+def positive(name: str, value: Any, *, schedule: bool = False) -> None:
+    real(name, value, low=0.0, low_open=True, schedule=schedule)
+
+
+def non_negative(name: str, value: Any, *, schedule: bool = False) -> None:
+    real(name, value, low=0.0, schedule=schedule)
+
+
+def integer(name: str, value: Any, *, low: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"`{name}` must be >= {low}, got {value}")
+
+
+def flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}")
+
+
+def convention(value: Any) -> str:
+    if value not in CONVENTIONS:
+        raise ValueError(f"`convention` must be one of {CONVENTIONS}, got {value!r}")
+    return value
+
+
+def transform(name: str, value: Any) -> None:
+    if not (hasattr(value, "init") and hasattr(value, "update")):
+        raise TypeError(
+            f"`{name}` must be a gradient transformation with `init` and `update`, "
+            f"got {value!r} of type {type(value).__name__}"
+        )
+
+
+def function(name: str, value: Any) -> Callable:
+    if not callable(value):
+        raise TypeError(f"`{name}` must be callable, got {value!r} of type {type(value).__name__}")
+    return value
+
+
+def same_structure(what: str, updates: Any, params: Any) -> None:
+    """Raises a ValueError showing both tree structures when they differ."""
+    u, p = jax.tree.structure(updates), jax.tree.structure(params)
+    if u != p:
+        raise ValueError(
+            f"{what}: the updates and the params must have the same tree structure, got\n"
+            f"  updates: {u}\n  params:  {p}"
+        )
+
+
+def _is_real_scalar(value: Any) -> bool:
+    if isinstance(value, int | float | np.integer | np.floating):
+        return True
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    return shape == () and dtype is not None and np.issubdtype(dtype, np.number)
+
+
+def _interval(low, high, low_open, high_open) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"{'<' if high_open else '<='} {high:g}"

@@ -1,0 +1,175 @@
+"""Putting transforms together: ``chain``, ``apply_updates``, the non-finite guard and ``switch``.
+
+All tree plumbing that is not per-array math lives here, so the transforms stay short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_notes import _checks
+
+_INT32_MAX = jnp.iinfo(jnp.int32).max
+
+
+def increment(count: jax.Array) -> jax.Array:
+    """``count + 1`` that saturates at the int32 maximum instead of wrapping round."""
+    return jnp.where(count < _INT32_MAX, count + 1, _INT32_MAX).astype(jnp.int32)
+
+
+def zero_count() -> jax.Array:
+    return jnp.zeros([], jnp.int32)
+
+
+def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    r"""Applies ``transforms`` one after another; the state is the tuple of their states.
+
+    .. math:: u \leftarrow T_k(\dots T_2(T_1(g)))
+
+    Extra keyword arguments of ``update`` reach every link that accepts them. When ``params``
+    are given, the incoming gradient must have their tree structure, or a ValueError shows both.
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> tx = jn.chain(jn.clip(1.0), jn.scale(-0.1))
+    >>> updates, _ = tx.update(jnp.array([3.0, -0.5]), tx.init(jnp.zeros(2)))
+    >>> updates
+    Array([-0.1 ,  0.05], dtype=float32)
+    """
+    for i, t in enumerate(transforms):
+        _checks.transform(f"transforms[{i}]", t)
+    links = tuple(optax.with_extra_args_support(t) for t in transforms)
+
+    def init_fn(params):
+        return tuple(link.init(params) for link in links)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if params is not None:
+            _checks.same_structure("chain", updates, params)
+        new_state = []
+        for link, link_state in zip(links, state, strict=True):
+            updates, link_state = link.update(updates, link_state, params, **extra_args)
+            new_state.append(link_state)
+        return updates, tuple(new_state)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def apply_updates(params: optax.Params, updates: optax.Updates) -> optax.Params:
+    r"""Returns :math:`\theta + u` leaf by leaf, each result in its parameter's dtype.
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> jn.apply_updates({"w": jnp.ones(2, jnp.bfloat16)}, {"w": jnp.full(2, 0.5)})["w"].dtype
+    dtype(bfloat16)
+    """
+    _checks.same_structure("apply_updates", updates, params)
+    return jax.tree.map(lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, updates)
+
+
+class SkipNonfiniteState(NamedTuple):
+    inner_state: Any
+    skipped: jax.Array  # total number of skipped steps, int32
+    consecutive: jax.Array  # skipped steps since the last finite one, int32
+
+
+def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    r"""Runs ``inner`` only on steps whose gradients are all finite.
+
+    .. math:: (u, s) = \begin{cases} \mathrm{inner}(g, s) & g \text{ finite} \\
+              (0, s) & \text{otherwise (a NaN or Inf anywhere)} \end{cases}
+
+    On a skipped step the update is zero, so parameters stay put, and ``inner``'s state
+    (moments, counters) is left exactly as it was. ``skipped`` counts skipped steps in all,
+    ``consecutive`` those since the last good one.
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> tx = jn.skip_nonfinite(jn.sgd(0.1))
+    >>> u, s = tx.update(jnp.array([jnp.nan, 1.0]), tx.init(jnp.zeros(2)))
+    >>> u, int(s.skipped)
+    (Array([0., 0.], dtype=float32), 1)
+    """
+    _checks.transform("inner", inner)
+    inner = optax.with_extra_args_support(inner)
+
+    def init_fn(params):
+        return SkipNonfiniteState(inner.init(params), zero_count(), zero_count())
+
+    def update_fn(updates, state, params=None, **extra_args):
+        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(updates)]))
+        new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        new_updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), new_updates)
+        new_inner = jax.tree.map(keep, new_inner, state.inner_state)
+        skipped = state.skipped + (~finite).astype(jnp.int32)
+        consecutive = jnp.where(finite, 0, state.consecutive + 1).astype(jnp.int32)
+        return new_updates, SkipNonfiniteState(new_inner, skipped, consecutive)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class SwitchState(NamedTuple):
+    count: jax.Array  # steps taken, int32
+    switched_at: jax.Array  # step at which `second` took over, -1 while `first` runs
+    first_state: Any
+    second_state: Any
+
+
+def switch(
+    first: optax.GradientTransformation,
+    second: optax.GradientTransformation,
+    *,
+    switch_step: int | None = None,
+    criterion: Callable[[jax.Array, optax.Updates], jax.Array] | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Runs ``first`` until a switch, then ``second`` for good.
+
+    The switch happens at step ``switch_step`` (counting from 0), or at the first step where
+    ``criterion(count, grads)`` is true, whichever comes first. Only the running transform
+    advances its state; the step of the switch is kept in ``switched_at``.
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> tx = jn.switch(jn.sgd(1.0), jn.sgd(0.5), switch_step=1)
+    >>> s = tx.init(jnp.zeros(1))
+    >>> u0, s = tx.update(jnp.ones(1), s)
+    >>> u1, s = tx.update(jnp.ones(1), s)
+    >>> float(u0[0]), float(u1[0]), int(s.switched_at)
+    (-1.0, -0.5, 1)
+    """
+    _checks.transform("first", first)
+    _checks.transform("second", second)
+    if switch_step is None and criterion is None:
+        raise ValueError("`switch_step` or `criterion` must be given, got neither")
+    if switch_step is not None:
+        _checks.integer("switch_step", switch_step)
+    if criterion is not None:
+        _checks.function("criterion", criterion)
+    first, second = (optax.with_extra_args_support(t) for t in (first, second))
+
+    def init_fn(params):
+        return SwitchState(zero_count(), jnp.full([], -1, jnp.int32), first.init(params),
+                           second.init(params))  # fmt: skip
+
+    def update_fn(updates, state, params=None, **extra_args):
+        now = state.switched_at >= 0
+        if switch_step is not None:
+            now = now | (state.count >= switch_step)
+        if criterion is not None:
+            now = now | jnp.asarray(criterion(state.count, updates), bool)
+        switched_at = jnp.where((state.switched_at < 0) & now, state.count, state.switched_at)
+
+        def run_first(_):
+            u, s = first.update(updates, state.first_state, params, **extra_args)
+            return u, s, state.second_state
+
+        def run_second(_):
+            u, s = second.update(updates, state.second_state, params, **extra_args)
+            return u, state.first_state, s
+
+        new_updates, s1, s2 = jax.lax.cond(now, run_second, run_first, None)
+        return new_updates, SwitchState(increment(state.count), switched_at, s1, s2)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

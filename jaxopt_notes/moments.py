@@ -1,0 +1,283 @@
+r"""Moment estimates as separate links: how Adam, AMSGrad, Nadam and AdaMax are composed.
+
+Adaptive methods need the raw gradient :math:`g`, a first moment :math:`m` and a second
+moment :math:`v` at once, and corrections act on :math:`m` and :math:`v` before they are
+divided. So between these links the stream is structured: a :class:`Moments` tuple
+``(grad, mu, nu)`` of trees shaped like the params. The first moment link opens it, the
+others fill or correct ``mu`` and ``nu``, and :func:`ratio` closes it into a plain update:
+
+.. code-block:: text
+
+    g --first_moment--> (g, m) --second_moment--> (g, m, v) --bias_correction--> (g, m^, v^)
+      --[amsgrad_max]--> (g, m^, max v^) --ratio--> m^ / (sqrt(v^) + eps)
+
+Outside such a run (before the opening link, after :func:`ratio`) updates are plain trees, so
+optax's own transforms and ours mix freely around it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_notes import _checks
+from jaxopt_notes.combine import chain, increment, zero_count
+
+
+class Moments(NamedTuple):
+    """The structured stream between moment links; ``None`` marks a moment not yet estimated."""
+
+    grad: Any
+    mu: Any = None
+    nu: Any = None
+
+
+def _open(updates: Any) -> Moments:
+    return updates if isinstance(updates, Moments) else Moments(grad=updates)
+
+
+def _zeros(params: Any, value: float = 0.0) -> Any:
+    return jax.tree.map(lambda p: jnp.full_like(p, value), params)
+
+
+class FirstMomentState(NamedTuple):
+    mu: Any
+
+
+def first_moment(b1: float = 0.9) -> optax.GradientTransformation:
+    r"""Momentum in EMA form, the first moment of Adam: :math:`m_t = b_1 m_{t-1} + (1-b_1) g_t`.
+
+    This is :func:`jaxopt_notes.trace` with the gradient weighted by :math:`1-b_1`. Opens a
+    :class:`Moments` stream with ``mu`` set; close it with :func:`ratio`.
+    """
+    _checks.beta("b1", b1)
+
+    def init_fn(params):
+        return FirstMomentState(mu=_zeros(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        m = _open(updates)
+        mu = jax.tree.map(lambda g, t: (1 - b1) * g + b1 * t, m.grad, state.mu)
+        return m._replace(mu=mu), FirstMomentState(mu=mu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class SecondMomentState(NamedTuple):
+    nu: Any
+
+
+def second_moment(b2: float = 0.999, initial_scale: float = 0.0) -> optax.GradientTransformation:
+    r"""EMA of squared gradients, RMSProp's and Adam's :math:`v_t = b_2 v_{t-1} + (1-b_2) g_t^2`.
+
+    :math:`v_0` is ``initial_scale``. Opens or extends a :class:`Moments` stream, setting ``nu``.
+    """
+    _checks.beta("b2", b2)
+    _checks.non_negative("initial_scale", initial_scale)
+
+    def init_fn(params):
+        return SecondMomentState(nu=_zeros(params, initial_scale))
+
+    def update_fn(updates, state, params=None):
+        del params
+        m = _open(updates)
+        nu = jax.tree.map(lambda g, t: (1 - b2) * g**2 + b2 * t, m.grad, state.nu)
+        return m._replace(nu=nu), SecondMomentState(nu=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def accumulate_squares(initial_accumulator_value: float = 0.0) -> optax.GradientTransformation:
+    r"""AdaGrad's running sum of squared gradients: :math:`v_t = v_{t-1} + g_t^2`, :math:`v_0`
+    = ``initial_accumulator_value``. Opens or extends a :class:`Moments` stream (``nu``)."""
+    _checks.non_negative("initial_accumulator_value", initial_accumulator_value)
+
+    def init_fn(params):
+        return SecondMomentState(nu=_zeros(params, initial_accumulator_value))
+
+    def update_fn(updates, state, params=None):
+        del params
+        m = _open(updates)
+        nu = jax.tree.map(lambda g, t: g**2 + t, m.grad, state.nu)
+        return m._replace(nu=nu), SecondMomentState(nu=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def infinity_moment(b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+    r"""AdaMax's exponentially weighted infinity norm: :math:`u_t = \max(b_2 u_{t-1}, |g_t| +
+    \epsilon)`. Sets ``nu``; close with ``ratio(power=1)`` since :math:`u_t` is not squared."""
+    _checks.beta("b2", b2)
+    _checks.non_negative("eps", eps)
+
+    def init_fn(params):
+        return SecondMomentState(nu=_zeros(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        m = _open(updates)
+        nu = jax.tree.map(lambda g, t: jnp.maximum(jnp.abs(g) + eps, b2 * t), m.grad, state.nu)
+        return m._replace(nu=nu), SecondMomentState(nu=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class BiasCorrectionState(NamedTuple):
+    count: jax.Array  # steps taken, int32
+    mu_product: jax.Array  # product of the Nadam momentum schedule (with `momentum_decay`)
+
+
+def bias_correction(
+    b1: float | None = None,
+    b2: float | None = None,
+    *,
+    nesterov: bool = False,
+    momentum_decay: float | None = None,
+) -> optax.GradientTransformation:
+    r"""Removes the bias of zero-initialised EMAs: :math:`\hat m = m_t/(1-b_1^t)`,
+    :math:`\hat v = v_t/(1-b_2^t)`. A moment whose decay is ``None`` passes through.
+
+    ``nesterov=True`` gives Nadam's look-ahead first moment (Dozat 2016, optax's form):
+
+    .. math:: \hat m = \frac{b_1 m_t}{1 - b_1^{t+1}} + \frac{(1 - b_1) g_t}{1 - b_1^t}
+
+    With ``momentum_decay=psi`` the momentum coefficient follows torch's NAdam schedule
+    :math:`\mu_t = b_1 (1 - \tfrac12 0.96^{t \psi})` and
+    :math:`\hat m = \frac{\mu_{t+1} m_t}{1 - \prod_{i \le t+1} \mu_i} +
+    \frac{(1-\mu_t) g_t}{1 - \prod_{i \le t} \mu_i}`.
+    :math:`b^t` is computed in float32 or wider, then divided in the moment's own dtype, so
+    bfloat16/float16 moments neither overflow nor divide by zero.
+    """
+    if b1 is not None:
+        _checks.beta("b1", b1)
+    if b2 is not None:
+        _checks.beta("b2", b2)
+    _checks.flag("nesterov", nesterov)
+    if (nesterov or momentum_decay is not None) and b1 is None:
+        raise ValueError("`b1` must be given when `nesterov` or `momentum_decay` is set, got None")
+    if momentum_decay is not None:
+        _checks.non_negative("momentum_decay", momentum_decay)
+        if not nesterov:
+            raise ValueError("`momentum_decay` needs `nesterov=True`, got nesterov=False")
+
+    def init_fn(params):
+        del params
+        return BiasCorrectionState(zero_count(), jnp.ones([]))
+
+    def update_fn(updates, state, params=None):
+        del params
+        m = _open(updates)
+        t = increment(state.count)
+        mu_product = state.mu_product
+        if momentum_decay is not None:
+            mu_t, mu_next = (b1 * (1 - 0.5 * 0.96 ** (s * momentum_decay)) for s in (t, t + 1))
+            mu_product = state.mu_product * mu_t
+            c_mu, c_g = mu_next / (1 - mu_product * mu_next), (1 - mu_t) / (1 - mu_product)
+            mu = jax.tree.map(lambda a, g: _times(a, c_mu) + _times(g, c_g), m.mu, m.grad)
+        elif nesterov:
+            c_mu, c_g = b1 / (1 - b1 ** increment(t)), (1 - b1) / (1 - b1**t)
+            mu = jax.tree.map(lambda a, g: _times(a, c_mu) + _times(g, c_g), m.mu, m.grad)
+        else:
+            mu = m.mu if b1 is None else _divide(m.mu, 1 - b1**t)
+        nu = m.nu if b2 is None else _divide(m.nu, 1 - b2**t)
+        return Moments(m.grad, mu, nu), BiasCorrectionState(t, mu_product)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _divide(tree: Any, correction: jax.Array) -> Any:
+    return jax.tree.map(lambda x: x / correction.astype(x.dtype), tree)
+
+
+def _times(x: jax.Array, c: jax.Array) -> jax.Array:
+    return x * c.astype(x.dtype)
+
+
+class AmsgradMaxState(NamedTuple):
+    nu_max: Any
+
+
+def amsgrad_max() -> optax.GradientTransformation:
+    r"""AMSGrad's running maximum of the second moment: :math:`v \leftarrow \max(v^{max}_{t-1},
+    v)`, so the effective step size never grows (Reddi et al., 2018).
+
+    Placed after :func:`bias_correction` it maxes :math:`\hat v` (optax); placed before, it
+    maxes the raw :math:`v` and the correction divides the max (torch.optim).
+    """
+
+    def init_fn(params):
+        return AmsgradMaxState(nu_max=_zeros(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        m = _open(updates)
+        if m.nu is None:
+            raise ValueError("`amsgrad_max` needs a second moment before it in the chain, got none")
+        nu_max = jax.tree.map(jnp.maximum, state.nu_max, m.nu)
+        return m._replace(nu=nu_max), AmsgradMaxState(nu_max=nu_max)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def ratio(eps: float = 1e-8, eps_root: float = 0.0, power: float = 0.5):
+    r"""Closes a :class:`Moments` stream into a plain update:
+    :math:`u = m / ((v + \epsilon_{root})^{p} + \epsilon)`, with :math:`m` the gradient where
+    no first moment was estimated. ``power`` is 1/2 for squared moments, 1 for AdaMax.
+    Where the denominator is 0 (only when every gradient so far was 0) the update is 0.
+    """
+    _checks.non_negative("eps", eps)
+    _checks.non_negative("eps_root", eps_root)
+    if power not in (0.5, 1):
+        raise ValueError(f"`power` must be 0.5 or 1, got {power!r}")
+
+    def divide(num, v):
+        den = (jnp.sqrt(v + eps_root) if power == 0.5 else v + eps_root) + eps
+        return jnp.where(den > 0, num / den, jnp.zeros_like(num))
+
+    def update_fn(updates, state, params=None):
+        del params
+        if not isinstance(updates, Moments) or updates.nu is None:
+            raise ValueError("`ratio` needs a second moment before it in the chain, got none")
+        num = updates.grad if updates.mu is None else updates.mu
+        return jax.tree.map(divide, num, updates.nu), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+def scale_by_rms(
+    decay: float = 0.9, eps: float = 1e-8, *, eps_in_sqrt: bool = True, initial_scale: float = 0.0
+) -> optax.GradientTransformationExtraArgs:
+    r"""RMSProp's scaling, :math:`u = g / \sqrt{v_t + \epsilon}` (optax, ``eps_in_sqrt=True``)
+    or :math:`g / (\sqrt{v_t} + \epsilon)` (torch), :math:`v_t` the EMA of :math:`g^2`.
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> tx = jn.scale_by_rms(decay=0.5, eps=0.0)
+    >>> tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))[0]  # 2 / sqrt(0.5 * 4)
+    Array([1.4142135], dtype=float32)
+    """
+    _checks.flag("eps_in_sqrt", eps_in_sqrt)
+    closing = ratio(eps=0.0, eps_root=eps) if eps_in_sqrt else ratio(eps=eps)
+    return chain(second_moment(decay, initial_scale), closing)
+
+
+def scale_by_sum_of_squares(
+    eps: float = 1e-7, *, initial_accumulator_value: float = 0.1, eps_in_sqrt: bool = True
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdaGrad's scaling, :math:`u = g / \sqrt{\sum_{i \le t} g_i^2 + v_0 + \epsilon}` (optax)
+    or :math:`g / (\sqrt{\sum g_i^2 + v_0} + \epsilon)` (torch, ``eps_in_sqrt=False``).
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> tx = jn.scale_by_sum_of_squares(eps=0.0, initial_accumulator_value=0.0)
+    >>> s = tx.init(jnp.zeros(1))
+    >>> u, s = tx.update(jnp.array([3.0]), s)
+    >>> u, _ = tx.update(jnp.array([4.0]), s)  # 4 / sqrt(9 + 16)
+    >>> u
+    Array([0.8], dtype=float32)
+    """
+    _checks.flag("eps_in_sqrt", eps_in_sqrt)
+    closing = ratio(eps=0.0, eps_root=eps) if eps_in_sqrt else ratio(eps=eps)
+    return chain(accumulate_squares(initial_accumulator_value), closing)

@@ -1,0 +1,202 @@
+r"""Element-wise gradient transformations: momentum, clipping, weight decay, learning rate.
+
+Each is a factory that checks its hyperparameters, then returns an
+``optax.GradientTransformation`` whose ``update_fn`` is a few lines of per-array math.
+The moment estimates of adaptive methods are in :mod:`jaxopt_notes.moments`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_notes import _checks
+from jaxopt_notes.combine import increment, zero_count
+from jaxopt_notes.moments import Moments
+
+Schedule = Callable[[jax.Array], jax.Array]
+
+
+def _plain(name: str, updates: Any) -> None:
+    if isinstance(updates, Moments):
+        raise ValueError(
+            f"`{name}` got a Moments stream: close it with `jn.ratio` before `{name}` in the chain"
+        )
+
+
+class TraceState(NamedTuple):
+    trace: Any
+
+
+def trace(decay: float, nesterov: bool = False) -> optax.GradientTransformation:
+    r"""Heavy-ball momentum (Polyak) or its Nesterov form (Sutskever et al., 2013).
+
+    .. math:: v_t = \beta v_{t-1} + g_t, \qquad u_t = v_t \;\text{(heavy ball)}
+              \quad\text{or}\quad u_t = g_t + \beta v_t \;\text{(Nesterov)}
+
+    with :math:`\beta` = ``decay`` and :math:`v_0 = 0`. This is torch.optim.SGD's momentum
+    buffer as well as optax's ``trace``: both conventions agree. The window of past gradients
+    it averages is about :math:`1/(1-\beta)` steps.
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> tx = jn.trace(decay=0.5)
+    >>> s = tx.init(jnp.zeros(1))
+    >>> for _ in range(3):
+    ...     u, s = tx.update(jnp.ones(1), s)
+    >>> u  # 1 + 0.5 + 0.25
+    Array([1.75], dtype=float32)
+    """
+    _checks.beta("decay", decay)
+    _checks.flag("nesterov", nesterov)
+
+    def init_fn(params):
+        return TraceState(trace=jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        _plain("trace", updates)
+        new = jax.tree.map(lambda g, v: g + decay * v, updates, state.trace)
+        if nesterov:
+            updates = jax.tree.map(lambda g, v: g + decay * v, updates, new)
+        else:
+            updates = new
+        return updates, TraceState(trace=new)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale(step_size: float) -> optax.GradientTransformation:
+    r""":math:`u = s \cdot g` for a constant ``step_size`` :math:`s` (of either sign)."""
+    _checks.real("step_size", step_size)
+
+    def update_fn(updates, state, params=None):
+        del params
+        _plain("scale", updates)
+        return jax.tree.map(lambda g: step_size * g, updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+class ScheduleState(NamedTuple):
+    count: jax.Array  # steps taken, int32
+
+
+def scale_by_learning_rate(learning_rate: float | Schedule) -> optax.GradientTransformation:
+    r""":math:`u_t = -\eta_t\, g_t`: the descent step. ``learning_rate`` is a float or a schedule
+    ``step -> eta`` evaluated at the count of steps taken before this one (0 on the first).
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> tx = jn.scale_by_learning_rate(jn.schedules.step_decay(1.0, gamma=0.1, every=1))
+    >>> s = tx.init(jnp.zeros(1))
+    >>> u0, s = tx.update(jnp.ones(1), s)
+    >>> u1, s = tx.update(jnp.ones(1), s)
+    >>> float(u0[0]), round(float(u1[0]), 6)
+    (-1.0, -0.1)
+    """
+    _checks.non_negative("learning_rate", learning_rate, schedule=True)
+    if not callable(learning_rate):
+        return scale(-learning_rate)
+
+    def init_fn(params):
+        del params
+        return ScheduleState(count=zero_count())
+
+    def update_fn(updates, state, params=None):
+        del params
+        _plain("scale_by_learning_rate", updates)
+        eta = learning_rate(state.count)
+        updates = jax.tree.map(lambda g: -jnp.asarray(eta, g.dtype) * g, updates)
+        return updates, ScheduleState(count=increment(state.count))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def clip(max_delta: float) -> optax.GradientTransformation:
+    r"""Clipping by value: :math:`u_i = \min(\max(g_i, -\delta), \delta)`, each coordinate
+    alone. Unlike :func:`clip_by_global_norm` it can turn the direction of the gradient.
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> jn.clip(1.0).update(jnp.array([3.0, 0.5]), ())[0]
+    Array([1. , 0.5], dtype=float32)
+    """
+    _checks.non_negative("max_delta", max_delta)
+
+    def update_fn(updates, state, params=None):
+        del params
+        _plain("clip", updates)
+        return jax.tree.map(lambda g: jnp.clip(g, -max_delta, max_delta), updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+def global_norm(tree: Any) -> jax.Array:
+    r""":math:`\sqrt{\sum_i \|x_i\|^2}` over every leaf of ``tree``."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    r"""Rescales the whole gradient when its global norm exceeds ``max_norm`` :math:`c`:
+
+    .. math:: u = g \cdot \min\left(1, \frac{c}{\|g\|}\right)
+
+    The direction is kept (Pascanu et al., 2013).
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> jn.clip_by_global_norm(1.0).update(jnp.array([3.0, 4.0]), ())[0]
+    Array([0.6, 0.8], dtype=float32)
+    """
+    _checks.positive("max_norm", max_norm)
+
+    def update_fn(updates, state, params=None):
+        del params
+        _plain("clip_by_global_norm", updates)
+        norm = global_norm(updates)
+        small = norm < max_norm
+        clipped = jax.tree.map(
+            lambda g: jnp.where(small, g, (g / norm.astype(g.dtype)) * max_norm), updates
+        )
+        return clipped, state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+class AddDecayedWeightsState(NamedTuple):
+    count: jax.Array  # steps taken, int32 (for a scheduled decay)
+
+
+def add_decayed_weights(
+    weight_decay: float | Schedule = 0.0, mask: Any | Callable[[Any], Any] | None = None
+) -> optax.GradientTransformation:
+    r""":math:`u = g + \lambda \theta` with :math:`\lambda` = ``weight_decay`` (float or
+    schedule). ``mask`` (a tree of bools like the params, or a function of the params giving
+    one) picks the leaves that decay; e.g. skip biases.
+
+    Where it sits decides what it is: *before* an adaptive scaling it is coupled L2
+    regularisation (the decay is divided by :math:`\sqrt{v}` too: torch ``Adam(weight_decay)``);
+    *after* it, just before the learning rate, it is decoupled weight decay (AdamW,
+    Loshchilov & Hutter 2019): :math:`\theta \leftarrow \theta - \eta(u + \lambda\theta)`.
+    """
+    _checks.non_negative("weight_decay", weight_decay, schedule=True)
+
+    def init_fn(params):
+        del params
+        return AddDecayedWeightsState(count=zero_count())
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("`add_decayed_weights` needs `params` in `update`, got None")
+        _plain("add_decayed_weights", updates)
+        _checks.same_structure("add_decayed_weights", updates, params)
+        lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
+        keep = mask(params) if callable(mask) else mask
+        if keep is None:
+            keep = jax.tree.map(lambda _: True, params)
+        decay = lambda g, p, k: g + jnp.asarray(lam, p.dtype) * p if k else g  # noqa: E731
+        updates = jax.tree.map(decay, updates, params, keep)
+        return updates, AddDecayedWeightsState(count=increment(state.count))
+
+    return optax.GradientTransformation(init_fn, update_fn)
