@@ -66,7 +66,9 @@ def non_negative(name: str, value: Any, *, schedule: bool = False) -> None:
 
 def integer(name: str, value: Any, *, low: int = 0) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}")
+        raise TypeError(
+            f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}"
+        )
     if value < low:
         raise ValueError(f"`{name}` must be >= {low}, got {value}")
 

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "_missing", None):
-        print(f"jaxopt-notes {args.command}: module {args._missing} is not available", file=sys.stderr)
+        print(
+            f"jaxopt-notes {args.command}: module {args._missing} is not available", file=sys.stderr
+        )
         return 2
     return int(args._run(args) or 0)
 

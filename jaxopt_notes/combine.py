@@ -67,7 +67,9 @@ def apply_updates(params: optax.Params, updates: optax.Updates) -> optax.Params:
     dtype(bfloat16)
     """
     _checks.same_structure("apply_updates", updates, params)
-    return jax.tree.map(lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, updates)
+    return jax.tree.map(
+        lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, updates
+    )
 
 
 class SkipNonfiniteState(NamedTuple):

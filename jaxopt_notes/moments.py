@@ -259,6 +259,8 @@ def scale_by_rms(
     >>> tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))[0]  # 2 / sqrt(0.5 * 4)
     Array([1.4142135], dtype=float32)
     """
+    _checks.beta("decay", decay)
+    _checks.non_negative("eps", eps)
     _checks.flag("eps_in_sqrt", eps_in_sqrt)
     closing = ratio(eps=0.0, eps_root=eps) if eps_in_sqrt else ratio(eps=eps)
     return chain(second_moment(decay, initial_scale), closing)
@@ -278,6 +280,7 @@ def scale_by_sum_of_squares(
     >>> u
     Array([0.8], dtype=float32)
     """
+    _checks.non_negative("eps", eps)
     _checks.flag("eps_in_sqrt", eps_in_sqrt)
     closing = ratio(eps=0.0, eps_root=eps) if eps_in_sqrt else ratio(eps=eps)
     return chain(accumulate_squares(initial_accumulator_value), closing)

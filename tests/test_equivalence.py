@@ -138,8 +138,11 @@ def torch_cases(torch):
             lambda p: o.RMSprop(p, lr=3e-4, momentum=0.9),
             ref.rmsprop(3e-4, 0.99, 1e-8, False, momentum=0.9),
         ),
-        "adam": (jn.adam(0.01, convention="pytorch"), lambda p: o.Adam(p, lr=0.01),
-                 ref.adam(0.01)),  # fmt: skip
+        "adam": (
+            jn.adam(0.01, convention="pytorch"),
+            lambda p: o.Adam(p, lr=0.01),
+            ref.adam(0.01),
+        ),  # fmt: skip
         "adamw": (
             jn.adamw(0.01, convention="pytorch"),
             lambda p: o.AdamW(p, lr=0.01),
@@ -183,7 +186,9 @@ TORCH_NAMES = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_mom
 
 @pytest.mark.parametrize("name", TORCH_NAMES)
 def test_pytorch_convention_matches_torch_optim(name):
-    torch = pytest.importorskip("torch", reason="torch is an optional extra: pip install -e .[torch]")
+    torch = pytest.importorskip(
+        "torch", reason="torch is an optional extra: pip install -e .[torch]"
+    )
     ours, make, paper = torch_cases(torch)[name]
     theta0, grad_fn, unravel = ref.mlp_problem()
     mine = run_jax(ours, theta0, grad_fn, unravel)

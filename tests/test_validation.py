@@ -1,0 +1,123 @@
+"""Bad hyperparameters are refused when a transform is built, with a sentence that names the
+argument, the rule and the value; mismatched trees show both structures."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import jax.numpy as jnp
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxopt_notes as jn
+
+# (factory, argument under test, valid keyword arguments for the rest)
+BETAS = [
+    (jn.adam, "b1", {"learning_rate": 0.1}),
+    (jn.adam, "b2", {"learning_rate": 0.1}),
+    (jn.amsgrad, "b1", {"learning_rate": 0.1}),
+    (jn.nadam, "b2", {"learning_rate": 0.1}),
+    (jn.adamax, "b1", {"learning_rate": 0.1}),
+    (jn.adamw, "b2", {"learning_rate": 0.1}),
+    (jn.rmsprop, "decay", {"learning_rate": 0.1}),
+    (jn.sgd, "momentum", {"learning_rate": 0.1}),
+    (jn.trace, "decay", {}),
+    (jn.first_moment, "b1", {}),
+    (jn.second_moment, "b2", {}),
+    (jn.scale_by_rms, "decay", {}),
+]
+NON_NEGATIVE = [
+    (jn.sgd, "learning_rate", {}),
+    (jn.adam, "learning_rate", {}),
+    (jn.adam, "eps", {"learning_rate": 0.1}),
+    (jn.adagrad, "eps", {"learning_rate": 0.1}),
+    (jn.rmsprop, "eps", {"learning_rate": 0.1}),
+    (jn.adamw, "weight_decay", {"learning_rate": 0.1}),
+    (jn.scale_by_learning_rate, "learning_rate", {}),
+    (jn.clip, "max_delta", {}),
+    (jn.add_decayed_weights, "weight_decay", {}),
+    (jn.scale_by_sum_of_squares, "eps", {}),
+    (jn.ratio, "eps", {}),
+]
+ALL = BETAS + NON_NEGATIVE + [(jn.clip_by_global_norm, "max_norm", {})]
+
+
+def assert_named(error: Exception, argument: str) -> None:
+    message = str(error)
+    assert f"`{argument}`" in message and "must" in message and "got" in message, message
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=st.sampled_from(BETAS), value=st.one_of(st.floats(max_value=-1e-12),
+                                                    st.floats(min_value=1.0)))  # fmt: skip
+def test_betas_outside_zero_one_are_refused(case, value):
+    factory, arg, rest = case
+    with pytest.raises(ValueError) as info:
+        factory(**rest, **{arg: value})
+    assert_named(info.value, arg)
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=st.sampled_from(NON_NEGATIVE), value=st.floats(max_value=-1e-12))
+def test_negative_values_are_refused(case, value):
+    factory, arg, rest = case
+    with pytest.raises(ValueError) as info:
+        factory(**rest, **{arg: value})
+    assert_named(info.value, arg)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=st.sampled_from(ALL), value=st.sampled_from([math.nan, math.inf, -math.inf]))
+def test_non_finite_values_are_refused(case, value):
+    factory, arg, rest = case
+    with pytest.raises(ValueError) as info:
+        factory(**rest, **{arg: value})
+    assert_named(info.value, arg)
+    assert "finite" in str(info.value)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=st.sampled_from(ALL),
+       value=st.one_of(st.text(max_size=3), st.booleans(), st.lists(st.floats(), max_size=2),
+                       st.just(None), st.just(jnp.ones(2))))  # fmt: skip
+def test_wrong_types_are_refused(case, value):
+    factory, arg, rest = case
+    if value is None and inspect.signature(factory).parameters[arg].default is None:
+        return  # None means "this convention's default" there
+    with pytest.raises(TypeError) as info:
+        factory(**rest, **{arg: value})
+    assert_named(info.value, arg)
+
+
+def test_the_message_reads_as_a_sentence():
+    with pytest.raises(ValueError, match=r"^`b1` must be in \[0, 1\), got 1.5$"):
+        jn.adam(0.1, b1=1.5)
+    with pytest.raises(ValueError, match=r"^`max_norm` must be > 0, got 0.0$"):
+        jn.clip_by_global_norm(0.0)
+    with pytest.raises(ValueError, match="`convention` must be one of"):
+        jn.adam(0.1, convention="keras")
+    with pytest.raises(ValueError, match="`nesterov=True` needs `momentum` > 0"):
+        jn.sgd(0.1, nesterov=True)
+    with pytest.raises(TypeError, match="`transforms\\[1\\]` must be a gradient transformation"):
+        jn.chain(jn.adam(0.1), "sgd")
+
+
+def test_a_schedule_is_a_valid_learning_rate_everywhere():
+    schedule = jn.schedules.constant(0.1)
+    for name, factory in jn.OPTIMIZERS.items():
+        tx = factory(learning_rate=schedule)
+        u, _ = tx.update(jnp.ones(2), tx.init(jnp.ones(2)), jnp.ones(2))
+        assert u.shape == (2,), name
+
+
+def test_mismatched_trees_show_both_structures():
+    tx = jn.adamw(0.1)
+    params = {"w": jnp.ones(2), "b": jnp.ones(1)}
+    with pytest.raises(ValueError) as info:
+        tx.update({"w": jnp.ones(2)}, tx.init(params), params)
+    message = str(info.value)
+    assert "updates:" in message and "params:" in message and "'b'" in message
+    with pytest.raises(ValueError, match="same tree structure"):
+        jn.apply_updates(params, [jnp.ones(2), jnp.ones(1)])
