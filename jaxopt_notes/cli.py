@@ -19,31 +19,27 @@ _COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxopt-notes", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module_name, help_text) in _COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help_text)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            sub_parser.set_defaults(_missing=module_name)
-            continue
-        module.add_arguments(sub_parser)
-        sub_parser.set_defaults(_run=module.run_cli)
-    return parser
+def _usage() -> str:
+    lines = ["usage: jaxopt-notes COMMAND [options]   (jaxopt-notes COMMAND -h for its options)", ""]
+    lines += [f"  {name:12s} {help_text}" for name, (_, help_text) in _COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "_missing", None):
-        print(
-            f"jaxopt-notes {args.command}: module {args._missing} is not available", file=sys.stderr
-        )
+    """Dispatches to the module owning the command; only that module is imported."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in _COMMANDS:
+        print(f"jaxopt-notes: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    return int(args._run(args) or 0)
+    module_name, help_text = _COMMANDS[command]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"jaxopt-notes {command}", description=help_text)
+    module.add_arguments(parser)
+    return int(module.run_cli(parser.parse_args(rest)) or 0)
 
 
 if __name__ == "__main__":
