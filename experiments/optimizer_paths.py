@@ -117,7 +117,9 @@ def draw(paths: dict, f, box, out_dir: Path, name: str, title: str, log_levels=F
 
 
 def main(cfg: Config, out_dir: Path) -> dict:
-    bowl_paths = {k: path(tx, bowl, [-7.0, 2.0], cfg.steps) for k, tx in bowl_optimizers(cfg).items()}
+    bowl_paths = {
+        k: path(tx, bowl, [-7.0, 2.0], cfg.steps) for k, tx in bowl_optimizers(cfg).items()
+    }
     rosen_paths = {
         k: path(tx, rosenbrock, [-1.5, 2.0], cfg.rosenbrock_steps)
         for k, tx in rosenbrock_optimizers().items()

@@ -20,7 +20,10 @@ _COMMANDS = {
 
 
 def _usage() -> str:
-    lines = ["usage: jaxopt-notes COMMAND [options]   (jaxopt-notes COMMAND -h for its options)", ""]
+    lines = [
+        "usage: jaxopt-notes COMMAND [options]   (jaxopt-notes COMMAND -h for its options)",
+        "",
+    ]
     lines += [f"  {name:12s} {help_text}" for name, (_, help_text) in _COMMANDS.items()]
     return "\n".join(lines)
 

@@ -1,0 +1,205 @@
+"""``jaxopt-notes bench``: speed measured against the peers in the same run. Never a test.
+
+``bench step`` times one jitted optimizer step (parameters and state donated) for 1M and 10M
+float32 parameters split into 1, 10 or 100 leaves, ours against optax's optimizer of the same
+name and, when torch is installed, torch.optim (fused and foreach). Rounds are interleaved
+(every implementation once per round) and the median over rounds is reported, with the
+machine and the versions. ``bench hessian`` and ``bench train`` run the Hessian and training
+benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxopt_notes as jn
+
+PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords)
+    "adam": (lambda: jn.adam(1e-3), lambda: optax.adam(1e-3), ("Adam", {})),
+    "momentum": (
+        lambda: jn.sgd(1e-3, 0.9),
+        lambda: optax.sgd(1e-3, 0.9),
+        ("SGD", {"momentum": 0.9}),
+    ),
+    "rmsprop": (lambda: jn.rmsprop(1e-3), lambda: optax.rmsprop(1e-3), ("RMSprop", {})),
+    "amsgrad": (lambda: jn.amsgrad(1e-3), lambda: optax.amsgrad(1e-3), ("Adam", {"amsgrad": True})),
+}
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "jax_backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "versions": {m: importlib.import_module(m).__version__ for m in ("jax", "optax", "numpy")},
+    }
+
+
+def _split(n_params: int, n_leaves: int) -> list[int]:
+    base = n_params // n_leaves
+    return [base + (1 if i < n_params % n_leaves else 0) for i in range(n_leaves)]
+
+
+def jax_stepper(tx, sizes: list[int]):
+    """A jitted, donated ``params, state <- step(params, state, grads)`` and its first inputs."""
+    params = [jnp.full((s,), 0.5, jnp.float32) for s in sizes]
+    grads = [jnp.full((s,), 1e-3, jnp.float32) for s in sizes]
+    state = tx.init(params)
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    carry = {"params": params, "state": state}
+
+    def run_once() -> float:
+        t0 = time.perf_counter()
+        carry["params"], carry["state"] = step(carry["params"], carry["state"], grads)
+        jax.block_until_ready(carry["params"])
+        return time.perf_counter() - t0
+
+    run_once()  # compile
+    return run_once
+
+
+def torch_stepper(name: str, keywords: dict, sizes: list[int], mode: str):
+    import torch
+
+    params = [torch.nn.Parameter(torch.full((s,), 0.5)) for s in sizes]
+    for p in params:
+        p.grad = torch.full_like(p, 1e-3)
+    opt = getattr(torch.optim, name)(params, lr=1e-3, **{mode: True}, **keywords)
+
+    def run_once() -> float:
+        t0 = time.perf_counter()
+        opt.step()
+        return time.perf_counter() - t0
+
+    run_once()
+    return run_once
+
+
+def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 10, 100),
+               rounds: int = 15, calls: int = 5) -> list[dict]:  # fmt: skip
+    """Median milliseconds per step for every (optimizer, size, leaves) row."""
+    try:
+        import torch  # noqa: F401
+
+        torch_modes = ("fused", "foreach")
+    except ImportError:
+        torch_modes = ()
+    rows = []
+    for name in optimizers:
+        ours, theirs, (torch_name, torch_kw) = PAIRS[name]
+        for n in sizes:
+            for k in leaves:
+                split = _split(n, k)
+                runners = {"jaxopt_notes": jax_stepper(ours(), split),
+                           "optax": jax_stepper(theirs(), split)}  # fmt: skip
+                for mode in torch_modes:
+                    runners[f"torch_{mode}"] = torch_stepper(torch_name, torch_kw, split, mode)
+                times = {key: [] for key in runners}
+                for _ in range(rounds):  # interleaved: each implementation once per round
+                    for key, run_once in runners.items():
+                        times[key].append(np.median([run_once() for _ in range(calls)]))
+                ms = {key: 1e3 * float(np.median(v)) for key, v in times.items()}
+                row = {"optimizer": name, "params": n, "leaves": k, "median_ms": ms}
+                row["ratio_vs"] = {key: ms["jaxopt_notes"] / v for key, v in ms.items()
+                                   if key != "jaxopt_notes"}  # fmt: skip
+                rows.append(row)
+                print(format_row(row), flush=True)
+                del runners
+    return rows
+
+
+def format_row(row: dict) -> str:
+    ms = "  ".join(f"{k}={v:.2f}ms" for k, v in row["median_ms"].items())
+    ratios = "  ".join(f"ours/{k}={v:.2f}x" for k, v in row["ratio_vs"].items())
+    size = f"{row['params']:>10,d} params {row['leaves']:>3d} leaves"
+    return f"{row['optimizer']:>8s} {size}  {ms}  {ratios}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    peers = sorted({k for r in rows for k in r["median_ms"]} - {"jaxopt_notes"})
+    head = "| optimizer | params | leaves | ours (ms) | " + " | ".join(f"{p} (ms)" for p in peers)
+    head += " | " + " | ".join(f"ours / {p}" for p in peers) + " |"
+    lines = [head, "|" + "---|" * (4 + 2 * len(peers))]
+    for r in rows:
+        cells = [
+            r["optimizer"],
+            f"{r['params']:,}",
+            str(r["leaves"]),
+            f"{r['median_ms']['jaxopt_notes']:.2f}",
+        ]
+        cells += [f"{r['median_ms'].get(p, float('nan')):.2f}" for p in peers]
+        cells += [f"{r['ratio_vs'].get(p, float('nan')):.2f}x" for p in peers]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_rows(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['optimizer']}\n{r['params'] // 1_000_000}M/{r['leaves']}" for r in rows]
+    keys = list(rows[0]["median_ms"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
+    width = 0.8 / len(keys)
+    for i, key in enumerate(keys):
+        ax.bar(
+            np.arange(len(rows)) + i * width, [r["median_ms"][key] for r in rows], width, label=key
+        )
+    ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, labels, fontsize=8)
+    ax.set_ylabel("median ms per step")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=["step", "hessian", "train"], help="which benchmark")
+    parser.add_argument("--out", default="bench_results", help="folder for JSON and PNG")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
+    parser.add_argument("--optimizers", default="adam", help=f"comma list of {sorted(PAIRS)}")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.what == "step":
+        names = [s.strip() for s in args.optimizers.split(",")]
+        for name in names:
+            if name not in PAIRS:
+                raise SystemExit(f"--optimizers: {name!r} is not one of {sorted(PAIRS)}")
+        kwargs = {"sizes": (1_000_000,), "rounds": 5} if args.quick else {}
+        rows = bench_step(tuple(names), **kwargs)
+        result = {"benchmark": "step", "machine": machine(), "rows": rows}
+        (out / "step.json").write_text(json.dumps(result, indent=2))
+        (out / "step.md").write_text(markdown_table(rows) + "\n")
+        plot_rows(rows, out / "step.png")
+        print(markdown_table(rows))
+    else:
+        module = importlib.import_module(f"jaxopt_notes.{args.what}_bench")
+        result = getattr(module, f"bench_{args.what}")(out_dir=str(out), quick=args.quick)
+        result = {"benchmark": args.what, "machine": machine(), **result}
+        (out / f"{args.what}.json").write_text(json.dumps(result, indent=2, default=str))
+        print(json.dumps(result, indent=2, default=str))
+    print(f"wrote {out}")
+    return 0
