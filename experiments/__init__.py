@@ -1,7 +1,8 @@
 """The experiments: each turns claims of the notes into measured, plotted verdicts.
 
 An experiment is a module here with ``SUMMARY`` (one line), ``DATA`` (which data it uses),
-a frozen ``Config`` dataclass whose ``quick()`` gives the small setting, and
+a frozen ``Config`` dataclass (defaults: the notes' settings; ``quick()``: minutes for all
+experiments together; ``tiny()``: seconds, for the smoke tests), and
 ``main(cfg, out_dir) -> {"metrics", "claims", "figures"}``. This module finds them, runs them,
 writes ``result.json`` beside their figures and, for ``--all``, ``REPORT.md``.
 """
@@ -27,8 +28,15 @@ def load(name: str):
     return importlib.import_module(f"experiments.{name}")
 
 
-def make_config(module, quick: bool, overrides: dict[str, str] | None = None):
-    cfg = module.Config.quick() if quick else module.Config()
+def make_config(module, quick: bool | str, overrides: dict[str, str] | None = None):
+    """``quick`` is False (the notes' settings), True (quick) or "tiny" (smoke tests)."""
+    cfg = (
+        module.Config.tiny()
+        if quick == "tiny"
+        else module.Config.quick()
+        if quick
+        else module.Config()
+    )
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     changes = {}
     for key, text in (overrides or {}).items():
@@ -39,7 +47,7 @@ def make_config(module, quick: bool, overrides: dict[str, str] | None = None):
     return dataclasses.replace(cfg, **changes)
 
 
-def run(name: str, out: str | Path, quick: bool = False, overrides=None) -> dict:
+def run(name: str, out: str | Path, quick: bool | str = False, overrides=None) -> dict:
     """Runs one experiment; writes ``out/name/result.json`` and its figures; returns the result."""
     module = load(name)
     cfg = make_config(module, quick, overrides)

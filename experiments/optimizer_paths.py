@@ -38,6 +38,10 @@ class Config:
     def quick(cls) -> Config:
         return cls(rosenbrock_steps=300)
 
+    @classmethod
+    def tiny(cls) -> Config:
+        return cls(steps=12, rosenbrock_steps=20)
+
 
 def bowl(p):
     return p[0] ** 2 / 20 + p[1] ** 2

@@ -9,12 +9,10 @@ import pytest
 import experiments
 from jaxopt_notes import cli
 
-TINY = {"optimizer_paths": {"steps": "12", "rosenbrock_steps": "20"}}
-
 
 @pytest.mark.parametrize("name", experiments.NAMES)
 def test_experiment_writes_result_and_figures(tmp_path, name):
-    result = experiments.run(name, tmp_path, quick=True, overrides=TINY.get(name, {}))
+    result = experiments.run(name, tmp_path, quick="tiny")
     on_disk = json.loads((tmp_path / name / "result.json").read_text())
     assert on_disk["name"] == name and on_disk["data"]
     assert {"name", "config", "metrics", "claims"} <= set(on_disk)
@@ -40,7 +38,6 @@ def test_cli_lists_and_runs_all(tmp_path, capsys):
 def test_report_has_a_section_per_experiment(tmp_path):
     from experiments import _common
 
-    results = [experiments.run("optimizer_paths", tmp_path, quick=True,
-                               overrides=TINY["optimizer_paths"])]  # fmt: skip
+    results = [experiments.run("optimizer_paths", tmp_path, quick="tiny")]
     text = _common.write_report(tmp_path, results).read_text()
     assert "## optimizer_paths" in text and "bowl_paths.png" in text and "reproduced" in text
