@@ -19,7 +19,15 @@ from tqdm import tqdm
 
 from experiments import _common
 
-NAMES = ["optimizer_paths"]
+NAMES = [
+    "optimizer_paths",
+    "saddle_escape",
+    "critical_points",
+    "convexity",
+    "edge_of_stability",
+    "conv_arithmetic",
+    "autoregressive",
+]
 
 
 def load(name: str):

