@@ -117,7 +117,7 @@ class Eigenpairs:
     """Eigenvalues (descending), unit eigenvectors as pytrees like params, and their quality."""
 
     values: jax.Array
-    vectors: list[PyTree]
+    flat_vectors: jax.Array  # (num values, n): the eigenvectors over the selected parameters
     residuals: np.ndarray  # ||H v - lambda v|| per pair
     converged: np.ndarray  # residual <= tol * max |values|
     method: str  # "dense" or "lanczos"
@@ -125,6 +125,12 @@ class Eigenpairs:
     num_hvps: int  # Hessian-vector products spent (dense: one per parameter)
     tol: float
     info: dict  # the caller's `loss_info`: loss convention, data size
+    embed: Callable[[jax.Array], PyTree] = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def vectors(self) -> list[PyTree]:
+        """The eigenvectors as pytrees like params, built on demand (costly for large n)."""
+        return [self.embed(v) for v in self.flat_vectors]
 
 
 def eigenvalues(
@@ -180,7 +186,7 @@ def eigenvalues(
     scale = float(jnp.max(jnp.abs(vals)))
     return Eigenpairs(
         values=vals,
-        vectors=[embed(v) for v in vecs],
+        flat_vectors=vecs,
         residuals=resid,
         converged=resid <= tol * max(scale, np.finfo(np.float64).tiny),
         method=method,
@@ -188,6 +194,7 @@ def eigenvalues(
         num_hvps=int(hvps),
         tol=tol,
         info=dict(loss_info or {}),
+        embed=embed,
     )
 
 
