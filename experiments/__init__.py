@@ -21,6 +21,14 @@ from experiments import _common
 
 NAMES = [
     "optimizer_paths",
+    "learning_rate_range",
+    "momentum_window",
+    "momentum_flat_region",
+    "adaptive_rates",
+    "late_burst",
+    "clipping",
+    "newton",
+    "basins",
     "saddle_escape",
     "critical_points",
     "convexity",

@@ -84,6 +84,7 @@ def train(tx, cfg: Config, data, key: jax.Array, steps: int) -> dict:
 
 def adam_variants(lr: float, b1: float = 0.9, b2: float = 0.999) -> dict:
     """Adam and the same chain with the bias correction removed or halved."""
+
     def build(*correction):
         return jn.chain(jn.first_moment(b1), jn.second_moment(b2), *correction, jn.ratio(1e-8),
                         jn.scale_by_learning_rate(lr))  # fmt: skip
@@ -139,6 +140,7 @@ def draw(acc: dict, early: dict, online: dict, out_dir: Path) -> str:
     for ax in (a, b, c, d, e):
         ax.legend(fontsize=8)
     f.axis("off")
+    fig.tight_layout()
     return save_figure(fig, out_dir, "adaptive_rates")
 
 

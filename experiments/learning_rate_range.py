@@ -98,8 +98,9 @@ def summarize(losses: np.ndarray, errs: np.ndarray, loss_star: float) -> dict:
         "final_over_initial": dict(zip(map(str, FACTORS), ratio, strict=True)),
         "top_sign_flip_rate": dict(zip(map(str, FACTORS), flip_rate, strict=True)),
         "largest_converging_factor": max(f for f, k in zip(FACTORS, ok, strict=True) if k),
-        "smallest_diverging_factor": min([f for f, k in zip(FACTORS, ok, strict=True) if not k]
-                                         or [float("inf")]),  # fmt: skip
+        "smallest_diverging_factor": min(
+            [f for f, k in zip(FACTORS, ok, strict=True) if not k] or [float("inf")]
+        ),  # fmt: skip
         "excess": excess,
         "errs": errs,
     }

@@ -95,8 +95,11 @@ def flat_regions(cfg: Config) -> dict:
             for k, tx in txs.items()}  # fmt: skip
     starts = jnp.linspace(-2.5, -1.2, cfg.well_starts)
     wells = {}
-    for name, tx in {"GD": jn.sgd(cfg.well_lr), "Momentum": jn.sgd(cfg.well_lr, cfg.momentum),
-                     "GD at lr/(1-beta)": jn.sgd(cfg.well_lr / (1 - cfg.momentum))}.items():
+    for name, tx in {
+        "GD": jn.sgd(cfg.well_lr),
+        "Momentum": jn.sgd(cfg.well_lr, cfg.momentum),
+        "GD at lr/(1-beta)": jn.sgd(cfg.well_lr / (1 - cfg.momentum)),
+    }.items():
         run = jax.jit(jax.vmap(lambda x, t=tx: path(t, double_well, x, cfg.steps)))  # fmt: skip
         wells[name] = np.asarray(run(starts))
     return {"plateau": plat, "wells": wells, "starts": np.asarray(starts)}
@@ -129,7 +132,9 @@ def draw(flat: dict, valleys: dict, cfg: Config, out_dir: Path) -> str:
     for k, xs in flat["plateau"].items():
         axes[0].plot(xs, label=k)
     axes[0].axhline(6, color="grey", ls=":", label="far side of the plateau (x = 6)")
-    axes[0].set(xlabel="step", ylabel="x", title=f"plateau -tanh(x) - tanh(x-6), lr {cfg.plateau_lr}")
+    axes[0].set(
+        xlabel="step", ylabel="x", title=f"plateau -tanh(x) - tanh(x-6), lr {cfg.plateau_lr}"
+    )
     axes[0].legend(fontsize=8)
     for (k, xs), mark in zip(flat["wells"].items(), ("o", "s", "^"), strict=True):
         axes[1].plot(flat["starts"], xs[:, -1], mark, ms=6, alpha=0.6, label=k)
@@ -162,6 +167,7 @@ def main(cfg: Config, out_dir: Path) -> dict:
     figures = [draw(flat, valleys, cfg, out_dir)]
     table = {b: {k: {m: v for m, v in r.items() if m != "path"} for k, r in v.items()}
              for b, v in valleys.items()}  # fmt: skip
+
     def pick(key):
         return {b: {k: r[key] for k, r in v.items()} for b, v in table.items()}
 
@@ -182,9 +188,12 @@ def main(cfg: Config, out_dir: Path) -> dict:
             "of it GD ends there every time, momentum (same rate) ends in the deeper one from "
             "at least half of them",
             deep["GD"] == 0 and deep["Momentum"] >= 0.5,
-            {"fraction_ending_in_deep_minimum": deep, "starts": cfg.well_starts,
-             "final_x_gd": flat["wells"]["GD"][:, -1],
-             "final_x_momentum": flat["wells"]["Momentum"][:, -1]},
+            {
+                "fraction_ending_in_deep_minimum": deep,
+                "starts": cfg.well_starts,
+                "final_x_gd": flat["wells"]["GD"][:, -1],
+                "final_x_momentum": flat["wells"]["Momentum"][:, -1],
+            },
             reason="the fractions ending in the deep minimum do not split that way",
         ),  # fmt: skip
         claim(
@@ -194,8 +203,12 @@ def main(cfg: Config, out_dir: Path) -> dict:
             total[b]["Nesterov"] < total[b]["heavy-ball"]
             and flips[b]["Nesterov"] < flips[b]["heavy-ball"]
             and _no_slower(table[b]),
-            {"total_overshoot": total[b], "sign_flips": flips[b], "steps_to_tolerance": steps[b],
-             "max_overshoot": over[b]},
+            {
+                "total_overshoot": total[b],
+                "sign_flips": flips[b],
+                "steps_to_tolerance": steps[b],
+                "max_overshoot": over[b],
+            },
             reason="Nesterov did not oscillate less or converge faster here",
         ),
         claim(

@@ -86,7 +86,9 @@ def ema_of_step(beta: float, cfg: Config, key: jax.Array) -> tuple[np.ndarray, n
 
 def draw(measures: dict, cfg: Config, out_dir: Path, key: jax.Array) -> str:
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for (beta, m), color in zip(measures.items(), ("tab:blue", "tab:orange", "tab:green")):
+    for (beta, m), color in zip(
+        measures.items(), ("tab:blue", "tab:orange", "tab:green"), strict=True
+    ):
         t = np.arange(len(m["impulse"]))
         a.semilogx(t + 1, m["impulse"] / m["impulse"][0], color=color, label=f"beta = {beta}")
         a.axvline(m["target"], color=color, ls="--", lw=0.8)
@@ -131,8 +133,10 @@ def main(cfg: Config, out_dir: Path) -> dict:
             f"{table['0.5']['e_folding_steps']:.2f} steps, the same order as 2",
             all(rel["e_folding_steps"][b] <= tol for b in ("0.9", "0.99"))
             and rel["e_folding_steps"]["0.5"] <= 0.5,
-            {"e_folding_steps": {b: t["e_folding_steps"] for b, t in table.items()},
-             "relative_error": rel["e_folding_steps"]},  # fmt: skip
+            {
+                "e_folding_steps": {b: t["e_folding_steps"] for b, t in table.items()},
+                "relative_error": rel["e_folding_steps"],
+            },  # fmt: skip
             reason="the e-folding time -1/ln(beta) strays from 1/(1-beta) beyond the tolerance",
         ),
     ]
