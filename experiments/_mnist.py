@@ -46,6 +46,7 @@ class Run(NamedTuple):
     params: Any
     stats: Any  # BatchNorm running averages
     seconds: float  # wall time of the compiled call (all runs), without compilation
+    snapshots: Any = ()  # (runs, evals, ...) parameters at eval_steps, with snapshots=True
 
 
 def load(name: str = "mnist5k", *, n_train: int | None = None, n_test: int | None = None):
@@ -97,8 +98,9 @@ def evaluate(apply: Callable, params, stats, x: jax.Array, y: jax.Array) -> dict
 
 
 def _pure(model: nnx.Module, train: bool):
-    view = nnx.view(model, deterministic=not train, use_running_average=not train,
-                    raise_if_not_found=False)  # fmt: skip
+    view = nnx.view(
+        model, deterministic=not train, use_running_average=not train, raise_if_not_found=False
+    )
     return nnx.split(view, nnx.Param, nnx.BatchStat, ...)
 
 
@@ -124,6 +126,8 @@ def fit(
     eval_every: int | None = None,
     shift: int = 0,
     probe: Callable | None = None,
+    extra_eval: dict[str, tuple[jax.Array, jax.Array]] | None = None,
+    snapshots: bool = False,
 ) -> Run:
     """Trains each of ``models`` (one structure, e.g. different inits) for ``steps`` iterations.
 
@@ -133,6 +137,8 @@ def fit(
     Every ``eval_every`` iterations (default: at the end) the whole train and test sets are
     evaluated. ``shift`` augments each batch by random shifts of up to that many pixels.
     ``probe(params, new_params, grads)`` returns a pytree recorded at every iteration.
+    ``extra_eval`` names more (images, labels) sets to evaluate beside train and test.
+    ``snapshots=True`` keeps the parameters at every evaluation point (``Run.snapshots``).
     Every array of the returned :class:`Run` has a leading axis of one entry per model.
     """
     models = [models] if isinstance(models, nnx.Module) else list(models)
@@ -146,6 +152,9 @@ def fit(
     params, stats = _stack([p[1] for p in parts]), _stack([p[2] for p in parts])
     apply = eval_apply(models[0])
     probe = probe or (lambda *args: ())
+    black = arrays.x_train.min()
+    eval_sets = {"train": (arrays.x_train, arrays.y_train), "test": (arrays.x_test, arrays.y_test)}
+    eval_sets |= extra_eval or {}
 
     def loss_fn(params, stats, x, y, k):
         net = nnx.merge(graphdef, params, stats, rest, copy=True)
@@ -159,8 +168,11 @@ def fit(
             params, stats, state = carry
             idx, k = inputs
             x = arrays.x_train[idx]
-            if shift:  # on standardised images the zero padding is the mean pixel, not black
-                x = data_lib.random_shift(jax.random.fold_in(k, 1), x, max_shift=shift)
+            if shift:  # pad with black (the smallest standardised value), not the mean grey
+                shifted = data_lib.random_shift(
+                    jax.random.fold_in(k, 1), x - black, max_shift=shift
+                )
+                x = shifted + black
             (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 params, stats, x, arrays.y_train[idx], k
             )
@@ -170,10 +182,12 @@ def fit(
 
         def chunk(carry, inputs):
             carry, (loss, probed) = jax.lax.scan(step, carry, inputs)
-            tr = evaluate(apply, carry[0], carry[1], arrays.x_train, arrays.y_train)
-            te = evaluate(apply, carry[0], carry[1], arrays.x_test, arrays.y_test)
-            metrics = {f"train_{k}": v for k, v in tr.items()}
-            return carry, (loss, probed, metrics | {f"test_{k}": v for k, v in te.items()})
+            metrics = {
+                f"{split}_{k}": v
+                for split, (x, y) in eval_sets.items()
+                for k, v in evaluate(apply, carry[0], carry[1], x, y).items()
+            }
+            return carry, (loss, probed, metrics, carry[0] if snapshots else ())
 
         (params, stats, _), out = jax.lax.scan(chunk, (params, stats, opt.init(params)), xs)
         return params, stats, out
@@ -185,7 +199,7 @@ def fit(
     run = jax.jit(jax.vmap(one_run, in_axes=(0, 0, 0, None)))
     compiled = run.lower(params, stats, hparams, xs).compile()
     start = time.perf_counter()
-    params, stats, (loss, probed, metrics) = jax.block_until_ready(
+    params, stats, (loss, probed, metrics, snaps) = jax.block_until_ready(
         compiled(params, stats, hparams, xs)
     )
     seconds = time.perf_counter() - start
@@ -198,6 +212,7 @@ def fit(
         params=params,
         stats=stats,
         seconds=seconds,
+        snapshots=snaps,
     )
 
 

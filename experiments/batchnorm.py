@@ -48,8 +48,9 @@ class Config:
 
     @classmethod
     def tiny(cls) -> Config:
-        return cls(dataset="digits", n_train=200, width=16, depth=2, batch_size=50, epochs=2,
-                   num_stds=3)  # fmt: skip
+        return cls(
+            dataset="digits", n_train=200, width=16, depth=2, batch_size=50, epochs=2, num_stds=3
+        )
 
 
 def train_all(cfg: Config, arrays: _mnist.Arrays, stds: np.ndarray, batch_norm: bool):
@@ -57,22 +58,36 @@ def train_all(cfg: Config, arrays: _mnist.Arrays, stds: np.ndarray, batch_norm: 
     key = jax.random.key(cfg.seed)
     nets = []
     for std in stds:
-        net = _mnist.mlp(key, arrays, depth=cfg.depth, width=cfg.width, init="normal",
-                         init_std=float(std), batch_norm=batch_norm)  # fmt: skip
+        net = _mnist.mlp(
+            key,
+            arrays,
+            depth=cfg.depth,
+            width=cfg.width,
+            init="normal",
+            init_std=float(std),
+            batch_norm=batch_norm,
+        )
         for norm in net.norms:
             norm.momentum, norm.epsilon = cfg.bn_momentum, cfg.bn_epsilon
         nets.append(net)
     per_epoch = arrays.x_train.shape[0] // cfg.batch_size
-    return _mnist.fit(nets, jn.sgd(cfg.learning_rate), arrays, steps=cfg.epochs * per_epoch,
-                      batch_size=cfg.batch_size, key=jax.random.fold_in(key, 1),
-                      eval_every=per_epoch)  # fmt: skip
+    return _mnist.fit(
+        nets,
+        jn.sgd(cfg.learning_rate),
+        arrays,
+        steps=cfg.epochs * per_epoch,
+        batch_size=cfg.batch_size,
+        key=jax.random.fold_in(key, 1),
+        eval_every=per_epoch,
+    )
 
 
 def draw_curves(stds, bn, plain, out_dir: Path) -> str:
     cols = 4
     rows = -(-len(stds) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False,
-                             sharex=True, sharey=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False, sharex=True, sharey=True
+    )
     epochs = np.arange(1, bn.shape[1] + 1)
     for i, ax in enumerate(axes.flat):
         if i >= len(stds):
@@ -115,8 +130,11 @@ def main(cfg: Config, out_dir: Path) -> dict:
     quarter = max(1, cfg.epochs // 4) - 1
     ahead_final = float(np.mean(final_bn > final_plain))
     ahead_early = float(np.mean(bn[:, quarter] > plain[:, quarter]))
-    behind = [float(f"{s:.2g}") for s, b, p in zip(stds, bn, plain, strict=True)
-              if not (b[quarter] > p[quarter] and b[-1] > p[-1])]  # fmt: skip
+    behind = [
+        float(f"{s:.2g}")
+        for s, b, p in zip(stds, bn, plain, strict=True)
+        if not (b[quarter] > p[quarter] and b[-1] > p[-1])
+    ]
     learned_bn, learned_plain = stds[final_bn >= cfg.learned], stds[final_plain >= cfg.learned]
 
     def decades(s):
@@ -136,7 +154,7 @@ def main(cfg: Config, out_dir: Path) -> dict:
             },
             reason=f"BN ahead for only {ahead_early:.0%} (early) / {ahead_final:.0%} (final) "
             f"of the stds; behind at std {behind}",
-        ),  # fmt: skip
+        ),
         claim(
             f"... over a wide range of init scales: BN reaches {cfg.learned:.0%} training "
             "accuracy for more init stds, spanning more decades, than the net without BN",
@@ -148,10 +166,14 @@ def main(cfg: Config, out_dir: Path) -> dict:
                 "decades_no_bn": decades(learned_plain),
             },
             reason="BN did not learn over more init stds than the plain net",
-        ),  # fmt: skip
+        ),
     ]
-    metrics = {"stds": stds, "train_accuracy_bn": bn, "train_accuracy_no_bn": plain,
-               "test_accuracy_bn": with_bn.evals["test_accuracy"][:, -1],
-               "test_accuracy_no_bn": without.evals["test_accuracy"][:, -1],
-               "train_seconds": {"bn": with_bn.seconds, "no_bn": without.seconds}}  # fmt: skip
+    metrics = {
+        "stds": stds,
+        "train_accuracy_bn": bn,
+        "train_accuracy_no_bn": plain,
+        "test_accuracy_bn": with_bn.evals["test_accuracy"][:, -1],
+        "test_accuracy_no_bn": without.evals["test_accuracy"][:, -1],
+        "train_seconds": {"bn": with_bn.seconds, "no_bn": without.seconds},
+    }
     return {"metrics": metrics, "claims": claims, "figures": figures}

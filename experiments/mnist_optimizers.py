@@ -70,16 +70,23 @@ def run_sweep(cfg: Config, arrays, make_tx, default_lr: float, exponents: np.nda
         _mnist.mlp(key, arrays, depth=cfg.depth, width=cfg.width, init="he") for _ in exponents
     ]  # identical initial weights, so only the learning rate differs
     lrs = jnp.asarray(default_lr * 10.0**exponents, jnp.float32)
-    return _mnist.fit(nets, lambda lr: make_tx(lambda _: lr), arrays, hparams=lrs,
-                      steps=cfg.steps, batch_size=cfg.batch_size,
-                      key=jax.random.fold_in(key, 1))  # fmt: skip
+    return _mnist.fit(
+        nets,
+        lambda lr: make_tx(lambda _: lr),
+        arrays,
+        hparams=lrs,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        key=jax.random.fold_in(key, 1),
+    )
 
 
 def run_single(cfg: Config, arrays, tx):
     key = jax.random.key(cfg.seed)
     net = _mnist.mlp(key, arrays, depth=cfg.depth, width=cfg.width, init="he")
-    return _mnist.fit(net, tx, arrays, steps=cfg.steps, batch_size=cfg.batch_size,
-                      key=jax.random.fold_in(key, 1))  # fmt: skip
+    return _mnist.fit(
+        net, tx, arrays, steps=cfg.steps, batch_size=cfg.batch_size, key=jax.random.fold_in(key, 1)
+    )
 
 
 def draw(curves: dict, sweeps: dict, exponents, cfg: Config, out_dir: Path) -> str:
@@ -88,13 +95,21 @@ def draw(curves: dict, sweeps: dict, exponents, cfg: Config, out_dir: Path) -> s
         ax1.plot(loss, color=color, alpha=0.2, lw=0.6)
         trend = _mnist.smooth(loss, cfg.window)
         ax1.plot(np.arange(len(trend)) + cfg.window - 1, trend, color=color, label=name)
-    ax1.set(yscale="log", xlabel="iteration", ylabel="training loss (minibatch)",
-            title=f"{cfg.depth + 1}-layer ReLU MLP, batch {cfg.batch_size}")  # fmt: skip
+    ax1.set(
+        yscale="log",
+        xlabel="iteration",
+        ylabel="training loss (minibatch)",
+        title=f"{cfg.depth + 1}-layer ReLU MLP, batch {cfg.batch_size}",
+    )
     ax1.legend()
     for name, acc in sweeps.items():
         ax2.plot(10.0**exponents, acc, "o-", label=name)
-    ax2.set(xscale="log", xlabel="learning rate / default rate", ylabel="final test accuracy",
-            title="learning-rate sweep over three decades")  # fmt: skip
+    ax2.set(
+        xscale="log",
+        xlabel="learning rate / default rate",
+        ylabel="final test accuracy",
+        title="learning-rate sweep over three decades",
+    )
     ax2.legend()
     return save_figure(fig, out_dir, "mnist_optimizers")
 
@@ -103,22 +118,35 @@ def main(cfg: Config, out_dir: Path) -> dict:
     arrays = _mnist.load(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test)
     exponents = np.asarray([float(e) for e in cfg.sweep.split(",")])
     centre = int(np.argmin(np.abs(exponents)))  # the default rate's run (exponent 0)
-    momentum = run_sweep(cfg, arrays, lambda lr: jn.sgd(lr, momentum=0.9), cfg.momentum_lr,
-                         exponents)  # fmt: skip
+    momentum = run_sweep(
+        cfg, arrays, lambda lr: jn.sgd(lr, momentum=0.9), cfg.momentum_lr, exponents
+    )
     adam = run_sweep(cfg, arrays, jn.adam, cfg.adam_lr, exponents)
     sgd = run_single(cfg, arrays, jn.sgd(cfg.sgd_lr))
     adagrad = run_single(cfg, arrays, jn.adagrad(cfg.adagrad_lr, convention="pytorch"))
-    curves = {"SGD": sgd.loss[0], "Momentum": momentum.loss[centre],
-              "AdaGrad": adagrad.loss[0], "Adam": adam.loss[centre]}  # fmt: skip
+    curves = {
+        "SGD": sgd.loss[0],
+        "Momentum": momentum.loss[centre],
+        "AdaGrad": adagrad.loss[0],
+        "Adam": adam.loss[centre],
+    }
     final = {k: _mnist.final_loss(v, cfg.window) for k, v in curves.items()}
-    runs = {"SGD": (sgd, 0), "Momentum": (momentum, centre), "AdaGrad": (adagrad, 0),
-            "Adam": (adam, centre)}  # fmt: skip
+    runs = {
+        "SGD": (sgd, 0),
+        "Momentum": (momentum, centre),
+        "AdaGrad": (adagrad, 0),
+        "Adam": (adam, centre),
+    }
     test_acc = {k: float(r.evals["test_accuracy"][i, -1]) for k, (r, i) in runs.items()}
-    sweeps = {"SGD+momentum 0.9": momentum.evals["test_accuracy"][:, -1],
-              "Adam": adam.evals["test_accuracy"][:, -1]}  # fmt: skip
+    sweeps = {
+        "SGD+momentum 0.9": momentum.evals["test_accuracy"][:, -1],
+        "Adam": adam.evals["test_accuracy"][:, -1],
+    }
     spread = {k: float(np.nanmax(v) - np.nanmin(v)) for k, v in sweeps.items()}
-    sweep_loss = {"SGD+momentum 0.9": [_mnist.final_loss(v, cfg.window) for v in momentum.loss],
-                  "Adam": [_mnist.final_loss(v, cfg.window) for v in adam.loss]}  # fmt: skip
+    sweep_loss = {
+        "SGD+momentum 0.9": [_mnist.final_loss(v, cfg.window) for v in momentum.loss],
+        "Adam": [_mnist.final_loss(v, cfg.window) for v in adam.loss],
+    }
     figures = [draw(curves, sweeps, exponents, cfg, out_dir)]
     slower = [k for k in ("Momentum", "AdaGrad", "Adam") if not final[k] < final["SGD"]]
     claims = [
@@ -140,11 +168,20 @@ def main(cfg: Config, out_dir: Path) -> dict:
                 "final_train_loss": sweep_loss,
             },
             reason="Adam's accuracies spread at least as much as momentum's",
-        ),  # fmt: skip
+        ),
     ]
-    metrics = {"final_train_loss": final, "final_test_accuracy": test_acc,
-               "sweep": {"lr_multipliers": 10.0**exponents, "final_test_accuracy": sweeps,
-                         "final_train_loss": sweep_loss, "accuracy_spread": spread},
-               "train_seconds": {"sweeps": momentum.seconds + adam.seconds,
-                                 "singles": sgd.seconds + adagrad.seconds}}  # fmt: skip
+    metrics = {
+        "final_train_loss": final,
+        "final_test_accuracy": test_acc,
+        "sweep": {
+            "lr_multipliers": 10.0**exponents,
+            "final_test_accuracy": sweeps,
+            "final_train_loss": sweep_loss,
+            "accuracy_spread": spread,
+        },
+        "train_seconds": {
+            "sweeps": momentum.seconds + adam.seconds,
+            "singles": sgd.seconds + adagrad.seconds,
+        },
+    }
     return {"metrics": metrics, "claims": claims, "figures": figures}
