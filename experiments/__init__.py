@@ -35,6 +35,7 @@ NAMES = [
     "batchnorm",
     "regularisation",
     "batch_size",
+    "lenet_vs_mlp",
     "saddle_escape",
     "critical_points",
     "convexity",
