@@ -39,7 +39,15 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxopt_notes import data as data_lib
-from jaxopt_notes import models
+from jaxopt_notes import models, schedules
+from jaxopt_notes._train_io import (
+    checkpoint_manager,
+    plot_curves,
+    restore_checkpoint,
+    save_checkpoint,
+    write_jsonl,
+)
+from jaxopt_notes.optimizers import OPTIMIZERS
 
 OPTIMIZER_NAMES = ("sgd", "adagrad", "rmsprop", "adam", "adamw", "amsgrad", "nadam", "adamax")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -98,10 +106,6 @@ def _one_of(name: str, value: Any, options: tuple) -> None:
 
 
 def _registry() -> dict[str, Callable[..., optax.GradientTransformation]]:
-    try:  # ours when present, optax's functions of the same names otherwise
-        from jaxopt_notes.optimizers import OPTIMIZERS
-    except ImportError:
-        return {name: getattr(optax, name) for name in OPTIMIZER_NAMES}
     return dict(OPTIMIZERS)
 
 
@@ -112,11 +116,13 @@ def available_optimizers() -> tuple[str, ...]:
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """The optimizer ``cfg.optimizer`` with the learning rate or schedule of ``cfg``."""
     total = cfg.epochs * steps_per_epoch
+    warmup = max(1, total // 10)
     lr: Any = {
         "constant": lambda: cfg.learning_rate,
-        "cosine": lambda: optax.cosine_decay_schedule(cfg.learning_rate, total),
-        "warmup_cosine": lambda: optax.warmup_cosine_decay_schedule(
-            0.0, cfg.learning_rate, max(1, total // 10), total
+        "cosine": lambda: schedules.cosine_decay(cfg.learning_rate, decay_steps=total),
+        "warmup_cosine": lambda: schedules.linear_warmup(
+            schedules.cosine_decay(cfg.learning_rate, decay_steps=max(1, total - warmup)),
+            warmup_steps=warmup,
         ),
     }[cfg.schedule]()
     return _registry()[cfg.optimizer](learning_rate=lr)
@@ -236,48 +242,6 @@ def check_fit(cfg: TrainConfig, data: data_lib.Dataset, mesh: Mesh) -> None:
         )
 
 
-# ----- checkpoints: orbax, one per epoch, written to a temporary folder then renamed -----
-
-
-def _manager(out_dir: Path):
-    import orbax.checkpoint as ocp
-
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
-    return ocp.CheckpointManager((out_dir / "checkpoints").absolute(), options=options)
-
-
-def _save(manager, epoch: int, state: TrainState, run: dict) -> None:
-    import orbax.checkpoint as ocp
-
-    args = ocp.args.Composite(
-        state=ocp.args.StandardSave({"leaves": jax.tree.leaves(state)}),
-        run=ocp.args.JsonSave(run),
-    )
-    manager.save(epoch, args=args)
-    manager.wait_until_finished()
-
-
-def _restore(manager, state: TrainState, config: dict) -> tuple[TrainState, dict] | None:
-    """The latest checkpoint, after checking that it was made with ``config``."""
-    import orbax.checkpoint as ocp
-
-    epoch = manager.latest_step()
-    if epoch is None:
-        return None
-    run = dict(manager.restore(epoch, args=ocp.args.Composite(run=ocp.args.JsonRestore()))["run"])
-    if run["config"] != config:
-        changed = sorted(k for k, v in config.items() if run["config"].get(k) != v)
-        raise ValueError(
-            f"`resume` needs the configuration of the checkpointed run; these differ: {changed}"
-        )
-    leaves, treedef = jax.tree.flatten(state)
-    target = {"leaves": [ocp.utils.to_shape_dtype_struct(leaf) for leaf in leaves]}
-    restored = manager.restore(
-        epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
-    )
-    return jax.tree.unflatten(treedef, restored["state"]["leaves"]), run
-
-
 # ----- the loop -----
 
 
@@ -310,9 +274,9 @@ def train(
     arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
     arrays = jax.device_put(arrays, NamedSharding(mesh, P()))
     out = Path(out_dir) if out_dir is not None else None
-    manager = _manager(out) if out is not None else None
+    manager = checkpoint_manager(out) if out is not None else None
     run: dict[str, Any] = {"config": dataclasses.asdict(cfg), "history": [], "stopped": False}
-    restored = _restore(manager, state, run["config"]) if resume and manager else None
+    restored = restore_checkpoint(manager, state, run["config"]) if resume and manager else None
     state, run = restored or (state, run)
     resumed_from = len(run["history"])
     t = time.perf_counter()
@@ -340,7 +304,7 @@ def _loop(cfg, state, run, epoch_fn, eval_fn, arrays, *, progress, on_epoch_end,
     k_data = jax.random.split(jax.random.key(cfg.seed))[1]
     done = len(run["history"])
     if out is not None:
-        _write_jsonl(out / "metrics.jsonl", run["history"])  # drops lines past the checkpoint
+        write_jsonl(out / "metrics.jsonl", run["history"])  # drops lines past the checkpoint
     bar = tqdm(total=cfg.epochs, initial=done, disable=not progress, unit="epoch")
     for epoch in range(done, done if run["stopped"] else cfg.epochs):
         t = time.perf_counter()
@@ -358,8 +322,8 @@ def _loop(cfg, state, run, epoch_fn, eval_fn, arrays, *, progress, on_epoch_end,
         }
         run = _update_run(run, record, cfg.patience)
         if out is not None:
-            _write_jsonl(out / "metrics.jsonl", [record], mode="a")
-            _save(manager, epoch + 1, state, run)
+            write_jsonl(out / "metrics.jsonl", [record], mode="a")
+            save_checkpoint(manager, epoch + 1, state, run)
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['test_accuracy']:.4f}")
         if on_epoch_end is not None:
@@ -401,31 +365,6 @@ def _summary(cfg, data, model, run, mesh, start, compile_time, resumed_from) -> 
         "devices": mesh.size,
         "backend": jax.default_backend(),
     }
-
-
-def _write_jsonl(path: Path, records: list[dict], mode: str = "w") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open(mode) as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-
-
-def plot_curves(history: list[dict], out_dir: str | Path) -> None:
-    """Writes ``loss.png`` and ``accuracy.png`` (train and held-out, per epoch) to ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    for metric in ("loss", "accuracy"):
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for split in ("train", "test"):
-            ax.plot([r["epoch"] for r in history], [r[f"{split}_{metric}"] for r in history],
-                    marker="o", label=split)  # fmt: skip
-        ax.set(xlabel="epoch", ylabel=metric, title=metric)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(Path(out_dir) / f"{metric}.png", dpi=100)
-        plt.close(fig)
 
 
 # ----- command line -----
