@@ -82,7 +82,10 @@ def torch_stepper(name: str, keywords: dict, sizes: list[int], mode: str):
     params = [torch.nn.Parameter(torch.full((s,), 0.5)) for s in sizes]
     for p in params:
         p.grad = torch.full_like(p, 1e-3)
-    opt = getattr(torch.optim, name)(params, lr=1e-3, **{mode: True}, **keywords)
+    try:
+        opt = getattr(torch.optim, name)(params, lr=1e-3, **{mode: True}, **keywords)
+    except (TypeError, RuntimeError):  # e.g. torch.optim.RMSprop has no fused kernel
+        return None
 
     def run_once() -> float:
         t0 = time.perf_counter()
@@ -111,7 +114,9 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
                 runners = {"jaxopt_notes": jax_stepper(ours(), split),
                            "optax": jax_stepper(theirs(), split)}  # fmt: skip
                 for mode in torch_modes:
-                    runners[f"torch_{mode}"] = torch_stepper(torch_name, torch_kw, split, mode)
+                    runner = torch_stepper(torch_name, torch_kw, split, mode)
+                    if runner is not None:
+                        runners[f"torch_{mode}"] = runner
                 times = {key: [] for key in runners}
                 for _ in range(rounds):  # interleaved: each implementation once per round
                     for key, run_once in runners.items():
@@ -158,12 +163,15 @@ def plot_rows(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = [f"{r['optimizer']}\n{r['params'] // 1_000_000}M/{r['leaves']}" for r in rows]
-    keys = list(rows[0]["median_ms"])
+    keys = list(dict.fromkeys(k for r in rows for k in r["median_ms"]))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
     width = 0.8 / len(keys)
     for i, key in enumerate(keys):
         ax.bar(
-            np.arange(len(rows)) + i * width, [r["median_ms"][key] for r in rows], width, label=key
+            np.arange(len(rows)) + i * width,
+            [r["median_ms"].get(key, np.nan) for r in rows],
+            width,
+            label=key,
         )
     ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, labels, fontsize=8)
     ax.set_ylabel("median ms per step")
