@@ -77,8 +77,34 @@ def flat_problem(loss_fn: LossFn, params: PyTree, mask: tuple[bool, ...]):
     return x, f, lambda vec: rebuild(vec, jnp.zeros_like)
 
 
-def hvp_flat(f: Callable, x: jax.Array, v: jax.Array) -> jax.Array:
-    return jax.jvp(jax.grad(f), (x,), (v,))[1]
+def _uses_custom_vjp(f: Callable, x: PyTree) -> bool:
+    """Whether ``f`` contains a ``custom_vjp`` op, which JAX cannot differentiate forward."""
+
+    def walk(jaxpr) -> bool:
+        for eqn in jaxpr.eqns:
+            if "custom_vjp" in eqn.primitive.name:
+                return True
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, tuple | list) else (value,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns") and walk(inner):
+                        return True
+        return False
+
+    return walk(jax.make_jaxpr(f)(x).jaxpr)
+
+
+def hvp_flat(f: Callable, x: PyTree, v: PyTree) -> PyTree:
+    """``H v`` by forward-over-reverse; by reverse-over-reverse where JAX cannot go forward
+    (a ``custom_vjp`` op in the loss, such as ``models.conv_nhwc`` in LeNet)."""
+    if not _uses_custom_vjp(f, x):
+        return jax.jvp(jax.grad(f), (x,), (v,))[1]
+
+    def grad_dot_v(y):
+        pairs = zip(jax.tree.leaves(jax.grad(f)(y)), jax.tree.leaves(v), strict=True)
+        return sum(jnp.vdot(a, b) for a, b in pairs)
+
+    return jax.grad(grad_dot_v)(x)
 
 
 def eps(dtype: Any) -> float:
@@ -88,7 +114,8 @@ def eps(dtype: Any) -> float:
 @jax.jit(static_argnames=("loss_fn", "mask"))
 def dense_hessian(params, *, loss_fn, mask):
     x, f, _ = flat_problem(loss_fn, params, mask)
-    h = jax.jacfwd(jax.grad(f))(x)
+    jacobian = jax.jacrev if _uses_custom_vjp(f, x) else jax.jacfwd  # see `hvp_flat`
+    h = jacobian(jax.grad(f))(x)
     return (h + h.T) / 2
 
 

@@ -69,7 +69,7 @@ def hvp(loss_fn: LossFn, params: PyTree, v: PyTree) -> PyTree:
     {'x': Array(2., dtype=float32, ...), 'y': Array(-2., dtype=float32, ...)}
     """
     _checks.function("loss_fn", loss_fn)
-    return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+    return core.hvp_flat(loss_fn, params, v)
 
 
 @jax.jit(static_argnums=0)

@@ -271,3 +271,46 @@ def test_nnx_state_params_and_eval_mode_check():
 def test_bad_input_errors_name_argument_rule_and_value(call, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(").replace("[", r"\[")):
         call(lambda p: jnp.sum(p**2), jnp.zeros(2))
+
+
+@jax.custom_vjp
+def _sin_custom(x):
+    return jnp.sin(x)
+
+
+_sin_custom.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jnp.cos(x),))
+
+
+def test_losses_with_custom_vjp_ops_fall_back_to_reverse_over_reverse():
+    """JAX cannot take forward-mode derivatives of a custom_vjp op (LeNet's fast conv is one):
+    the HVP, the dense Hessian and Lanczos must still work, and give -diag(sin x) here."""
+    x = jnp.linspace(0.1, 3.0, 12)
+    loss = lambda p: jnp.sum(_sin_custom(p))  # noqa: E731
+    expected = -jnp.sin(x)
+    v = jnp.arange(12.0)
+    np.testing.assert_allclose(hessian.hvp(loss, x, v), expected * v, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hessian.dense(loss, x), jnp.diag(expected), atol=1e-6)
+    ends = hessian.eigenvalues(loss, x, k=1, which="both", method="lanczos", num_iter=12)
+    np.testing.assert_allclose(ends.values, [expected.max(), expected.min()], rtol=1e-4)
+
+
+def test_hvp_on_the_library_lenet():
+    """LeNet's convolution has a custom VJP; its HVP must match a central difference of the
+    gradient (float64, the smooth classic variant so the difference is accurate)."""
+    from jaxopt_notes import models
+
+    with jax.enable_x64(True):
+        net = models.LeNet(in_shape=(8, 8, 1), num_classes=10, variant="classic",
+                           rngs=nnx.Rngs(0))  # fmt: skip
+        apply, params = models.functional(net)
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+        x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1), jnp.float64)
+        loss = lambda p: jnp.mean(apply(p, x) ** 2)  # noqa: E731
+        v = jax.tree.map(lambda a: jax.random.normal(jax.random.key(1), a.shape, a.dtype), params)
+        hv = hessian.hvp(loss, params, v)
+        h = 1e-5
+        shift = lambda s: jax.tree.map(lambda p, d: p + s * h * d, params, v)  # noqa: E731
+        fd = jax.tree.map(lambda a, b: (a - b) / (2 * h), jax.grad(loss)(shift(1)),
+                          jax.grad(loss)(shift(-1)))  # fmt: skip
+        for a, b in zip(jax.tree.leaves(hv), jax.tree.leaves(fd), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7 * float(jnp.abs(b).max()))
