@@ -34,6 +34,11 @@ PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords)
     ),
     "rmsprop": (lambda: jn.rmsprop(1e-3), lambda: optax.rmsprop(1e-3), ("RMSprop", {})),
     "amsgrad": (lambda: jn.amsgrad(1e-3), lambda: optax.amsgrad(1e-3), ("Adam", {"amsgrad": True})),
+    "adam_bf16": (  # opt-in bfloat16 moments (optax can store only mu in bfloat16)
+        lambda: jn.adam(1e-3, moment_dtype=jnp.bfloat16),
+        lambda: optax.adam(1e-3, mu_dtype=jnp.bfloat16),
+        ("Adam", {}),
+    ),
 }
 
 
@@ -46,6 +51,13 @@ def machine() -> dict:
         "devices": [str(d) for d in jax.devices()],
         "versions": {m: importlib.import_module(m).__version__ for m in ("jax", "optax", "numpy")},
     }
+
+
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far (Linux reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _split(n_params: int, n_leaves: int) -> list[int]:
@@ -73,6 +85,7 @@ def jax_stepper(tx, sizes: list[int]):
         return time.perf_counter() - t0
 
     run_once()  # compile
+    run_once.state_bytes = sum(x.nbytes for x in jax.tree.leaves(carry["state"]))
     return run_once
 
 
@@ -122,7 +135,10 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
                     for key, run_once in runners.items():
                         times[key].append(np.median([run_once() for _ in range(calls)]))
                 ms = {key: 1e3 * float(np.median(v)) for key, v in times.items()}
-                row = {"optimizer": name, "params": n, "leaves": k, "median_ms": ms}
+                row = {"optimizer": name, "params": n, "leaves": k, "median_ms": ms,
+                       "state_bytes_per_param": {key: runners[key].state_bytes / n
+                                                 for key in ("jaxopt_notes", "optax")},
+                       "peak_rss_mb": peak_rss_mb()}  # fmt: skip
                 row["ratio_vs"] = {key: ms["jaxopt_notes"] / v for key, v in ms.items()
                                    if key != "jaxopt_notes"}  # fmt: skip
                 rows.append(row)

@@ -39,30 +39,37 @@ def _open(updates: Any) -> Moments:
     return updates if isinstance(updates, Moments) else Moments(grad=updates)
 
 
-def _zeros(params: Any, value: float = 0.0) -> Any:
-    return jax.tree.map(lambda p: jnp.full_like(p, value), params)
+def _zeros(params: Any, value: float = 0.0, dtype: Any = None) -> Any:
+    return jax.tree.map(lambda p: jnp.full_like(p, value, dtype=dtype), params)
+
+
+def _store(tree: Any, dtype: Any) -> Any:
+    """The moment as kept in the state: in ``dtype`` when one is given (e.g. bfloat16)."""
+    return tree if dtype is None else jax.tree.map(lambda x: x.astype(dtype), tree)
 
 
 class FirstMomentState(NamedTuple):
     mu: Any
 
 
-def first_moment(b1: float = 0.9) -> optax.GradientTransformation:
+def first_moment(b1: float = 0.9, *, dtype: Any = None) -> optax.GradientTransformation:
     r"""Momentum in EMA form, the first moment of Adam: :math:`m_t = b_1 m_{t-1} + (1-b_1) g_t`.
 
     This is :func:`jaxopt_notes.trace` with the gradient weighted by :math:`1-b_1`. Opens a
-    :class:`Moments` stream with ``mu`` set; close it with :func:`ratio`.
+    :class:`Moments` stream with ``mu`` set; close it with :func:`ratio`. With ``dtype`` (e.g.
+    ``jnp.bfloat16``) the state is stored in that type; each step still computes in the
+    gradient's precision, so only the rounding of the stored moment changes.
     """
     _checks.beta("b1", b1)
 
     def init_fn(params):
-        return FirstMomentState(mu=_zeros(params))
+        return FirstMomentState(mu=_zeros(params, dtype=dtype))
 
     def update_fn(updates, state, params=None):
         del params
         m = _open(updates)
-        mu = jax.tree.map(lambda g, t: (1 - b1) * g + b1 * t, m.grad, state.mu)
-        return m._replace(mu=mu), FirstMomentState(mu=mu)
+        mu = jax.tree.map(lambda g, t: (1 - b1) * g + b1 * t.astype(g.dtype), m.grad, state.mu)
+        return m._replace(mu=mu), FirstMomentState(mu=_store(mu, dtype))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -71,22 +78,25 @@ class SecondMomentState(NamedTuple):
     nu: Any
 
 
-def second_moment(b2: float = 0.999, initial_scale: float = 0.0) -> optax.GradientTransformation:
+def second_moment(
+    b2: float = 0.999, initial_scale: float = 0.0, *, dtype: Any = None
+) -> optax.GradientTransformation:
     r"""EMA of squared gradients, RMSProp's and Adam's :math:`v_t = b_2 v_{t-1} + (1-b_2) g_t^2`.
 
     :math:`v_0` is ``initial_scale``. Opens or extends a :class:`Moments` stream, setting ``nu``.
+    ``dtype`` stores the state in that type, as in :func:`first_moment`.
     """
     _checks.beta("b2", b2)
     _checks.non_negative("initial_scale", initial_scale)
 
     def init_fn(params):
-        return SecondMomentState(nu=_zeros(params, initial_scale))
+        return SecondMomentState(nu=_zeros(params, initial_scale, dtype))
 
     def update_fn(updates, state, params=None):
         del params
         m = _open(updates)
-        nu = jax.tree.map(lambda g, t: (1 - b2) * g**2 + b2 * t, m.grad, state.nu)
-        return m._replace(nu=nu), SecondMomentState(nu=nu)
+        nu = jax.tree.map(lambda g, t: (1 - b2) * g**2 + b2 * t.astype(g.dtype), m.grad, state.nu)
+        return m._replace(nu=nu), SecondMomentState(nu=_store(nu, dtype))
 
     return optax.GradientTransformation(init_fn, update_fn)
 

@@ -11,6 +11,8 @@ def test_bench_step_reports_every_peer_and_ratio(tmp_path):
     assert row["params"] == 1000 and row["leaves"] == 3
     assert {"jaxopt_notes", "optax"} <= set(row["median_ms"])
     assert set(row["ratio_vs"]) == set(row["median_ms"]) - {"jaxopt_notes"}
+    assert row["state_bytes_per_param"]["jaxopt_notes"] >= 8  # mu and nu in float32
+    assert row["peak_rss_mb"] > 0
     table = bench.markdown_table(rows)
     assert table.count("\n") == 2 and "ours / optax" in table
     bench.plot_rows(rows, tmp_path / "step.png")

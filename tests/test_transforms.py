@@ -255,3 +255,17 @@ def test_reduces_an_ill_conditioned_quadratic(name):
     x0 = jnp.array([-7.0, 2.0])
     x = run_steps(ALL[name](), f, x0, 300)
     assert float(f(x)) < 0.5 * float(f(x0))
+
+
+def test_bfloat16_moments_halve_the_state_and_train_alike():
+    params = jnp.linspace(-3.0, 3.0, 4096)
+    full, half = jn.adam(1e-2), jn.adam(1e-2, moment_dtype=jnp.bfloat16)
+    size = lambda s: sum(x.nbytes for x in jax.tree.leaves(s))  # noqa: E731
+    assert size(half.init(params)) <= 0.5 * size(full.init(params)) + 16  # + the counters
+    moments = [x for x in jax.tree.leaves(half.init(params)) if x.ndim]
+    assert {x.dtype for x in moments} == {jnp.dtype("bfloat16")}
+    scales = jnp.linspace(0.1, 10.0, 4096)
+    f = lambda x: 0.5 * jnp.sum(scales * x**2)  # noqa: E731
+    a, b = run_steps(full, f, params, 500), run_steps(half, f, params, 500)
+    assert b.dtype == jnp.float32 and float(f(b)) < 1e-3 * float(f(params))
+    assert float(f(b)) < 10 * float(f(a)) + 1e-6  # same progress up to bfloat16 rounding
