@@ -8,11 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+import jaxopt_notes as jn  # noqa: E402
 
 
 def claim(text: str, holds: bool, evidence: dict[str, Any], reason: str = "") -> dict:
@@ -44,6 +48,24 @@ def to_json(value: Any) -> Any:
     if isinstance(value, float):
         return value if np.isfinite(value) else str(value)
     return value
+
+
+def trajectory(tx, f, x0: jax.Array, steps: int, record=None):
+    """``record(x)`` at the iterates x_0..x_steps of the transform ``tx`` descending ``f``.
+
+    One ``lax.scan``; traceable, so ``jit`` and ``vmap`` over ``x0`` work. ``record`` defaults
+    to the iterate itself and may return any pytree (stacked along a new first axis).
+    """
+    record = record or (lambda x: x)
+
+    def body(carry, _):
+        x, s = carry
+        u, s = tx.update(jax.grad(f)(x), s, x)
+        x = jn.apply_updates(x, u)
+        return (x, s), record(x)
+
+    _, later = jax.lax.scan(body, (x0, tx.init(x0)), None, length=steps)
+    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), record(x0), later)
 
 
 def save_figure(fig, out_dir: Path, name: str) -> str:

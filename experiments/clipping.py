@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import jaxopt_notes as jn
-from experiments._common import claim, save_figure
+from experiments._common import claim, save_figure, trajectory
 
 SUMMARY = (
     "clipping by global norm keeps the gradient's direction, by value not; clipping tames cliffs"
@@ -78,18 +78,8 @@ def cliff_loss(cfg: Config):
 
 def descend(tx, loss, starts: jax.Array, steps: int) -> np.ndarray:
     """Loss curves (starts x steps+1) of ``tx`` from every start at once."""
-
-    def one(p0):
-        def body(carry, _):
-            p, s = carry
-            u, s = tx.update(jax.grad(loss)(p), s, p)
-            p = jn.apply_updates(p, u)
-            return (p, s), loss(p)
-
-        _, ls = jax.lax.scan(body, (p0, tx.init(p0)), None, length=steps)
-        return jnp.concatenate([loss(p0)[None], ls])
-
-    return np.asarray(jax.jit(jax.vmap(one))(starts))
+    curve = lambda p0: trajectory(tx, loss, p0, steps, record=loss)  # noqa: E731
+    return np.asarray(jax.jit(jax.vmap(curve))(starts))
 
 
 def cliff_runs(cfg: Config, key: jax.Array) -> dict:

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import jaxopt_notes as jn
-from experiments._common import claim, save_figure
+from experiments._common import claim, save_figure, trajectory
 
 SUMMARY = "momentum crosses plateaus and shallow minima where GD stalls; Nesterov overshoots less"
 DATA = "synthetic functions: a tanh plateau, a tilted double well, a 2-d quadratic (no data set)"
@@ -63,19 +63,6 @@ def valley(kappa: float):
     return lambda p: 0.5 * (p[0] ** 2 + kappa * p[1] ** 2)
 
 
-def path(tx, f, x0: jax.Array, steps: int) -> jax.Array:
-    """Iterates x_0..x_steps of ``tx`` on ``f`` (traceable: vmap over x0 works)."""
-
-    def body(carry, _):
-        x, s = carry
-        u, s = tx.update(jax.grad(f)(x), s, x)
-        x = jn.apply_updates(x, u)
-        return (x, s), x
-
-    _, xs = jax.lax.scan(body, (x0, tx.init(x0)), None, length=steps)
-    return jnp.concatenate([x0[None], xs])
-
-
 def first_step(mask: np.ndarray) -> int | None:
     hits = np.nonzero(mask)[0]
     return int(hits[0]) if len(hits) else None
@@ -91,8 +78,12 @@ def settled(ok: np.ndarray) -> int | None:
 
 def flat_regions(cfg: Config) -> dict:
     txs = {"GD": jn.sgd(cfg.plateau_lr), "Momentum": jn.sgd(cfg.plateau_lr, cfg.momentum)}
-    plat = {k: np.asarray(jax.jit(lambda x, t=tx: path(t, plateau, x, cfg.steps))(jnp.array(-1.5)))
-            for k, tx in txs.items()}  # fmt: skip
+    plat = {
+        k: np.asarray(
+            jax.jit(lambda x, t=tx: trajectory(t, plateau, x, cfg.steps))(jnp.array(-1.5))
+        )
+        for k, tx in txs.items()
+    }
     starts = jnp.linspace(-2.5, -1.2, cfg.well_starts)
     wells = {}
     for name, tx in {
@@ -100,7 +91,7 @@ def flat_regions(cfg: Config) -> dict:
         "Momentum": jn.sgd(cfg.well_lr, cfg.momentum),
         "GD at lr/(1-beta)": jn.sgd(cfg.well_lr / (1 - cfg.momentum)),
     }.items():
-        run = jax.jit(jax.vmap(lambda x, t=tx: path(t, double_well, x, cfg.steps)))  # fmt: skip
+        run = jax.jit(jax.vmap(lambda x, t=tx: trajectory(t, double_well, x, cfg.steps)))
         wells[name] = np.asarray(run(starts))
     return {"plateau": plat, "wells": wells, "starts": np.asarray(starts)}
 
@@ -111,7 +102,7 @@ def nesterov_vs_heavy_ball(cfg: Config, momentum: float) -> dict:
     lr = 1.0 / cfg.kappa  # 1/L
     out = {}
     for name, nest in (("heavy-ball", False), ("Nesterov", True)):
-        ps = np.asarray(jax.jit(lambda x, n=nest: path(jn.sgd(lr, momentum, n), f, x,
+        ps = np.asarray(jax.jit(lambda x, n=nest: trajectory(jn.sgd(lr, momentum, n), f, x,
                                                       cfg.valley_steps))(x0))  # fmt: skip
         loss = 0.5 * (ps[:, 0] ** 2 + cfg.kappa * ps[:, 1] ** 2)
         past = np.maximum(-ps * np.sign(np.asarray(x0)), 0)  # how far beyond the minimum

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import jaxopt_notes as jn
-from experiments._common import claim, save_figure
+from experiments._common import claim, save_figure, trajectory
 
 SUMMARY = "SGD zigzags on x^2/20 + y^2; momentum and adaptive methods go more directly"
 DATA = "synthetic functions: Saito's bowl x^2/20 + y^2 and Rosenbrock (no data set)"
@@ -77,16 +77,8 @@ def rosenbrock_optimizers() -> dict:
 
 def path(tx, f, start, steps: int) -> np.ndarray:
     """The iterates x_0..x_steps of ``tx`` on ``f``, as one jitted scan."""
-
-    def body(carry, _):
-        p, s = carry
-        u, s = tx.update(jax.grad(f)(p), s, p)
-        p = jn.apply_updates(p, u)
-        return (p, s), p
-
     p0 = jnp.asarray(start, jnp.float32)
-    _, ps = jax.jit(lambda c: jax.lax.scan(body, c, None, length=steps))((p0, tx.init(p0)))
-    return np.concatenate([np.asarray(p0)[None], np.asarray(ps)])
+    return np.asarray(jax.jit(lambda x: trajectory(tx, f, x, steps))(p0))
 
 
 def sign_changes(values: np.ndarray) -> int:
