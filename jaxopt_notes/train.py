@@ -105,12 +105,8 @@ def _one_of(name: str, value: Any, options: tuple) -> None:
         raise ValueError(f"`{name}` must be one of {options}, got {value!r}")
 
 
-def _registry() -> dict[str, Callable[..., optax.GradientTransformation]]:
-    return dict(OPTIMIZERS)
-
-
 def available_optimizers() -> tuple[str, ...]:
-    return tuple(_registry())
+    return tuple(OPTIMIZERS)
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -125,7 +121,7 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTran
             warmup_steps=warmup,
         ),
     }[cfg.schedule]()
-    return _registry()[cfg.optimizer](learning_rate=lr)
+    return OPTIMIZERS[cfg.optimizer](learning_rate=lr)
 
 
 def build_model(cfg: TrainConfig, info: dict[str, Any], key: jax.Array) -> nnx.Module:
