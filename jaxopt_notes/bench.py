@@ -24,20 +24,50 @@ import numpy as np
 import optax
 
 import jaxopt_notes as jn
+from jaxopt_notes import fused
 
-PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords)
-    "adam": (lambda: jn.adam(1e-3), lambda: optax.adam(1e-3), ("Adam", {})),
+PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords, our fused one)
+    "adam": (
+        lambda: jn.adam(1e-3),
+        lambda: optax.adam(1e-3),
+        ("Adam", {}),
+        lambda: fused.adam(1e-3),
+    ),
     "momentum": (
         lambda: jn.sgd(1e-3, 0.9),
         lambda: optax.sgd(1e-3, 0.9),
         ("SGD", {"momentum": 0.9}),
+        lambda: fused.sgd(1e-3, 0.9),
     ),
-    "rmsprop": (lambda: jn.rmsprop(1e-3), lambda: optax.rmsprop(1e-3), ("RMSprop", {})),
-    "amsgrad": (lambda: jn.amsgrad(1e-3), lambda: optax.amsgrad(1e-3), ("Adam", {"amsgrad": True})),
+    "rmsprop": (
+        lambda: jn.rmsprop(1e-3),
+        lambda: optax.rmsprop(1e-3),
+        ("RMSprop", {}),
+        lambda: fused.rmsprop(1e-3),
+    ),
+    "adagrad": (
+        lambda: jn.adagrad(1e-3),
+        lambda: optax.adagrad(1e-3),
+        ("Adagrad", {}),
+        lambda: fused.adagrad(1e-3),
+    ),
+    "amsgrad": (
+        lambda: jn.amsgrad(1e-3),
+        lambda: optax.amsgrad(1e-3),
+        ("Adam", {"amsgrad": True}),
+        lambda: fused.adam(1e-3, amsgrad=True),
+    ),
+    "adamw": (
+        lambda: jn.adamw(1e-3, weight_decay=1e-2),
+        lambda: optax.adamw(1e-3, weight_decay=1e-2),
+        ("AdamW", {"weight_decay": 1e-2}),
+        lambda: fused.adam(1e-3, weight_decay=1e-2),
+    ),
     "adam_bf16": (  # opt-in bfloat16 moments (optax can store only mu in bfloat16)
         lambda: jn.adam(1e-3, moment_dtype=jnp.bfloat16),
         lambda: optax.adam(1e-3, mu_dtype=jnp.bfloat16),
         ("Adam", {}),
+        None,
     ),
 }
 
@@ -66,12 +96,15 @@ def _split(n_params: int, n_leaves: int) -> list[int]:
 
 
 def jax_stepper(tx, sizes: list[int]):
-    """A jitted, donated ``params, state <- step(params, state, grads)`` and its first inputs."""
+    """A jitted, donated ``params, state <- step(params, state, grads)`` and its first inputs;
+    ``tx`` is a GradientTransformation or a :class:`jaxopt_notes.fused.FusedOptimizer`."""
     params = [jnp.full((s,), 0.5, jnp.float32) for s in sizes]
     grads = [jnp.full((s,), 1e-3, jnp.float32) for s in sizes]
     state = tx.init(params)
 
     def step(params, state, grads):
+        if isinstance(tx, fused.FusedOptimizer):
+            return tx.step(grads, state, params)
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
@@ -120,12 +153,14 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
         torch_modes = ()
     rows = []
     for name in optimizers:
-        ours, theirs, (torch_name, torch_kw) = PAIRS[name]
+        ours, theirs, (torch_name, torch_kw), ours_fused = PAIRS[name]
         for n in sizes:
             for k in leaves:
                 split = _split(n, k)
                 runners = {"jaxopt_notes": jax_stepper(ours(), split),
                            "optax": jax_stepper(theirs(), split)}  # fmt: skip
+                if ours_fused is not None and fused.available():
+                    runners["jaxopt_notes_fused"] = jax_stepper(ours_fused(), split)
                 for mode in torch_modes:
                     runner = torch_stepper(torch_name, torch_kw, split, mode)
                     if runner is not None:
@@ -136,11 +171,16 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
                         times[key].append(np.median([run_once() for _ in range(calls)]))
                 ms = {key: 1e3 * float(np.median(v)) for key, v in times.items()}
                 row = {"optimizer": name, "params": n, "leaves": k, "median_ms": ms,
-                       "state_bytes_per_param": {key: runners[key].state_bytes / n
-                                                 for key in ("jaxopt_notes", "optax")},
+                       "state_bytes_per_param": {key: r.state_bytes / n
+                                                 for key, r in runners.items()
+                                                 if hasattr(r, "state_bytes")},
                        "peak_rss_mb": peak_rss_mb()}  # fmt: skip
                 row["ratio_vs"] = {key: ms["jaxopt_notes"] / v for key, v in ms.items()
                                    if key != "jaxopt_notes"}  # fmt: skip
+                if "jaxopt_notes_fused" in ms:
+                    row["fused_ratio_vs"] = {key: ms["jaxopt_notes_fused"] / v
+                                             for key, v in ms.items()
+                                             if key != "jaxopt_notes_fused"}  # fmt: skip
                 rows.append(row)
                 print(format_row(row), flush=True)
                 del runners
@@ -150,24 +190,26 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
 def format_row(row: dict) -> str:
     ms = "  ".join(f"{k}={v:.2f}ms" for k, v in row["median_ms"].items())
     ratios = "  ".join(f"ours/{k}={v:.2f}x" for k, v in row["ratio_vs"].items())
+    ratios += "".join(f"  fused/{k}={v:.2f}x" for k, v in row.get("fused_ratio_vs", {}).items())
     size = f"{row['params']:>10,d} params {row['leaves']:>3d} leaves"
     return f"{row['optimizer']:>8s} {size}  {ms}  {ratios}"
 
 
 def markdown_table(rows: list[dict]) -> str:
-    peers = sorted({k for r in rows for k in r["median_ms"]} - {"jaxopt_notes"})
-    head = "| optimizer | params | leaves | ours (ms) | " + " | ".join(f"{p} (ms)" for p in peers)
-    head += " | " + " | ".join(f"ours / {p}" for p in peers) + " |"
-    lines = [head, "|" + "---|" * (4 + 2 * len(peers))]
+    """Milliseconds of every implementation, then ours (chain) / optax and fused / each peer."""
+    ours = ["jaxopt_notes", "jaxopt_notes_fused"]
+    peers = sorted({k for r in rows for k in r["median_ms"]} - set(ours))
+    names = [k for k in ours if any(k in r["median_ms"] for r in rows)] + peers
+    ratios = [("ratio_vs", "ours", "optax")]
+    if any("fused_ratio_vs" in r for r in rows):
+        ratios += [("fused_ratio_vs", "fused", p) for p in peers]
+    head = "| optimizer | params | leaves | " + " | ".join(f"{k} (ms)" for k in names)
+    head += " | " + " | ".join(f"{who} / {p}" for _, who, p in ratios) + " |"
+    lines = [head, "|" + "---|" * (3 + len(names) + len(ratios))]
     for r in rows:
-        cells = [
-            r["optimizer"],
-            f"{r['params']:,}",
-            str(r["leaves"]),
-            f"{r['median_ms']['jaxopt_notes']:.2f}",
-        ]
-        cells += [f"{r['median_ms'].get(p, float('nan')):.2f}" for p in peers]
-        cells += [f"{r['ratio_vs'].get(p, float('nan')):.2f}x" for p in peers]
+        cells = [r["optimizer"], f"{r['params']:,}", str(r["leaves"])]
+        cells += [f"{r['median_ms'].get(k, float('nan')):.2f}" for k in names]
+        cells += [f"{r.get(key, {}).get(p, float('nan')):.2f}x" for key, _, p in ratios]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -1,0 +1,280 @@
+// One-pass, multi-threaded optimizer steps for XLA:CPU, called through jax.ffi.
+//
+// XLA:CPU compiles an optimizer step into one loop fusion per output array: Adam becomes three
+// passes over memory (the first moment, the second moment, then the parameters re-reading both
+// moments), 40 bytes per float32 parameter where one pass needs 28. These kernels read every
+// array once and write the parameters and moments in place (the Python side aliases inputs to
+// outputs), sharing the chunks of all leaves among XLA's intra-op threads.
+//
+// The arithmetic is the chain's, operation for operation and in the same order, in the
+// parameters' own type; built with -ffp-contract=off (no fused multiply-adds) and without
+// -ffast-math it rounds as XLA does. Step-dependent scalars (bias corrections, the learning rate)
+// are computed in JAX and arrive in a small `coef` buffer.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kChunk = 1 << 15;  // elements per task: 128 KiB of each float32 array
+
+// A piece of one leaf: [begin, end) of its elements.
+struct Chunk {
+  int64_t leaf, begin, end;
+};
+
+struct Work {
+  std::vector<Chunk> chunks;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+};
+
+// Runs body(chunk) over every chunk on the calling thread and up to the pool's threads.
+// Late tasks find no chunk left and return: they never touch the (then freed) buffers.
+template <typename Body>
+void parallel_chunks(ffi::ThreadPool& pool, std::shared_ptr<Work> work, Body body) {
+  const int64_t total = static_cast<int64_t>(work->chunks.size());
+  auto drain = [work, body, total]() {
+    for (int64_t i; (i = work->next.fetch_add(1)) < total;) {
+      body(work->chunks[i]);
+      work->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(pool.num_threads(), total - 1);
+  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([drain] { drain(); });
+  drain();
+  while (work->done.load(std::memory_order_acquire) < total) std::this_thread::yield();
+}
+
+std::shared_ptr<Work> split(const std::vector<int64_t>& sizes) {
+  auto work = std::make_shared<Work>();
+  for (int64_t leaf = 0; leaf < static_cast<int64_t>(sizes.size()); ++leaf) {
+    for (int64_t b = 0; b < sizes[leaf]; b += kChunk) {
+      work->chunks.push_back({leaf, b, std::min(sizes[leaf], b + kChunk)});
+    }
+  }
+  return work;
+}
+
+// Pointers to `arrays` arrays per leaf, read from args[first + leaf * arrays + a].
+template <typename T>
+ffi::ErrorOr<std::vector<T*>> pointers(const ffi::RemainingArgs& args, int64_t first,
+                                       int64_t arrays, int64_t leaves) {
+  std::vector<T*> out;
+  for (int64_t i = 0; i < leaves * arrays; ++i) {
+    auto buffer = args.get<ffi::AnyBuffer>(first + i);
+    if (buffer.has_error()) return ffi::Unexpected(buffer.error());
+    out.push_back(static_cast<T*>(buffer->untyped_data()));
+  }
+  return out;
+}
+
+std::vector<int64_t> sizes_of(const ffi::RemainingArgs& args, int64_t first, int64_t arrays,
+                              int64_t leaves) {
+  std::vector<int64_t> out;
+  for (int64_t leaf = 0; leaf < leaves; ++leaf) {
+    out.push_back(static_cast<int64_t>(
+        args.get<ffi::AnyBuffer>(first + leaf * arrays).value().element_count()));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kernels. Flags are template parameters so that every variant is a branch-free loop the
+// compiler vectorizes. `guard`: a zero denominator gives u = 0, as the chain's `ratio` does
+// when its eps is not a positive constant. Divisions by a step's scalar (the bias corrections)
+// are multiplications by its reciprocal, because that is what XLA rewrites them into.
+
+// Momentum on an update u: 0 none, 1 heavy-ball, 2 Nesterov; the trace is updated in place.
+template <typename T, int Momentum>
+inline T momentum_step(T u, T* __restrict tr, int64_t i, T beta) {
+  if constexpr (Momentum == 0) {
+    return u;
+  } else {
+    const T v = u + beta * tr[i];
+    tr[i] = v;
+    return Momentum == 2 ? u + beta * v : v;
+  }
+}
+
+template <typename T, bool Guard>
+inline T divide(T num, T den) {
+  if constexpr (Guard) {
+    return den > T(0) ? num / den : T(0);
+  } else {
+    return num / den;
+  }
+}
+
+// Adam, AdamW, AMSGrad. Per leaf (p, g, mu, nu[, nu_max]); results (p, mu, nu[, nu_max]).
+// coef = [1-b1, b1, 1-b2, b2, 1/(1-b1^t), 1/(1-b2^t), eps, eps_root, -lr, weight decay].
+// Amsgrad: 0 none, 1 the max of corrected moments (optax), 2 of raw moments (torch).
+template <typename T, int Amsgrad, bool Decay, bool Guard>
+void adam_chunk(const Chunk& c, const T* k, T* const* a) {
+  constexpr int64_t n = Amsgrad ? 5 : 4;
+  T* __restrict p = a[c.leaf * n + 0];
+  const T* __restrict g = a[c.leaf * n + 1];
+  T* __restrict mu = a[c.leaf * n + 2];
+  T* __restrict nu = a[c.leaf * n + 3];
+  T* __restrict nu_max = Amsgrad ? a[c.leaf * n + 4] : nullptr;
+  const T c1 = k[0], b1 = k[1], c2 = k[2], b2 = k[3], r1 = k[4], r2 = k[5], eps = k[6],
+          eps_root = k[7], neg_lr = k[8], wd = k[9];
+  for (int64_t i = c.begin; i < c.end; ++i) {
+    const T m = c1 * g[i] + b1 * mu[i];
+    const T v = c2 * (g[i] * g[i]) + b2 * nu[i];
+    mu[i] = m;
+    nu[i] = v;
+    T v_hat;
+    if constexpr (Amsgrad == 2) {
+      const T v_max = std::max(nu_max[i], v);
+      nu_max[i] = v_max;
+      v_hat = v_max * r2;
+    } else if constexpr (Amsgrad == 1) {
+      v_hat = std::max(nu_max[i], v * r2);
+      nu_max[i] = v_hat;
+    } else {
+      v_hat = v * r2;
+    }
+    T u = divide<T, Guard>(m * r1, std::sqrt(v_hat + eps_root) + eps);
+    if constexpr (Decay) u = u + wd * p[i];
+    p[i] = p[i] + neg_lr * u;
+  }
+}
+
+// SGD with momentum. Per leaf (p, g, trace); results (p, trace). coef = [beta, -lr].
+template <typename T, int Momentum>
+void sgd_chunk(const Chunk& c, const T* k, T* const* a) {
+  T* __restrict p = a[c.leaf * 3 + 0];
+  const T* __restrict g = a[c.leaf * 3 + 1];
+  T* __restrict tr = a[c.leaf * 3 + 2];
+  const T beta = k[0], neg_lr = k[1];
+  for (int64_t i = c.begin; i < c.end; ++i) {
+    p[i] = p[i] + neg_lr * momentum_step<T, Momentum>(g[i], tr, i, beta);
+  }
+}
+
+// RMSProp and AdaGrad: v = c2 g^2 + rho v (AdaGrad: c2 = rho = 1, a plain sum), then
+// u = g / (sqrt(v + eps_root) + eps), then momentum on u. Per leaf (p, g, nu[, trace]);
+// results (p, nu[, trace]). coef = [c2, rho, eps_root, eps, -lr, beta].
+template <typename T, bool Guard, int Momentum>
+void scaled_chunk(const Chunk& c, const T* k, T* const* a) {
+  constexpr int64_t n = Momentum ? 4 : 3;
+  T* __restrict p = a[c.leaf * n + 0];
+  const T* __restrict g = a[c.leaf * n + 1];
+  T* __restrict nu = a[c.leaf * n + 2];
+  T* __restrict tr = Momentum ? a[c.leaf * n + 3] : nullptr;
+  const T c2 = k[0], rho = k[1], eps_root = k[2], eps = k[3], neg_lr = k[4], beta = k[5];
+  for (int64_t i = c.begin; i < c.end; ++i) {
+    const T v = c2 * (g[i] * g[i]) + rho * nu[i];
+    nu[i] = v;
+    const T u = divide<T, Guard>(g[i], std::sqrt(v + eps_root) + eps);
+    p[i] = p[i] + neg_lr * momentum_step<T, Momentum>(u, tr, i, beta);
+  }
+}
+
+// Reads the common call layout, args = (coef, leaf arrays...) with `arrays` arrays per leaf, and
+// runs `chunk` over all of it.
+template <typename T>
+ffi::Error run(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t arrays,
+               void (*chunk)(const Chunk&, const T*, T* const*)) {
+  const int64_t leaves = (static_cast<int64_t>(args.size()) - 1) / arrays;
+  auto coef = args.get<ffi::AnyBuffer>(0);
+  if (coef.has_error()) return coef.error();
+  auto ptrs = pointers<T>(args, 1, arrays, leaves);
+  if (ptrs.has_error()) return ptrs.error();
+  auto work = split(sizes_of(args, 1, arrays, leaves));
+  if (work->chunks.empty()) return ffi::Error::Success();
+  const T* k = static_cast<const T*>(coef->untyped_data());
+  auto shared = std::make_shared<std::vector<T*>>(std::move(*ptrs));
+  parallel_chunks(pool, work, [k, shared, chunk](const Chunk& c) { chunk(c, k, shared->data()); });
+  return ffi::Error::Success();
+}
+
+using ChunkFn32 = void (*)(const Chunk&, const float*, float* const*);
+using ChunkFn64 = void (*)(const Chunk&, const double*, double* const*);
+
+// Runs the float32 or float64 instance, by the type of the coefficients (all arrays share it).
+ffi::Error by_type(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t arrays,
+                   ChunkFn32 f32, ChunkFn64 f64) {
+  auto coef = args.get<ffi::AnyBuffer>(0);
+  if (coef.has_error()) return coef.error();
+  if (coef->element_type() == ffi::DataType::F32) return run<float>(pool, args, arrays, f32);
+  if (coef->element_type() == ffi::DataType::F64) return run<double>(pool, args, arrays, f64);
+  return ffi::Error::InvalidArgument("fused kernels take float32 or float64 arrays");
+}
+
+// Tables of instances, indexed by the runtime flags.
+template <typename T, int A>
+constexpr std::array<void (*)(const Chunk&, const T*, T* const*), 4> adam_row = {
+    adam_chunk<T, A, false, false>, adam_chunk<T, A, false, true>, adam_chunk<T, A, true, false>,
+    adam_chunk<T, A, true, true>};
+
+ffi::Error Adam(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets, int64_t amsgrad,
+                bool decay, bool guard) {
+  if (amsgrad < 0 || amsgrad > 2) return ffi::Error::InvalidArgument("amsgrad must be 0, 1 or 2");
+  const int64_t i = 2 * decay + guard;
+  const std::array<ChunkFn32, 3> f32 = {adam_row<float, 0>[i], adam_row<float, 1>[i],
+                                        adam_row<float, 2>[i]};
+  const std::array<ChunkFn64, 3> f64 = {adam_row<double, 0>[i], adam_row<double, 1>[i],
+                                        adam_row<double, 2>[i]};
+  return by_type(pool, args, amsgrad ? 5 : 4, f32[amsgrad], f64[amsgrad]);
+}
+
+ffi::Error Sgd(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets,
+               int64_t momentum) {
+  if (momentum == 1) return by_type(pool, args, 3, sgd_chunk<float, 1>, sgd_chunk<double, 1>);
+  if (momentum == 2) return by_type(pool, args, 3, sgd_chunk<float, 2>, sgd_chunk<double, 2>);
+  return ffi::Error::InvalidArgument("momentum must be 1 or 2");
+}
+
+template <int M>
+ffi::Error scaled_with(ffi::ThreadPool pool, const ffi::RemainingArgs& args, bool guard) {
+  const int64_t arrays = M ? 4 : 3;
+  if (guard) return by_type(pool, args, arrays, scaled_chunk<float, true, M>,
+                            scaled_chunk<double, true, M>);
+  return by_type(pool, args, arrays, scaled_chunk<float, false, M>, scaled_chunk<double, false, M>);
+}
+
+ffi::Error Scaled(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets, bool guard,
+                  int64_t momentum) {
+  if (momentum == 0) return scaled_with<0>(pool, args, guard);
+  if (momentum == 1) return scaled_with<1>(pool, args, guard);
+  if (momentum == 2) return scaled_with<2>(pool, args, guard);
+  return ffi::Error::InvalidArgument("momentum must be 0, 1 or 2");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JnFusedAdam, Adam,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .RemainingArgs()
+                                  .RemainingRets()
+                                  .Attr<int64_t>("amsgrad")
+                                  .Attr<bool>("decay")
+                                  .Attr<bool>("guard"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JnFusedSgd, Sgd,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .RemainingArgs()
+                                  .RemainingRets()
+                                  .Attr<int64_t>("momentum"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JnFusedScaled, Scaled,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .RemainingArgs()
+                                  .RemainingRets()
+                                  .Attr<bool>("guard")
+                                  .Attr<int64_t>("momentum"));

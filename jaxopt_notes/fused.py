@@ -1,0 +1,325 @@
+r"""Opt-in fused optimizer steps for XLA:CPU: the chain's arithmetic in one threaded pass.
+
+XLA:CPU compiles a chain such as :func:`jaxopt_notes.adam` into one loop per array it writes:
+the first moment, the second moment, then the parameters, which read both moments back. That
+is 40 bytes of memory traffic per float32 parameter where one pass needs 28 (read
+:math:`\theta, g, m, v`; write :math:`\theta, m, v`). A fused optimizer runs the same
+operations in one C++ pass (``_fused_kernels.cc``, called through ``jax.ffi``) that updates
+the parameters and moments in place, over all leaves at once, on XLA's intra-op threads.
+
+>>> import jax, jax.numpy as jnp
+>>> from jaxopt_notes import fused
+>>> opt = fused.adam(1e-3)
+>>> params = {"w": jnp.ones(4)}
+>>> state = opt.init(params)  # the state of the chain `jn.adam(1e-3)`
+>>> step = jax.jit(opt.step, donate_argnums=(1, 2))  # donate: update in place
+>>> params, state = step({"w": jnp.full(4, 0.5)}, state, params)
+>>> params["w"]
+Array([0.999, 0.999, 0.999, 0.999], dtype=float32)
+
+``step(grads, state, params) -> (params, state)`` applies the update itself (that is how it
+saves the traffic), so a fused optimizer is not a ``GradientTransformation``; ``opt.tx`` is
+the chain it reproduces, and ``opt.init`` is the chain's ``init``: states move freely between
+the two. Numbers: the kernels do the chain's operations in the same order and type, as XLA
+compiles them (without fused multiply-adds; divisions by the bias corrections become
+multiplications by their reciprocals, as XLA rewrites them), so results agree with the chain
+to the last bit or so; ``tests/test_fused.py`` bounds it. float32 and float64 leaves only.
+
+The kernels are compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``
+or ``c++``) into ``$JAXOPT_NOTES_CACHE`` (default ``~/.cache/jaxopt_notes``). On other
+backends (GPU/TPU, where XLA fuses the chain into one pass by itself), or where no compiler
+is found, ``step`` runs the chain instead; :func:`available` tells which.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_notes import optimizers
+from jaxopt_notes.combine import apply_updates, increment
+from jaxopt_notes.moments import (
+    AmsgradMaxState,
+    BiasCorrectionState,
+    FirstMomentState,
+    SecondMomentState,
+)
+from jaxopt_notes.transforms import AddDecayedWeightsState, ScheduleState, TraceState
+
+_SOURCE = Path(__file__).with_name("_fused_kernels.cc")
+_FLAGS = ["-O3", "-march=native", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off",
+          "-fno-math-errno"]  # fmt: skip
+_TARGETS = {"jn_fused_adam": "JnFusedAdam", "jn_fused_sgd": "JnFusedSgd",
+            "jn_fused_scaled": "JnFusedScaled"}  # fmt: skip
+
+
+class FusedOptimizer(NamedTuple):
+    """``init(params) -> state``; ``step(grads, state, params) -> (params, state)``; ``tx``."""
+
+    init: Callable[[Any], Any]
+    step: Callable[[Any, Any, Any], tuple[Any, Any]]
+    tx: optax.GradientTransformation
+
+
+# --- building the kernels -------------------------------------------------------------------
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "g++", "c++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _library_path(cxx: str) -> Path:
+    cpu = platform.processor() + platform.machine()
+    if os.path.exists("/proc/cpuinfo"):  # -march=native: the key must change with the CPU
+        cpu += next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
+    key = hashlib.sha256(
+        b"".join([_SOURCE.read_bytes(), " ".join([cxx, *_FLAGS]).encode(), cpu.encode(),
+                  jax.ffi.include_dir().encode(), jax.__version__.encode()])
+    ).hexdigest()[:16]  # fmt: skip
+    cache = Path(os.environ.get("JAXOPT_NOTES_CACHE", Path.home() / ".cache" / "jaxopt_notes"))
+    return cache / f"fused-{key}.so"
+
+
+@functools.cache
+def _registered() -> str | None:
+    """Builds (once per machine) and registers the kernels; returns why not, or None."""
+    cxx = _compiler()
+    if cxx is None:
+        return "no C++ compiler found (set $CXX)"
+    path = _library_path(cxx)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            out = Path(tmp) / path.name
+            command = [cxx, *_FLAGS, "-I", jax.ffi.include_dir(), str(_SOURCE), "-o", str(out)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                return f"compiling {_SOURCE.name} failed: {done.stderr[-2000:]}"
+            os.replace(out, path)  # atomic: a concurrent build never sees half a file
+    library = ctypes.cdll.LoadLibrary(str(path))
+    for target, symbol in _TARGETS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), "cpu")
+    return None
+
+
+def available() -> bool:
+    """Whether the fused kernels are built and registered (compiling them if needed)."""
+    return _registered() is None
+
+
+# --- the shared step --------------------------------------------------------------------------
+
+
+def _find(state: Any, cls: type) -> Any:
+    """The first link state of type ``cls`` in a chain's (nested) state, or None."""
+    found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, cls))
+             if isinstance(s, cls)]  # fmt: skip
+    return found[0] if found else None
+
+
+def _swap(state: Any, cls: type, **fields: Any) -> Any:
+    """``state`` with the fields of its ``cls`` link replaced."""
+    is_link = lambda s: isinstance(s, cls)  # noqa: E731
+    return jax.tree.map(lambda s: s._replace(**fields) if is_link(s) else s, state,
+                        is_leaf=is_link)  # fmt: skip
+
+
+def _learning_rate(learning_rate: Any, state: Any, dtype: Any) -> jax.Array:
+    """:math:`-\\eta` as ``scale_by_learning_rate`` multiplies it (a float or a schedule)."""
+    if callable(learning_rate):
+        return -jnp.asarray(learning_rate(_find(state, ScheduleState).count), dtype)
+    return jnp.asarray(-learning_rate, dtype)
+
+
+# A kernel spec: (target, attributes, moments: [(link type, field)], coef(state, dtype)).
+Spec = tuple[str, dict, list[tuple[type, str]], Callable[[Any, Any], list]]
+
+
+def _check_dtypes(leaves: list, grads: list, moments: list[list]) -> None:
+    for p, g, *ms in zip(leaves, grads, *moments, strict=True):
+        if p.dtype not in (jnp.float32, jnp.float64) or any(x.dtype != p.dtype for x in (g, *ms)):
+            raise ValueError(
+                "fused optimizers need float32 or float64 params with grads and moments of the "
+                f"same dtype, got params {p.dtype}, grads {g.dtype}, moments "
+                f"{[str(m.dtype) for m in ms]}"
+            )
+
+
+def _kernel(target: str, attributes: dict, coef: jax.Array, leaves: list[list]) -> list[list]:
+    """One ffi call over ``leaves`` (each [param, grad, moments...]); returns per leaf
+    [param, moments...], each aliased to its input so that a donated step runs in place."""
+    per = len(leaves[0])
+    written = [0, *range(2, per)]  # the grad is only read
+    outs = [leaf[a] for leaf in leaves for a in written]
+    aliases = {1 + per * j + a: len(written) * j + r
+               for j in range(len(leaves)) for r, a in enumerate(written)}  # fmt: skip
+    shapes = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in outs]
+    call = jax.ffi.ffi_call(target, shapes, input_output_aliases=aliases)
+    results = call(coef, *[x for leaf in leaves for x in leaf], **attributes)
+    return [results[len(written) * j : len(written) * (j + 1)] for j in range(len(leaves))]
+
+
+def _call(tx: Any, spec: Spec, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
+    target, attributes, moments, coef = spec
+    leaves, treedef = jax.tree.flatten(params)
+    flat_grads = treedef.flatten_up_to(grads)
+    flat_moments = [treedef.flatten_up_to(getattr(_find(state, c), f)) for c, f in moments]
+    _check_dtypes(leaves, flat_grads, flat_moments)
+    new = [None] * len(leaves)  # per leaf: [param, moments...]
+    for dtype in sorted({p.dtype for p in leaves}, key=str):  # the kernel takes one type
+        index = [i for i, p in enumerate(leaves) if p.dtype == dtype]
+        arrays = [[leaves[i], flat_grads[i], *(m[i] for m in flat_moments)] for i in index]
+        k = jnp.stack([jnp.asarray(c, dtype) for c in coef(state, dtype)])
+        for i, out in zip(index, _kernel(target, attributes, k, arrays), strict=True):
+            new[i] = out
+    # Counts and other scalars come from the chain's own update: its array outputs are unused,
+    # so they are dropped from the compiled step, and only the bookkeeping remains.
+    _, new_state = tx.update(grads, state, params)
+    for k, (cls, field) in enumerate(moments):
+        new_state = _swap(new_state, cls, **{field: treedef.unflatten([n[1 + k] for n in new])})
+    return treedef.unflatten([n[0] for n in new]), new_state
+
+
+def _fused(tx: optax.GradientTransformation, spec: Spec) -> FusedOptimizer:
+    def chain_step(grads, state, params):
+        updates, state = tx.update(grads, state, params)
+        return apply_updates(params, updates), state
+
+    def step(grads, state, params):
+        if _registered() is not None:
+            warnings.warn(f"fused kernels unavailable ({_registered()}): running the chain",
+                          stacklevel=2)  # fmt: skip
+            return chain_step(grads, state, params)
+        kernel = lambda g, s, p: _call(tx, spec, g, s, p)  # noqa: E731
+        return jax.lax.platform_dependent(grads, state, params, cpu=kernel, default=chain_step)
+
+    return FusedOptimizer(tx.init, step, tx)
+
+
+def _guard(eps: Any) -> bool:
+    """Whether the chain's ``ratio(eps)`` guards a zero denominator (see ``moments.ratio``)."""
+    return not (isinstance(eps, int | float) and eps > 0)
+
+
+# --- the optimizers ---------------------------------------------------------------------------
+
+
+def adam(
+    learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
+    eps_root: float = 0.0, weight_decay: Any = None, amsgrad: bool = False,
+    convention: str = "optax",
+) -> FusedOptimizer:  # fmt: skip
+    r"""Fused :func:`jaxopt_notes.adam`; with ``weight_decay`` fused :func:`~jaxopt_notes.adamw`
+    (a float or a schedule), with ``amsgrad=True`` fused :func:`~jaxopt_notes.amsgrad`
+    (``convention`` says which maximum: of corrected moments, optax, or raw ones, torch)."""
+    if weight_decay is not None and amsgrad:
+        raise ValueError("`weight_decay` and `amsgrad` cannot both be set, got both")
+    if weight_decay is not None:
+        tx = optimizers.adamw(learning_rate, b1, b2, eps, weight_decay, convention=convention)
+    elif amsgrad:
+        tx = optimizers.amsgrad(learning_rate, b1, b2, eps, convention=convention)
+    else:
+        tx = optimizers.adam(learning_rate, b1, b2, eps, eps_root=eps_root, convention=convention)
+    torch_max = convention == "pytorch"
+
+    def coef(state, dtype):
+        t = increment(_find(state, BiasCorrectionState).count)
+        decay = _find(state, AddDecayedWeightsState)
+        lam = weight_decay(decay.count) if callable(weight_decay) else (weight_decay or 0.0)
+        return [1 - b1, b1, 1 - b2, b2, 1 / (1 - b1**t).astype(dtype),
+                1 / (1 - b2**t).astype(dtype), eps, eps_root,
+                _learning_rate(learning_rate, state, dtype), lam]  # fmt: skip
+
+    moments = [(FirstMomentState, "mu"), (SecondMomentState, "nu")]
+    moments += [(AmsgradMaxState, "nu_max")] if amsgrad else []
+    attributes = {"amsgrad": (2 if torch_max else 1) if amsgrad else 0,
+                  "decay": weight_decay is not None, "guard": _guard(eps)}  # fmt: skip
+    return _fused(tx, ("jn_fused_adam", attributes, moments, coef))
+
+
+def sgd(
+    learning_rate: Any, momentum: float = 0.9, nesterov: bool = False, *, convention: str = "optax"
+) -> FusedOptimizer:
+    r"""Fused :func:`jaxopt_notes.sgd` with heavy-ball or Nesterov momentum (plain SGD is one
+    pass in XLA already: use :func:`jaxopt_notes.sgd`)."""
+    if not momentum:
+        raise ValueError(f"`momentum` must be > 0 for a fused sgd, got {momentum!r}")
+    tx = optimizers.sgd(learning_rate, momentum, nesterov, convention=convention)
+
+    def coef(state, dtype):
+        return [momentum, _learning_rate(learning_rate, state, dtype)]
+
+    spec = ("jn_fused_sgd", {"momentum": 2 if nesterov else 1}, [(TraceState, "trace")], coef)
+    return _fused(tx, spec)
+
+
+def _scaled(tx, learning_rate, c2, rho, eps, eps_in_sqrt, momentum, nesterov) -> FusedOptimizer:
+    """RMSProp and AdaGrad: the chain's ``ratio`` has eps inside the root or after it."""
+    eps_root, eps_out = (eps, 0.0) if eps_in_sqrt else (0.0, eps)
+
+    def coef(state, dtype):
+        lr = _learning_rate(learning_rate, state, dtype)
+        return [c2, rho, eps_root, eps_out, lr, momentum]
+
+    moments = [(SecondMomentState, "nu")] + ([(TraceState, "trace")] if momentum else [])
+    attributes = {"guard": _guard(eps_out), "momentum": (2 if nesterov else 1) if momentum else 0}
+    return _fused(tx, ("jn_fused_scaled", attributes, moments, coef))
+
+
+def rmsprop(
+    learning_rate: Any, decay: float | None = None, eps: float = 1e-8, *, momentum: float = 0.0,
+    nesterov: bool = False, convention: str = "optax",
+) -> FusedOptimizer:  # fmt: skip
+    r"""Fused :func:`jaxopt_notes.rmsprop` (either convention, with or without momentum)."""
+    tx = optimizers.rmsprop(learning_rate, decay, eps, momentum=momentum, nesterov=nesterov,
+                            convention=convention)  # fmt: skip
+    decay = optimizers._pick(decay, convention, optax_default=0.9, pytorch_default=0.99)
+    pytorch = convention == "pytorch"
+    return _scaled(tx, learning_rate, 1 - decay, decay, eps, not pytorch, momentum, nesterov)
+
+
+def adagrad(
+    learning_rate: Any, eps: float | None = None, *, initial_accumulator_value: float | None = None,
+    convention: str = "optax",
+) -> FusedOptimizer:  # fmt: skip
+    r"""Fused :func:`jaxopt_notes.adagrad`: the sum of squares is ``1 * g^2 + 1 * v``, exact."""
+    tx = optimizers.adagrad(learning_rate, eps, initial_accumulator_value=initial_accumulator_value,
+                            convention=convention)  # fmt: skip
+    eps = optimizers._pick(eps, convention, optax_default=1e-7, pytorch_default=1e-10)
+    return _scaled(tx, learning_rate, 1.0, 1.0, eps, convention != "pytorch", 0.0, False)
+
+
+OPTIMIZERS: dict[str, Callable[..., FusedOptimizer]] = {
+    "adam": adam,
+    "adamw": lambda learning_rate, *a, weight_decay=None, convention="optax", **kw: adam(
+        learning_rate,
+        *a,
+        convention=convention,
+        **kw,
+        weight_decay=optimizers._pick(
+            weight_decay, convention, optax_default=1e-4, pytorch_default=1e-2
+        ),
+    ),  # fmt: skip
+    "amsgrad": lambda learning_rate, *a, **kw: adam(learning_rate, *a, amsgrad=True, **kw),
+    "momentum": sgd,
+    "nesterov": lambda learning_rate, momentum=0.9, **kw: sgd(learning_rate, momentum, True, **kw),
+    "rmsprop": rmsprop,
+    "adagrad": adagrad,
+}

@@ -1,0 +1,280 @@
+"""The fused optimizer steps: the same numbers as the chains, optax, torch and the papers.
+
+Three kinds of check: (1) in float64, 300 steps on the MLP against optax, torch.optim and the
+NumPy paper references at the equivalence tests' bound; (2) in float32, bit for bit against a
+NumPy transcription of the kernels' arithmetic, and within a few float32 roundings of the
+XLA-compiled chain (which contracts multiply-adds into FMAs where the kernel does not);
+(3) the contract: the chain's state, one compilation, clear errors, the chain as fallback.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxopt_notes import fused
+from tests import reference as ref
+from tests.test_equivalence import STEPS, TOL, rel_err, run_torch
+
+pytestmark = pytest.mark.skipif(not fused.available(), reason="no C++ compiler for the kernels")
+
+
+def run_fused(opt, theta0, grad_fn, unravel, steps=STEPS):
+    with jax.enable_x64(True):
+        params = jax.tree.map(jnp.asarray, unravel(theta0))
+        flat = lambda p: np.concatenate([np.ravel(p[k]) for k in ("w1", "b1", "w2", "b2")])  # noqa: E731
+        state = opt.init(params)
+        step = jax.jit(opt.step)
+        for _ in range(steps):
+            grads = jax.tree.map(jnp.asarray, unravel(grad_fn(flat(params))))
+            params, state = step(grads, state, params)
+        assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(params))
+        return flat(params)
+
+
+# name: (fused, optax's, NumPy paper reference)
+OPTAX_CASES = {
+    "momentum": (fused.sgd(0.05, 0.9), optax.sgd(0.05, 0.9), ref.sgd(0.05, 0.9)),
+    "nesterov": (
+        fused.sgd(0.05, 0.9, nesterov=True),
+        optax.sgd(0.05, 0.9, nesterov=True),
+        ref.sgd(0.05, 0.9, nesterov=True),
+    ),
+    "adagrad": (fused.adagrad(0.1), optax.adagrad(0.1), ref.adagrad(0.1, 1e-7, 0.1, True)),
+    "rmsprop": (fused.rmsprop(0.01), optax.rmsprop(0.01), ref.rmsprop(0.01, 0.9, 1e-8, True)),
+    "rmsprop_momentum": (
+        fused.rmsprop(3e-4, momentum=0.9),  # the small rate of test_equivalence, for its reason
+        optax.rmsprop(3e-4, momentum=0.9),
+        ref.rmsprop(3e-4, 0.9, 1e-8, True, momentum=0.9),
+    ),
+    "adam": (fused.adam(0.01), optax.adam(0.01), ref.adam(0.01)),
+    "adamw": (
+        fused.adam(0.01, weight_decay=0.1),
+        optax.adamw(0.01, weight_decay=0.1),
+        ref.adam(0.01, weight_decay=0.1),
+    ),
+    "amsgrad": (
+        fused.adam(0.01, amsgrad=True),
+        optax.amsgrad(0.01),
+        ref.adam(0.01, amsgrad="corrected"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTAX_CASES))
+def test_fused_matches_optax_and_the_paper(name):
+    ours, theirs, paper = OPTAX_CASES[name]
+    theta0, grad_fn, unravel = ref.mlp_problem()
+    mine = run_fused(ours, theta0, grad_fn, unravel)
+    theirs_run = run_fused(fused.FusedOptimizer(theirs.init, _apply(theirs), theirs), theta0,
+                           grad_fn, unravel)  # fmt: skip
+    assert rel_err(mine, theirs_run) < TOL
+    assert rel_err(mine, ref.run(paper, theta0, grad_fn, STEPS)) < TOL
+    assert rel_err(mine, theta0) > 1e-3  # it moved: the comparison is not vacuous
+
+
+def _apply(tx):
+    def step(grads, state, params):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return step
+
+
+def torch_cases(torch):
+    o = torch.optim
+    return {  # name: (fused with convention="pytorch", torch factory, NumPy reference)
+        "momentum": (fused.sgd(0.05, 0.9, convention="pytorch"),
+                     lambda p: o.SGD(p, lr=0.05, momentum=0.9), ref.sgd(0.05, 0.9)),
+        "adagrad": (fused.adagrad(0.1, convention="pytorch"), lambda p: o.Adagrad(p, lr=0.1),
+                    ref.adagrad(0.1, 1e-10, 0.0, False)),
+        "rmsprop": (fused.rmsprop(0.01, convention="pytorch"), lambda p: o.RMSprop(p, lr=0.01),
+                    ref.rmsprop(0.01, 0.99, 1e-8, False)),
+        "adam": (fused.adam(0.01, convention="pytorch"), lambda p: o.Adam(p, lr=0.01),
+                 ref.adam(0.01)),
+        "adamw": (fused.OPTIMIZERS["adamw"](0.01, convention="pytorch"),
+                  lambda p: o.AdamW(p, lr=0.01), ref.adam(0.01, weight_decay=0.01)),
+        "amsgrad": (fused.adam(0.01, amsgrad=True, convention="pytorch"),
+                    lambda p: o.Adam(p, lr=0.01, amsgrad=True), ref.adam(0.01, amsgrad="raw")),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["momentum", "adagrad", "rmsprop", "adam", "adamw", "amsgrad"])
+def test_fused_pytorch_convention_matches_torch_optim(name):
+    torch = pytest.importorskip(
+        "torch", reason="torch is an optional extra: pip install -e .[torch]"
+    )
+    ours, make, paper = torch_cases(torch)[name]
+    theta0, grad_fn, unravel = ref.mlp_problem()
+    mine = run_fused(ours, theta0, grad_fn, unravel)
+    assert rel_err(mine, run_torch(torch, make, theta0, grad_fn)) < TOL
+    assert rel_err(mine, ref.run(paper, theta0, grad_fn, STEPS)) < TOL
+
+
+# ------------------------------------------------------------------------- float32, bitwise
+def kernel_adam(lr, b1=0.9, b2=0.999, eps=1e-8, wd=None, amsgrad=None):
+    """The kernel's float32 arithmetic, written out in NumPy (no FMA, reciprocal corrections)."""
+    f = np.float32
+    m = v = v_max = None
+
+    def step(p, g, t):
+        nonlocal m, v, v_max
+        m = f(1 - b1) * g + f(b1) * (0 * g if m is None else m)
+        v = f(1 - b2) * (g * g) + f(b2) * (0 * g if v is None else v)
+        r1, r2 = f(1) / (f(1) - f(b1) ** t), f(1) / (f(1) - f(b2) ** t)
+        v_max = 0 * g if v_max is None else v_max
+        if amsgrad == "raw":
+            v_max = np.maximum(v_max, v)
+            v_hat = v_max * r2
+        elif amsgrad == "corrected":
+            v_hat = v_max = np.maximum(v_max, v * r2)
+        else:
+            v_hat = v * r2
+        u = (m * r1) / (np.sqrt(v_hat + f(0)) + f(eps))
+        if wd is not None:
+            u = u + f(wd) * p
+        return p + f(-lr) * u
+
+    return step
+
+
+def kernel_rmsprop(lr, rho, eps, eps_in_sqrt, momentum=0.0):
+    f = np.float32
+    v = tr = None
+
+    def step(p, g, t):
+        nonlocal v, tr
+        v = f(1 - rho) * (g * g) + f(rho) * (0 * g if v is None else v)
+        den = np.sqrt(v + f(eps)) + f(0) if eps_in_sqrt else np.sqrt(v + f(0)) + f(eps)
+        u = np.where(den > 0, g / np.where(den > 0, den, 1), f(0)).astype(f)
+        if momentum:
+            tr = u + f(momentum) * (0 * g if tr is None else tr)
+            u = tr
+        return p + f(-lr) * u
+
+    return step
+
+
+# b1 = 0.5, b2 = 0.75: b^t is a float32 number exactly for these t (3^12 < 2^24), so XLA's
+# float32 pow (whose last bit depends on the fusion it lands in) cannot blur the comparison.
+B = {"b1": 0.5, "b2": 0.75}
+FLOAT32_CASES = {  # name: (fused, kernel transcription)
+    "adam": (fused.adam(0.01, **B), kernel_adam(0.01, **B)),
+    "adamw": (fused.adam(0.01, **B, weight_decay=0.1), kernel_adam(0.01, **B, wd=0.1)),
+    "amsgrad": (
+        fused.adam(0.01, **B, amsgrad=True),
+        kernel_adam(0.01, **B, amsgrad="corrected"),
+    ),
+    "amsgrad_pytorch": (
+        fused.adam(0.01, **B, amsgrad=True, convention="pytorch"),
+        kernel_adam(0.01, **B, amsgrad="raw"),
+    ),
+    "rmsprop": (fused.rmsprop(0.01), kernel_rmsprop(0.01, 0.9, 1e-8, True)),
+    "rmsprop_pytorch_momentum": (
+        fused.rmsprop(0.01, momentum=0.9, convention="pytorch"),
+        kernel_rmsprop(0.01, 0.99, 1e-8, False, momentum=0.9),
+    ),
+}
+
+
+def _problem(n=70_001, seed=0):
+    """One long leaf (several kernel chunks) and gradients with a zero stretch (the guard)."""
+    rng = np.random.default_rng(seed)
+    p0 = rng.normal(size=n).astype(np.float32)
+    grads = [rng.normal(size=n).astype(np.float32) for _ in range(12)]
+    grads[0][:100] = 0.0  # v = 0 there: rmsprop's optax form divides 0 by sqrt(eps)
+    return p0, grads
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT32_CASES))
+def test_float32_kernel_is_its_written_arithmetic_bit_for_bit(name):
+    opt, transcription = FLOAT32_CASES[name]
+    p0, grads = _problem()
+    params, state = {"w": jnp.asarray(p0)}, opt.init({"w": jnp.asarray(p0)})
+    step = jax.jit(opt.step)
+    expected = p0
+    for t, g in enumerate(grads, start=1):
+        params, state = step({"w": jnp.asarray(g)}, state, params)
+        expected = transcription(expected, g, t)
+    np.testing.assert_array_equal(np.asarray(params["w"]), expected)
+
+
+@pytest.mark.parametrize("name", sorted(fused.OPTIMIZERS))
+def test_float32_fused_stays_within_roundings_of_the_chain(name):
+    """50 steps on three leaves: the kernel and XLA's compiled chain differ only in rounding."""
+    opt = fused.OPTIMIZERS[name](1e-2)
+    rng = np.random.default_rng(1)
+    shapes = {"a": (300, 7), "b": (5,), "c": (40_000,)}
+    params = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+    start = params
+    chain_params, chain_state, state = params, opt.init(params), opt.init(params)
+    step, chain_step = jax.jit(opt.step), jax.jit(_apply(opt.tx))
+    for _ in range(50):
+        grads = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+        params, state = step(grads, state, params)
+        chain_params, chain_state = chain_step(grads, chain_state, chain_params)
+    assert jax.tree.structure(state) == jax.tree.structure(chain_state)
+    for a, b in zip(jax.tree.leaves((params, state)), jax.tree.leaves((chain_params, chain_state)),
+                    strict=True):  # fmt: skip
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert np.max(np.abs(a - b)) <= 1e-5 * max(1.0, np.max(np.abs(b))), name
+    assert np.max(np.abs(np.asarray(params["c"]) - np.asarray(start["c"]))) > 1e-3  # it moved
+
+
+# --------------------------------------------------------------------------------- contract
+def test_state_moves_between_the_chain_and_the_fused_step():
+    """5 fused steps then 5 chain steps from that state equal 10 chain steps (float64)."""
+    opt = fused.adam(0.01, weight_decay=0.01)
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(2)
+        grads = [{"w": jnp.asarray(rng.normal(size=64))} for _ in range(10)]
+        p_mixed = p_chain = {"w": jnp.ones(64)}
+        s_mixed = s_chain = opt.init(p_mixed)
+        chain_step = _apply(opt.tx)
+        for i, g in enumerate(grads):
+            p_mixed, s_mixed = (opt.step if i < 5 else chain_step)(g, s_mixed, p_mixed)
+            p_chain, s_chain = chain_step(g, s_chain, p_chain)
+        np.testing.assert_allclose(p_mixed["w"], p_chain["w"], rtol=1e-13)
+        np.testing.assert_allclose(s_mixed[0].mu["w"], s_chain[0].mu["w"], rtol=1e-13)
+
+
+def test_one_compilation_donated_and_mixed_dtypes():
+    opt = fused.sgd(0.1, 0.9)
+    with jax.enable_x64(True):
+        params = {"a": jnp.ones(10, jnp.float32), "b": jnp.ones(3, jnp.float64)}
+        state = opt.init(params)
+        step = jax.jit(opt.step, donate_argnums=(1, 2))
+        for _ in range(3):
+            grads = {"a": jnp.ones(10, jnp.float32), "b": jnp.ones(3, jnp.float64)}
+            params, state = step(grads, state, params)
+        assert step._cache_size() == 1
+        assert params["a"].dtype == jnp.float32 and params["b"].dtype == jnp.float64
+        # v: 1, 1.9, 2.71; p = 1 - 0.1 * (1 + 1.9 + 2.71)
+        np.testing.assert_allclose(params["b"], 1 - 0.1 * 5.61, rtol=1e-12)
+        np.testing.assert_allclose(params["a"], 1 - 0.1 * 5.61, rtol=1e-6)
+
+
+def test_bad_input_is_refused_with_a_sentence():
+    with pytest.raises(ValueError, match="`momentum` must be > 0"):
+        fused.sgd(0.1, 0.0)
+    with pytest.raises(ValueError, match="`b1` must be in"):
+        fused.adam(0.1, b1=1.5)
+    with pytest.raises(ValueError, match="`weight_decay` and `amsgrad`"):
+        fused.adam(0.1, weight_decay=0.1, amsgrad=True)
+    opt = fused.adam(0.1)
+    params = {"w": jnp.ones(3, jnp.bfloat16)}
+    with pytest.raises(ValueError, match="float32 or float64 params.*bfloat16"):
+        opt.step({"w": jnp.ones(3, jnp.bfloat16)}, opt.init(params), params)
+
+
+def test_without_kernels_the_step_runs_the_chain(monkeypatch):
+    opt = fused.adam(0.1)
+    params, grads = {"w": jnp.ones(3)}, {"w": jnp.full(3, 2.0)}
+    monkeypatch.setattr(fused, "_registered", lambda: "no compiler (test)")
+    with pytest.warns(UserWarning, match="running the chain"):
+        got, _ = opt.step(grads, opt.init(params), params)
+    want, _ = _apply(opt.tx)(grads, opt.init(params), params)
+    np.testing.assert_array_equal(got["w"], want["w"])
