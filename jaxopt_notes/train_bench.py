@@ -1,11 +1,15 @@
 """LeNet train-step throughput: our scanned epoch vs a plain Flax+optax loop vs torch eager.
 
-All three train the same modern LeNet (ReLU, max-pool) with Adam on the same images, in the same
-process, one after another for each repeat so that a busy machine slows all of them alike.
-Throughput is samples per second over one pass of the images, the median over repeats.
+All train the same LeNet (``modern``: ReLU, max-pool; ``classic``: sigmoid, average pool) with
+Adam on the same images, in the same process, one after another for each repeat so that a busy
+machine slows all of them alike. Throughput is samples per second over one pass of the images,
+the median over repeats.
 
 - ``scan``: :func:`jaxopt_notes.train.make_epoch_fn`, one jitted call per pass (data on device).
-- ``flax``: the Flax example's loop, an ``nnx.jit`` step per batch fed from host NumPy arrays.
+- ``flax``: the Flax example's loop, an ``nnx.jit`` step per batch fed from host NumPy arrays,
+  on our :class:`~jaxopt_notes.models.LeNet` (so it differs from ``scan`` by the loop alone).
+- ``flax_stock``: the same loop on a LeNet of stock Flax layers (``nnx.Conv``,
+  ``nnx.max_pool``/``nnx.avg_pool``): what the Flax example would have a user write.
 - ``torch``: eager PyTorch on the CPU, only when ``import torch`` works.
 
 A benchmark, never a test: ``jaxopt-notes bench`` calls :func:`bench_train`.
@@ -35,8 +39,8 @@ def _time(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def _scan_runner(ds: data_lib.Dataset, batch_size: int) -> Callable[[], Any]:
-    cfg = train.TrainConfig(model="lenet", variant="modern", batch_size=batch_size, epochs=1)
+def _scan_runner(ds: data_lib.Dataset, batch_size: int, variant: str) -> Callable[[], Any]:
+    cfg = train.TrainConfig(model="lenet", variant=variant, batch_size=batch_size, epochs=1)
     mesh = train.make_mesh(1)
     tx = optax.adam(1e-3)
     model, state = train.init_state(cfg, ds, tx, mesh)
@@ -52,8 +56,38 @@ def _scan_runner(ds: data_lib.Dataset, batch_size: int) -> Callable[[], Any]:
     return run
 
 
-def _flax_runner(ds: data_lib.Dataset, batch_size: int) -> Callable[[], Any]:
-    model = models.LeNet(in_shape=ds.image_shape, variant="modern", rngs=nnx.Rngs(0))
+class _StockLeNet(nnx.Module):
+    """LeNet-5 from stock Flax layers, the baseline a Flax user would write."""
+
+    def __init__(self, channels: int, flat: int, variant: str, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(channels, 6, kernel_size=(5, 5), padding=2, rngs=rngs)
+        self.conv2 = nnx.Conv(6, 16, kernel_size=(5, 5), padding="VALID", rngs=rngs)
+        self.fcs = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in
+                             ((flat, 120), (120, 84), (84, 10))])  # fmt: skip
+        self.variant = variant
+
+    def __call__(self, x):
+        classic = self.variant == "classic"
+        act, pool = (jax.nn.sigmoid, nnx.avg_pool) if classic else (jax.nn.relu, nnx.max_pool)
+        for conv in (self.conv1, self.conv2):
+            x = pool(act(conv(x)), window_shape=(2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        for fc in self.fcs[:-1]:
+            x = act(fc(x))
+        return self.fcs[-1](x)
+
+
+def _flat(ds: data_lib.Dataset) -> int:
+    return 16 * ((ds.image_shape[0] // 2 - 4) // 2) ** 2
+
+
+def _flax_runner(
+    ds: data_lib.Dataset, batch_size: int, variant: str, stock: bool = False
+) -> Callable[[], Any]:
+    if stock:
+        model = _StockLeNet(ds.image_shape[2], _flat(ds), variant, nnx.Rngs(0))
+    else:
+        model = models.LeNet(in_shape=ds.image_shape, variant=variant, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     x = np.asarray(data_lib.normalize(ds.x_train, ds.mean, ds.std))
     y = ds.y_train
@@ -79,19 +113,18 @@ def _flax_runner(ds: data_lib.Dataset, batch_size: int) -> Callable[[], Any]:
     return run
 
 
-def _torch_runner(ds: data_lib.Dataset, batch_size: int) -> Callable[[], Any] | None:
+def _torch_runner(ds: data_lib.Dataset, batch_size: int, variant: str) -> Callable[[], Any] | None:
     try:
         import torch
     except ImportError:
         return None
     torch.manual_seed(0)
     nn = torch.nn
-    channels, side = ds.image_shape[2], ds.image_shape[0]
-    flat = 16 * ((side // 2 - 4) // 2) ** 2
+    act, pool = (nn.Sigmoid, nn.AvgPool2d) if variant == "classic" else (nn.ReLU, nn.MaxPool2d)
     net = nn.Sequential(
-        nn.Conv2d(channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(flat, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        nn.Conv2d(ds.image_shape[2], 6, 5, padding=2), act(), pool(2),
+        nn.Conv2d(6, 16, 5), act(), pool(2), nn.Flatten(),
+        nn.Linear(_flat(ds), 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, 10),
     )  # fmt: skip
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.from_numpy(np.array(data_lib.normalize(ds.x_train, ds.mean, ds.std)))
@@ -111,7 +144,7 @@ def _torch_runner(ds: data_lib.Dataset, batch_size: int) -> Callable[[], Any] | 
 
 
 def bench_train(out_dir: str | None = None, quick: bool = False) -> dict:
-    """Samples/s of a LeNet train step, batch 256 and 64, for scan / flax / torch (medians).
+    """Samples/s of a LeNet train step, both variants, batch 256 and 64, for each loop (medians).
 
     ``quick`` uses 1,024 images and 2 repeats instead of the 4,000 mnist5k training images and 5.
     With ``out_dir`` the result is also written to ``out_dir/train_bench.json``.
@@ -120,26 +153,14 @@ def bench_train(out_dir: str | None = None, quick: bool = False) -> dict:
     n, repeats = (1024, 2) if quick else (len(ds.y_train), 5)
     ds = data_lib.Dataset(ds.name, ds.source, ds.x_train[:n], ds.y_train[:n], ds.x_test, ds.y_test)
     results: dict[str, Any] = {}
-    for batch_size in (256, 64):
-        runners = {
-            "scan": _scan_runner(ds, batch_size),
-            "flax": _flax_runner(ds, batch_size),
-            "torch": _torch_runner(ds, batch_size),
-        }
-        runners = {k: v for k, v in runners.items() if v is not None}
-        times: dict[str, list[float]] = {k: [] for k in runners}
-        for run in runners.values():
-            run()  # compile and warm up
-        for _ in range(repeats):
-            for name, run in runners.items():
-                times[name].append(_time(run))
-        samples = (n // batch_size) * batch_size
-        results[f"batch_{batch_size}"] = {
-            name: {"samples_per_s": samples / statistics.median(t), "times_s": t}
-            for name, t in times.items()
-        }
+    for variant in ("modern", "classic"):
+        for batch_size in (256, 64):
+            key = f"{variant}_batch_{batch_size}"
+            results[key] = _race(ds, batch_size, variant, repeats)
+            print(key, {k: round(v["samples_per_s"]) for k, v in results[key].items()
+                        if k != "scan_over"}, flush=True)  # fmt: skip
     report = {
-        "benchmark": "LeNet (modern) + Adam train-step throughput",
+        "benchmark": "LeNet + Adam train-step throughput",
         "dataset": ds.describe(),
         "repeats": repeats,
         "backend": jax.default_backend(),
@@ -152,7 +173,30 @@ def bench_train(out_dir: str | None = None, quick: bool = False) -> dict:
     return report
 
 
+def _race(ds: data_lib.Dataset, batch_size: int, variant: str, repeats: int) -> dict:
+    runners = {
+        "scan": _scan_runner(ds, batch_size, variant),
+        "flax": _flax_runner(ds, batch_size, variant),
+        "flax_stock": _flax_runner(ds, batch_size, variant, stock=True),
+        "torch": _torch_runner(ds, batch_size, variant),
+    }
+    runners = {k: v for k, v in runners.items() if v is not None}
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for run in runners.values():
+        run()  # compile and warm up
+    for _ in range(repeats):
+        for name, run in runners.items():
+            times[name].append(_time(run))
+    samples = (len(ds.y_train) // batch_size) * batch_size
+    row: dict[str, Any] = {
+        name: {"samples_per_s": samples / statistics.median(t), "times_s": t}
+        for name, t in times.items()
+    }
+    row["scan_over"] = {name: row["scan"]["samples_per_s"] / row[name]["samples_per_s"]
+                        for name in runners if name != "scan"}  # fmt: skip
+    return row
+
+
 if __name__ == "__main__":
     bench = bench_train(quick=False)
-    for key, row in bench["results"].items():
-        print(key, {k: round(v["samples_per_s"]) for k, v in row.items()})
+    print(json.dumps({k: v["scan_over"] for k, v in bench["results"].items()}, indent=2))

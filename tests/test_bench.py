@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_notes import bench
+from jaxopt_notes import bench, fused
 
 
 def test_bench_step_reports_every_peer_and_ratio(tmp_path):
@@ -16,8 +16,13 @@ def test_bench_step_reports_every_peer_and_ratio(tmp_path):
     assert set(row["ratio_vs"]) == set(row["median_ms"]) - {"jaxopt_notes"}
     assert row["state_bytes_per_param"]["jaxopt_notes"] >= 8  # mu and nu in float32
     assert row["peak_rss_mb"] > 0
+    if fused.available():  # the fused step is timed beside the chain, with its own ratios
+        assert "jaxopt_notes_fused" in row["median_ms"]
+        assert set(row["fused_ratio_vs"]) == set(row["median_ms"]) - {"jaxopt_notes_fused"}
+        assert row["state_bytes_per_param"]["jaxopt_notes_fused"] >= 8
     table = bench.markdown_table(rows)
     assert table.count("\n") == 2 and "ours / optax" in table
+    assert ("fused / optax" in table) == fused.available()
     bench.plot_rows(rows, tmp_path / "step.png")
     assert (tmp_path / "step.png").read_bytes()[:4] == b"\x89PNG"
     assert sum(bench._split(1001, 10)) == 1001
@@ -62,3 +67,17 @@ def test_spectrum_race_on_a_known_diagonal_hessian():
     headline = race["by_target"][f"{hb.TARGETS[0]:.0e}"]
     assert race["lanczos_over_power"] == headline["median_ratio"]
     assert race["one_third_floor_met"] == (headline["median_ratio"] <= hb.FLOOR)
+
+
+def test_train_bench_stock_lenet_is_the_same_network():
+    """The stock-Flax baseline has our LeNet's parameter count and output, both variants."""
+    from flax import nnx
+
+    from jaxopt_notes import models, train_bench
+
+    x = jnp.zeros((2, 28, 28, 1))
+    for variant in ("modern", "classic"):
+        ours = models.LeNet(variant=variant, rngs=nnx.Rngs(0))
+        stock = train_bench._StockLeNet(1, 400, variant, nnx.Rngs(0))
+        assert models.count_params(stock) == models.count_params(ours) == 61706
+        assert stock(x).shape == ours(x).shape == (2, 10)
