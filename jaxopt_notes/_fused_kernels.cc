@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <thread>
 #include <type_traits>
@@ -151,6 +152,43 @@ void adam_chunk(const Chunk& c, const T* k, T* const* a) {
   }
 }
 
+// bfloat16 storage: the upper half of a float32; stored rounding to nearest, ties to even, as
+// XLA's convert does (NaN stays a quiet NaN).
+inline float from_bf16(uint16_t x) {
+  const uint32_t bits = static_cast<uint32_t>(x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+inline uint16_t to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+// Adam with bfloat16 moments (float32 params): each step computes in float32 from the stored
+// moments and stores them rounded, as the chain with `moment_dtype=jnp.bfloat16` does.
+// Per leaf (p, g, mu, nu); coef as for Adam.
+template <bool Guard>
+void adam_bf16_chunk(const Chunk& c, const float* k, float* const* a) {
+  float* __restrict p = a[c.leaf * 4 + 0];
+  const float* __restrict g = a[c.leaf * 4 + 1];
+  uint16_t* __restrict mu = reinterpret_cast<uint16_t*>(a[c.leaf * 4 + 2]);
+  uint16_t* __restrict nu = reinterpret_cast<uint16_t*>(a[c.leaf * 4 + 3]);
+  const float c1 = k[0], b1 = k[1], c2 = k[2], b2 = k[3], r1 = k[4], r2 = k[5], eps = k[6],
+              eps_root = k[7], neg_lr = k[8];
+  for (int64_t i = c.begin; i < c.end; ++i) {
+    const float m = c1 * g[i] + b1 * from_bf16(mu[i]);
+    const float v = c2 * (g[i] * g[i]) + b2 * from_bf16(nu[i]);
+    mu[i] = to_bf16(m);
+    nu[i] = to_bf16(v);
+    const float u = divide<float, Guard>(m * r1, std::sqrt(v * r2 + eps_root) + eps);
+    p[i] = p[i] + neg_lr * u;
+  }
+}
+
 // SGD with momentum. Per leaf (p, g, trace); results (p, trace). coef = [beta, -lr].
 template <typename T, int Momentum>
 void sgd_chunk(const Chunk& c, const T* k, T* const* a) {
@@ -209,7 +247,9 @@ ffi::Error by_type(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t
   auto coef = args.get<ffi::AnyBuffer>(0);
   if (coef.has_error()) return coef.error();
   if (coef->element_type() == ffi::DataType::F32) return run<float>(pool, args, arrays, f32);
-  if (coef->element_type() == ffi::DataType::F64) return run<double>(pool, args, arrays, f64);
+  if (coef->element_type() == ffi::DataType::F64 && f64 != nullptr) {
+    return run<double>(pool, args, arrays, f64);
+  }
   return ffi::Error::InvalidArgument("fused kernels take float32 or float64 arrays");
 }
 
@@ -220,8 +260,13 @@ constexpr std::array<void (*)(const Chunk&, const T*, T* const*), 4> adam_row = 
     adam_chunk<T, A, true, true>};
 
 ffi::Error Adam(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets, int64_t amsgrad,
-                bool decay, bool guard) {
+                bool decay, bool guard, bool bf16_moments) {
   if (amsgrad < 0 || amsgrad > 2) return ffi::Error::InvalidArgument("amsgrad must be 0, 1 or 2");
+  if (bf16_moments) {
+    if (amsgrad || decay) return ffi::Error::InvalidArgument("bf16 moments: plain Adam only");
+    auto f32 = guard ? adam_bf16_chunk<true> : adam_bf16_chunk<false>;
+    return by_type(pool, args, 4, f32, nullptr);
+  }
   const int64_t i = 2 * decay + guard;
   const std::array<ChunkFn32, 3> f32 = {adam_row<float, 0>[i], adam_row<float, 1>[i],
                                         adam_row<float, 2>[i]};
@@ -262,7 +307,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JnFusedAdam, Adam,
                                   .RemainingRets()
                                   .Attr<int64_t>("amsgrad")
                                   .Attr<bool>("decay")
-                                  .Attr<bool>("guard"));
+                                  .Attr<bool>("guard")
+                                  .Attr<bool>("bf16_moments"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JnFusedSgd, Sgd,
                               ffi::Ffi::Bind()

@@ -67,7 +67,7 @@ PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords, our fu
         lambda: jn.adam(1e-3, moment_dtype=jnp.bfloat16),
         lambda: optax.adam(1e-3, mu_dtype=jnp.bfloat16),
         ("Adam", {}),
-        None,
+        lambda: fused.adam(1e-3, moment_dtype=jnp.bfloat16),
     ),
 }
 
