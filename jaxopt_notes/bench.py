@@ -79,8 +79,17 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "jax_backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
-        "versions": {m: importlib.import_module(m).__version__ for m in ("jax", "optax", "numpy")},
+        "versions": {m: importlib.import_module(m).__version__ for m in ("jax", "optax", "numpy")}
+        | _torch_version(),
     }
+
+
+def _torch_version() -> dict:
+    try:
+        import torch
+    except ImportError:
+        return {}
+    return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 def peak_rss_mb() -> float:
