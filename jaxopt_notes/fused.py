@@ -89,7 +89,8 @@ def _compiler() -> str | None:
 def _library_path(cxx: str) -> Path:
     cpu = platform.processor() + platform.machine()
     if os.path.exists("/proc/cpuinfo"):  # -march=native: the key must change with the CPU
-        cpu += next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
+        with open("/proc/cpuinfo") as info:
+            cpu += next((line for line in info if line.startswith("flags")), "")
     key = hashlib.sha256(
         b"".join([_SOURCE.read_bytes(), " ".join([cxx, *_FLAGS]).encode(), cpu.encode(),
                   jax.ffi.include_dir().encode(), jax.__version__.encode()])

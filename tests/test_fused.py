@@ -18,22 +18,13 @@ import pytest
 
 from jaxopt_notes import fused
 from tests import reference as ref
-from tests.test_equivalence import STEPS, TOL, rel_err, run_torch
+from tests.test_equivalence import STEPS, TOL, rel_err, run_jax, run_steps, run_torch
 
 pytestmark = pytest.mark.skipif(not fused.available(), reason="no C++ compiler for the kernels")
 
 
 def run_fused(opt, theta0, grad_fn, unravel, steps=STEPS):
-    with jax.enable_x64(True):
-        params = jax.tree.map(jnp.asarray, unravel(theta0))
-        flat = lambda p: np.concatenate([np.ravel(p[k]) for k in ("w1", "b1", "w2", "b2")])  # noqa: E731
-        state = opt.init(params)
-        step = jax.jit(opt.step)
-        for _ in range(steps):
-            grads = jax.tree.map(jnp.asarray, unravel(grad_fn(flat(params))))
-            params, state = step(grads, state, params)
-        assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(params))
-        return flat(params)
+    return run_steps(opt.init, opt.step, theta0, grad_fn, unravel, steps)
 
 
 # name: (fused, optax's, NumPy paper reference)
@@ -70,9 +61,7 @@ def test_fused_matches_optax_and_the_paper(name):
     ours, theirs, paper = OPTAX_CASES[name]
     theta0, grad_fn, unravel = ref.mlp_problem()
     mine = run_fused(ours, theta0, grad_fn, unravel)
-    theirs_run = run_fused(fused.FusedOptimizer(theirs.init, _apply(theirs), theirs), theta0,
-                           grad_fn, unravel)  # fmt: skip
-    assert rel_err(mine, theirs_run) < TOL
+    assert rel_err(mine, run_jax(theirs, theta0, grad_fn, unravel)) < TOL
     assert rel_err(mine, ref.run(paper, theta0, grad_fn, STEPS)) < TOL
     assert rel_err(mine, theta0) > 1e-3  # it moved: the comparison is not vacuous
 
