@@ -113,7 +113,7 @@ def jax_stepper(tx, sizes: list[int]):
 
     def step(params, state, grads):
         if isinstance(tx, fused.FusedOptimizer):
-            return tx.step(grads, state, params)
+            return tx.step(params, state, grads)
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 

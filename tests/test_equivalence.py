@@ -28,7 +28,7 @@ def rel_err(a, b) -> float:
 def run_jax(tx, theta0, grad_fn, unravel, steps=STEPS):
     """Runs a transform on the MLP's params pytree; returns the final flat vector."""
 
-    def step(grads, state, params):
+    def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
@@ -36,14 +36,14 @@ def run_jax(tx, theta0, grad_fn, unravel, steps=STEPS):
 
 
 def run_steps(init, step, theta0, grad_fn, unravel, steps=STEPS):
-    """Runs ``step(grads, state, params) -> (params, state)`` jitted, in float64."""
+    """Runs ``step(params, state, grads) -> (params, state)`` jitted, in float64."""
     with jax.enable_x64(True):
         params = jax.tree.map(jnp.asarray, unravel(theta0))
         flat = lambda p: np.concatenate([np.ravel(p[k]) for k in ("w1", "b1", "w2", "b2")])  # noqa: E731
         state, step = init(params), jax.jit(step)
         for _ in range(steps):
             grads = jax.tree.map(jnp.asarray, unravel(grad_fn(flat(params))))
-            params, state = step(grads, state, params)
+            params, state = step(params, state, grads)
         assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(params))
         return flat(params)
 
