@@ -8,7 +8,7 @@
 Array([0.999, 0.999, 0.999], dtype=float32)
 """
 
-from jaxopt_notes import schedules
+from jaxopt_notes import fused, schedules
 from jaxopt_notes.combine import (
     SkipNonfiniteState,
     SwitchState,
@@ -71,6 +71,7 @@ __all__ = [
     "clip",
     "clip_by_global_norm",
     "first_moment",
+    "fused",
     "global_norm",
     "infinity_moment",
     "nadam",

@@ -7,9 +7,10 @@
 // outputs), sharing the chunks of all leaves among XLA's intra-op threads.
 //
 // The arithmetic is the chain's, operation for operation and in the same order, in the
-// parameters' own type; built with -ffp-contract=off (no fused multiply-adds) and without
-// -ffast-math it rounds as XLA does. Step-dependent scalars (bias corrections, the learning rate)
-// are computed in JAX and arrive in a small `coef` buffer.
+// parameters' own type. Built with -ffp-contract=off (no fused multiply-adds) and without
+// -ffast-math, every operation rounds once, as in NumPy; XLA contracts some of the chain's
+// multiply-adds into FMAs, so the two differ in the last bits. Step-dependent scalars (bias
+// corrections, the learning rate) are computed in JAX and arrive in a small `coef` buffer.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -18,7 +19,6 @@
 #include <cstring>
 #include <memory>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
