@@ -34,8 +34,8 @@ float32 and float64 leaves only (and, opt-in, float32 params with bfloat16 Adam 
 
 The kernels are compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``
 or ``c++``) into ``$JAXOPT_NOTES_CACHE`` (default ``~/.cache/jaxopt_notes``). On other
-backends (GPU/TPU, where XLA fuses the chain into one pass by itself), or where no compiler
-is found, ``step`` runs the chain instead; :func:`available` tells which.
+backends (GPU/TPU, whose XLA compilers can merge the chain's loops themselves), or where no
+compiler is found, ``step`` runs the chain instead; :func:`available` tells which.
 """
 
 from __future__ import annotations
