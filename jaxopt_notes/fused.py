@@ -105,14 +105,9 @@ def _library_path(cxx: str) -> Path:
     return cache / f"fused-{key}.so"
 
 
-@functools.cache
-def _registered() -> str | None:
-    """Builds (once per machine) and registers the kernels; returns why not, or None."""
-    cxx = _compiler()
-    if cxx is None:
-        return "no C++ compiler found (set $CXX)"
-    path = _library_path(cxx)
-    if not path.exists():
+def _build(cxx: str, path: Path) -> str | None:
+    """Compiles the kernels into ``path``; returns why that failed, or None."""
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / path.name
@@ -121,6 +116,20 @@ def _registered() -> str | None:
             if done.returncode != 0:
                 return f"compiling {_SOURCE.name} failed: {done.stderr[-2000:]}"
             os.replace(out, path)  # atomic: a concurrent build never sees half a file
+    except OSError as error:  # e.g. a read-only cache folder: set $JAXOPT_NOTES_CACHE
+        return f"cannot build into {path.parent}: {error}"
+    return None
+
+
+@functools.cache
+def _registered() -> str | None:
+    """Builds (once per machine) and registers the kernels; returns why not, or None."""
+    cxx = _compiler()
+    if cxx is None:
+        return "no C++ compiler found (set $CXX)"
+    path = _library_path(cxx)
+    if not path.exists() and (reason := _build(cxx, path)) is not None:
+        return reason
     library = ctypes.cdll.LoadLibrary(str(path))
     for target, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), "cpu")

@@ -311,3 +311,13 @@ def test_the_compiled_step_is_one_pass_over_the_arrays():
     assert fused_calls == 1 and "fusion" not in fused_ops and "copy" not in fused_ops
     chain_ops, chain_calls = compiled_ops(_apply(opt.tx))
     assert chain_calls == 0 and chain_ops.count("fusion") >= 3 * len(params)
+
+
+def test_a_build_that_cannot_write_says_why(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    cxx = fused._compiler()
+    reason = fused._build(cxx, blocked / "cache" / "fused.so")
+    assert reason is not None and reason.startswith("cannot build into")
+    assert fused._build(cxx, tmp_path / "ok" / "fused.so") is None  # where it can, it does
+    assert (tmp_path / "ok" / "fused.so").stat().st_size > 0
