@@ -67,25 +67,18 @@ std::shared_ptr<Work> split(const std::vector<int64_t>& sizes) {
   return work;
 }
 
-// Pointers to `arrays` arrays per leaf, read from args[first + leaf * arrays + a].
+// Pointers to `arrays` arrays per leaf, read from args[first + leaf * arrays + a], and each
+// leaf's element count (that of its first array; all of a leaf's arrays have its shape).
 template <typename T>
 ffi::ErrorOr<std::vector<T*>> pointers(const ffi::RemainingArgs& args, int64_t first,
-                                       int64_t arrays, int64_t leaves) {
+                                       int64_t arrays, int64_t leaves,
+                                       std::vector<int64_t>& sizes) {
   std::vector<T*> out;
   for (int64_t i = 0; i < leaves * arrays; ++i) {
     auto buffer = args.get<ffi::AnyBuffer>(first + i);
     if (buffer.has_error()) return ffi::Unexpected(buffer.error());
     out.push_back(static_cast<T*>(buffer->untyped_data()));
-  }
-  return out;
-}
-
-std::vector<int64_t> sizes_of(const ffi::RemainingArgs& args, int64_t first, int64_t arrays,
-                              int64_t leaves) {
-  std::vector<int64_t> out;
-  for (int64_t leaf = 0; leaf < leaves; ++leaf) {
-    out.push_back(static_cast<int64_t>(
-        args.get<ffi::AnyBuffer>(first + leaf * arrays).value().element_count()));
+    if (i % arrays == 0) sizes.push_back(static_cast<int64_t>(buffer->element_count()));
   }
   return out;
 }
@@ -228,9 +221,10 @@ ffi::Error run(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t arr
   const int64_t leaves = (static_cast<int64_t>(args.size()) - 1) / arrays;
   auto coef = args.get<ffi::AnyBuffer>(0);
   if (coef.has_error()) return coef.error();
-  auto ptrs = pointers<T>(args, 1, arrays, leaves);
+  std::vector<int64_t> sizes;
+  auto ptrs = pointers<T>(args, 1, arrays, leaves, sizes);
   if (ptrs.has_error()) return ptrs.error();
-  auto work = split(sizes_of(args, 1, arrays, leaves));
+  auto work = split(sizes);
   if (work->chunks.empty()) return ffi::Error::Success();
   const T* k = static_cast<const T*>(coef->untyped_data());
   auto shared = std::make_shared<std::vector<T*>>(std::move(*ptrs));
