@@ -40,24 +40,15 @@ compiler is found, ``step`` runs the chain instead; :func:`available` tells whic
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_notes import optimizers
+from jaxopt_notes import _native, optimizers
 from jaxopt_notes.combine import apply_updates, increment
 from jaxopt_notes.moments import (
     AmsgradMaxState,
@@ -66,12 +57,6 @@ from jaxopt_notes.moments import (
     SecondMomentState,
 )
 from jaxopt_notes.transforms import AddDecayedWeightsState, ScheduleState, TraceState
-
-_SOURCE = Path(__file__).with_name("_fused_kernels.cc")
-_FLAGS = ["-O3", "-march=native", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off",
-          "-fno-math-errno"]  # fmt: skip
-_TARGETS = {"jn_fused_adam": "JnFusedAdam", "jn_fused_sgd": "JnFusedSgd",
-            "jn_fused_scaled": "JnFusedScaled"}  # fmt: skip
 
 
 class FusedOptimizer(NamedTuple):
@@ -82,58 +67,9 @@ class FusedOptimizer(NamedTuple):
     tx: optax.GradientTransformation
 
 
-# --- building the kernels -------------------------------------------------------------------
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "g++", "c++"):
-        if name and shutil.which(name):
-            return name
-    return None
-
-
-def _library_path(cxx: str) -> Path:
-    cpu = platform.processor() + platform.machine()
-    if os.path.exists("/proc/cpuinfo"):  # -march=native: the key must change with the CPU
-        with open("/proc/cpuinfo") as info:
-            cpu += next((line for line in info if line.startswith("flags")), "")
-    key = hashlib.sha256(
-        b"".join([_SOURCE.read_bytes(), " ".join([cxx, *_FLAGS]).encode(), cpu.encode(),
-                  jax.ffi.include_dir().encode(), jax.__version__.encode()])
-    ).hexdigest()[:16]  # fmt: skip
-    cache = Path(os.environ.get("JAXOPT_NOTES_CACHE", Path.home() / ".cache" / "jaxopt_notes"))
-    return cache / f"fused-{key}.so"
-
-
-def _build(cxx: str, path: Path) -> str | None:
-    """Compiles the kernels into ``path``; returns why that failed, or None."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            out = Path(tmp) / path.name
-            command = [cxx, *_FLAGS, "-I", jax.ffi.include_dir(), str(_SOURCE), "-o", str(out)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                return f"compiling {_SOURCE.name} failed: {done.stderr[-2000:]}"
-            os.replace(out, path)  # atomic: a concurrent build never sees half a file
-    except OSError as error:  # e.g. a read-only cache folder: set $JAXOPT_NOTES_CACHE
-        return f"cannot build into {path.parent}: {error}"
-    return None
-
-
-@functools.cache
 def _registered() -> str | None:
-    """Builds (once per machine) and registers the kernels; returns why not, or None."""
-    cxx = _compiler()
-    if cxx is None:
-        return "no C++ compiler found (set $CXX)"
-    path = _library_path(cxx)
-    if not path.exists() and (reason := _build(cxx, path)) is not None:
-        return reason
-    library = ctypes.cdll.LoadLibrary(str(path))
-    for target, symbol in _TARGETS.items():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), "cpu")
-    return None
+    """Builds and registers the kernels (once); returns why not, or None."""
+    return _native.registered("fused")
 
 
 def available() -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxopt_notes import fused
+from jaxopt_notes import _native, fused
 from tests import reference as ref
 from tests.test_equivalence import STEPS, TOL, rel_err, run_jax, run_steps, run_torch
 
@@ -316,8 +316,8 @@ def test_the_compiled_step_is_one_pass_over_the_arrays():
 def test_a_build_that_cannot_write_says_why(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    cxx = fused._compiler()
-    reason = fused._build(cxx, blocked / "cache" / "fused.so")
+    library, cxx = _native.LIBRARIES["fused"], _native.compiler()
+    reason = _native.build(library, cxx, blocked / "cache" / "fused.so")
     assert reason is not None and reason.startswith("cannot build into")
-    assert fused._build(cxx, tmp_path / "ok" / "fused.so") is None  # where it can, it does
+    assert _native.build(library, cxx, tmp_path / "ok" / "fused.so") is None  # where it can
     assert (tmp_path / "ok" / "fused.so").stat().st_size > 0

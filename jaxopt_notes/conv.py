@@ -1,0 +1,181 @@
+"""2-D convolution (NHWC input, HWIO kernel, stride 1) with fast CPU kernels and gradients.
+
+:func:`conv_nhwc` is a drop-in ``conv_general_dilated`` for Flax's ``nnx.Conv``. It writes a
+convolution as two bilinear operations, each differentiable through the other, so values,
+gradients and higher derivatives all run on the same two kernels:
+
+- ``correlate(x, w)[n, oh, ow, co] = sum_{i, j, ci} x[n, oh + i, ow + j, ci] * w[i, j, ci, co]``
+  (a VALID correlation; padding is a ``jnp.pad`` before it);
+- ``kernel_grad(x, g)[i, j, ci, co] = sum_{n, oh, ow} x[n, oh + i, ow + j, ci] * g[n, oh, ow, co]``,
+  the kernel's gradient for an output gradient ``g``.
+
+The input's gradient is ``correlate(pad(g, k - 1), w flipped and transposed)``, and the
+derivatives of ``kernel_grad`` are again the two operations. On XLA:CPU, for float32 and
+float64, both are C++ kernels (``_conv_kernels.cc``, through ``jax.ffi``, built on first use
+like the fused optimizers): XLA:CPU runs a LeNet's few-channel convolutions slowly, and their
+gradients slowest (LeNet's second layer at batch 256: about 25 ms for both gradients, where
+the kernels take about 7). Elsewhere (other backends or dtypes, no compiler) they are XLA's
+own convolutions, in the layouts that XLA:CPU runs fastest.
+
+>>> import jax.numpy as jnp
+>>> x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2))
+>>> conv_nhwc(x, w, (1, 1), ((0, 0), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC")).shape
+(1, 2, 2, 2)
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxopt_notes import _native
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+_KERNEL_DTYPES = (jnp.float32, jnp.float64)
+
+
+def kernels_available() -> bool:
+    """Whether the CPU convolution kernels are built and registered (compiling them if needed)."""
+    return _native.registered("conv") is None
+
+
+def _use_kernels(*arrays: jax.Array) -> bool:
+    dtype = arrays[0].dtype
+    return (
+        dtype in _KERNEL_DTYPES
+        and all(a.dtype == dtype for a in arrays)
+        and _native.registered("conv") is None
+    )
+
+
+# --- XLA's versions ---------------------------------------------------------------------------
+
+
+def _xla_correlate(x: jax.Array, w: jax.Array) -> jax.Array:
+    """With one to three input channels, a sum over taps of shifted slices times a kernel row,
+    which XLA:CPU runs as one loop about 10x faster than its convolution (LeNet's first layer:
+    38 ms -> 3.6 ms for 256 MNIST images); with more channels XLA's convolution."""
+    kh, kw, ci, _ = w.shape
+    if ci > 3:
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=NHWC)
+    oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    taps = itertools.product(range(kh), range(kw), range(ci))
+    return sum(x[:, i : i + oh, j : j + ow, c : c + 1] * w[i, j, c] for i, j, c in taps)
+
+
+def _xla_kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+    """Input channels as the batch, examples as the contracted features: the layout XLA:CPU
+    rewrites the kernel gradient into at the top level, but not inside a ``while`` loop (a
+    ``lax.scan`` over steps ran LeNet 2.5x slower without it)."""
+    x_t, g_t = x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3)
+    dw = jax.lax.conv_general_dilated(x_t, g_t, (1, 1), "VALID", dimension_numbers=NHWC)
+    return dw.transpose(1, 2, 0, 3)
+
+
+# --- the kernels ------------------------------------------------------------------------------
+
+
+def _ffi_correlate(x: jax.Array, w: jax.Array) -> jax.Array:
+    n, h, width, _ = x.shape
+    kh, kw, _, co = w.shape
+    out = jax.ShapeDtypeStruct((n, h - kh + 1, width - kw + 1, co), x.dtype)
+    return jax.ffi.ffi_call("jn_conv_forward", out, vmap_method="sequential")(x, w)
+
+
+def _ffi_kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+    kh, kw = x.shape[1] - g.shape[1] + 1, x.shape[2] - g.shape[2] + 1
+    out = jax.ShapeDtypeStruct((kh, kw, x.shape[3], g.shape[3]), x.dtype)
+    return jax.ffi.ffi_call("jn_conv_kernel_grad", out, vmap_method="sequential")(x, g)
+
+
+def _dispatch(ffi_fn, xla_fn, a: jax.Array, b: jax.Array) -> jax.Array:
+    if not _use_kernels(a, b):
+        return xla_fn(a, b)
+    return jax.lax.platform_dependent(a, b, cpu=ffi_fn, default=xla_fn)
+
+
+# --- the two bilinear operations and their derivatives ----------------------------------------
+
+
+def _flip(w: jax.Array) -> jax.Array:
+    """The kernel that correlates an output gradient back to the input: flipped, in <-> out."""
+    return jnp.flip(w, (0, 1)).swapaxes(2, 3)
+
+
+def _pad_full(g: jax.Array, kh: int, kw: int) -> jax.Array:
+    return jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+
+
+@jax.custom_vjp
+def correlate(x: jax.Array, w: jax.Array) -> jax.Array:
+    """VALID correlation of ``x`` (NHWC) with ``w`` (HWIO), stride 1."""
+    return _dispatch(_ffi_correlate, _xla_correlate, x, w)
+
+
+def _correlate_fwd(x, w):
+    return correlate(x, w), (x, w)
+
+
+def _correlate_bwd(residuals, g):
+    x, w = residuals
+    return correlate(_pad_full(g, *w.shape[:2]), _flip(w)), kernel_grad(x, g)
+
+
+correlate.defvjp(_correlate_fwd, _correlate_bwd)
+
+
+@jax.custom_vjp
+def kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+    """The gradient of ``sum(correlate(x, w) * g)`` in ``w``."""
+    return _dispatch(_ffi_kernel_grad, _xla_kernel_grad, x, g)
+
+
+def _kernel_grad_fwd(x, g):
+    return kernel_grad(x, g), (x, g)
+
+
+def _kernel_grad_bwd(residuals, c):
+    # <kernel_grad(x, g), c> = <correlate(x, c), g>: the derivatives are correlate's
+    x, g = residuals
+    return correlate(_pad_full(g, *c.shape[:2]), _flip(c)), correlate(x, c)
+
+
+kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
+
+
+def conv_nhwc(x, w, window_strides, padding, *args, dimension_numbers=None, **kwargs):
+    """``lax.conv_general_dilated``, for ``nnx.Conv(conv_general_dilated=conv_nhwc)``.
+
+    Stride 1, no dilation, one group, explicit padding and the NHWC/HWIO layout run as
+    ``correlate(pad(x), w)`` (see the module's docstring); anything else goes to ``lax``
+    unchanged. Values and gradients are XLA's convolution's up to float rounding (the sums run
+    in another order).
+    """
+    plain = (
+        tuple(window_strides) == (1, 1)
+        and not args
+        and not isinstance(padding, str)
+        and min(itertools.chain(*padding)) >= 0  # negative padding crops: lax's business
+        and _is_nhwc(dimension_numbers, x, w)
+        and all(kwargs.get(k) in (None, 1, (1, 1)) for k in ("lhs_dilation", "rhs_dilation"))
+        and kwargs.get("feature_group_count", 1) == 1
+        and kwargs.get("out_sharding") is None
+        and kwargs.get("preferred_element_type") is None
+    )
+    if not plain:
+        return jax.lax.conv_general_dilated(
+            x, w, window_strides, padding, *args, dimension_numbers=dimension_numbers, **kwargs
+        )
+    pads = tuple(tuple(int(p) for p in pair) for pair in padding)
+    return correlate(jnp.pad(x, ((0, 0), *pads, (0, 0))), w)
+
+
+def _is_nhwc(dimension_numbers: Any, x: jax.Array, w: jax.Array) -> bool:
+    if dimension_numbers is None:  # lax's default is NCHW
+        return False
+    if all(isinstance(spec, str) for spec in dimension_numbers):
+        return tuple(dimension_numbers) == NHWC
+    return dimension_numbers == jax.lax.conv_dimension_numbers(x.shape, w.shape, NHWC)

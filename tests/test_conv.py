@@ -1,0 +1,124 @@
+"""The convolution kernels (``jaxopt_notes.conv``) against XLA's convolution.
+
+In float64, so that the kernels' other summation order leaves no float32 rounding to compare:
+values, first and second derivatives agree with ``lax.conv_general_dilated`` to 1e-10.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxopt_notes import conv, models
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+needs_kernels = pytest.mark.skipif(not conv.kernels_available(), reason="no C++ compiler")
+
+
+def _lax(x, w, padding):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NHWC)
+
+
+def _ours(x, w, padding):
+    return conv.conv_nhwc(x, w, (1, 1), padding, dimension_numbers=NHWC)
+
+
+def _arrays(x_shape, w_shape, dtype=jnp.float64):
+    kx, kw = jax.random.split(jax.random.key(sum(x_shape) + sum(w_shape)))
+    return jax.random.normal(kx, x_shape, dtype), jax.random.normal(kw, w_shape, dtype)
+
+
+def _close(got, want, tol=1e-10):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+# channel counts in and out: one vector block with a tail (6), exactly one (16), two (20);
+# widths that leave a remainder after the kernels' pixel tiles
+SHAPES = [
+    ((3, 9, 8, 1), (5, 5, 1, 6)),
+    ((2, 14, 14, 6), (5, 5, 6, 16)),
+    ((2, 7, 11, 3), (3, 3, 3, 20)),
+    ((1, 6, 9, 16), (2, 4, 16, 3)),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape", SHAPES)
+@pytest.mark.parametrize("padding", [((0, 0), (0, 0)), ((2, 2), (2, 2)), ((1, 2), (0, 3))])
+def test_values_and_gradients_match_lax(x_shape, w_shape, padding):
+    with jax.enable_x64(True):
+        x, w = _arrays(x_shape, w_shape)
+
+        def loss(conv_fn, x, w):
+            return jnp.sum(jnp.sin(conv_fn(x, w, padding)))
+
+        _close(jax.value_and_grad(lambda x, w: loss(_ours, x, w), (0, 1))(x, w),
+               jax.value_and_grad(lambda x, w: loss(_lax, x, w), (0, 1))(x, w))  # fmt: skip
+
+
+@pytest.mark.parametrize("x_shape, w_shape", SHAPES[:3])
+def test_second_derivatives_match_lax(x_shape, w_shape):
+    """Hessian-vector products, reverse over reverse, through both kernels' own gradients."""
+    with jax.enable_x64(True):
+        x, w = _arrays(x_shape, w_shape)
+        u, v = _arrays(x_shape, w_shape)
+        padding = ((1, 1), (2, 0))
+
+        def hvp(conv_fn):
+            def loss(x, w):
+                return jnp.sum(jnp.tanh(conv_fn(x, w, padding)) ** 2)
+
+            def along(x, w):
+                gx, gw = jax.grad(loss, (0, 1))(x, w)
+                return jnp.vdot(gx, u) + jnp.vdot(gw, v)
+
+            return jax.grad(along, (0, 1))(x, w)
+
+        _close(hvp(_ours), hvp(_lax), tol=1e-9)
+
+
+def test_under_vmap_and_jit():
+    with jax.enable_x64(True):
+        x, w = _arrays((4, 2, 8, 8, 3), (5, 5, 3, 6))
+        pad = ((2, 2), (2, 2))
+        got = jax.jit(jax.vmap(lambda x: _ours(x, w, pad)))(x)
+        _close(got, jnp.stack([_lax(xi, w, pad) for xi in x]))
+
+
+def _custom_calls(fn, *args):
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    return text.count("custom-call("), text.count("convolution(")
+
+
+@needs_kernels
+def test_a_lenet_gradient_runs_on_the_kernels():
+    """Two forward correlations, the second layer's input gradient, two kernel gradients."""
+    apply, params = models.functional(models.LeNet(rngs=nnx.Rngs(0)))
+    x = jnp.ones((4, 28, 28, 1))
+    calls, convolutions = _custom_calls(jax.grad(lambda p: jnp.sum(apply(p, x))), params)
+    assert (calls, convolutions) == (5, 0)
+
+
+def test_other_dtypes_and_no_kernels_use_xla(monkeypatch):
+    x, w = _arrays((2, 8, 8, 6), (3, 3, 6, 4), jnp.bfloat16)
+    pad = ((1, 1), (1, 1))
+    assert _custom_calls(lambda x, w: _ours(x, w, pad), x, w)[0] == 0
+    want = _lax(x.astype(jnp.float32), w.astype(jnp.float32), pad)
+    np.testing.assert_allclose(_ours(x, w, pad).astype(jnp.float32), want, rtol=0.05, atol=0.2)
+    with jax.enable_x64(True):
+        x, w = _arrays((2, 8, 8, 6), (3, 3, 6, 4))
+        fast = jax.grad(lambda x, w: jnp.sum(jnp.sin(_ours(x, w, pad))), (0, 1))(x, w)
+        monkeypatch.setattr(conv, "_use_kernels", lambda *arrays: False)
+        slow = jax.grad(lambda x, w: jnp.sum(jnp.sin(_ours(x, w, pad))), (0, 1))(x, w)
+        assert _custom_calls(lambda x, w: _ours(x, w, pad), x, w)[0] == 0
+        _close(fast, slow)
+
+
+def test_strides_and_string_padding_go_to_lax():
+    x, w = _arrays((2, 9, 9, 3), (3, 3, 3, 4), jnp.float32)
+    for args in [((2, 2), ((1, 1), (1, 1))), ((1, 1), "SAME"), ((1, 1), ((-1, 0), (0, 0)))]:
+        got = conv.conv_nhwc(x, w, *args, dimension_numbers=NHWC)
+        want = jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=NHWC)
+        np.testing.assert_array_equal(got, want)
