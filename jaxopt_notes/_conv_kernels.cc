@@ -118,7 +118,7 @@ void forward(ffi::ThreadPool& pool, const T* x, const T* w, T* out, const Shape&
   const int64_t rows = s.n * s.oh, per_task = std::max<int64_t>(1, rows / 64);
   const int64_t tasks = (rows + per_task - 1) / per_task;
   // the widest pixel tile that divides the row, else 8 and a remainder
-  constexpr int kTiles[] = {14, 12, 10, 8, 7, 6, 5, 4};
+  constexpr int kTiles[] = {14, 10, 8, 7, 5};
   int tile = 8;
   for (int r : kTiles)
     if (s.ow % r == 0) {
@@ -131,12 +131,9 @@ void forward(ffi::ThreadPool& pool, const T* x, const T* w, T* out, const Shape&
       const int64_t n = row / s.oh, oh = row % s.oh;
       switch (tile) {
         case 14: forward_row<T, COB, 14>(x, wp.data(), out, s, n, oh); break;
-        case 12: forward_row<T, COB, 12>(x, wp.data(), out, s, n, oh); break;
         case 10: forward_row<T, COB, 10>(x, wp.data(), out, s, n, oh); break;
         case 7: forward_row<T, COB, 7>(x, wp.data(), out, s, n, oh); break;
-        case 6: forward_row<T, COB, 6>(x, wp.data(), out, s, n, oh); break;
         case 5: forward_row<T, COB, 5>(x, wp.data(), out, s, n, oh); break;
-        case 4: forward_row<T, COB, 4>(x, wp.data(), out, s, n, oh); break;
         default: forward_row<T, COB, 8>(x, wp.data(), out, s, n, oh); break;
       }
     }
@@ -190,7 +187,7 @@ void kernel_grad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw, const Sha
   std::vector<T> partial(tasks * size, T(0));
   // the widest tap tile that divides a kernel row's taps, else 8 and a remainder
   int tb = 8;
-  for (int r : {10, 8, 6, 5, 4})
+  for (int r : {10, 8, 6, 5})
     if (s.taps() % r == 0) {
       tb = r;
       break;
@@ -204,7 +201,6 @@ void kernel_grad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw, const Sha
         case 10: kernel_grad_row<T, COB, 10>(x, g, acc, s, n, oh); break;
         case 6: kernel_grad_row<T, COB, 6>(x, g, acc, s, n, oh); break;
         case 5: kernel_grad_row<T, COB, 5>(x, g, acc, s, n, oh); break;
-        case 4: kernel_grad_row<T, COB, 4>(x, g, acc, s, n, oh); break;
         default: kernel_grad_row<T, COB, 8>(x, g, acc, s, n, oh); break;
       }
     }
@@ -217,11 +213,10 @@ void kernel_grad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw, const Sha
         dw[r * s.co + b * COB + c] = partial[(b * k + r) * COB + c];
 }
 
-// The channel block: 4, 8 or 16 lanes, the smallest that holds `co` (16 past that).
-template <typename T, typename Fn4, typename Fn8, typename Fn16>
-void by_block(int64_t co, Fn4 f4, Fn8 f8, Fn16 f16) {
-  if (co <= 4) f4();
-  else if (co <= 8) f8();
+// The channel block: 8 lanes for up to 8 channels, else blocks of 16.
+template <typename Fn8, typename Fn16>
+void by_block(int64_t co, Fn8 f8, Fn16 f16) {
+  if (co <= 8) f8();
   else f16();
 }
 
@@ -244,9 +239,8 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer w,
     const T* xp = static_cast<const T*>(x.untyped_data());
     const T* wp = static_cast<const T*>(w.untyped_data());
     T* op = static_cast<T*>(out->untyped_data());
-    by_block<T>(
-        s.co, [&] { forward<T, 4>(pool, xp, wp, op, s); },
-        [&] { forward<T, 8>(pool, xp, wp, op, s); },
+    by_block(
+        s.co, [&] { forward<T, 8>(pool, xp, wp, op, s); },
         [&] { forward<T, 16>(pool, xp, wp, op, s); });
   };
   if (x.element_type() == ffi::DataType::F32) run(0.0f);
@@ -268,9 +262,8 @@ ffi::Error KernelGrad(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer g,
     const T* xp = static_cast<const T*>(x.untyped_data());
     const T* gp = static_cast<const T*>(g.untyped_data());
     T* dp = static_cast<T*>(dw->untyped_data());
-    by_block<T>(
-        s.co, [&] { kernel_grad<T, 4>(pool, xp, gp, dp, s); },
-        [&] { kernel_grad<T, 8>(pool, xp, gp, dp, s); },
+    by_block(
+        s.co, [&] { kernel_grad<T, 8>(pool, xp, gp, dp, s); },
         [&] { kernel_grad<T, 16>(pool, xp, gp, dp, s); });
   };
   if (x.element_type() == ffi::DataType::F32) run(0.0f);

@@ -25,6 +25,7 @@ own convolutions, in the layouts that XLA:CPU runs fastest.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any
 
@@ -91,6 +92,7 @@ def _ffi_kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
     return jax.ffi.ffi_call("jn_conv_kernel_grad", out, vmap_method="sequential")(x, g)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))  # eager calls (reverse over reverse) too
 def _dispatch(ffi_fn, xla_fn, a: jax.Array, b: jax.Array) -> jax.Array:
     if not _use_kernels(a, b):
         return xla_fn(a, b)
