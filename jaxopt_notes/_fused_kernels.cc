@@ -213,16 +213,50 @@ void scaled_chunk(const Chunk& c, const T* k, T* const* a) {
   }
 }
 
-// Reads the common call layout, args = (coef, leaf arrays...) with `arrays` arrays per leaf, and
-// runs `chunk` over all of it.
+// Pointers for the flat-state layout, args = (coef, (p, g) per leaf, state buffers...): each
+// state buffer holds every leaf's elements in order, so a leaf's state array starts at the
+// sum of the earlier leaves' sizes (in that buffer's own element width: bf16 moments too).
 template <typename T>
-ffi::Error run(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t arrays,
+ffi::ErrorOr<std::vector<T*>> flat_pointers(const ffi::RemainingArgs& args, int64_t arrays,
+                                            std::vector<int64_t>& sizes) {
+  const int64_t states = arrays - 2;
+  const int64_t leaves = (static_cast<int64_t>(args.size()) - 1 - states) / 2;
+  auto per_leaf = pointers<T>(args, 1, 2, leaves, sizes);
+  if (per_leaf.has_error()) return per_leaf;
+  int64_t total = 0;
+  for (int64_t size : sizes) total += size;
+  std::vector<T*> out(leaves * arrays);
+  for (int64_t j = 0; j < states; ++j) {
+    auto buffer = args.get<ffi::AnyBuffer>(1 + 2 * leaves + j);
+    if (buffer.has_error()) return ffi::Unexpected(buffer.error());
+    if (static_cast<int64_t>(buffer->element_count()) != total) {
+      return ffi::Unexpected(ffi::Error::InvalidArgument(
+          "a flat state buffer must hold as many elements as all the params together"));
+    }
+    const int64_t width = static_cast<int64_t>(buffer->size_bytes()) / std::max<int64_t>(1, total);
+    char* base = static_cast<char*>(buffer->untyped_data());
+    for (int64_t leaf = 0, offset = 0; leaf < leaves; offset += sizes[leaf], ++leaf) {
+      out[leaf * arrays + 2 + j] = reinterpret_cast<T*>(base + offset * width);
+    }
+  }
+  for (int64_t leaf = 0; leaf < leaves; ++leaf) {
+    out[leaf * arrays] = (*per_leaf)[2 * leaf];
+    out[leaf * arrays + 1] = (*per_leaf)[2 * leaf + 1];
+  }
+  return out;
+}
+
+// Reads the call layout, args = (coef, leaf arrays...) with `arrays` arrays per leaf (or the
+// flat-state layout), and runs `chunk` over all of it.
+template <typename T>
+ffi::Error run(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t arrays, bool flat,
                void (*chunk)(const Chunk&, const T*, T* const*)) {
   const int64_t leaves = (static_cast<int64_t>(args.size()) - 1) / arrays;
   auto coef = args.get<ffi::AnyBuffer>(0);
   if (coef.has_error()) return coef.error();
   std::vector<int64_t> sizes;
-  auto ptrs = pointers<T>(args, 1, arrays, leaves, sizes);
+  auto ptrs = flat ? flat_pointers<T>(args, arrays, sizes)
+                   : pointers<T>(args, 1, arrays, leaves, sizes);
   if (ptrs.has_error()) return ptrs.error();
   auto work = split(sizes);
   if (work->chunks.empty()) return ffi::Error::Success();
@@ -237,12 +271,12 @@ using ChunkFn64 = void (*)(const Chunk&, const double*, double* const*);
 
 // Runs the float32 or float64 instance, by the type of the coefficients (all arrays share it).
 ffi::Error by_type(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t arrays,
-                   ChunkFn32 f32, ChunkFn64 f64) {
+                   bool flat, ChunkFn32 f32, ChunkFn64 f64) {
   auto coef = args.get<ffi::AnyBuffer>(0);
   if (coef.has_error()) return coef.error();
-  if (coef->element_type() == ffi::DataType::F32) return run<float>(pool, args, arrays, f32);
+  if (coef->element_type() == ffi::DataType::F32) return run<float>(pool, args, arrays, flat, f32);
   if (coef->element_type() == ffi::DataType::F64 && f64 != nullptr) {
-    return run<double>(pool, args, arrays, f64);
+    return run<double>(pool, args, arrays, flat, f64);
   }
   return ffi::Error::InvalidArgument("fused kernels take float32 or float64 arrays");
 }
@@ -254,41 +288,42 @@ constexpr std::array<void (*)(const Chunk&, const T*, T* const*), 4> adam_row = 
     adam_chunk<T, A, true, true>};
 
 ffi::Error Adam(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets, int64_t amsgrad,
-                bool decay, bool guard, bool bf16_moments) {
+                bool decay, bool guard, bool bf16_moments, bool flat) {
   if (amsgrad < 0 || amsgrad > 2) return ffi::Error::InvalidArgument("amsgrad must be 0, 1 or 2");
   if (bf16_moments) {
     if (amsgrad || decay) return ffi::Error::InvalidArgument("bf16 moments: plain Adam only");
     auto f32 = guard ? adam_bf16_chunk<true> : adam_bf16_chunk<false>;
-    return by_type(pool, args, 4, f32, nullptr);
+    return by_type(pool, args, 4, flat, f32, nullptr);
   }
   const int64_t i = 2 * decay + guard;
   const std::array<ChunkFn32, 3> f32 = {adam_row<float, 0>[i], adam_row<float, 1>[i],
                                         adam_row<float, 2>[i]};
   const std::array<ChunkFn64, 3> f64 = {adam_row<double, 0>[i], adam_row<double, 1>[i],
                                         adam_row<double, 2>[i]};
-  return by_type(pool, args, amsgrad ? 5 : 4, f32[amsgrad], f64[amsgrad]);
+  return by_type(pool, args, amsgrad ? 5 : 4, flat, f32[amsgrad], f64[amsgrad]);
 }
 
 ffi::Error Sgd(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets,
-               int64_t momentum) {
-  if (momentum == 1) return by_type(pool, args, 3, sgd_chunk<float, 1>, sgd_chunk<double, 1>);
-  if (momentum == 2) return by_type(pool, args, 3, sgd_chunk<float, 2>, sgd_chunk<double, 2>);
+               int64_t momentum, bool flat) {
+  if (momentum == 1) return by_type(pool, args, 3, flat, sgd_chunk<float, 1>, sgd_chunk<double, 1>);
+  if (momentum == 2) return by_type(pool, args, 3, flat, sgd_chunk<float, 2>, sgd_chunk<double, 2>);
   return ffi::Error::InvalidArgument("momentum must be 1 or 2");
 }
 
 template <int M>
-ffi::Error scaled_with(ffi::ThreadPool pool, const ffi::RemainingArgs& args, bool guard) {
+ffi::Error scaled_with(ffi::ThreadPool pool, const ffi::RemainingArgs& args, bool guard, bool flat) {
   const int64_t arrays = M ? 4 : 3;
-  if (guard) return by_type(pool, args, arrays, scaled_chunk<float, true, M>,
+  if (guard) return by_type(pool, args, arrays, flat, scaled_chunk<float, true, M>,
                             scaled_chunk<double, true, M>);
-  return by_type(pool, args, arrays, scaled_chunk<float, false, M>, scaled_chunk<double, false, M>);
+  return by_type(pool, args, arrays, flat, scaled_chunk<float, false, M>,
+                 scaled_chunk<double, false, M>);
 }
 
 ffi::Error Scaled(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets, bool guard,
-                  int64_t momentum) {
-  if (momentum == 0) return scaled_with<0>(pool, args, guard);
-  if (momentum == 1) return scaled_with<1>(pool, args, guard);
-  if (momentum == 2) return scaled_with<2>(pool, args, guard);
+                  int64_t momentum, bool flat) {
+  if (momentum == 0) return scaled_with<0>(pool, args, guard, flat);
+  if (momentum == 1) return scaled_with<1>(pool, args, guard, flat);
+  if (momentum == 2) return scaled_with<2>(pool, args, guard, flat);
   return ffi::Error::InvalidArgument("momentum must be 0, 1 or 2");
 }
 
@@ -302,14 +337,16 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JnFusedAdam, Adam,
                                   .Attr<int64_t>("amsgrad")
                                   .Attr<bool>("decay")
                                   .Attr<bool>("guard")
-                                  .Attr<bool>("bf16_moments"));
+                                  .Attr<bool>("bf16_moments")
+                                  .Attr<bool>("flat_state"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JnFusedSgd, Sgd,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .RemainingArgs()
                                   .RemainingRets()
-                                  .Attr<int64_t>("momentum"));
+                                  .Attr<int64_t>("momentum")
+                                  .Attr<bool>("flat_state"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JnFusedScaled, Scaled,
                               ffi::Ffi::Bind()
@@ -317,4 +354,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JnFusedScaled, Scaled,
                                   .RemainingArgs()
                                   .RemainingRets()
                                   .Attr<bool>("guard")
-                                  .Attr<int64_t>("momentum"));
+                                  .Attr<int64_t>("momentum")
+                                  .Attr<bool>("flat_state"));

@@ -26,50 +26,53 @@ import optax
 import jaxopt_notes as jn
 from jaxopt_notes import fused
 
-PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords, our fused one)
+PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords, our fused one(**kw))
     "adam": (
         lambda: jn.adam(1e-3),
         lambda: optax.adam(1e-3),
         ("Adam", {}),
-        lambda: fused.adam(1e-3),
+        lambda **kw: fused.adam(1e-3, **kw),
     ),
     "momentum": (
         lambda: jn.sgd(1e-3, 0.9),
         lambda: optax.sgd(1e-3, 0.9),
         ("SGD", {"momentum": 0.9}),
-        lambda: fused.sgd(1e-3, 0.9),
+        lambda **kw: fused.sgd(1e-3, 0.9, **kw),
     ),
     "rmsprop": (
         lambda: jn.rmsprop(1e-3),
         lambda: optax.rmsprop(1e-3),
         ("RMSprop", {}),
-        lambda: fused.rmsprop(1e-3),
+        lambda **kw: fused.rmsprop(1e-3, **kw),
     ),
     "adagrad": (
         lambda: jn.adagrad(1e-3),
         lambda: optax.adagrad(1e-3),
         ("Adagrad", {}),
-        lambda: fused.adagrad(1e-3),
+        lambda **kw: fused.adagrad(1e-3, **kw),
     ),
     "amsgrad": (
         lambda: jn.amsgrad(1e-3),
         lambda: optax.amsgrad(1e-3),
         ("Adam", {"amsgrad": True}),
-        lambda: fused.adam(1e-3, amsgrad=True),
+        lambda **kw: fused.adam(1e-3, amsgrad=True, **kw),
     ),
     "adamw": (
         lambda: jn.adamw(1e-3, weight_decay=1e-2),
         lambda: optax.adamw(1e-3, weight_decay=1e-2),
         ("AdamW", {"weight_decay": 1e-2}),
-        lambda: fused.adam(1e-3, weight_decay=1e-2),
+        lambda **kw: fused.adam(1e-3, weight_decay=1e-2, **kw),
     ),
     "adam_bf16": (  # opt-in bfloat16 moments (optax can store only mu in bfloat16)
         lambda: jn.adam(1e-3, moment_dtype=jnp.bfloat16),
         lambda: optax.adam(1e-3, mu_dtype=jnp.bfloat16),
         ("Adam", {}),
-        lambda: fused.adam(1e-3, moment_dtype=jnp.bfloat16),
+        lambda **kw: fused.adam(1e-3, moment_dtype=jnp.bfloat16, **kw),
     ),
 }
+
+
+FUSED_RATIOS = {"jaxopt_notes_fused": "fused_ratio_vs", "jaxopt_notes_fused_flat": "flat_ratio_vs"}
 
 
 def machine() -> dict:
@@ -123,7 +126,9 @@ def jax_stepper(tx, sizes: list[int]):
     def run_once() -> float:
         t0 = time.perf_counter()
         carry["params"], carry["state"] = step(carry["params"], carry["state"], grads)
-        jax.block_until_ready(carry["params"])
+        # one XLA program makes all its outputs ready together; waiting on each of 100 leaves
+        # in turn would add the host's per-array cost (~3 us each) to the step
+        jax.tree.leaves(carry["params"])[0].block_until_ready()
         return time.perf_counter() - t0
 
     run_once()  # compile
@@ -170,6 +175,9 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
                            "optax": jax_stepper(theirs(), split)}  # fmt: skip
                 if ours_fused is not None and fused.available():
                     runners["jaxopt_notes_fused"] = jax_stepper(ours_fused(), split)
+                    if k > 1:  # the moments in one buffer each: fewer arrays to dispatch
+                        flat = ours_fused(flat_state=True)
+                        runners["jaxopt_notes_fused_flat"] = jax_stepper(flat, split)
                 for mode in torch_modes:
                     runner = torch_stepper(torch_name, torch_kw, split, mode)
                     if runner is not None:
@@ -186,10 +194,10 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
                        "peak_rss_mb": peak_rss_mb()}  # fmt: skip
                 row["ratio_vs"] = {key: ms["jaxopt_notes"] / v for key, v in ms.items()
                                    if key != "jaxopt_notes"}  # fmt: skip
-                if "jaxopt_notes_fused" in ms:
-                    row["fused_ratio_vs"] = {key: ms["jaxopt_notes_fused"] / v
-                                             for key, v in ms.items()
-                                             if key != "jaxopt_notes_fused"}  # fmt: skip
+                for variant, field in FUSED_RATIOS.items():
+                    if variant in ms:
+                        row[field] = {key: ms[variant] / v for key, v in ms.items()
+                                      if key not in FUSED_RATIOS}  # fmt: skip
                 rows.append(row)
                 print(format_row(row), flush=True)
                 del runners
@@ -199,19 +207,21 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
 def format_row(row: dict) -> str:
     ms = "  ".join(f"{k}={v:.2f}ms" for k, v in row["median_ms"].items())
     ratios = "  ".join(f"ours/{k}={v:.2f}x" for k, v in row["ratio_vs"].items())
-    ratios += "".join(f"  fused/{k}={v:.2f}x" for k, v in row.get("fused_ratio_vs", {}).items())
+    for field, who in (("fused_ratio_vs", "fused"), ("flat_ratio_vs", "flat")):
+        ratios += "".join(f"  {who}/{k}={v:.2f}x" for k, v in row.get(field, {}).items())
     size = f"{row['params']:>10,d} params {row['leaves']:>3d} leaves"
     return f"{row['optimizer']:>8s} {size}  {ms}  {ratios}"
 
 
 def markdown_table(rows: list[dict]) -> str:
     """Milliseconds of every implementation, then ours (chain) / optax and fused / each peer."""
-    ours = ["jaxopt_notes", "jaxopt_notes_fused"]
+    ours = ["jaxopt_notes", "jaxopt_notes_fused", "jaxopt_notes_fused_flat"]
     peers = sorted({k for r in rows for k in r["median_ms"]} - set(ours))
     names = [k for k in ours if any(k in r["median_ms"] for r in rows)] + peers
     ratios = [("ratio_vs", "ours", "optax")]
-    if any("fused_ratio_vs" in r for r in rows):
-        ratios += [("fused_ratio_vs", "fused", p) for p in peers]
+    for field, who in (("fused_ratio_vs", "fused"), ("flat_ratio_vs", "fused flat")):
+        if any(field in r for r in rows):
+            ratios += [(field, who, p) for p in peers]
     head = "| optimizer | params | leaves | " + " | ".join(f"{k} (ms)" for k in names)
     head += " | " + " | ".join(f"{who} / {p}" for _, who, p in ratios) + " |"
     lines = [head, "|" + "---|" * (3 + len(names) + len(ratios))]

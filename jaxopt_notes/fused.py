@@ -40,6 +40,7 @@ compiler is found, ``step`` runs the chain instead; :func:`available` tells whic
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -48,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_notes import _native, optimizers
+from jaxopt_notes import _checks, _native, optimizers
 from jaxopt_notes.combine import apply_updates, increment
 from jaxopt_notes.moments import (
     AmsgradMaxState,
@@ -60,11 +61,14 @@ from jaxopt_notes.transforms import AddDecayedWeightsState, ScheduleState, Trace
 
 
 class FusedOptimizer(NamedTuple):
-    """``init(params) -> state``; ``step(params, state, grads) -> (params, state)``; ``tx``."""
+    """``init(params) -> state``; ``step(params, state, grads) -> (params, state)``; ``tx``,
+    the chain; ``chain_state(state, params)``, the state as ``tx`` keeps it (the same state,
+    unless the optimizer was made with ``flat_state=True``)."""
 
     init: Callable[[Any], Any]
     step: Callable[[Any, Any, Any], tuple[Any, Any]]
     tx: optax.GradientTransformation
+    chain_state: Callable[[Any, Any], Any]
 
 
 def _registered() -> str | None:
@@ -136,8 +140,22 @@ def _kernel(target: str, attributes: dict, coef: jax.Array, leaves: list[list]) 
                for j in range(len(leaves)) for r, a in enumerate(written)}  # fmt: skip
     shapes = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in outs]
     call = jax.ffi.ffi_call(target, shapes, input_output_aliases=aliases)
-    results = call(coef, *[x for leaf in leaves for x in leaf], **attributes)
+    results = call(coef, *[x for leaf in leaves for x in leaf], **attributes, flat_state=False)
     return [results[len(written) * j : len(written) * (j + 1)] for j in range(len(leaves))]
+
+
+def _flat_kernel(target: str, attributes: dict, coef: jax.Array, leaves: list, grads: list,
+                 flats: list) -> tuple[list, list]:  # fmt: skip
+    """One ffi call with the moments as flat buffers (the leaves' elements in order); returns
+    the params and the flat moments, each aliased to its input."""
+    count = len(leaves)
+    aliases = {1 + 2 * j: j for j in range(count)}
+    aliases |= {1 + 2 * count + k: count + k for k in range(len(flats))}
+    shapes = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in [*leaves, *flats]]
+    call = jax.ffi.ffi_call(target, shapes, input_output_aliases=aliases)
+    pairs = [x for p, g in zip(leaves, grads, strict=True) for x in (p, g)]
+    results = call(coef, *pairs, *flats, **attributes, flat_state=True)
+    return results[:count], results[count:]
 
 
 def _call(tx: Any, spec: Spec, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
@@ -161,20 +179,83 @@ def _call(tx: Any, spec: Spec, grads: Any, state: Any, params: Any) -> tuple[Any
     return treedef.unflatten([n[0] for n in new]), new_state
 
 
-def _fused(tx: optax.GradientTransformation, spec: Spec) -> FusedOptimizer:
+def _flatten(state: Any, moments: list[tuple[type, str]]) -> Any:
+    """The chain's ``state`` with each moment tree as one flat buffer (its leaves in order)."""
+    for cls, field in moments:
+        leaves = jax.tree.leaves(getattr(_find(state, cls), field))
+        flat = jnp.concatenate([x.ravel() for x in leaves]) if leaves else jnp.zeros(0)
+        state = _swap(state, cls, **{field: flat})
+    return state
+
+
+def _unflatten(state: Any, moments: list[tuple[type, str]], params: Any) -> Any:
+    """The inverse of :func:`_flatten`: each flat moment cut into the shapes of ``params``."""
+    leaves, treedef = jax.tree.flatten(params)
+    ends = list(itertools.accumulate(x.size for x in leaves))
+    for cls, field in moments:
+        flat = getattr(_find(state, cls), field)
+        parts = [flat[e - x.size : e].reshape(x.shape) for x, e in zip(leaves, ends, strict=True)]
+        state = _swap(state, cls, **{field: treedef.unflatten(parts)})
+    return state
+
+
+def _flat_call(tx: Any, spec: Spec, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
+    target, attributes, moments, coef, moment_dtype = spec
+    leaves, treedef = jax.tree.flatten(params)
+    flat_grads = treedef.flatten_up_to(grads)
+    flats = [getattr(_find(state, c), f) for c, f in moments]
+    kept = jnp.dtype(moment_dtype or (leaves[0].dtype if leaves else jnp.float32))
+    if len({p.dtype for p in leaves}) > 1 or any(m.dtype != kept for m in flats):
+        raise ValueError(
+            "`flat_state=True` needs params of one dtype and moments of the kept dtype, got "
+            f"params {sorted({str(p.dtype) for p in leaves})}, moments "
+            f"{[str(m.dtype) for m in flats]}"
+        )
+    _check_dtypes(leaves, flat_grads, [[m] * len(leaves) for m in flats], moment_dtype)
+    # bookkeeping from the chain, on the moments cut to shape (unused slices: dropped)
+    _, new_state = tx.update(grads, _unflatten(state, moments, params), params)
+    if not leaves:
+        return params, _flatten(new_state, moments)
+    k = jnp.stack([jnp.asarray(c, leaves[0].dtype) for c in coef(state, leaves[0].dtype)])
+    new_leaves, new_flats = _flat_kernel(target, attributes, k, leaves, flat_grads, flats)
+    for (cls, field), flat in zip(moments, new_flats, strict=True):
+        new_state = _swap(new_state, cls, **{field: flat})
+    return treedef.unflatten(new_leaves), new_state
+
+
+def _fused(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> FusedOptimizer:
+    _checks.flag("flat_state", flat_state)
+
     def chain_step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return apply_updates(params, updates), state
+
+    if flat_state:
+        moments = spec.moments
+
+        def init(params):
+            return _flatten(tx.init(params), moments)
+
+        def chain_state(state, params):
+            return _unflatten(state, moments, params)
+
+        def fallback(params, state, grads):
+            params, state = chain_step(params, chain_state(state, params), grads)
+            return params, _flatten(state, moments)
+
+        call = _flat_call
+    else:
+        init, chain_state, fallback, call = tx.init, lambda state, params: state, chain_step, _call
 
     def step(params, state, grads):
         if _registered() is not None:
             warnings.warn(f"fused kernels unavailable ({_registered()}): running the chain",
                           stacklevel=2)  # fmt: skip
-            return chain_step(params, state, grads)
-        kernel = lambda p, s, g: _call(tx, spec, g, s, p)  # noqa: E731
-        return jax.lax.platform_dependent(params, state, grads, cpu=kernel, default=chain_step)
+            return fallback(params, state, grads)
+        kernel = lambda p, s, g: call(tx, spec, g, s, p)  # noqa: E731
+        return jax.lax.platform_dependent(params, state, grads, cpu=kernel, default=fallback)
 
-    return FusedOptimizer(tx.init, step, tx)
+    return FusedOptimizer(init, step, tx, chain_state)
 
 
 def _guard(eps: Any) -> bool:
@@ -188,7 +269,7 @@ def _guard(eps: Any) -> bool:
 def adam(
     learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
     eps_root: float = 0.0, weight_decay: Any = None, amsgrad: bool = False,
-    moment_dtype: Any = None, convention: str = "optax",
+    moment_dtype: Any = None, flat_state: bool = False, convention: str = "optax",
 ) -> FusedOptimizer:  # fmt: skip
     r"""Fused :func:`jaxopt_notes.adam`; with ``weight_decay`` fused :func:`~jaxopt_notes.adamw`
     (a float or a schedule), with ``amsgrad=True`` fused :func:`~jaxopt_notes.amsgrad`
@@ -225,12 +306,13 @@ def adam(
     attributes = {"amsgrad": (2 if torch_max else 1) if amsgrad else 0,
                   "decay": weight_decay is not None, "guard": _guard(eps),
                   "bf16_moments": moment_dtype is not None}  # fmt: skip
-    return _fused(tx, Spec("jn_fused_adam", attributes, moments, coef, moment_dtype))
+    return _fused(tx, Spec("jn_fused_adam", attributes, moments, coef, moment_dtype), flat_state)
 
 
 def sgd(
-    learning_rate: Any, momentum: float = 0.9, nesterov: bool = False, *, convention: str = "optax"
-) -> FusedOptimizer:
+    learning_rate: Any, momentum: float = 0.9, nesterov: bool = False, *,
+    flat_state: bool = False, convention: str = "optax",
+) -> FusedOptimizer:  # fmt: skip
     r"""Fused :func:`jaxopt_notes.sgd` with heavy-ball or Nesterov momentum (plain SGD is one
     pass in XLA already: use :func:`jaxopt_notes.sgd`)."""
     if not momentum:
@@ -241,10 +323,11 @@ def sgd(
         return [momentum, _learning_rate(learning_rate, state, dtype)]
 
     spec = Spec("jn_fused_sgd", {"momentum": 2 if nesterov else 1}, [(TraceState, "trace")], coef)
-    return _fused(tx, spec)
+    return _fused(tx, spec, flat_state)
 
 
-def _scaled(tx, learning_rate, c2, rho, eps, eps_in_sqrt, momentum, nesterov) -> FusedOptimizer:
+def _scaled(tx, learning_rate, c2, rho, eps, eps_in_sqrt, momentum, nesterov,
+            flat_state) -> FusedOptimizer:  # fmt: skip
     """RMSProp and AdaGrad: the chain's ``ratio`` has eps inside the root or after it."""
     eps_root, eps_out = (eps, 0.0) if eps_in_sqrt else (0.0, eps)
 
@@ -254,30 +337,32 @@ def _scaled(tx, learning_rate, c2, rho, eps, eps_in_sqrt, momentum, nesterov) ->
 
     moments = [(SecondMomentState, "nu")] + ([(TraceState, "trace")] if momentum else [])
     attributes = {"guard": _guard(eps_out), "momentum": (2 if nesterov else 1) if momentum else 0}
-    return _fused(tx, Spec("jn_fused_scaled", attributes, moments, coef))
+    return _fused(tx, Spec("jn_fused_scaled", attributes, moments, coef), flat_state)
 
 
 def rmsprop(
     learning_rate: Any, decay: float | None = None, eps: float = 1e-8, *, momentum: float = 0.0,
-    nesterov: bool = False, convention: str = "optax",
+    nesterov: bool = False, flat_state: bool = False, convention: str = "optax",
 ) -> FusedOptimizer:  # fmt: skip
     r"""Fused :func:`jaxopt_notes.rmsprop` (either convention, with or without momentum)."""
     tx = optimizers.rmsprop(learning_rate, decay, eps, momentum=momentum, nesterov=nesterov,
                             convention=convention)  # fmt: skip
     decay = optimizers._pick(decay, convention, optax_default=0.9, pytorch_default=0.99)
     pytorch = convention == "pytorch"
-    return _scaled(tx, learning_rate, 1 - decay, decay, eps, not pytorch, momentum, nesterov)
+    return _scaled(tx, learning_rate, 1 - decay, decay, eps, not pytorch, momentum, nesterov,
+                   flat_state)  # fmt: skip
 
 
 def adagrad(
     learning_rate: Any, eps: float | None = None, *, initial_accumulator_value: float | None = None,
-    convention: str = "optax",
+    flat_state: bool = False, convention: str = "optax",
 ) -> FusedOptimizer:  # fmt: skip
     r"""Fused :func:`jaxopt_notes.adagrad`: the sum of squares is ``1 * g^2 + 1 * v``, exact."""
     tx = optimizers.adagrad(learning_rate, eps, initial_accumulator_value=initial_accumulator_value,
                             convention=convention)  # fmt: skip
     eps = optimizers._pick(eps, convention, optax_default=1e-7, pytorch_default=1e-10)
-    return _scaled(tx, learning_rate, 1.0, 1.0, eps, convention != "pytorch", 0.0, False)
+    return _scaled(tx, learning_rate, 1.0, 1.0, eps, convention != "pytorch", 0.0, False,
+                   flat_state)  # fmt: skip
 
 
 OPTIMIZERS: dict[str, Callable[..., FusedOptimizer]] = {

@@ -17,12 +17,15 @@ def test_bench_step_reports_every_peer_and_ratio(tmp_path):
     assert row["state_bytes_per_param"]["jaxopt_notes"] >= 8  # mu and nu in float32
     assert row["peak_rss_mb"] > 0
     if fused.available():  # the fused step is timed beside the chain, with its own ratios
-        assert "jaxopt_notes_fused" in row["median_ms"]
-        assert set(row["fused_ratio_vs"]) == set(row["median_ms"]) - {"jaxopt_notes_fused"}
-        assert row["state_bytes_per_param"]["jaxopt_notes_fused"] >= 8
+        fused_keys = {"jaxopt_notes_fused", "jaxopt_notes_fused_flat"}  # flat: 3 leaves > 1
+        assert fused_keys <= set(row["median_ms"])
+        for field in ("fused_ratio_vs", "flat_ratio_vs"):
+            assert set(row[field]) == set(row["median_ms"]) - fused_keys
+        for key in fused_keys:
+            assert row["state_bytes_per_param"][key] >= 8
     table = bench.markdown_table(rows)
     assert table.count("\n") == 2 and "ours / optax" in table
-    assert ("fused / optax" in table) == fused.available()
+    assert ("fused / optax" in table) == ("fused flat / optax" in table) == fused.available()
     bench.plot_rows(rows, tmp_path / "step.png")
     assert (tmp_path / "step.png").read_bytes()[:4] == b"\x89PNG"
     assert sum(bench._split(1001, 10)) == 1001

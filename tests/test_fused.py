@@ -232,6 +232,60 @@ def test_float32_fused_stays_within_roundings_of_the_chain(name):
     assert np.max(np.abs(np.asarray(params["c"]) - np.asarray(start["c"]))) > 1e-3  # it moved
 
 
+FLAT_CASES = {k: lambda flat, f=f: f(1e-2, flat_state=flat) for k, f in fused.OPTIMIZERS.items()}
+FLAT_CASES["adam_bf16_moments"] = lambda flat: fused.adam(
+    1e-2, moment_dtype=jnp.bfloat16, flat_state=flat
+)
+
+
+@pytest.mark.parametrize("name", sorted(FLAT_CASES))
+def test_flat_state_steps_as_the_per_leaf_state_bit_for_bit(name):
+    """The moments in one buffer (the leaves' elements in order): the same kernel arithmetic at
+    other addresses, so the same bits; ``chain_state`` cuts them back into the chain's state."""
+    per_leaf, flat = FLAT_CASES[name](False), FLAT_CASES[name](True)
+    rng = np.random.default_rng(2)
+    shapes = {"a": (300, 7), "b": (), "c": (40_000,), "d": (0,)}  # a scalar, an empty leaf
+    params = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+    flat_params, flat_state, state = params, flat.init(params), per_leaf.init(params)
+    size = sum(x.size for x in jax.tree.leaves(params))
+    moments = [x for x in jax.tree.leaves(flat_state) if x.ndim == 1]
+    assert moments and all(m.shape == (size,) for m in moments)
+    assert jax.tree.structure(flat.chain_state(flat_state, params)) == jax.tree.structure(state)
+    step = jax.jit(per_leaf.step, donate_argnums=(0, 1))
+    flat_step = jax.jit(flat.step, donate_argnums=(0, 1))
+    params = jax.tree.map(jnp.copy, params)  # both steps donate theirs
+    for _ in range(5):
+        grads = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+        params, state = step(params, state, grads)
+        flat_params, flat_state = flat_step(flat_params, flat_state, grads)
+    cut = flat.chain_state(flat_state, flat_params)
+    for a, b in zip(jax.tree.leaves((params, state)), jax.tree.leaves((flat_params, cut)),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64))
+
+
+def test_flat_state_without_kernels_runs_the_chain_and_needs_one_dtype(monkeypatch):
+    opt = fused.adam(0.1, flat_state=True)
+    params, grads = {"w": jnp.ones(3), "b": jnp.ones(2)}, {"w": jnp.full(3, 2.0), "b": jnp.ones(2)}
+    want, want_state = _apply(opt.tx)(params, opt.tx.init(params), grads)
+    got, _ = opt.step(params, opt.init(params), grads)
+    np.testing.assert_allclose(got["w"], want["w"], rtol=1e-6)  # the kernel: up to rounding
+    monkeypatch.setattr(fused, "_registered", lambda: "no compiler (test)")
+    with pytest.warns(UserWarning, match="running the chain"):
+        chain, chain_state = opt.step(params, opt.init(params), grads)
+    np.testing.assert_array_equal(chain["w"], want["w"])
+    for a, b in zip(jax.tree.leaves(opt.chain_state(chain_state, chain)),
+                    jax.tree.leaves(want_state), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.undo()
+    with jax.enable_x64(True):
+        mixed = {"w": jnp.ones(3, jnp.float32), "b": jnp.ones(2, jnp.float64)}
+        with pytest.raises(ValueError, match="`flat_state=True` needs params of one dtype"):
+            opt.step(mixed, opt.init(mixed), mixed)
+    with pytest.raises(TypeError, match="flat_state"):
+        fused.sgd(0.1, flat_state="yes")
+
+
 # --------------------------------------------------------------------------------- contract
 def test_state_moves_between_the_chain_and_the_fused_step():
     """5 fused steps then 5 chain steps from that state equal 10 chain steps (float64)."""
@@ -292,24 +346,26 @@ def test_without_kernels_the_step_runs_the_chain(monkeypatch):
     np.testing.assert_array_equal(got["w"], want["w"])
 
 
-def test_the_compiled_step_is_one_pass_over_the_arrays():
+@pytest.mark.parametrize("flat_state", [False, True])
+def test_the_compiled_step_is_one_pass_over_the_arrays(flat_state):
     """The chain compiles to one loop per written array (mu, nu, params: three passes); the fused
-    step to one custom call, with nothing else touching the 4096-element arrays (no copies:
-    donated in the outputs' order, the kernel's in-place aliasing holds)."""
-    opt = fused.adam(1e-3)
+    step to one custom call, with nothing else touching the arrays (no copies: donated in the
+    outputs' order, the kernel's in-place aliasing holds), also with flat moments."""
+    opt = fused.adam(1e-3, flat_state=flat_state)
     params = [jnp.ones(4096), jnp.ones(4096)]
-    state, grads = opt.init(params), [jnp.ones(4096), jnp.ones(4096)]
+    grads = [jnp.ones(4096), jnp.ones(4096)]
 
-    def compiled_ops(step):
+    def compiled_ops(step, state):
         text = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile().as_text()
         entry = text.split("ENTRY")[1]
         ops = [line.split("=", 1)[1] for line in entry.splitlines() if " = " in line]
-        big = [op.split("(")[0].split()[-1] for op in ops if op.strip().startswith("f32[4096]")]
+        big = [op.split("(")[0].split()[-1] for op in ops
+               if op.strip().startswith(("f32[4096]", "f32[8192]"))]  # fmt: skip
         return big, entry.count("custom-call(")
 
-    fused_ops, fused_calls = compiled_ops(opt.step)
+    fused_ops, fused_calls = compiled_ops(opt.step, opt.init(params))
     assert fused_calls == 1 and "fusion" not in fused_ops and "copy" not in fused_ops
-    chain_ops, chain_calls = compiled_ops(_apply(opt.tx))
+    chain_ops, chain_calls = compiled_ops(_apply(opt.tx), opt.tx.init(params))
     assert chain_calls == 0 and chain_ops.count("fusion") >= 3 * len(params)
 
 
