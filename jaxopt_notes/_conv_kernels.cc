@@ -181,7 +181,7 @@ void kernel_grad_row(const T* x, const T* g, T* acc, const Shape& s, int64_t n, 
 
 template <typename T, int COB>
 void kernel_grad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw, const Shape& s) {
-  const int64_t rows = s.n * s.oh, tasks = std::min<int64_t>(rows, 16);
+  const int64_t rows = s.n * s.oh, tasks = std::clamp<int64_t>(rows, 1, 16);  // 1: zeros
   const int64_t blocks = (s.co + COB - 1) / COB, k = s.kh * s.taps();
   const int64_t size = blocks * k * COB;
   std::vector<T> partial(tasks * size, T(0));

@@ -227,8 +227,8 @@ def markdown_table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * (3 + len(names) + len(ratios))]
     for r in rows:
         cells = [r["optimizer"], f"{r['params']:,}", str(r["leaves"])]
-        cells += [f"{r['median_ms'].get(k, float('nan')):.2f}" for k in names]
-        cells += [f"{r.get(key, {}).get(p, float('nan')):.2f}x" for key, _, p in ratios]
+        cells += [f"{r['median_ms'][k]:.2f}" if k in r["median_ms"] else "" for k in names]
+        cells += [f"{r[key][p]:.2f}x" if p in r.get(key, {}) else "" for key, _, p in ratios]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -25,6 +25,18 @@ pairs donated buffers with outputs of the same shape in order: donating ``(state
 outputs ``(params, state)`` would pair each parameter with a moment's buffer, and XLA would
 copy every array twice around the in-place kernel.
 
+``flat_state=True`` (opt-in, every factory): each moment is kept as one flat buffer, the
+leaves' elements in order, instead of a tree like the params. The arithmetic is the same, bit
+for bit, but a step passes a third of the arrays: JAX pays a few microseconds per array it
+hands to and takes back from a compiled step, about 0.5 ms per step for Adam on 100 leaves
+(``bench step``). Such a state is not the chain's: ``opt.chain_state(state, params)`` cuts it
+back into the chain's state.
+
+>>> flat = fused.adam(1e-3, flat_state=True)
+>>> s = flat.init({"w": jnp.ones((2, 3)), "b": jnp.ones(3)})
+>>> s[0].mu.shape  # the first moment of both leaves, in one buffer
+(9,)
+
 Numbers: the kernels do the chain's operations in its order and type, dividing by the bias
 corrections as multiplications by their reciprocals (as XLA rewrites those divisions) and
 without fused multiply-adds (which XLA uses for some of the chain's). In float32 they agree

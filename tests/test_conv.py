@@ -127,3 +127,11 @@ def test_strides_and_string_padding_go_to_lax():
         got = conv.conv_nhwc(x, w, *args, dimension_numbers=NHWC)
         want = jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=NHWC)
         np.testing.assert_array_equal(got, want)
+
+
+def test_an_empty_batch_has_zero_kernel_gradients():
+    x, w = _arrays((0, 8, 8, 3), (3, 3, 3, 5), jnp.float32)
+    pad = ((1, 1), (1, 1))
+    out, dw = jax.jit(jax.value_and_grad(lambda w: jnp.sum(_ours(x, w, pad))))(w)
+    assert float(out) == 0.0 and dw.shape == w.shape
+    np.testing.assert_array_equal(dw, np.zeros(w.shape, np.float32))
