@@ -97,6 +97,8 @@ def build(library: Library, cxx: str, path: Path) -> str | None:
 def registered(name: str) -> str | None:
     """Builds (once per machine) and registers library ``name``; returns why not, or None."""
     library = LIBRARIES[name]
+    if not library.source.exists():
+        return f"the kernel source {library.source.name} is not installed"
     cxx = compiler()
     if cxx is None:
         return "no C++ compiler found (set $CXX)"

@@ -14,8 +14,8 @@ derivatives of ``kernel_grad`` are again the two operations. On XLA:CPU, for flo
 float64, both are C++ kernels (``_conv_kernels.cc``, through ``jax.ffi``, built on first use
 like the fused optimizers): XLA:CPU runs a LeNet's few-channel convolutions slowly, and their
 gradients slowest (LeNet's second layer at batch 256: 21-24 ms for both gradients in XLA,
-6.5-8 ms in the kernels, on this project's 2-core machine). Elsewhere (other backends or dtypes, no compiler) they are XLA's
-own convolutions, in the layouts that XLA:CPU runs fastest.
+6.5-8 ms in the kernels, on this project's 2-core machine). Elsewhere (other backends or
+dtypes, no compiler) they are XLA's own convolutions, in the layouts XLA:CPU runs fastest.
 
 >>> import jax.numpy as jnp
 >>> x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2))

@@ -135,3 +135,10 @@ def test_an_empty_batch_has_zero_kernel_gradients():
     out, dw = jax.jit(jax.value_and_grad(lambda w: jnp.sum(_ours(x, w, pad))))(w)
     assert float(out) == 0.0 and dw.shape == w.shape
     np.testing.assert_array_equal(dw, np.zeros(w.shape, np.float32))
+
+
+def test_a_missing_kernel_source_is_a_reason_to_fall_back(monkeypatch, tmp_path):
+    from jaxopt_notes import _native
+
+    monkeypatch.setitem(_native.LIBRARIES, "gone", _native.Library(tmp_path / "gone.cc", (), {}))
+    assert _native.registered("gone") == "the kernel source gone.cc is not installed"
