@@ -96,7 +96,7 @@ def _uses_custom_vjp(f: Callable, x: PyTree) -> bool:
 
 def hvp_flat(f: Callable, x: PyTree, v: PyTree) -> PyTree:
     """``H v`` by forward-over-reverse; by reverse-over-reverse where JAX cannot go forward
-    (a ``custom_vjp`` op in the loss, such as ``models.conv_nhwc`` in LeNet)."""
+    (a ``custom_vjp`` op in the loss, such as ``conv.conv_nhwc`` in LeNet)."""
     if not _uses_custom_vjp(f, x):
         return jax.jvp(jax.grad(f), (x,), (v,))[1]
 
