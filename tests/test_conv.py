@@ -25,8 +25,9 @@ def _ours(x, w, padding):
 
 
 def _arrays(x_shape, w_shape, dtype=jnp.float64):
-    kx, kw = jax.random.split(jax.random.key(sum(x_shape) + sum(w_shape)))
-    return jax.random.normal(kx, x_shape, dtype), jax.random.normal(kw, w_shape, dtype)
+    # NumPy draws: jax.random would compile a sampler for every shape (seconds per test)
+    rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
+    return tuple(jnp.asarray(rng.normal(size=s), dtype) for s in (x_shape, w_shape))
 
 
 def _close(got, want, tol=1e-10):
@@ -110,15 +111,16 @@ def test_other_dtypes_and_no_kernels_use_xla(monkeypatch):
     want = _lax(x.astype(jnp.float32), w.astype(jnp.float32), pad)
     got = jax.jit(lambda x, w: _ours(x, w, pad))(x, w).astype(jnp.float32)
     np.testing.assert_allclose(got, want, rtol=0.05, atol=0.2)
-    with jax.enable_x64(True):
-        x, w = _arrays((2, 8, 8, 6), (3, 3, 6, 4))
-        grad = jax.grad(lambda x, w: jnp.sum(jnp.sin(_ours(x, w, pad))), (0, 1))
-        fast = jax.jit(grad)(x, w)
+    with jax.enable_x64(True):  # without kernels: XLA's convolutions, values and gradients
         monkeypatch.setattr(conv, "_use_kernels", lambda *arrays: False)
-        jax.clear_caches()  # the choice is made when a shape is first traced
-        slow = jax.jit(grad)(x, w)
+        x, w = _arrays((2, 7, 9, 5), (3, 2, 5, 4))  # a shape no other test traced with kernels
+
+        def grads(conv_fn):
+            loss = lambda x, w: jnp.sum(jnp.sin(conv_fn(x, w, pad)))  # noqa: E731
+            return jax.jit(jax.value_and_grad(loss, (0, 1)))(x, w)
+
         assert _custom_calls(lambda x, w: _ours(x, w, pad), x, w)[0] == 0
-        _close(fast, slow)
+        _close(grads(_ours), grads(_lax))
 
 
 def test_strides_and_string_padding_go_to_lax():
