@@ -21,7 +21,10 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -213,63 +216,58 @@ void kernel_grad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw, const Sha
         dw[r * s.co + b * COB + c] = partial[(b * k + r) * COB + c];
 }
 
-// The channel block: 8 lanes for up to 8 channels, else blocks of 16.
-template <typename Fn8, typename Fn16>
-void by_block(int64_t co, Fn8 f8, Fn16 f16) {
-  if (co <= 8) f8();
-  else f16();
+// Runs kernel(T{}, block) for the arrays' type T and the channel block: 8 lanes for up to 8
+// channels, else blocks of 16 (a std::integral_constant, so both are compile-time).
+template <typename Kernel>
+ffi::Error by_type_and_block(ffi::DataType type, int64_t co, const char* what, Kernel kernel) {
+  auto with_block = [&](auto zero) {
+    if (co <= 8) kernel(zero, std::integral_constant<int, 8>{});
+    else kernel(zero, std::integral_constant<int, 16>{});
+  };
+  if (type == ffi::DataType::F32) with_block(0.0f);
+  else if (type == ffi::DataType::F64) with_block(0.0);
+  else return ffi::Error::InvalidArgument(std::string(what) + ": float32 or float64 only");
+  return ffi::Error::Success();
 }
 
-ffi::Error check_rank(const ffi::AnyBuffer& a, const char* name) {
-  if (a.dimensions().size() != 4)
-    return ffi::Error::InvalidArgument(std::string(name) + " must have rank 4 (NHWC or HWIO)");
+ffi::Error check_ranks(const ffi::AnyBuffer& a, const char* a_name, const ffi::AnyBuffer& b,
+                       const char* b_name) {
+  for (auto [buffer, name] : {std::pair{&a, a_name}, std::pair{&b, b_name}})
+    if (buffer->dimensions().size() != 4)
+      return ffi::Error::InvalidArgument(std::string(name) + " must have rank 4 (NHWC or HWIO)");
   return ffi::Error::Success();
 }
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer w,
                    ffi::Result<ffi::AnyBuffer> out) {
-  for (auto [a, name] : {std::pair{&x, "x"}, std::pair{&w, "w"}})
-    if (auto e = check_rank(*a, name); e.failure()) return e;
+  if (auto e = check_ranks(x, "x", w, "w"); e.failure()) return e;
   auto xd = x.dimensions(), wd = w.dimensions();
   Shape s{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], xd[1] - wd[0] + 1, xd[2] - wd[1] + 1};
   if (wd[2] != s.ci || s.oh < 1 || s.ow < 1)
     return ffi::Error::InvalidArgument("conv: kernel does not fit the input");
-  auto run = [&](auto zero) {
+  return by_type_and_block(x.element_type(), s.co, "conv", [&](auto zero, auto block) {
     using T = decltype(zero);
-    const T* xp = static_cast<const T*>(x.untyped_data());
-    const T* wp = static_cast<const T*>(w.untyped_data());
-    T* op = static_cast<T*>(out->untyped_data());
-    by_block(
-        s.co, [&] { forward<T, 8>(pool, xp, wp, op, s); },
-        [&] { forward<T, 16>(pool, xp, wp, op, s); });
-  };
-  if (x.element_type() == ffi::DataType::F32) run(0.0f);
-  else if (x.element_type() == ffi::DataType::F64) run(0.0);
-  else return ffi::Error::InvalidArgument("conv: float32 or float64 only");
-  return ffi::Error::Success();
+    forward<T, decltype(block)::value>(pool, static_cast<const T*>(x.untyped_data()),
+                                       static_cast<const T*>(w.untyped_data()),
+                                       static_cast<T*>(out->untyped_data()), s);
+  });
 }
 
 ffi::Error KernelGrad(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer g,
                       ffi::Result<ffi::AnyBuffer> dw) {
-  for (auto [a, name] : {std::pair{&x, "x"}, std::pair{&g, "g"}})
-    if (auto e = check_rank(*a, name); e.failure()) return e;
+  if (auto e = check_ranks(x, "x", g, "g"); e.failure()) return e;
   auto xd = x.dimensions(), gd = g.dimensions();
   Shape s{xd[0], xd[1], xd[2], xd[3], xd[1] - gd[1] + 1, xd[2] - gd[2] + 1, gd[3], gd[1], gd[2]};
   if (gd[0] != s.n || s.kh < 1 || s.kw < 1)
     return ffi::Error::InvalidArgument("conv kernel gradient: shapes do not match");
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
-    const T* xp = static_cast<const T*>(x.untyped_data());
-    const T* gp = static_cast<const T*>(g.untyped_data());
-    T* dp = static_cast<T*>(dw->untyped_data());
-    by_block(
-        s.co, [&] { kernel_grad<T, 8>(pool, xp, gp, dp, s); },
-        [&] { kernel_grad<T, 16>(pool, xp, gp, dp, s); });
-  };
-  if (x.element_type() == ffi::DataType::F32) run(0.0f);
-  else if (x.element_type() == ffi::DataType::F64) run(0.0);
-  else return ffi::Error::InvalidArgument("conv kernel gradient: float32 or float64 only");
-  return ffi::Error::Success();
+  return by_type_and_block(x.element_type(), s.co, "conv kernel gradient",
+                           [&](auto zero, auto block) {
+                             using T = decltype(zero);
+                             kernel_grad<T, decltype(block)::value>(
+                                 pool, static_cast<const T*>(x.untyped_data()),
+                                 static_cast<const T*>(g.untyped_data()),
+                                 static_cast<T*>(dw->untyped_data()), s);
+                           });
 }
 
 }  // namespace
