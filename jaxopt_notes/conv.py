@@ -102,13 +102,12 @@ def _dispatch(ffi_fn, xla_fn, a: jax.Array, b: jax.Array) -> jax.Array:
 # --- the two bilinear operations and their derivatives ----------------------------------------
 
 
-def _flip(w: jax.Array) -> jax.Array:
-    """The kernel that correlates an output gradient back to the input: flipped, in <-> out."""
-    return jnp.flip(w, (0, 1)).swapaxes(2, 3)
-
-
-def _pad_full(g: jax.Array, kh: int, kw: int) -> jax.Array:
-    return jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+def _input_grad(g: jax.Array, w: jax.Array) -> jax.Array:
+    """The gradient of ``sum(correlate(x, w) * g)`` in ``x``: a full correlation of ``g`` with
+    the kernel flipped and its channels swapped."""
+    kh, kw = w.shape[:2]
+    g = jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+    return correlate(g, jnp.flip(w, (0, 1)).swapaxes(2, 3))
 
 
 @jax.custom_vjp
@@ -123,7 +122,7 @@ def _correlate_fwd(x, w):
 
 def _correlate_bwd(residuals, g):
     x, w = residuals
-    return correlate(_pad_full(g, *w.shape[:2]), _flip(w)), kernel_grad(x, g)
+    return _input_grad(g, w), kernel_grad(x, g)
 
 
 correlate.defvjp(_correlate_fwd, _correlate_bwd)
@@ -142,7 +141,7 @@ def _kernel_grad_fwd(x, g):
 def _kernel_grad_bwd(residuals, c):
     # <kernel_grad(x, g), c> = <correlate(x, c), g>: the derivatives are correlate's
     x, g = residuals
-    return correlate(_pad_full(g, *c.shape[:2]), _flip(c)), correlate(x, c)
+    return _input_grad(g, c), correlate(x, c)
 
 
 kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
