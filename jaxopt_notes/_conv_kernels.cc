@@ -43,7 +43,8 @@ inline Vec<T, COB> load(const T* p) {
   return *reinterpret_cast<const Vec<T, COB>*>(p);  // GCC lets a vector alias its elements
 }
 
-// Runs body(task) for task in [0, tasks) on the calling thread and the pool's threads.
+// Runs body(task) for task in [0, tasks) on the calling thread and pool threads, one thread per
+// core in all (the pool has one per core; see parallel_chunks in _fused_kernels.cc).
 template <typename Body>
 void parallel_for(ffi::ThreadPool& pool, int64_t tasks, Body body) {
   struct Counter {
@@ -56,7 +57,7 @@ void parallel_for(ffi::ThreadPool& pool, int64_t tasks, Body body) {
       counter->done.fetch_add(1, std::memory_order_release);
     }
   };
-  const int64_t helpers = std::min<int64_t>(pool.num_threads(), tasks - 1);
+  const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, tasks - 1);
   for (int64_t t = 0; t < helpers; ++t) pool.Schedule([drain] { drain(); });
   drain();
   while (counter->done.load(std::memory_order_acquire) < tasks) std::this_thread::yield();
