@@ -103,6 +103,23 @@ inline T momentum_step(T u, T* __restrict tr, int64_t i, T beta) {
   }
 }
 
+// Runs op(i) for i in [begin, end) in blocks of one cache line of T, asking at each block for
+// the line kAhead elements on in every array: at 10M float32 params the hardware prefetcher
+// alone left Adam ~5-10% slower (a standalone loop on this 2-core VM, 6.8 against 6.3 ms).
+// The fixed-length inner loop vectorizes without a remainder; the tail runs one by one.
+constexpr int64_t kAhead = 512;
+
+template <typename T, typename Op, typename... A>
+inline void by_lines(int64_t begin, int64_t end, Op op, const A*... arrays) {
+  constexpr int64_t line = 64 / sizeof(T);
+  int64_t b = begin;
+  for (; b + line <= end; b += line) {
+    (__builtin_prefetch(arrays + b + kAhead), ...);
+    for (int64_t i = b; i < b + line; ++i) op(i);
+  }
+  for (; b < end; ++b) op(b);
+}
+
 template <typename T, bool Guard>
 inline T divide(T num, T den) {
   if constexpr (Guard) {
@@ -125,7 +142,7 @@ void adam_chunk(const Chunk& c, const T* k, T* const* a) {
   T* __restrict nu_max = Amsgrad ? a[c.leaf * n + 4] : nullptr;
   const T c1 = k[0], b1 = k[1], c2 = k[2], b2 = k[3], r1 = k[4], r2 = k[5], eps = k[6],
           eps_root = k[7], neg_lr = k[8], wd = k[9];
-  for (int64_t i = c.begin; i < c.end; ++i) {
+  auto op = [&](int64_t i) {
     const T m = c1 * g[i] + b1 * mu[i];
     const T v = c2 * (g[i] * g[i]) + b2 * nu[i];
     mu[i] = m;
@@ -144,6 +161,11 @@ void adam_chunk(const Chunk& c, const T* k, T* const* a) {
     T u = divide<T, Guard>(m * r1, std::sqrt(v_hat + eps_root) + eps);
     if constexpr (Decay) u = u + wd * p[i];
     p[i] = p[i] + neg_lr * u;
+  };
+  if constexpr (Amsgrad) {
+    by_lines<T>(c.begin, c.end, op, p, g, mu, nu, nu_max);
+  } else {
+    by_lines<T>(c.begin, c.end, op, p, g, mu, nu);
   }
 }
 
@@ -174,14 +196,15 @@ void adam_bf16_chunk(const Chunk& c, const float* k, float* const* a) {
   uint16_t* __restrict nu = reinterpret_cast<uint16_t*>(a[c.leaf * 4 + 3]);
   const float c1 = k[0], b1 = k[1], c2 = k[2], b2 = k[3], r1 = k[4], r2 = k[5], eps = k[6],
               eps_root = k[7], neg_lr = k[8];
-  for (int64_t i = c.begin; i < c.end; ++i) {
+  auto op = [&](int64_t i) {
     const float m = c1 * g[i] + b1 * from_bf16(mu[i]);
     const float v = c2 * (g[i] * g[i]) + b2 * from_bf16(nu[i]);
     mu[i] = to_bf16(m);
     nu[i] = to_bf16(v);
     const float u = divide<float, Guard>(m * r1, std::sqrt(v * r2 + eps_root) + eps);
     p[i] = p[i] + neg_lr * u;
-  }
+  };
+  by_lines<float>(c.begin, c.end, op, p, g, mu, nu);
 }
 
 // SGD with momentum. Per leaf (p, g, trace); results (p, trace). coef = [beta, -lr].
@@ -191,9 +214,8 @@ void sgd_chunk(const Chunk& c, const T* k, T* const* a) {
   const T* __restrict g = a[c.leaf * 3 + 1];
   T* __restrict tr = a[c.leaf * 3 + 2];
   const T beta = k[0], neg_lr = k[1];
-  for (int64_t i = c.begin; i < c.end; ++i) {
-    p[i] = p[i] + neg_lr * momentum_step<T, Momentum>(g[i], tr, i, beta);
-  }
+  auto op = [&](int64_t i) { p[i] = p[i] + neg_lr * momentum_step<T, Momentum>(g[i], tr, i, beta); };
+  by_lines<T>(c.begin, c.end, op, p, g, tr);
 }
 
 // RMSProp and AdaGrad: v = c2 g^2 + rho v (AdaGrad: c2 = rho = 1, a plain sum), then
@@ -207,11 +229,16 @@ void scaled_chunk(const Chunk& c, const T* k, T* const* a) {
   T* __restrict nu = a[c.leaf * n + 2];
   T* __restrict tr = Momentum ? a[c.leaf * n + 3] : nullptr;
   const T c2 = k[0], rho = k[1], eps_root = k[2], eps = k[3], neg_lr = k[4], beta = k[5];
-  for (int64_t i = c.begin; i < c.end; ++i) {
+  auto op = [&](int64_t i) {
     const T v = c2 * (g[i] * g[i]) + rho * nu[i];
     nu[i] = v;
     const T u = divide<T, Guard>(g[i], std::sqrt(v + eps_root) + eps);
     p[i] = p[i] + neg_lr * momentum_step<T, Momentum>(u, tr, i, beta);
+  };
+  if constexpr (Momentum) {
+    by_lines<T>(c.begin, c.end, op, p, g, nu, tr);
+  } else {
+    by_lines<T>(c.begin, c.end, op, p, g, nu);
   }
 }
 
