@@ -4,7 +4,7 @@
 // passes over memory (the first moment, the second moment, then the parameters re-reading both
 // moments), 40 bytes per float32 parameter where one pass needs 28. These kernels read every
 // array once and write the parameters and moments in place (the Python side aliases inputs to
-// outputs), sharing the chunks of all leaves among XLA's intra-op threads.
+// outputs), sharing the chunks of all leaves among the cores (_kernel_threads.h).
 //
 // The arithmetic is the chain's, operation for operation and in the same order, in the
 // parameters' own type. Built with -ffp-contract=off (no fused multiply-adds) and without
@@ -13,14 +13,12 @@
 // corrections, the learning rate) are computed in JAX and arrive in a small `coef` buffer.
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <thread>
 #include <vector>
 
+#include "_kernel_threads.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -34,39 +32,14 @@ struct Chunk {
   int64_t leaf, begin, end;
 };
 
-struct Work {
+std::vector<Chunk> split(const std::vector<int64_t>& sizes) {
   std::vector<Chunk> chunks;
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> done{0};
-};
-
-// Runs body(chunk) over every chunk on the calling thread and pool threads. XLA's intra-op
-// pool has one thread per core and the calling thread works too, so it takes one helper fewer
-// than the pool's size: one thread more than cores made a memory-bound loop ~35% slower.
-// Late tasks find no chunk left and return: they never touch the (then freed) buffers.
-template <typename Body>
-void parallel_chunks(ffi::ThreadPool& pool, std::shared_ptr<Work> work, Body body) {
-  const int64_t total = static_cast<int64_t>(work->chunks.size());
-  auto drain = [work, body, total]() {
-    for (int64_t i; (i = work->next.fetch_add(1)) < total;) {
-      body(work->chunks[i]);
-      work->done.fetch_add(1, std::memory_order_release);
-    }
-  };
-  const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, total - 1);
-  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([drain] { drain(); });
-  drain();
-  while (work->done.load(std::memory_order_acquire) < total) std::this_thread::yield();
-}
-
-std::shared_ptr<Work> split(const std::vector<int64_t>& sizes) {
-  auto work = std::make_shared<Work>();
   for (int64_t leaf = 0; leaf < static_cast<int64_t>(sizes.size()); ++leaf) {
     for (int64_t b = 0; b < sizes[leaf]; b += kChunk) {
-      work->chunks.push_back({leaf, b, std::min(sizes[leaf], b + kChunk)});
+      chunks.push_back({leaf, b, std::min(sizes[leaf], b + kChunk)});
     }
   }
-  return work;
+  return chunks;
 }
 
 // Pointers to `arrays` arrays per leaf, read from args[first + leaf * arrays + a], and each
@@ -287,11 +260,12 @@ ffi::Error run(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t arr
   auto ptrs = flat ? flat_pointers<T>(args, arrays, sizes)
                    : pointers<T>(args, 1, arrays, leaves, sizes);
   if (ptrs.has_error()) return ptrs.error();
-  auto work = split(sizes);
-  if (work->chunks.empty()) return ffi::Error::Success();
+  const std::vector<Chunk> chunks = split(sizes);
   const T* k = static_cast<const T*>(coef->untyped_data());
-  auto shared = std::make_shared<std::vector<T*>>(std::move(*ptrs));
-  parallel_chunks(pool, work, [k, shared, chunk](const Chunk& c) { chunk(c, k, shared->data()); });
+  T* const* a = ptrs->data();
+  // the calling thread works too, so one helper fewer than XLA's pool (one thread per core)
+  jn_threads::parallel_for(pool.num_threads() - 1, static_cast<int64_t>(chunks.size()),
+                           [&](int64_t i) { chunk(chunks[i], k, a); });
   return ffi::Error::Success();
 }
 

@@ -1,11 +1,12 @@
 """Building and registering the C++ kernels that ``jax.ffi`` calls on XLA:CPU.
 
-A kernel library is one source file next to this module, compiled on first use with the
-system's C++ compiler (``$CXX``, else ``g++`` or ``c++``) into ``$JAXOPT_NOTES_CACHE`` (default
-``~/.cache/jaxopt_notes``), under a name that hashes the source, the flags, the CPU's features
-(``-march=native``) and the JAX version, so a changed source or machine builds afresh.
-:func:`registered` builds and registers a library once per process and returns why it could
-not, or None; callers fall back to XLA's own code when it returns a reason.
+A kernel library is one source file next to this module, plus the header of helper threads
+they share (``_kernel_threads.h``). It is compiled on first use with the system's C++ compiler
+(``$CXX``, else ``g++`` or ``c++``) into ``$JAXOPT_NOTES_CACHE`` (default
+``~/.cache/jaxopt_notes``), under a name that hashes the source and header, the flags, the
+CPU's features (``-march=native``) and the JAX version, so a changed source or machine builds
+afresh. :func:`registered` builds and registers a library once per process and returns why it
+could not, or None; callers fall back to XLA's own code when it returns a reason.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import NamedTuple
 
 import jax
 
-_COMMON = ["-O3", "-march=native", "-std=c++17", "-fPIC", "-shared", "-fno-math-errno"]
+_COMMON = ["-O3", "-march=native", "-std=c++17", "-fPIC", "-shared", "-pthread", "-fno-math-errno"]
 
 
 class Library(NamedTuple):
@@ -35,6 +36,7 @@ class Library(NamedTuple):
 
 
 _HERE = Path(__file__).parent
+HEADERS = (_HERE / "_kernel_threads.h",)  # included by every library
 LIBRARIES = {
     # no FMA contraction: the optimizer kernels round each operation once, as NumPy does
     "fused": Library(
@@ -69,7 +71,8 @@ def library_path(library: Library, cxx: str) -> Path:
         with open("/proc/cpuinfo") as info:
             cpu += next((line for line in info if line.startswith("flags")), "")
     key = hashlib.sha256(
-        b"".join([library.source.read_bytes(), " ".join([cxx, *library.flags]).encode(),
+        b"".join([library.source.read_bytes(), *(h.read_bytes() for h in HEADERS),
+                  " ".join([cxx, *library.flags]).encode(),
                   cpu.encode(), jax.ffi.include_dir().encode(), jax.__version__.encode()])
     ).hexdigest()[:16]  # fmt: skip
     cache = Path(os.environ.get("JAXOPT_NOTES_CACHE", Path.home() / ".cache" / "jaxopt_notes"))
@@ -97,8 +100,9 @@ def build(library: Library, cxx: str, path: Path) -> str | None:
 def registered(name: str) -> str | None:
     """Builds (once per machine) and registers library ``name``; returns why not, or None."""
     library = LIBRARIES[name]
-    if not library.source.exists():
-        return f"the kernel source {library.source.name} is not installed"
+    for source in (library.source, *HEADERS):
+        if not source.exists():
+            return f"the kernel source {source.name} is not installed"
     cxx = compiler()
     if cxx is None:
         return "no C++ compiler found (set $CXX)"

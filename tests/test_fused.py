@@ -9,6 +9,8 @@ XLA-compiled chain (which contracts multiply-adds into FMAs where the kernel doe
 
 from __future__ import annotations
 
+import threading
+
 import jax
 import jax.numpy as jnp
 import ml_dtypes
@@ -230,6 +232,35 @@ def test_float32_fused_stays_within_roundings_of_the_chain(name):
         else:
             assert np.max(np.abs(a - b)) <= 1e-5 * max(1.0, np.max(np.abs(b))), name
     assert np.max(np.abs(np.asarray(params["c"]) - np.asarray(start["c"]))) > 1e-3  # it moved
+
+
+def test_steps_from_several_threads_at_once_match_the_serial_steps():
+    """The kernels share one set of helper threads: callers that overlap each still get every
+    chunk of their own step done (a job a helper has not taken is replaced, and its caller
+    runs it alone), so the results are the serial ones, bit for bit."""
+    opt = fused.adam(1e-2)
+    step = jax.jit(opt.step)
+    rng = np.random.default_rng(3)
+    starts = [jnp.asarray(rng.normal(size=200_000), jnp.float32) for _ in range(4)]  # 7 chunks
+    grads = [jnp.asarray(rng.normal(size=200_000), jnp.float32) for _ in range(4)]
+
+    def walk(i, out):
+        params, state = [starts[i]], opt.init([starts[i]])
+        for _ in range(20):
+            params, state = step(params, state, [grads[i]])
+        out[i] = np.asarray(params[0])
+
+    serial, concurrent = {}, {}
+    for i in range(4):
+        walk(i, serial)
+    threads = [threading.Thread(target=walk, args=(i, concurrent)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        np.testing.assert_array_equal(concurrent[i], serial[i])
+        assert not np.array_equal(serial[i], np.asarray(starts[i]))
 
 
 FLAT_CASES = {k: lambda flat, f=f: f(1e-2, flat_state=flat) for k, f in fused.OPTIMIZERS.items()}
