@@ -263,8 +263,13 @@ ffi::Error run(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t arr
   const std::vector<Chunk> chunks = split(sizes);
   const T* k = static_cast<const T*>(coef->untyped_data());
   T* const* a = ptrs->data();
-  // the calling thread works too, so one helper fewer than XLA's pool (one thread per core)
-  jn_threads::parallel_for(pool.num_threads() - 1, static_cast<int64_t>(chunks.size()),
+  // The calling thread works too, so one helper fewer than XLA's pool (one thread per core).
+  // Below two chunks' worth of elements the caller steps alone: such a step takes a few tens
+  // of us, and a helper woken for it would then spin beside the model's next XLA ops.
+  int64_t elements = 0;
+  for (int64_t size : sizes) elements += size;
+  const int64_t helpers = elements >= 2 * kChunk ? pool.num_threads() - 1 : 0;
+  jn_threads::parallel_for(helpers, static_cast<int64_t>(chunks.size()),
                            [&](int64_t i) { chunk(chunks[i], k, a); });
   return ffi::Error::Success();
 }
