@@ -33,6 +33,14 @@ namespace jn_threads {
 
 constexpr std::chrono::microseconds kSpin{300};
 
+inline void cpu_relax() {  // a spin-wait hint to the core
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 class Helpers {
  public:
   explicit Helpers(int64_t count) {
@@ -40,9 +48,12 @@ class Helpers {
   }
 
   // Hands `job` to every helper; a job not yet taken is replaced (its caller runs it alone).
+  // If the lock is taken (a helper is between spinning and sleeping, or a fork copied it
+  // locked), the job is not posted and the caller runs it alone: it never blocks here.
   void post(std::shared_ptr<std::function<void()>> job) {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+      if (!lock.owns_lock()) return;
       job_ = std::move(job);
       generation_.fetch_add(1, std::memory_order_release);
     }
@@ -56,7 +67,7 @@ class Helpers {
       const auto start = std::chrono::steady_clock::now();
       while (generation_.load(std::memory_order_acquire) == seen &&
              std::chrono::steady_clock::now() - start < kSpin) {
-        __builtin_ia32_pause();
+        cpu_relax();
       }
       std::shared_ptr<std::function<void()>> job;
       {
