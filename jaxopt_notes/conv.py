@@ -44,10 +44,13 @@ def kernels_available() -> bool:
 
 
 def _use_kernels(*arrays: jax.Array) -> bool:
+    """Kernel dtypes, and a CPU default backend (elsewhere nothing is built: a machine whose
+    default is a GPU runs XLA's convolutions, also in a computation put on its CPU)."""
     dtype = arrays[0].dtype
     return (
         dtype in _KERNEL_DTYPES
         and all(a.dtype == dtype for a in arrays)
+        and jax.default_backend() == "cpu"
         and _native.registered("conv") is None
     )
 

@@ -45,9 +45,12 @@ transcription; in float64 with optax, torch and the papers to 1e-9 (``tests/test
 float32 and float64 leaves only (and, opt-in, float32 params with bfloat16 Adam moments).
 
 The kernels are compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``
-or ``c++``) into ``$JAXOPT_NOTES_CACHE`` (default ``~/.cache/jaxopt_notes``). On other
-backends (GPU/TPU, whose XLA compilers can merge the chain's loops themselves), or where no
-compiler is found, ``step`` runs the chain instead; :func:`available` tells which.
+or ``c++``) into ``$JAXOPT_NOTES_CACHE`` (default ``~/.cache/jaxopt_notes``). Where no
+compiler is found, ``step`` runs the chain instead; :func:`available` tells which. Where the
+default backend is not the CPU (GPU/TPU, whose XLA compilers can merge the chain's loops
+themselves), ``step`` runs the chain without building anything, also for arrays put on the
+CPU there. A step over 64K params or more shares its chunks with helper threads of the
+kernels' own (one per further core), which spin for 300 us after each step before they sleep.
 """
 
 from __future__ import annotations
@@ -260,6 +263,8 @@ def _fused(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> Fu
         init, chain_state, fallback, call = tx.init, lambda state, params: state, chain_step, _call
 
     def step(params, state, grads):
+        if jax.default_backend() != "cpu":  # the chain, as intended there; nothing is built
+            return fallback(params, state, grads)
         if _registered() is not None:
             warnings.warn(f"fused kernels unavailable ({_registered()}): running the chain",
                           stacklevel=2)  # fmt: skip

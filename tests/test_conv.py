@@ -123,6 +123,19 @@ def test_other_dtypes_and_no_kernels_use_xla(monkeypatch):
         _close(grads(_ours), grads(_lax))
 
 
+def test_off_the_cpu_nothing_is_built_and_xla_convolves(monkeypatch):
+    def no_build(name):
+        raise AssertionError(f"built the CPU kernels ({name}) for another backend")
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(conv._native, "registered", no_build)
+    x, w = _arrays((1, 6, 7, 2), (2, 3, 2, 3), jnp.float32)  # a shape no other test traces
+    pad = ((0, 0), (1, 1))
+    assert _custom_calls(lambda x, w: _ours(x, w, pad), x, w)[0] == 0
+    np.testing.assert_allclose(jax.jit(lambda x, w: _ours(x, w, pad))(x, w), _lax(x, w, pad),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
 def test_strides_and_string_padding_go_to_lax():
     x, w = _arrays((2, 9, 9, 3), (3, 3, 3, 4), jnp.float32)
     for args in [((2, 2), ((1, 1), (1, 1))), ((1, 1), "SAME"), ((1, 1), ((-1, 0), (0, 0)))]:

@@ -377,6 +377,20 @@ def test_without_kernels_the_step_runs_the_chain(monkeypatch):
     np.testing.assert_array_equal(got["w"], want["w"])
 
 
+def test_off_the_cpu_the_step_runs_the_chain_and_builds_nothing(monkeypatch):
+    def no_build():
+        raise AssertionError("built the CPU kernels for another backend")
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(fused, "_registered", no_build)
+    opt = fused.adam(0.1, flat_state=True)
+    params, grads = {"w": jnp.ones(3)}, {"w": jnp.full(3, 2.0)}
+    got, state = opt.step(params, opt.init(params), grads)  # no warning: the intended path
+    want, _ = _apply(opt.tx)(params, opt.tx.init(params), grads)
+    np.testing.assert_array_equal(got["w"], want["w"])
+    assert state[0].mu.shape == (3,)  # still the flat state
+
+
 @pytest.mark.parametrize("flat_state", [False, True])
 def test_the_compiled_step_is_one_pass_over_the_arrays(flat_state):
     """The chain compiles to one loop per written array (mu, nu, params: three passes); the fused
