@@ -17,16 +17,14 @@
 // written (taps, then rows for the forward; pixels in row order per thread, then the threads'
 // partial sums in order for the kernel gradient), in the arrays' own type.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "_kernel_threads.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -43,24 +41,16 @@ inline Vec<T, COB> load(const T* p) {
   return *reinterpret_cast<const Vec<T, COB>*>(p);  // GCC lets a vector alias its elements
 }
 
-// Runs body(task) for task in [0, tasks) on the calling thread and pool threads, one thread per
-// core in all (the pool has one per core; see parallel_chunks in _fused_kernels.cc).
+// Runs body(task) for task in [0, tasks) on the calling thread and XLA's pool threads, one
+// thread per core in all (the pool has one per core); see _kernel_threads.h for why the
+// convolutions keep XLA's pool.
 template <typename Body>
 void parallel_for(ffi::ThreadPool& pool, int64_t tasks, Body body) {
-  struct Counter {
-    std::atomic<int64_t> next{0}, done{0};
+  auto hand_off = [&pool, tasks](const auto& drain) {
+    const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, tasks - 1);
+    for (int64_t t = 0; t < helpers; ++t) pool.Schedule([drain] { drain(); });
   };
-  auto counter = std::make_shared<Counter>();
-  auto drain = [counter, body, tasks]() {
-    for (int64_t i; (i = counter->next.fetch_add(1)) < tasks;) {
-      body(i);
-      counter->done.fetch_add(1, std::memory_order_release);
-    }
-  };
-  const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, tasks - 1);
-  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([drain] { drain(); });
-  drain();
-  while (counter->done.load(std::memory_order_acquire) < tasks) std::this_thread::yield();
+  jn_threads::run_tasks(hand_off, tasks, body);
 }
 
 struct Shape {

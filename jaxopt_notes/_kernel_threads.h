@@ -1,6 +1,7 @@
-// The helper threads the optimizer kernels (_fused_kernels.cc) split their loops with:
-// parallel_for(helpers, tasks, body) runs body(i) for i in [0, tasks) on the calling thread
-// and up to `helpers` threads of the library's own.
+// How the kernel libraries split a loop among threads. run_tasks(hand_off, tasks, body) runs
+// body(i) for i in [0, tasks) on the calling thread and the threads hand_off gives the loop
+// to; parallel_for(helpers, tasks, body), used by the optimizer kernels (_fused_kernels.cc),
+// gives it to up to `helpers` threads of the library's own.
 //
 // Why not XLA's intra-op pool (ffi::ThreadPool): on a 2-core VM a parked pool thread took from
 // 0.05 to several ms to start a task scheduled to it, so the caller often did a whole step
@@ -93,8 +94,10 @@ inline Helpers& helpers_for(int64_t helpers) {
   return *instance;
 }
 
-template <typename Body>
-void parallel_for(int64_t helpers, int64_t tasks, Body body) {
+// Runs body(i) for i in [0, tasks) on the calling thread and on whichever threads
+// `hand_off(drain)` gives the loop `drain` to (it runs drain() there, any number of times).
+template <typename HandOff, typename Body>
+void run_tasks(HandOff hand_off, int64_t tasks, Body body) {
   struct Counter {
     std::atomic<int64_t> next{0}, done{0};
   };
@@ -105,11 +108,18 @@ void parallel_for(int64_t helpers, int64_t tasks, Body body) {
       counter->done.fetch_add(1, std::memory_order_release);
     }
   };
-  if (tasks > 1 && helpers > 0) {
-    helpers_for(helpers).post(std::make_shared<std::function<void()>>(drain));
-  }
+  if (tasks > 1) hand_off(drain);
   drain();
   while (counter->done.load(std::memory_order_acquire) < tasks) std::this_thread::yield();
+}
+
+// run_tasks on the library's own helpers.
+template <typename Body>
+void parallel_for(int64_t helpers, int64_t tasks, Body body) {
+  auto hand_off = [helpers](const auto& drain) {
+    if (helpers > 0) helpers_for(helpers).post(std::make_shared<std::function<void()>>(drain));
+  };
+  run_tasks(hand_off, tasks, body);
 }
 
 }  // namespace jn_threads
