@@ -4,15 +4,15 @@
 // gives it to up to `helpers` threads of the library's own.
 //
 // Why not XLA's intra-op pool (ffi::ThreadPool): on a 2-core VM a parked pool thread took from
-// 0.05 to several ms to start a task scheduled to it, so the caller often did a whole step
-// alone (instrumented: 100 of 100 chunks on one thread; the helper arrived 2.5-13 ms later).
-// Our helpers spin for kSpin after each task before they sleep, as OpenMP's threads do (torch
-// runs its loops on those): back-to-back steps then start on all cores at once. A flat
-// momentum step over 1M params went from ~550 to ~350 us (torch fused: ~360 us).
+// 0.05 to 13 ms to start a task scheduled to it, so the caller often did a whole step alone
+// (instrumented: 100 of 100 chunks on the calling thread). Our helpers spin for kSpin after
+// each task before they sleep, as OpenMP's threads do (torch runs its loops on those):
+// back-to-back steps then start on all cores at once. A flat momentum step over 1M params in
+// one leaf went from 530-580 to 335-380 us (torch fused: 360-450 us in the same runs).
 //
-// The convolution kernels keep XLA's pool: in a training step
-// XLA's own ops run between them, and helpers spinning there took a core from those ops
-// (tried: LeNet training fell from 1.25-1.87x torch eager's throughput to 1.03-1.48x).
+// The convolution kernels keep XLA's pool: in a training step XLA's own ops run between them,
+// and helpers spinning there took a core from those ops (tried: LeNet training fell from
+// 1.25-1.87x torch eager's throughput to 1.03-1.48x).
 //
 // Safety: the caller takes tasks too and returns once every task has run, so it never waits
 // on a helper that is late, absent (e.g. after a fork) or busy with another caller's job. A
