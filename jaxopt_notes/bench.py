@@ -72,7 +72,10 @@ PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords, our fu
 }
 
 
-FUSED_RATIOS = {"jaxopt_notes_fused": "fused_ratio_vs", "jaxopt_notes_fused_flat": "flat_ratio_vs"}
+FUSED_VARIANTS = {  # runner: (the row's field of its ratios, its table label, its console label)
+    "jaxopt_notes_fused": ("fused_ratio_vs", "fused", "fused"),
+    "jaxopt_notes_fused_flat": ("flat_ratio_vs", "fused flat", "flat"),
+}
 
 
 def machine() -> dict:
@@ -195,10 +198,10 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
                        "peak_rss_mb": peak_rss_mb()}  # fmt: skip
                 row["ratio_vs"] = {key: ms["jaxopt_notes"] / v for key, v in ms.items()
                                    if key != "jaxopt_notes"}  # fmt: skip
-                for variant, field in FUSED_RATIOS.items():
+                for variant, (field, _, _) in FUSED_VARIANTS.items():
                     if variant in ms:
                         row[field] = {key: ms[variant] / v for key, v in ms.items()
-                                      if key not in FUSED_RATIOS}  # fmt: skip
+                                      if key not in FUSED_VARIANTS}  # fmt: skip
                 rows.append(row)
                 print(format_row(row), flush=True)
                 del runners
@@ -208,7 +211,7 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
 def format_row(row: dict) -> str:
     ms = "  ".join(f"{k}={v:.2f}ms" for k, v in row["median_ms"].items())
     ratios = "  ".join(f"ours/{k}={v:.2f}x" for k, v in row["ratio_vs"].items())
-    for field, who in (("fused_ratio_vs", "fused"), ("flat_ratio_vs", "flat")):
+    for field, _, who in FUSED_VARIANTS.values():
         ratios += "".join(f"  {who}/{k}={v:.2f}x" for k, v in row.get(field, {}).items())
     size = f"{row['params']:>10,d} params {row['leaves']:>3d} leaves"
     return f"{row['optimizer']:>8s} {size}  {ms}  {ratios}"
@@ -216,11 +219,11 @@ def format_row(row: dict) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """Milliseconds of every implementation, then ours (chain) / optax and fused / each peer."""
-    ours = ["jaxopt_notes", "jaxopt_notes_fused", "jaxopt_notes_fused_flat"]
+    ours = ["jaxopt_notes", *FUSED_VARIANTS]
     peers = sorted({k for r in rows for k in r["median_ms"]} - set(ours))
     names = [k for k in ours if any(k in r["median_ms"] for r in rows)] + peers
     ratios = [("ratio_vs", "ours", "optax")]
-    for field, who in (("fused_ratio_vs", "fused"), ("flat_ratio_vs", "fused flat")):
+    for field, who, _ in FUSED_VARIANTS.values():
         if any(field in r for r in rows):
             ratios += [(field, who, p) for p in peers]
     head = "| optimizer | params | leaves | " + " | ".join(f"{k} (ms)" for k in names)
