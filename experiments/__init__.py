@@ -1,10 +1,14 @@
 """The experiments: each turns claims of the notes into measured, plotted verdicts.
 
-An experiment is a module here with ``SUMMARY`` (one line), ``DATA`` (which data it uses),
-a frozen ``Config`` dataclass (defaults: the notes' settings; ``quick()``: minutes for all
-experiments together; ``tiny()``: seconds, for the smoke tests), and
-``main(cfg, out_dir) -> {"metrics", "claims", "figures"}``. This module finds them, runs them,
-writes ``result.json`` beside their figures and, for ``--all``, ``REPORT.md``.
+An experiment is a module here with ``SUMMARY`` (one line), ``DATA`` (which data it uses), a
+frozen ``Config`` dataclass (defaults: the source's settings; ``quick()``: minutes for all
+experiments together; ``tiny()``: seconds, for the tests), a pure ``claims(metrics, cfg)`` that
+decides every claim and check from the measured numbers, and ``main(cfg, out_dir) ->
+{"metrics", "claims", "figures"}``. Optionally ``QUICK_NOTE`` says whether a miss under the
+quick budget could be down to the budget. This module finds them, validates their configs, runs
+each into a fresh directory that replaces the old one only when the run has finished, and writes
+``result.json``, ``REPORT.md`` beside the figures and, for ``--all``, ``REPORT.md`` and
+``REPORT.html`` over all of them.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
-from experiments import _common
+from experiments import _claims, _common, _config, _report
 
 NAMES = [
     "optimizer_paths",
@@ -51,66 +57,160 @@ def load(name: str):
     return importlib.import_module(f"experiments.{name}")
 
 
+def base_config(module, quick: bool | str):
+    """``quick`` is False (the source's settings), True (quick) or "tiny" (the tests)."""
+    if quick == "tiny":
+        return module.Config.tiny()
+    return module.Config.quick() if quick else module.Config()
+
+
 def make_config(module, quick: bool | str, overrides: dict[str, str] | None = None):
-    """``quick`` is False (the notes' settings), True (quick) or "tiny" (smoke tests)."""
-    cfg = (
-        module.Config.tiny()
-        if quick == "tiny"
-        else module.Config.quick()
-        if quick
-        else module.Config()
-    )
-    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    """The config with ``overrides`` (``--set`` texts) parsed and every field validated."""
+    cfg = base_config(module, quick)
+    fields = {f.name for f in dataclasses.fields(cfg)}
     changes = {}
     for key, text in (overrides or {}).items():
         if key not in fields:
-            raise ValueError(f"`--set {key}=...`: {key!r} is not a field of {sorted(fields)}")
-        default = getattr(cfg, key)
-        changes[key] = type(default)(text) if not isinstance(default, bool) else text == "true"
-    return dataclasses.replace(cfg, **changes)
+            raise ValueError(
+                f"`--set {key}=...`: {key!r} is not a field of {module.__name__}'s Config "
+                f"(fields: {', '.join(sorted(fields))})"
+            )
+        changes[key] = _config.parse(cfg, key, text)
+    cfg = dataclasses.replace(cfg, **changes)
+    _config.validate(cfg, module.Config())
+    return cfg
 
 
 def run(name: str, out: str | Path, quick: bool | str = False, overrides=None) -> dict:
-    """Runs one experiment; writes ``out/name/result.json`` and its figures; returns the result."""
+    """Runs one experiment into ``out/name`` (result.json, REPORT.md, figures); returns the result.
+
+    The run is written into a fresh directory beside it and moved into place only when it has
+    finished, so an interrupted run leaves the previous result whole and nothing of its own.
+    """
     module = load(name)
     cfg = make_config(module, quick, overrides)
-    out_dir = Path(out) / name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with _common.Timer() as timer:
-        found = module.main(cfg, out_dir)
-    result = {
-        "name": name,
-        "summary": module.SUMMARY,
-        "data": module.DATA,
-        "quick": quick,
-        "config": dataclasses.asdict(cfg),
-        "metrics": found["metrics"],
-        "claims": found["claims"],
-        "figures": found["figures"],
-        "wall_time_s": timer.seconds,
-    }
-    _common.write_result(out_dir, result)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.running-", dir=out))
+    try:
+        with _common.Timer() as timer:
+            found = module.main(cfg, work)
+        for c in found["claims"]:
+            if c.get("kind") not in ("claim", "check") or c["verdict"] not in _claims.VERDICTS:
+                raise ValueError(f"{name}: every entry must be a claim or a check, got {c}")
+        result = {
+            "name": name,
+            "summary": module.SUMMARY,
+            "data": module.DATA,
+            "quick": quick,
+            "config": dataclasses.asdict(cfg),
+            "changed_from_default": {
+                k: {"default": a, "used": b}
+                for k, (a, b) in _config.changed(cfg, module.Config()).items()
+            },
+            "quick_note": getattr(module, "QUICK_NOTE", ""),
+            "metrics": found["metrics"],
+            "claims": found["claims"],
+            "tally": _claims.tally(found["claims"]),
+            "figures": found["figures"],
+            "wall_time_s": timer.seconds,
+            "cpu_time_s": timer.cpu_seconds,
+            "header": _report.run_header(),
+        }
+        _common.write_result(work, result)
+        _report.write_experiment_report(work, result)
+        _replace_dir(work, out / name)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return result
 
 
-def run_all(out: str | Path, quick: bool = False) -> list[dict]:
+def _replace_dir(new: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{new.name.rsplit('-', 1)[-1]}")
+        final.rename(old)
+    new.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def split_overrides(overrides: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Per experiment, the ``--set`` fields its Config has; a field no experiment has is refused."""
+    per = {}
+    known = set()
+    for name in NAMES:
+        fields = {f.name for f in dataclasses.fields(load(name).Config)}
+        known |= fields
+        per[name] = {k: v for k, v in overrides.items() if k in fields}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"`--set {unknown[0]}=...`: no experiment has a field {unknown[0]!r}")
+    return per
+
+
+def run_all(out: str | Path, quick: bool | str = False, overrides=None) -> list[dict]:
+    per = split_overrides(overrides or {})
+    for name in NAMES:  # refuse a bad value before anything runs
+        make_config(load(name), quick, per[name])
     results = []
-    for name in tqdm(NAMES, desc="experiments", unit="exp"):
-        results.append(run(name, out, quick))
-    _common.write_report(Path(out), results)
+    bar = tqdm(NAMES, desc="experiments", unit="exp")
+    for name in bar:
+        bar.set_postfix_str(name)
+        results.append(run(name, out, quick, per[name]))
+    _report.write_report(Path(out), results)
     return results
+
+
+class _HelpWithFields(argparse.Action):
+    """``experiments run NAME --help`` also lists NAME's Config fields with their defaults."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        name = getattr(namespace, "name", None)
+        if name in NAMES:
+            module = load(name)
+            print(f"\nfields of {name} (--set FIELD=VALUE; defaults are the full settings):")
+            print("\n".join(_config.fields_help(module.Config())))
+            quick = _config.changed(module.Config.quick(), module.Config())
+            if quick:
+                shown = ", ".join(f"{k}={b}" for k, (_, b) in quick.items())
+                print(f"--quick changes: {shown}")
+        else:
+            print("\ngive a NAME before --help to list its fields, e.g. "
+                  "`experiments run optimizer_paths --help`")  # fmt: skip
+        parser.exit()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="name every experiment")
-    run_parser = sub.add_parser("run", help="run one experiment, or all with --all")
-    run_parser.add_argument("name", nargs="?", help=f"one of {NAMES}")
-    run_parser.add_argument("--all", action="store_true", help="run every experiment + REPORT.md")
+    run_parser = sub.add_parser("run", help="run one experiment, or all with --all", add_help=False)
+    run_parser.add_argument("-h", "--help", action=_HelpWithFields, help="show this help")
+    run_parser.add_argument("name", nargs="?", help=f"one of {', '.join(NAMES)}")
+    run_parser.add_argument("--all", action="store_true", help="run every experiment + REPORT")
     run_parser.add_argument("--quick", action="store_true", help="small settings (minutes)")
     run_parser.add_argument("--out", default="runs", help="output folder (default: runs)")
-    run_parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                            help="override a Config field")  # fmt: skip
+    run_parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field"
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -119,15 +219,34 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"{name:24s} {load(name).SUMMARY}")
         return 0
     if args.all == bool(args.name):
-        print("experiments run: give one NAME or --all, not both or neither", file=sys.stderr)
-        return 2
+        return _fail("experiments run: give one NAME or --all, not both or neither")
+    if args.name and args.name not in NAMES:
+        return _fail(f"`NAME` must be one of {', '.join(NAMES)}, got {args.name!r}")
+    bad = [item for item in args.set if "=" not in item]
+    if bad:
+        return _fail(f"`--set` takes FIELD=VALUE, got {bad[0]!r}")
+    overrides = dict(item.split("=", 1) for item in args.set)
+    names = NAMES if args.all else [args.name]
+    try:  # every bad field is refused before anything runs
+        per = split_overrides(overrides) if args.all else {args.name: overrides}
+        for name in names:
+            make_config(load(name), args.quick, per[name])
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        if not _writable(Path(args.out)):
+            return _fail(f"`--out` {args.out!r} is not a writable folder")
+    except ValueError as e:
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(f"`--out` {args.out!r} cannot be made a folder: {e.strerror or e}")
     if args.all:
-        results = run_all(args.out, args.quick)
-        print(f"wrote {Path(args.out) / 'REPORT.md'}")
+        results = run_all(args.out, args.quick, overrides)
     else:
-        overrides = dict(item.split("=", 1) for item in args.set)
         results = [run(args.name, args.out, args.quick, overrides)]
     for r in results:
         for c in r["claims"]:
-            print(f"[{c['verdict']:>14s}] {r['name']}: {c['claim']}")
+            label = c["verdict"] if c["kind"] == "claim" else f"check {c['verdict']}"
+            print(f"[{label:>22s}] {r['name']}: {c['claim']}")
+    print(_report.tally_line([c for r in results for c in r["claims"]]))
+    if args.all:
+        print(f"wrote {Path(args.out) / 'REPORT.md'} and {Path(args.out) / 'REPORT.html'}")
     return 0

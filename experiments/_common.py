@@ -1,4 +1,4 @@
-"""What every experiment shares: claims decided from numbers, result.json, figures, REPORT.md."""
+"""What every experiment shares: JSON-safe values, trajectories, figures, result.json, timers."""
 
 from __future__ import annotations
 
@@ -17,22 +17,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxopt_notes as jn  # noqa: E402
-
-
-def claim(text: str, holds: bool, evidence: dict[str, Any], reason: str = "") -> dict:
-    """A claim of the notes with the verdict its measured ``evidence`` gives.
-
-    ``holds`` must be computed from the evidence by the caller; ``reason`` says, when it does
-    not hold, what the numbers showed instead.
-    """
-    entry = {
-        "claim": text,
-        "verdict": "reproduced" if bool(holds) else "not_reproduced",
-        "evidence": to_json(evidence),
-    }
-    if not holds and reason:
-        entry["reason"] = reason
-    return entry
 
 
 def to_json(value: Any) -> Any:
@@ -85,38 +69,12 @@ def write_result(out_dir: Path, result: dict) -> Path:
 
 
 class Timer:
+    """Wall time and CPU time (all threads of the process) of a ``with`` block."""
+
     def __enter__(self):
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
-
-
-def write_report(out: Path, results: list[dict], title: str = "jaxopt_notes experiments") -> Path:
-    """REPORT.md: one section per experiment with its figures, claims and verdicts."""
-    total = sum(len(r["claims"]) for r in results)
-    held = sum(c["verdict"] == "reproduced" for r in results for c in r["claims"])
-    lines = [f"# {title}", "", f"{held} of {total} claims reproduced by the numbers measured.", ""]
-    lines += ["| experiment | data | claims reproduced | wall time (s) |", "|---|---|---|---|"]
-    for r in results:
-        ok = sum(c["verdict"] == "reproduced" for c in r["claims"])
-        wall = r.get("wall_time_s", float("nan"))
-        lines.append(f"| [{r['name']}](#{r['name']}) | {r.get('data', '')} | "
-                     f"{ok}/{len(r['claims'])} | {wall:.1f} |")  # fmt: skip
-    for r in results:
-        lines += ["", f"## {r['name']}", "", r.get("summary", ""), ""]
-        lines.append(f"Data: {r.get('data', 'not stated')}. Quick mode: {r.get('quick', False)}.")
-        lines.append("")
-        for fig in r.get("figures", []):
-            lines.append(f"![{r['name']}: {fig}]({r['name']}/{fig})")
-        lines += ["", "| claim | verdict | evidence |", "|---|---|---|"]
-        for c in r["claims"]:
-            evidence = json.dumps(c["evidence"])
-            if len(evidence) > 300:
-                evidence = evidence[:297] + "..."
-            note = f" ({c['reason']})" if "reason" in c else ""
-            lines.append(f"| {c['claim']} | **{c['verdict']}**{note} | `{evidence}` |")
-    path = out / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        self.cpu_seconds = time.process_time() - self.cpu_start

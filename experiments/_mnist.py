@@ -131,7 +131,9 @@ def fit(
 ) -> Run:
     """Trains each of ``models`` (one structure, e.g. different inits) for ``steps`` iterations.
 
-    The runs are vmapped into one compiled call and see the same batches. ``tx`` is one
+    The runs are vmapped into one compiled call. With one ``key`` they all see the same
+    batches (and dropout masks); with stacked keys, one per run (``jax.random.split(k, runs)``),
+    each run draws its own: e.g. independent seeds of one setting. ``tx`` is one
     optimizer for all, or, with ``hparams`` (a pytree with a leading axis of one entry per
     model), ``tx(h)`` builds run i's optimizer from its traced ``h`` (e.g. its learning rate).
     Every ``eval_every`` iterations (default: at the end) the whole train and test sets are
@@ -192,11 +194,18 @@ def fit(
         (params, stats, _), out = jax.lax.scan(chunk, (params, stats, opt.init(params)), xs)
         return params, stats, out
 
-    k_order, k_steps = jax.random.split(key)
-    order = batch_order(k_order, arrays.x_train.shape[0], batch_size, steps)
     shape = (steps // eval_every, eval_every)
-    xs = (order.reshape(*shape, batch_size), jax.random.split(k_steps, steps).reshape(shape))
-    run = jax.jit(jax.vmap(one_run, in_axes=(0, 0, 0, None)))
+
+    def schedule(key):
+        k_order, k_steps = jax.random.split(key)
+        order = batch_order(k_order, arrays.x_train.shape[0], batch_size, steps)
+        return order.reshape(*shape, batch_size), jax.random.split(k_steps, steps).reshape(shape)
+
+    per_run = _is_stacked(key)
+    if per_run and key.shape[0] != len(models):
+        raise ValueError(f"`key` must be one key or {len(models)} stacked keys, got {key.shape}")
+    xs = jax.vmap(schedule)(key) if per_run else schedule(key)
+    run = jax.jit(jax.vmap(one_run, in_axes=(0, 0, 0, 0 if per_run else None)))
     compiled = run.lower(params, stats, hparams, xs).compile()
     start = time.perf_counter()
     params, stats, (loss, probed, metrics, snaps) = jax.block_until_ready(
@@ -214,6 +223,12 @@ def fit(
         seconds=seconds,
         snapshots=snaps,
     )
+
+
+def _is_stacked(key: jax.Array) -> bool:
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key.ndim == 1
+    return key.ndim == 2  # raw uint32 keys: (2,) is one key, (runs, 2) are stacked
 
 
 def pick(tree: Any, i: int) -> Any:

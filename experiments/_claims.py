@@ -1,0 +1,208 @@
+"""Claims and checks: a stated test, a measured estimate with its interval, and the verdict.
+
+A *claim* is a statement of the notes that could come out false on a real run. It carries its
+:class:`Test` (the quantity, the comparison, the threshold and where the threshold comes from,
+the number of seeds), fixed in the experiment's ``Config`` before anything runs, and its
+:class:`Source` (the seed note, the section, the sentence quoted and rendered in English). The
+verdict is computed here from the measured :class:`~experiments._stats.Estimate`:
+
+- ``reproduced``: the whole 95% interval lies on the claimed side of the threshold;
+- ``not_reproduced``: the whole interval lies on the other side (or the effect is smaller than
+  the stated size, which is the same thing when the threshold is that size);
+- ``inconclusive``: the interval straddles the threshold, or the run was degenerate (a value
+  that is not finite).
+
+A *check* confirms that the library computes what the math says (an identity, a count, a
+textbook point). It passes or fails and is never counted as evidence for the notes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from experiments._stats import Estimate
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not_reproduced", "inconclusive"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+SEEDS_DIR = "../shared/seeds"  # where the notes live, relative to the repository root
+
+
+@dataclasses.dataclass(frozen=True)
+class Test:
+    """What is measured and what counts as the claim holding, stated before the run.
+
+    ``comparison`` is ``">"`` (the quantity must exceed ``threshold``), ``"<"`` (must stay
+    below it) or ``"within"`` (``threshold`` is a ``(low, high)`` band). ``origin`` says where the
+    threshold comes from: the source's figure, a mathematical bound, or a pre-stated effect size;
+    never this project's own measurement.
+    """
+
+    quantity: str
+    comparison: Literal[">", "<", "within"]
+    threshold: float | tuple[float, float]
+    origin: str
+    seeds: int
+    paired: bool = False
+
+    def __post_init__(self):
+        if self.comparison not in (">", "<", "within"):
+            raise ValueError(f"`comparison` must be '>', '<' or 'within', got {self.comparison!r}")
+        if self.comparison == "within":
+            low, high = self.threshold
+            if not low < high:
+                raise ValueError(f"a 'within' `threshold` must be (low, high), got {low, high}")
+        if self.seeds < 0:
+            raise ValueError(f"`seeds` must be >= 0 (0: deterministic), got {self.seeds}")
+
+    def describe(self) -> str:
+        if self.comparison == "within":
+            low, high = self.threshold
+            rule = f"in [{_num(low)}, {_num(high)}]"
+        else:
+            rule = f"{self.comparison} {_num(self.threshold)}"
+        seeds = "deterministic" if self.seeds == 0 else f"{self.seeds} seeds"
+        if self.seeds and self.paired:
+            seeds += ", paired"
+        return f"{self.quantity} {rule} ({seeds}; threshold: {self.origin})"
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["threshold"] = list(self.threshold) if self.comparison == "within" else self.threshold
+        d["statement"] = self.describe()
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a claim comes from: a seed note (file, section, quote and English), and a reference."""
+
+    note: str  # file name in ../shared/seeds/, e.g. "004_0bb7a3a390427018.txt"
+    section: str  # the section heading, as in the note
+    quote: str  # the original sentence (Chinese)
+    english: str  # its English rendering
+    reference: str = ""  # the outside paper or book section, where there is one
+
+    def __post_init__(self):
+        if not self.note or not self.quote or not self.english:
+            raise ValueError("a `Source` needs `note`, `quote` and `english`, got an empty one")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def decide(measured: Estimate, test: Test) -> tuple[str, str]:
+    """The verdict of one estimate under one test, and the reason in words."""
+    interval = f"{_num(measured.value)} (95% CI [{_num(measured.low)}, {_num(measured.high)}])"
+    if not measured.finite:
+        return INCONCLUSIVE, f"{test.quantity} is {interval}: not finite, a degenerate run"
+    if test.comparison == "within":
+        lo, hi = test.threshold
+        band = f"[{_num(lo)}, {_num(hi)}]"
+        if lo <= measured.low and measured.high <= hi:
+            return REPRODUCED, f"{test.quantity} = {interval} lies inside {band}"
+        if measured.high < lo or measured.low > hi:
+            return NOT_REPRODUCED, f"{test.quantity} = {interval} lies outside {band}"
+        return INCONCLUSIVE, f"{test.quantity} = {interval} overlaps the edge of {band}"
+    t = float(test.threshold)
+    above, below = measured.low > t, measured.high < t
+    if test.comparison == "<":
+        above, below = below, above
+    side = "above" if test.comparison == ">" else "below"
+    other = "below" if test.comparison == ">" else "above"
+    if above:
+        return REPRODUCED, f"{test.quantity} = {interval} lies {side} {_num(t)}"
+    if below:
+        return NOT_REPRODUCED, f"{test.quantity} = {interval} lies {other} {_num(t)}"
+    return INCONCLUSIVE, f"{test.quantity} = {interval} straddles {_num(t)}"
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """All parts reproduced: reproduced; any part not reproduced: not; otherwise inconclusive."""
+    if all(v == REPRODUCED for v in verdicts):
+        return REPRODUCED
+    if any(v == NOT_REPRODUCED for v in verdicts):
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def claim(
+    text: str,
+    measured: Estimate | Sequence[Estimate],
+    test: Test | Sequence[Test],
+    source: Source,
+    evidence: dict[str, Any] | None = None,
+    note: str = "",
+) -> dict:
+    """A claim of the notes decided by ``test`` from ``measured`` (one estimate per test).
+
+    Several (estimate, test) pairs make one claim that holds only if every part holds.
+    ``evidence`` holds the numbers behind the estimate for the report's table (scalars and
+    :class:`Estimate` values are shown; long arrays belong in ``metrics``); ``note`` adds what
+    the numbers alone do not say (e.g. whether a quick budget could explain a miss).
+    """
+    measured = [measured] if isinstance(measured, Estimate) else list(measured)
+    tests = [test] if isinstance(test, Test) else list(test)
+    if len(measured) != len(tests) or not tests:
+        raise ValueError(f"one estimate per test: got {len(measured)} and {len(tests)}")
+    parts = [decide(m, t) for m, t in zip(measured, tests, strict=True)]
+    verdict = combine([v for v, _ in parts])
+    reason = "; ".join(r for _, r in parts)
+    if note:
+        reason += f". {note}"
+    return {
+        "claim": text,
+        "kind": "claim",
+        "verdict": verdict,
+        "reason": reason,
+        "test": [t.as_dict() for t in tests],
+        "measured": [m.as_dict() for m in measured],
+        "parts": [v for v, _ in parts],
+        "source": source.as_dict(),
+        "evidence": _evidence(evidence or {}, measured, tests),
+    }
+
+
+def check(
+    text: str,
+    holds: bool,
+    evidence: dict[str, Any],
+    source: Source | None = None,
+    reason: str = "",
+) -> dict:
+    """A check of the library's math: ``holds`` is computed by the caller from ``evidence``."""
+    if not evidence:
+        raise ValueError("a check needs the `evidence` it was decided from, got none")
+    entry = {
+        "claim": text,
+        "kind": "check",
+        "verdict": REPRODUCED if bool(holds) else NOT_REPRODUCED,
+        "reason": reason or ("holds" if holds else "does not hold"),
+        "evidence": evidence,
+    }
+    if source is not None:
+        entry["source"] = source.as_dict()
+    return entry
+
+
+def _evidence(extra: dict, measured: list[Estimate], tests: list[Test]) -> dict:
+    out = {t.quantity: m.as_dict() for m, t in zip(measured, tests, strict=True)}
+    for k, v in extra.items():
+        out[k] = v.as_dict() if isinstance(v, Estimate) else v
+    return out
+
+
+def tally(claims: Sequence[dict]) -> dict[str, int]:
+    """Counts of claims by verdict, and of checks passed / failed."""
+    real = [c for c in claims if c.get("kind") == "claim"]
+    checks = [c for c in claims if c.get("kind") == "check"]
+    out = {v: sum(c["verdict"] == v for c in real) for v in VERDICTS}
+    out["claims"] = len(real)
+    out["checks"] = len(checks)
+    out["checks_passed"] = sum(c["verdict"] == REPRODUCED for c in checks)
+    return out
