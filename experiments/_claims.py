@@ -138,10 +138,13 @@ def claim(
     source: Source,
     evidence: dict[str, Any] | None = None,
     note: str = "",
+    *,
+    id: str,
 ) -> dict:
     """A claim of the notes decided by ``test`` from ``measured`` (one estimate per test).
 
     Several (estimate, test) pairs make one claim that holds only if every part holds.
+    ``id`` names the claim within its experiment (tests look it up by it).
     ``evidence`` holds the numbers behind the estimate for the report's table (scalars and
     :class:`Estimate` values are shown; long arrays belong in ``metrics``); ``note`` adds what
     the numbers alone do not say (e.g. whether a quick budget could explain a miss).
@@ -156,11 +159,12 @@ def claim(
     if note:
         reason += f". {note}"
     return {
+        "id": id,
         "claim": text,
         "kind": "claim",
         "verdict": verdict,
         "reason": reason,
-        "test": [t.as_dict() for t in tests],
+        "test": _test_entry(tests),
         "measured": [m.as_dict() for m in measured],
         "parts": [v for v, _ in parts],
         "source": source.as_dict(),
@@ -174,11 +178,14 @@ def check(
     evidence: dict[str, Any],
     source: Source | None = None,
     reason: str = "",
+    *,
+    id: str,
 ) -> dict:
     """A check of the library's math: ``holds`` is computed by the caller from ``evidence``."""
     if not evidence:
         raise ValueError("a check needs the `evidence` it was decided from, got none")
     entry = {
+        "id": id,
         "claim": text,
         "kind": "check",
         "verdict": REPRODUCED if bool(holds) else NOT_REPRODUCED,
@@ -188,6 +195,23 @@ def check(
     if source is not None:
         entry["source"] = source.as_dict()
     return entry
+
+
+def _test_entry(tests: list[Test]) -> dict:
+    """One test as its dict; several as one dict over all (``parts`` holds each)."""
+    if len(tests) == 1:
+        return tests[0].as_dict() | {"parts": [tests[0].as_dict()]}
+    parts = [t.as_dict() for t in tests]
+    return {
+        "quantity": " and ".join(t.quantity for t in tests),
+        "comparison": "all of",
+        "threshold": [p["threshold"] for p in parts],
+        "origin": "; ".join(t.origin for t in tests),
+        "seeds": max(t.seeds for t in tests),
+        "paired": all(t.paired for t in tests),
+        "statement": "; and ".join(t.describe() for t in tests),
+        "parts": parts,
+    }
 
 
 def _evidence(extra: dict, measured: list[Estimate], tests: list[Test]) -> dict:

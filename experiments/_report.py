@@ -130,7 +130,7 @@ def _experiment_md(r: dict, fig_prefix: str, level: str = "##") -> list[str]:
     for i, c in enumerate(real, 1):
         lines += ["", f"**Claim {i}.** {c['claim']} — **{_LABEL[c['verdict']]}**", ""]
         lines.append(f"- Source: {_source_md(c['source'])}")
-        for test in c["test"]:
+        for test in c["test"]["parts"]:
             lines.append(f"- Test: {test['statement']}")
         lines.append(f"- Verdict: **{_LABEL[c['verdict']]}** because {c['reason']}.")
         lines += ["", "| measured | value | 95% CI | n |", "|---|---|---|---|"]
@@ -252,7 +252,7 @@ def _experiment_html(r: dict, folder: Path) -> str:
     for i, c in enumerate([c for c in r["claims"] if c["kind"] == "claim"], 1):
         s = c["source"]
         ref = f" Reference: {_e(s['reference'])}." if s.get("reference") else ""
-        tests = "".join(f"<li>Test: {_e(x['statement'])}</li>" for x in c["test"])
+        tests = "".join(f"<li>Test: {_e(x['statement'])}</li>" for x in c["test"]["parts"])
         rows = [tuple(_e(x) for x in row) for row in _rows(c["evidence"])]
         parts.append(
             f"<div class='claim'><p><b>Claim {i}.</b> {_e(c['claim'])} {_badge(c['verdict'])}</p>"

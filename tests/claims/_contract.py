@@ -1,0 +1,41 @@
+"""What every experiment's result must hold (API.md), shared by the per-experiment tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import experiments
+from experiments import _claims
+
+
+def run_tiny(name: str, tmp_path: Path, **overrides) -> dict:
+    """Runs ``name`` on its tiny settings with ``--set`` overrides; checks the contract."""
+    out = tmp_path / ("sabotaged" if overrides else "plain")
+    result = experiments.run(name, out, quick="tiny", overrides={k: str(v) for k, v in
+                                                                  overrides.items()})  # fmt: skip
+    assert_contract(name, out)
+    return result
+
+
+def assert_contract(name: str, out: Path) -> None:
+    on_disk = json.loads((out / name / "result.json").read_text())
+    assert on_disk["name"] == name and on_disk["data"] and on_disk["config"]
+    assert any(c["kind"] == "claim" for c in on_disk["claims"]), "an experiment needs a claim"
+    for c in on_disk["claims"]:
+        assert c["kind"] in ("claim", "check") and c["verdict"] in _claims.VERDICTS
+        assert c["evidence"] and c["reason"] and c["id"]
+        if c["kind"] == "claim":
+            assert c["source"]["note"] and c["source"]["quote"] and c["source"]["english"]
+            assert {"quantity", "comparison", "threshold", "seeds", "origin"} <= set(c["test"])
+    for fig in on_disk["figures"]:
+        assert (out / name / fig).read_bytes()[:4] == b"\x89PNG"
+    assert (out / name / "REPORT.md").read_text().startswith(f"# {name}")
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "a work dir was left"
+
+
+def verdict_of(result: dict, claim_id: str) -> str:
+    """The verdict of the claim or check with that ``id``."""
+    found = [c for c in result["claims"] if c["id"] == claim_id]
+    assert len(found) == 1, f"{len(found)} entries have the id {claim_id!r}"
+    return found[0]["verdict"]
