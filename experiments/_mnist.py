@@ -245,3 +245,24 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 def final_loss(values: np.ndarray, window: int) -> float:
     """Mean training loss over the last ``window`` iterations: a final loss without the noise."""
     return float(np.mean(values[-max(1, window) :]))
+
+
+def one_of(options: Sequence[optax.GradientTransformation], index: jax.Array):
+    """The update of ``options[index]``; every option is stepped on the same gradients.
+
+    Lets runs of different optimizers share one vmapped, compiled :func:`fit` (``index``
+    traced per run from ``hparams``). The chosen option's state sees exactly the gradients of
+    its own trajectory, so it behaves as it would alone; each other option costs one update
+    per step, and its (possibly non-finite) output is never selected.
+    """
+    options = tuple(options)
+
+    def init_fn(params):
+        return tuple(o.init(params) for o in options)
+
+    def update_fn(grads, state, params=None):
+        outs = [o.update(grads, s, params) for o, s in zip(options, state, strict=True)]
+        chosen = jax.tree.map(lambda *u: jax.lax.select_n(index, *u), *[u for u, _ in outs])
+        return chosen, tuple(s for _, s in outs)
+
+    return optax.GradientTransformation(init_fn, update_fn)
