@@ -242,7 +242,11 @@ def _experiment_html(r: dict, folder: Path) -> str:
     parts.append(_table(["field", "used", "default, where different"], cfg_rows) + "</details>")
     if changed and r.get("quick"):
         note = f" {_e(r['quick_note'])}" if r.get("quick_note") else ""
-        parts.append(f"<p class='small'><b>Quick mode</b> changed {len(changed)} fields.{note}</p>")
+        what = ", ".join(
+            f"<code>{_e(k)}</code> {_e(fmt(v['default']))} → {_e(fmt(v['used']))}"
+            for k, v in changed.items()
+        )
+        parts.append(f"<p class='small'><b>What the smaller budget changed:</b> {what}.{note}</p>")
     parts.append(
         f"<p class='small'>{t[REPRODUCED]} reproduced, {t[NOT_REPRODUCED]} not reproduced, "
         f"{t[INCONCLUSIVE]} inconclusive; checks {t['checks_passed']}/{t['checks']}; wall "
