@@ -34,6 +34,7 @@ NAMES = [
     "late_burst",
     "clipping",
     "newton",
+    "gradient_noise",
     "basins",
     "mnist_optimizers",
     "schedules_and_switch",
