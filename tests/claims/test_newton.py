@@ -1,0 +1,76 @@
+"""newton: few steps against tuned GD (reproduced on tiny), flipped by an identity Hessian."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import experiments
+from experiments import newton as exp
+from tests.claims._contract import run_tiny, verdict_of
+
+NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
+
+
+def test_tiny_reproduces_and_an_identity_hessian_flips_it(tmp_path):
+    plain = run_tiny("newton", tmp_path)
+    assert verdict_of(plain, "newton_few_steps") == "reproduced"
+    assert verdict_of(plain, "newton_one_step_on_quadratic") == "reproduced"
+    sabotaged = run_tiny("newton", tmp_path, curvature="identity")
+    assert verdict_of(sabotaged, "newton_few_steps") == "not_reproduced"
+
+
+def metrics(newton_steps, gd_steps, cpu_ratio=8.0) -> dict:
+    """Hand-written metrics in the shape ``measure`` returns (sizes 64, 128, 256)."""
+    rounds = 7
+    rng = np.random.default_rng(0)
+    base = 1e-3 * (1 + 0.01 * rng.standard_normal(rounds))
+    cpu = {"64": list(base), "128": list(base * 8), "256": list(base * 8 * cpu_ratio)}
+    return {
+        "newton_steps": np.asarray(newton_steps, dtype=float),
+        "gd_steps_per_rate": np.asarray(gd_steps, dtype=float),
+        "timing": {"n": [64, 128, 256], "cpu_seconds": cpu, "wall_seconds": cpu},
+        "quadratic_residual": 1e-7,
+    }
+
+
+def cfg():
+    return exp.Config.tiny()
+
+
+def test_claims_pass_on_fast_newton_and_cubic_cost():
+    m = metrics([5, 6, 6], [[400, 200, math.inf]] * 3)
+    out = {"claims": exp.claims(m, cfg())}
+    assert verdict_of(out, "newton_few_steps") == "reproduced"
+    assert verdict_of(out, "solve_cost_cubic") == "reproduced"
+
+
+def test_newton_that_never_converges_fails_even_if_gd_is_slow():
+    m = metrics([math.inf] * 3, [[math.inf] * 3] * 3)
+    assert verdict_of({"claims": exp.claims(m, cfg())}, "newton_few_steps") == "not_reproduced"
+
+
+def test_gd_as_fast_as_newton_fails_the_speedup():
+    m = metrics([5, 6, 6], [[12, 20, 30]] * 3)
+    assert verdict_of({"claims": exp.claims(m, cfg())}, "newton_few_steps") == "not_reproduced"
+
+
+@pytest.mark.parametrize(("ratio", "verdict"), [(4.0, "not_reproduced"), (16.0, "not_reproduced")])
+def test_quadratic_or_quartic_cost_fails_the_cubic_claim(ratio, verdict):
+    m = metrics([5, 6, 6], [[400, 200, 300]] * 3, cpu_ratio=ratio)
+    assert verdict_of({"claims": exp.claims(m, cfg())}, "solve_cost_cubic") == verdict
+
+
+def test_steps_to_tolerance_needs_the_tolerance_to_hold_for_good():
+    norms = np.array([1.0, 1e-6, 1.0, 1e-6, 1e-7])
+    assert exp.steps_to_tolerance(norms, 1e-5) == 3
+    assert exp.steps_to_tolerance(np.array([1.0, 0.5]), 1e-5) == math.inf
+
+
+@pytest.mark.skipif(not NOTES.is_dir(), reason="the seed notes (../shared/seeds) are not here")
+def test_quotes_are_verbatim_in_the_notes():
+    for src in exp.SOURCES.values():
+        assert src.quote in (NOTES / src.note).read_text(), src.quote
