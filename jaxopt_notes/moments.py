@@ -43,6 +43,23 @@ def _zeros(params: Any, value: float = 0.0, dtype: Any = None) -> Any:
     return jax.tree.map(lambda p: jnp.full_like(p, value, dtype=dtype), params)
 
 
+def _real_zeros(params: Any, value: float = 0.0, dtype: Any = None) -> Any:
+    """A second moment's initial state: real even for complex params, since it holds
+    :math:`|g|^2` (``dtype``, when given, wins)."""
+    return jax.tree.map(lambda p: jnp.full_like(p, value, dtype=dtype or _real(p)), params)
+
+
+def _real(x: Any) -> Any:
+    dtype = jnp.result_type(x)
+    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
+
+
+def abs_sq(g: jax.Array) -> jax.Array:
+    """:math:`|g|^2 = g \\bar g`, real for complex ``g`` (``g**2`` would be complex and wrong);
+    for real ``g`` it is ``g**2``, the same operation as before."""
+    return (g.conj() * g).real if jnp.iscomplexobj(g) else g**2
+
+
 def _store(tree: Any, dtype: Any) -> Any:
     """The moment as kept in the state: in ``dtype`` when one is given (e.g. bfloat16)."""
     return tree if dtype is None else jax.tree.map(lambda x: x.astype(dtype), tree)
@@ -81,38 +98,40 @@ class SecondMomentState(NamedTuple):
 def second_moment(
     b2: float = 0.999, initial_scale: float = 0.0, *, dtype: Any = None
 ) -> optax.GradientTransformation:
-    r"""EMA of squared gradients, RMSProp's and Adam's :math:`v_t = b_2 v_{t-1} + (1-b_2) g_t^2`.
+    r"""EMA of squared gradients, RMSProp's and Adam's :math:`v_t = b_2 v_{t-1} + (1-b_2)|g_t|^2`.
 
-    :math:`v_0` is ``initial_scale``. Opens or extends a :class:`Moments` stream, setting ``nu``.
-    ``dtype`` stores the state in that type, as in :func:`first_moment`.
+    :math:`v_0` is ``initial_scale``; :math:`|g|^2 = g \bar g` keeps :math:`v` real (and the
+    state real-typed) for complex parameters, as optax does. Opens or extends a
+    :class:`Moments` stream, setting ``nu``. ``dtype`` stores the state in that type, as in
+    :func:`first_moment`.
     """
     _checks.beta("b2", b2)
     _checks.non_negative("initial_scale", initial_scale)
 
     def init_fn(params):
-        return SecondMomentState(nu=_zeros(params, initial_scale, dtype))
+        return SecondMomentState(nu=_real_zeros(params, initial_scale, dtype))
 
     def update_fn(updates, state, params=None):
         del params
         m = _open(updates)
-        nu = jax.tree.map(lambda g, t: (1 - b2) * g**2 + b2 * t.astype(g.dtype), m.grad, state.nu)
+        nu = jax.tree.map(lambda g, t: _ema_sq(g, t, b2), m.grad, state.nu)
         return m._replace(nu=nu), SecondMomentState(nu=_store(nu, dtype))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def accumulate_squares(initial_accumulator_value: float = 0.0) -> optax.GradientTransformation:
-    r"""AdaGrad's running sum of squared gradients: :math:`v_t = v_{t-1} + g_t^2`, :math:`v_0`
+    r"""AdaGrad's running sum of squared gradients: :math:`v_t = v_{t-1} + |g_t|^2`, :math:`v_0`
     = ``initial_accumulator_value``. Opens or extends a :class:`Moments` stream (``nu``)."""
     _checks.non_negative("initial_accumulator_value", initial_accumulator_value)
 
     def init_fn(params):
-        return SecondMomentState(nu=_zeros(params, initial_accumulator_value))
+        return SecondMomentState(nu=_real_zeros(params, initial_accumulator_value))
 
     def update_fn(updates, state, params=None):
         del params
         m = _open(updates)
-        nu = jax.tree.map(lambda g, t: g**2 + t, m.grad, state.nu)
+        nu = jax.tree.map(lambda g, t: abs_sq(g) + t.astype(_real(g)), m.grad, state.nu)
         return m._replace(nu=nu), SecondMomentState(nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -125,7 +144,7 @@ def infinity_moment(b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTrans
     _checks.non_negative("eps", eps)
 
     def init_fn(params):
-        return SecondMomentState(nu=_zeros(params))
+        return SecondMomentState(nu=_real_zeros(params))
 
     def update_fn(updates, state, params=None):
         del params
@@ -199,6 +218,11 @@ def bias_correction(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _ema_sq(g: jax.Array, t: jax.Array, b2: Any) -> jax.Array:
+    sq = abs_sq(g)
+    return (1 - b2) * sq + b2 * t.astype(sq.dtype)
+
+
 def _divide(tree: Any, correction: jax.Array) -> Any:
     return jax.tree.map(lambda x: x / correction.astype(x.dtype), tree)
 
@@ -220,7 +244,7 @@ def amsgrad_max() -> optax.GradientTransformation:
     """
 
     def init_fn(params):
-        return AmsgradMaxState(nu_max=_zeros(params))
+        return AmsgradMaxState(nu_max=_real_zeros(params))
 
     def update_fn(updates, state, params=None):
         del params
@@ -249,7 +273,9 @@ def ratio(eps: float = 1e-8, eps_root: float = 0.0, power: float = 0.5):
 
     def divide(num, v):
         den = (jnp.sqrt(v + eps_root) if power == 0.5 else v + eps_root) + eps
-        return jnp.where(den > 0, num / den, jnp.zeros_like(num)) if guard else num / den
+        if not guard:  # a real v under a complex m: the promotion made explicit (no-op if real)
+            return num / den.astype(num.dtype)
+        return jnp.where(den > 0, num / den.astype(num.dtype), jnp.zeros_like(num))
 
     def update_fn(updates, state, params=None):
         del params

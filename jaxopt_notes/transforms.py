@@ -16,7 +16,7 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes.combine import increment, zero_count
-from jaxopt_notes.moments import Moments
+from jaxopt_notes.moments import Moments, abs_sq
 
 Schedule = Callable[[jax.Array], jax.Array]
 
@@ -134,8 +134,9 @@ def clip(max_delta: float) -> optax.GradientTransformation:
 
 
 def global_norm(tree: Any) -> jax.Array:
-    r""":math:`\sqrt{\sum_i \|x_i\|^2}` over every leaf of ``tree``."""
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+    r""":math:`\sqrt{\sum_i \|x_i\|^2}` over every leaf of ``tree`` (real for complex leaves:
+    :math:`|x|^2 = x \bar x`)."""
+    return jnp.sqrt(sum(jnp.sum(abs_sq(x)) for x in jax.tree.leaves(tree)))
 
 
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
