@@ -132,12 +132,12 @@ def run_arms(f, cfg: Config, lr: float, x0: jax.Array, record) -> dict[str, np.n
         return trajectory(heavy_ball(a, b), f, x, cfg.steps, record)
 
     run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, None, 0)), in_axes=(0, 0, None)))
-    out = np.asarray(run(jnp.asarray(lrs, jnp.float32), jnp.asarray(bs, jnp.float32), x0))
+    out = np.asarray(run(lrs.astype(np.float32), bs.astype(np.float32), x0))
     return dict(zip(spec, np.split(out, len(spec)), strict=True))
 
 
-def starts(key: jax.Array, lo_hi: tuple, n: int) -> jax.Array:
-    return jax.random.uniform(key, (n,), minval=lo_hi[0], maxval=lo_hi[1])
+def starts(rng: np.random.Generator, lo_hi: tuple, n: int) -> np.ndarray:
+    return rng.uniform(*lo_hi, n).astype(np.float32)
 
 
 def settled(ok: np.ndarray) -> np.ndarray:
@@ -148,10 +148,10 @@ def settled(ok: np.ndarray) -> np.ndarray:
 
 
 def flat_measures(cfg: Config) -> dict:
-    kw, kp = jax.random.split(jax.random.key(cfg.seed))
-    xw = starts(kw, cfg.well_starts, cfg.seeds)
+    rng = np.random.default_rng(cfg.seed)
+    xw = starts(rng, cfg.well_starts, cfg.seeds)
     finals = {k: v[..., -1] for k, v in run_arms(double_well, cfg, cfg.well_lr, xw, None).items()}
-    xp = starts(kp, cfg.plateau_starts, cfg.seeds)
+    xp = starts(rng, cfg.plateau_starts, cfg.seeds)
     paths = run_arms(plateau, cfg, cfg.plateau_lr, xp, None)
     crossed = {
         k: np.where((v >= 6).any(-1), np.argmax(v >= 6, axis=-1), NEVER) for k, v in paths.items()
@@ -175,11 +175,10 @@ def flat_measures(cfg: Config) -> dict:
 
 def valley_runs(cfg: Config) -> dict:
     """Heavy ball and Nesterov at lr = 1/kappa over random kappas and start directions."""
-    kk, ka = jax.random.split(jax.random.key(cfg.seed + 1))
-    lo, hi = np.log10(cfg.kappa_range)
-    kappa = 10 ** jax.random.uniform(kk, (cfg.valley_seeds,), minval=lo, maxval=hi)
-    angle = jax.random.uniform(ka, (cfg.valley_seeds,), minval=0.0, maxval=2 * np.pi)
-    x0 = jnp.stack([jnp.cos(angle), jnp.sin(angle)], 1)
+    rng = np.random.default_rng(cfg.seed + 1)
+    kappa = (10 ** rng.uniform(*np.log10(cfg.kappa_range), cfg.valley_seeds)).astype(np.float32)
+    angle = rng.uniform(0.0, 2 * np.pi, cfg.valley_seeds)
+    x0 = np.stack([np.cos(angle), np.sin(angle)], 1).astype(np.float32)
 
     def one(beta, k, p0, nesterov):
         f = lambda p: 0.5 * (p[0] ** 2 + k * p[1] ** 2)  # noqa: E731
@@ -188,7 +187,7 @@ def valley_runs(cfg: Config) -> dict:
         return past.sum(), past[:, 1].max()
 
     out = {}
-    betas = jnp.asarray(beta_grid(cfg))
+    betas = beta_grid(cfg)
     for name, nest in (("heavy ball", False), ("Nesterov", cfg.nesterov)):
         run = jax.jit(
             jax.vmap(
@@ -204,7 +203,7 @@ def valley_runs(cfg: Config) -> dict:
 
 def valley_example(cfg: Config, kappa: float = 100.0) -> dict[str, np.ndarray]:
     f = lambda p: 0.5 * (p[0] ** 2 + kappa * p[1] ** 2)  # noqa: E731
-    x0 = jnp.array([1.0, 1.0]) / np.sqrt(2)
+    x0 = np.full(2, 1 / np.sqrt(2), np.float32)
     out = {}
     for name, nest in (("heavy ball", False), ("Nesterov", cfg.nesterov)):
         tx = heavy_ball(1.0 / kappa, cfg.momentum, nest)

@@ -88,35 +88,39 @@ def used(beta: float, cfg: Config) -> float:
 
 def impulse_responses(cfg: Config) -> dict:
     """jn.trace's and jn.first_moment's response to a unit gradient, then zeros, per beta."""
-    impulse = jnp.zeros(cfg.impulse_steps).at[0].set(1.0)
-    out = {}
-    for beta in cfg.betas:
-        b = used(beta, cfg)
-        out[str(beta)] = {
-            "trace": respond(jn.trace(b), impulse[:, None])[:, 0],
-            "ema": respond(jn.first_moment(b), impulse[:, None])[:, 0],
-        }
-    return out
+    impulse = np.zeros(cfg.impulse_steps, np.float32)
+    impulse[0] = 1.0
+    betas = [used(b, cfg) for b in cfg.betas]
+    trace = respond(jn.trace, betas, impulse)
+    ema = respond(jn.first_moment, betas, impulse)
+    return {str(b): {"trace": t, "ema": e} for b, t, e in zip(cfg.betas, trace, ema, strict=True)}
 
 
-def respond(tx, signal: jax.Array) -> np.ndarray:
-    """The updates ``tx`` outputs fed ``signal`` (steps, width) as its gradient stream."""
+def respond(make, betas: list[float], signal: np.ndarray) -> np.ndarray:
+    """(betas, steps): the updates ``make(beta)`` outputs fed ``signal`` as its gradients.
 
-    def body(state, g):
-        u, state = tx.update(g, state)
-        return state, (u.mu if isinstance(u, jn.Moments) else u)
+    One compiled program for all betas (beta is traced), a scan over the stream.
+    """
 
-    run = jax.jit(lambda s: jax.lax.scan(body, tx.init(s[0]), s)[1])
-    return np.asarray(run(signal), np.float64)
+    def one(beta):
+        tx = make(beta)
+
+        def body(state, g):
+            u, state = tx.update(g[None], state)
+            return state, (u.mu if isinstance(u, jn.Moments) else u)[0]
+
+        return jax.lax.scan(body, tx.init(np.zeros(1, np.float32)), signal)[1]
+
+    return np.asarray(jax.jit(jax.vmap(one))(np.asarray(betas, np.float32)), np.float64)
 
 
 def noise_windows(cfg: Config) -> np.ndarray:
     """n_noise = Var(g) / Var(EMA) for each (seed, beta): one white-noise stream per seed."""
-    betas = jnp.asarray([used(b, cfg) for b in cfg.sweep_betas], jnp.float32)
-    keys = jax.random.split(jax.random.key(cfg.seed), cfg.seeds)
+    betas = np.asarray([used(b, cfg) for b in cfg.sweep_betas], np.float32)
+    seeds = np.arange(cfg.seeds, dtype=np.uint32) + np.uint32(1000 * cfg.seed)
 
-    def one(key, beta):
-        g = jax.random.normal(key, (cfg.stream_steps,))
+    def one(seed, beta):
+        g = jax.random.normal(jax.random.key(seed), (cfg.stream_steps,))
         tx = jn.first_moment(beta)
         m = respond_traced(tx, g)
         skip = (cfg.burn_in / (1 - beta)).astype(jnp.int32)
@@ -125,7 +129,7 @@ def noise_windows(cfg: Config) -> np.ndarray:
         return jnp.var(g) / var_m
 
     run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
-    return np.asarray(run(keys, betas), np.float64)
+    return np.asarray(run(seeds, betas), np.float64)
 
 
 def _masked_mean(x, keep):
@@ -143,12 +147,11 @@ def respond_traced(tx, g: jax.Array) -> jax.Array:
 def noisy_step(cfg: Config) -> dict:
     """The EMA of a gradient that steps from 0 to 1 at step 200, with noise: the figure."""
     n, at = 900, 200
-    clean = (jnp.arange(n) >= at).astype(jnp.float32)
-    noisy = clean + cfg.noisy_step_std * jax.random.normal(jax.random.key(cfg.seed + 1), (n,))
-    out = {"noisy": np.asarray(noisy), "at": at}
-    for beta in cfg.betas:
-        out[str(beta)] = respond(jn.first_moment(used(beta, cfg)), noisy[:, None])[:, 0]
-    return out
+    clean = (np.arange(n) >= at).astype(np.float32)
+    rng = np.random.default_rng(cfg.seed + 1)
+    noisy = (clean + cfg.noisy_step_std * rng.standard_normal(n)).astype(np.float32)
+    emas = respond(jn.first_moment, [used(b, cfg) for b in cfg.betas], noisy)
+    return {"noisy": noisy, "at": at, **{str(b): e for b, e in zip(cfg.betas, emas, strict=True)}}
 
 
 def impulse_measures(h: np.ndarray, w: np.ndarray) -> dict:
