@@ -40,6 +40,7 @@ NAMES = [
     "schedules_and_switch",
     "init_and_activations",
     "batchnorm",
+    "zero_init",
     "regularisation",
     "batch_size",
     "lenet_vs_mlp",
