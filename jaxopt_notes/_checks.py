@@ -21,6 +21,12 @@ def _is_tracer(value: Any) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
+def concrete(value: Any) -> bool:
+    """Whether ``value`` can be inspected now: not a tracer (``optax.inject_hyperparams`` hands
+    every numeric hyperparameter over as an array, a tracer under ``jit``)."""
+    return not _is_tracer(value)
+
+
 def real(
     name: str,
     value: Any,
@@ -65,12 +71,19 @@ def non_negative(name: str, value: Any, *, schedule: bool = False) -> None:
 
 
 def integer(name: str, value: Any, *, low: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    """An integer (a Python int or an integer array of shape (), as injected); tracers pass."""
+    if _is_tracer(value):
+        return
+    integral = isinstance(value, int | np.integer) or (
+        getattr(value, "shape", None) == () and np.issubdtype(getattr(value, "dtype", float),
+                                                               np.integer)
+    )  # fmt: skip
+    if isinstance(value, bool) or not integral:
         raise TypeError(
             f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}"
         )
-    if value < low:
-        raise ValueError(f"`{name}` must be >= {low}, got {value}")
+    if int(value) < low:
+        raise ValueError(f"`{name}` must be >= {low}, got {int(value)}")
 
 
 def flag(name: str, value: Any) -> None:

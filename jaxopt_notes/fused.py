@@ -348,18 +348,22 @@ def _scaled(tx, learning_rate, c2, rho, eps, eps_in_sqrt, momentum, nesterov,
     """RMSProp and AdaGrad: the chain's ``ratio`` has eps inside the root or after it."""
     eps_root, eps_out = (eps, 0.0) if eps_in_sqrt else (0.0, eps)
 
+    # the chain carries a trace link whenever momentum is a number, 0 included (jn.rmsprop)
+    traced = momentum is not None
+
     def coef(state, dtype):
         lr = _learning_rate(learning_rate, state, dtype)
-        return [c2, rho, eps_root, eps_out, lr, momentum]
+        return [c2, rho, eps_root, eps_out, lr, momentum if traced else 0.0]
 
-    moments = [(SecondMomentState, "nu")] + ([(TraceState, "trace")] if momentum else [])
-    attributes = {"guard": _guard(eps_out), "momentum": (2 if nesterov else 1) if momentum else 0}
+    moments = [(SecondMomentState, "nu")] + ([(TraceState, "trace")] if traced else [])
+    attributes = {"guard": _guard(eps_out), "momentum": (2 if nesterov else 1) if traced else 0}
     return _fused(tx, Spec("jn_fused_scaled", attributes, moments, coef), flat_state)
 
 
 def rmsprop(
-    learning_rate: Any, decay: float | None = None, eps: float = 1e-8, *, momentum: float = 0.0,
-    nesterov: bool = False, flat_state: bool = False, convention: str = "optax",
+    learning_rate: Any, decay: float | None = None, eps: float = 1e-8, *,
+    momentum: float | None = None, nesterov: bool = False, flat_state: bool = False,
+    convention: str = "optax",
 ) -> FusedOptimizer:  # fmt: skip
     r"""Fused :func:`jaxopt_notes.rmsprop` (either convention, with or without momentum)."""
     tx = optimizers.rmsprop(learning_rate, decay, eps, momentum=momentum, nesterov=nesterov,
@@ -378,7 +382,7 @@ def adagrad(
     tx = optimizers.adagrad(learning_rate, eps, initial_accumulator_value=initial_accumulator_value,
                             convention=convention)  # fmt: skip
     eps = optimizers._pick(eps, convention, optax_default=1e-7, pytorch_default=1e-10)
-    return _scaled(tx, learning_rate, 1.0, 1.0, eps, convention != "pytorch", 0.0, False,
+    return _scaled(tx, learning_rate, 1.0, 1.0, eps, convention != "pytorch", None, False,
                    flat_state)  # fmt: skip
 
 

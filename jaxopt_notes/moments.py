@@ -265,14 +265,19 @@ def ratio(eps: float = 1e-8, eps_root: float = 0.0, power: float = 0.5):
     """
     _checks.non_negative("eps", eps)
     _checks.non_negative("eps_root", eps_root)
-    if power not in (0.5, 1):
+    if _checks.concrete(power) and float(power) not in (0.5, 1):
         raise ValueError(f"`power` must be 0.5 or 1, got {power!r}")
 
     # with a positive constant eps the denominator cannot be 0: skip the guard (one less select)
     guard = not (isinstance(eps, int | float) and eps > 0)
 
+    def root(x):  # sqrt for the usual power 1/2; a traced power (injected) takes the general pow
+        if not _checks.concrete(power):
+            return x**power
+        return jnp.sqrt(x) if float(power) == 0.5 else x
+
     def divide(num, v):
-        den = (jnp.sqrt(v + eps_root) if power == 0.5 else v + eps_root) + eps
+        den = root(v + eps_root) + eps
         if not guard:  # a real v under a complex m: the promotion made explicit (no-op if real)
             return num / den.astype(num.dtype)
         return jnp.where(den > 0, num / den.astype(num.dtype), jnp.zeros_like(num))

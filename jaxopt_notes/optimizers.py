@@ -39,14 +39,17 @@ def _pick(value, convention: str, *, optax_default, pytorch_default):
 
 
 def sgd(
-    learning_rate: LearningRate, momentum: float = 0.0, nesterov: bool = False, *,
+    learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False, *,
     convention: str = "optax",
 ) -> GT:  # fmt: skip
-    r"""Stochastic gradient descent, with heavy-ball or Nesterov momentum when ``momentum > 0``.
+    r"""Stochastic gradient descent, with heavy-ball or Nesterov momentum when ``momentum`` is set.
 
     .. math:: v_t = \mu v_{t-1} + g_t, \quad
               \theta_{t} = \theta_{t-1} - \eta\,(v_t \text{ or } g_t + \mu v_t)
 
+    ``momentum=None`` (default) is plain SGD, with no buffer; any number, 0 included, adds the
+    :func:`~jaxopt_notes.trace` link (as in optax), so a momentum injected by
+    ``optax.inject_hyperparams`` may change, even to 0, while the state keeps its shape.
     Conventions: optax and torch.optim.SGD agree (buffer starts at 0, so :math:`v_1 = g_1`).
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
@@ -56,11 +59,21 @@ def sgd(
     Array([-0.1], dtype=float32)
     """
     _checks.convention(convention)
-    _checks.beta("momentum", momentum)
-    if nesterov and momentum == 0:
-        raise ValueError("`nesterov=True` needs `momentum` > 0, got momentum=0")
-    links = [trace(momentum, nesterov)] if momentum else []
+    links = _momentum(momentum, nesterov)
     return chain(*links, scale_by_learning_rate(learning_rate))
+
+
+def _momentum(momentum: float | None, nesterov: bool) -> list:
+    """The trace link when ``momentum`` is given: decided by ``None`` alone, which is static."""
+    _checks.flag("nesterov", nesterov)
+    if momentum is None:
+        if nesterov:
+            raise ValueError("`nesterov=True` needs `momentum` > 0, got momentum=None")
+        return []
+    _checks.beta("momentum", momentum)
+    if nesterov and _checks.concrete(momentum) and momentum == 0:
+        raise ValueError("`nesterov=True` needs `momentum` > 0, got momentum=0")
+    return [trace(momentum, nesterov)]
 
 
 def adagrad(
@@ -92,14 +105,15 @@ def adagrad(
 
 def rmsprop(
     learning_rate: LearningRate, decay: float | None = None, eps: float = 1e-8, *,
-    momentum: float = 0.0, nesterov: bool = False, convention: str = "optax",
+    momentum: float | None = None, nesterov: bool = False, convention: str = "optax",
 ) -> GT:  # fmt: skip
     r"""RMSProp (Hinton 2012): divide by a running root mean square of recent gradients.
 
     .. math:: v_t = \rho v_{t-1} + (1-\rho) g_t^2, \quad
               \theta_t = \theta_{t-1} - \eta\, \frac{g_t}{\sqrt{v_t + \epsilon}}
 
-    followed by heavy-ball momentum on the scaled gradient when ``momentum > 0``.
+    followed by heavy-ball momentum on the scaled gradient when ``momentum`` is set (a number;
+    ``None``, the default, adds no buffer, as in :func:`sgd`).
     Conventions differ: optax puts :math:`\epsilon` inside the root and defaults
     :math:`\rho` = 0.9; torch.optim.RMSprop divides by :math:`\sqrt{v_t} + \epsilon` and
     defaults :math:`\rho` (its ``alpha``) = 0.99.
@@ -111,7 +125,7 @@ def rmsprop(
     """
     pytorch = _checks.convention(convention) == "pytorch"
     decay = _pick(decay, convention, optax_default=0.9, pytorch_default=0.99)
-    links = [trace(momentum, nesterov)] if momentum else []
+    links = _momentum(momentum, nesterov)
     return chain(
         scale_by_rms(decay, eps, eps_in_sqrt=not pytorch),
         *links,
@@ -288,12 +302,23 @@ def adam_then_sgd(
     )
 
 
+def _heavy_ball(learning_rate: LearningRate, momentum: float = 0.9, *, convention: str = "optax"
+                ) -> GT:  # fmt: skip
+    """:func:`sgd` with momentum 0.9 by default. A plain signature, not ``**kw``, because
+    ``optax.inject_hyperparams`` binds every parameter by name."""
+    return sgd(learning_rate, momentum, convention=convention)
+
+
+def _nesterov(learning_rate: LearningRate, momentum: float = 0.9, *, convention: str = "optax"
+              ) -> GT:  # fmt: skip
+    """:func:`sgd` with Nesterov momentum, 0.9 by default."""
+    return sgd(learning_rate, momentum, nesterov=True, convention=convention)
+
+
 OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "sgd": sgd,
-    "momentum": lambda learning_rate, momentum=0.9, **kw: sgd(learning_rate, momentum, **kw),
-    "nesterov": lambda learning_rate, momentum=0.9, **kw: sgd(
-        learning_rate, momentum, nesterov=True, **kw
-    ),
+    "momentum": _heavy_ball,
+    "nesterov": _nesterov,
     "adagrad": adagrad,
     "rmsprop": rmsprop,
     "adam": adam,
