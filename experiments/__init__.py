@@ -41,6 +41,7 @@ NAMES = [
     "init_and_activations",
     "batchnorm",
     "zero_init",
+    "dropout_scaling",
     "regularisation",
     "batch_size",
     "lenet_vs_mlp",
