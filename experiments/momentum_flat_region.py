@@ -372,7 +372,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
         ),
         check(
             "At lr 1/L the first overshoot along the stiff axis is the same for both, "
-            "beta |y0| (heavy ball at step 2, Nesterov at step 1): Nesterov's gain is in the "
+            "beta abs(y0) (heavy ball at step 2, Nesterov at step 1): Nesterov's gain is in the "
             "swings that follow, not the first kick",
             bool(
                 np.allclose(first["hb"], expect, rtol=1e-3, atol=1e-6)
@@ -476,5 +476,4 @@ def draw(metrics: dict, cfg: Config, example: dict, out_dir: Path) -> str:
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics = measure(cfg)
     figures = [draw(metrics, cfg, valley_example(cfg), out_dir)]
-    metrics = {k: v for k, v in metrics.items()}
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

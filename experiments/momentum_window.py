@@ -115,7 +115,10 @@ def respond(make, betas: list[float], signal: np.ndarray) -> np.ndarray:
 
 
 def noise_windows(cfg: Config) -> np.ndarray:
-    """n_noise = Var(g) / Var(EMA) for each (seed, beta): one white-noise stream per seed."""
+    """Var(EMA) / Var(g) for each (seed, beta): one white-noise stream per seed.
+
+    The ratio, not its inverse n_noise, is averaged over seeds: it is the unbiased one (the
+    mean of inverses would be pulled up by the noisier streams at beta near 1)."""
     betas = np.asarray([used(b, cfg) for b in cfg.sweep_betas], np.float32)
     seeds = np.arange(cfg.seeds, dtype=np.uint32) + np.uint32(1000 * cfg.seed)
 
@@ -125,18 +128,18 @@ def noise_windows(cfg: Config) -> np.ndarray:
         m = respond_traced(tx, g)
         skip = (cfg.burn_in / (1 - beta)).astype(jnp.int32)
         keep = jnp.arange(cfg.stream_steps) >= skip
-        var_m = jnp.sum(jnp.where(keep, (m - _masked_mean(m, keep)) ** 2, 0)) / keep.sum()
-        return jnp.var(g) / var_m
+        # the stream's mean is 0 by construction: subtracting a sample mean instead would
+        # absorb part of the slow EMA's variance and bias n_noise upwards at beta near 1
+        var_m = jnp.sum(jnp.where(keep, m**2, 0)) / keep.sum()
+        return var_m / jnp.mean(g**2)
 
     run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
     return np.asarray(run(seeds, betas), np.float64)
 
 
-def _masked_mean(x, keep):
-    return jnp.sum(jnp.where(keep, x, 0)) / keep.sum()
-
-
 def respond_traced(tx, g: jax.Array) -> jax.Array:
+    """The EMA of a 1-d stream ``g`` (traceable: used inside the vmapped noise runs)."""
+
     def body(state, gi):
         u, state = tx.update(gi[None], state)
         return state, u.mu[0]
@@ -179,7 +182,7 @@ def measure(cfg: Config) -> tuple[dict, dict]:
         "impulse": {b: impulse_measures(r["trace"], r["ema"]) for b, r in responses.items()},
         "beta_used": {str(b): used(b, cfg) for b in cfg.betas},
         "sweep_betas": list(cfg.sweep_betas),
-        "n_noise": windows,  # (seeds, sweep_betas)
+        "variance_ratio": windows,  # Var(EMA) / Var(g), (seeds, sweep_betas)
     }
     return metrics, responses
 
@@ -213,12 +216,28 @@ SOURCES = {
 }
 
 
+def n_noise(metrics: dict) -> dict[float, _stats.Estimate]:
+    """Per swept beta: n_noise = 1 / mean variance ratio, its interval inverted likewise."""
+    ratio = np.asarray(metrics["variance_ratio"], np.float64)
+    out = {}
+    for j, b in enumerate(float(b) for b in metrics["sweep_betas"]):
+        m = _stats.mean(ratio[:, j])
+        low, high = (1 / m.high, 1 / m.low) if m.low > 0 else (1 / m.high, np.inf)
+        out[b] = _stats.Estimate(
+            1 / m.value,
+            low,
+            high,
+            m.n,
+            m.spread / m.value**2,
+            f"1 / (mean variance ratio), t-interval inverted, {m.n} seeds",
+        )
+    return out
+
+
 def claims(metrics: dict, cfg: Config) -> list[dict]:
     imp = metrics["impulse"]
     sweep = [float(b) for b in metrics["sweep_betas"]]
-    nn = np.asarray(metrics["n_noise"], np.float64)
-    col = {b: nn[:, sweep.index(b)] for b in sweep}
-    est = {b: _stats.mean(v) for b, v in col.items()}
+    est = n_noise(metrics)
     bu = {b: float(v) for b, v in metrics["beta_used"].items()}
     tol = cfg.about
 
@@ -320,8 +339,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
 def draw(metrics: dict, responses: dict, cfg: Config, step: dict, out_dir: Path) -> str:
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(18, 4.8), layout="constrained")
     sweep = np.asarray(metrics["sweep_betas"])
-    nn = np.asarray(metrics["n_noise"])
-    ests = [_stats.mean(nn[:, j]) for j in range(len(sweep))]
+    ests = list(n_noise(metrics).values())
     mid = np.array([e.value for e in ests])
     err = np.clip(np.array([[e.value - e.low, e.high - e.value] for e in ests]).T, 0, None)
     grid = np.linspace(0.0, 0.995, 200)

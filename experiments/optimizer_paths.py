@@ -327,7 +327,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                     paired=True,
                 ),
                 src,
-                {"directness": direct[k], "directness SGD": direct["SGD"]},
+                {f"directness {k}": direct[k], "directness SGD": direct["SGD"]},
                 note=notes[k],
                 id=f"{k.lower()}_direct",
             )

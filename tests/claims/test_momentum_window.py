@@ -31,7 +31,7 @@ def metrics(n_half=3.0, n_99=199.0, gain_error=0.0):
         "impulse": impulse,
         "beta_used": {str(b): b for b in CFG.betas},
         "sweep_betas": list(CFG.sweep_betas),
-        "n_noise": rows,
+        "variance_ratio": 1 / rows,
     }
 
 
