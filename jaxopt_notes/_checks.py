@@ -91,6 +91,20 @@ def flag(name: str, value: Any) -> None:
         raise TypeError(f"`{name}` must be True or False, got {value!r}")
 
 
+def dtype(name: str, value: Any) -> Any:
+    """None, or a floating-point or complex dtype, canonicalised as optax does (float64 is
+    float32 unless x64 is enabled)."""
+    if value is None:
+        return None
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be a dtype or None, got {value!r}") from None
+    if not np.issubdtype(dt, np.inexact) and dt.name != "bfloat16":
+        raise ValueError(f"`{name}` must be a floating-point dtype (or complex), got {dt.name}")
+    return jax.dtypes.canonicalize_dtype(dt)
+
+
 def convention(value: Any) -> str:
     if value not in CONVENTIONS:
         raise ValueError(f"`convention` must be one of {CONVENTIONS}, got {value!r}")

@@ -78,6 +78,7 @@ def first_moment(b1: float = 0.9, *, dtype: Any = None) -> optax.GradientTransfo
     gradient's precision, so only the rounding of the stored moment changes.
     """
     _checks.beta("b1", b1)
+    dtype = _checks.dtype("dtype", dtype)
 
     def init_fn(params):
         return FirstMomentState(mu=_zeros(params, dtype=dtype))
@@ -107,6 +108,7 @@ def second_moment(
     """
     _checks.beta("b2", b2)
     _checks.non_negative("initial_scale", initial_scale)
+    dtype = _checks.dtype("dtype", dtype)
 
     def init_fn(params):
         return SecondMomentState(nu=_real_zeros(params, initial_scale, dtype))

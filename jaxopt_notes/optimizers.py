@@ -39,8 +39,8 @@ def _pick(value, convention: str, *, optax_default, pytorch_default):
 
 
 def sgd(
-    learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False, *,
-    convention: str = "optax",
+    learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False,
+    accumulator_dtype=None, *, convention: str = "optax",
 ) -> GT:  # fmt: skip
     r"""Stochastic gradient descent, with heavy-ball or Nesterov momentum when ``momentum`` is set.
 
@@ -50,6 +50,7 @@ def sgd(
     ``momentum=None`` (default) is plain SGD, with no buffer; any number, 0 included, adds the
     :func:`~jaxopt_notes.trace` link (as in optax), so a momentum injected by
     ``optax.inject_hyperparams`` may change, even to 0, while the state keeps its shape.
+    ``accumulator_dtype`` (optax's name) stores the momentum buffer in that type.
     Conventions: optax and torch.optim.SGD agree (buffer starts at 0, so :math:`v_1 = g_1`).
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
@@ -59,11 +60,11 @@ def sgd(
     Array([-0.1], dtype=float32)
     """
     _checks.convention(convention)
-    links = _momentum(momentum, nesterov)
+    links = _momentum(momentum, nesterov, accumulator_dtype)
     return chain(*links, scale_by_learning_rate(learning_rate))
 
 
-def _momentum(momentum: float | None, nesterov: bool) -> list:
+def _momentum(momentum: float | None, nesterov: bool, accumulator_dtype=None) -> list:
     """The trace link when ``momentum`` is given: decided by ``None`` alone, which is static."""
     _checks.flag("nesterov", nesterov)
     if momentum is None:
@@ -73,7 +74,7 @@ def _momentum(momentum: float | None, nesterov: bool) -> list:
     _checks.beta("momentum", momentum)
     if nesterov and _checks.concrete(momentum) and momentum == 0:
         raise ValueError("`nesterov=True` needs `momentum` > 0, got momentum=0")
-    return [trace(momentum, nesterov)]
+    return [trace(momentum, nesterov, accumulator_dtype)]
 
 
 def adagrad(
@@ -135,7 +136,7 @@ def rmsprop(
 
 def adam(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
-    eps_root: float = 0.0, moment_dtype=None, convention: str = "optax",
+    eps_root: float = 0.0, mu_dtype=None, moment_dtype=None, convention: str = "optax",
 ) -> GT:  # fmt: skip
     r"""Adam (Kingma & Ba 2015): momentum (an EMA of gradients) + RMS scaling + bias correction.
 
@@ -144,9 +145,11 @@ def adam(
     .. math:: \theta_t = \theta_{t-1} - \eta\, \frac{m_t / (1-b_1^t)}
               {\sqrt{v_t / (1-b_2^t)} + \epsilon}
 
-    Conventions: optax and torch.optim.Adam agree. ``moment_dtype=jnp.bfloat16`` (opt-in)
-    stores :math:`m` and :math:`v` in bfloat16, halving the optimizer state of float32 params;
-    the update is still computed in float32 (see the README for its measured effect).
+    Conventions: optax and torch.optim.Adam agree. ``mu_dtype`` (optax's name and meaning)
+    stores :math:`m` alone in that type. ``moment_dtype=jnp.bfloat16`` (opt-in) stores
+    :math:`m` and :math:`v` in bfloat16, halving the optimizer state of float32 params (with
+    both given, ``mu_dtype`` is :math:`m`'s); the update is still computed in float32 (see the
+    README for its measured effect).
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.adam(0.1)
@@ -154,8 +157,10 @@ def adam(
     Array([-0.1,  0.1], dtype=float32)
     """
     _checks.convention(convention)
+    _checks.dtype("mu_dtype", mu_dtype)
+    _checks.dtype("moment_dtype", moment_dtype)
     return chain(
-        first_moment(b1, dtype=moment_dtype),
+        first_moment(b1, dtype=moment_dtype if mu_dtype is None else mu_dtype),
         second_moment(b2, dtype=moment_dtype),
         bias_correction(b1, b2),
         ratio(eps, eps_root),
@@ -165,7 +170,7 @@ def adam(
 
 def adamw(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    weight_decay: float | None = None, *, mask=None, convention: str = "optax",
+    weight_decay: float | None = None, *, mask=None, mu_dtype=None, convention: str = "optax",
 ) -> GT:  # fmt: skip
     r"""AdamW (Loshchilov & Hutter 2019): Adam with weight decay decoupled from the scaling.
 
@@ -174,7 +179,7 @@ def adamw(
 
     Conventions: the same update in both (torch multiplies :math:`\theta` by
     :math:`1-\eta\lambda` first, which is the same sum); only the default :math:`\lambda`
-    differs: 1e-4 in optax, 1e-2 in torch.optim.AdamW.
+    differs: 1e-4 in optax, 1e-2 in torch.optim.AdamW. ``mu_dtype``: as in :func:`adam`.
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.adamw(0.1, weight_decay=0.5)
@@ -183,7 +188,7 @@ def adamw(
     """
     weight_decay = _pick(weight_decay, convention, optax_default=1e-4, pytorch_default=1e-2)
     return chain(
-        first_moment(b1),
+        _first_moment(b1, mu_dtype),
         second_moment(b2),
         bias_correction(b1, b2),
         ratio(eps),
@@ -194,7 +199,7 @@ def adamw(
 
 def amsgrad(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
-    convention: str = "optax",
+    mu_dtype=None, convention: str = "optax",
 ) -> GT:  # fmt: skip
     r"""AMSGrad (Reddi et al. 2018): Adam whose second moment never decreases.
 
@@ -204,6 +209,7 @@ def amsgrad(
     v^{max}_{t-1}, v_t/(1-b_2^t))`, the max of bias-corrected moments. torch.optim.Adam
     (``amsgrad=True``): :math:`\max_{i \le t} v_i` of the raw moments, then divided by
     :math:`1-b_2^t`. The chain shows it: the running max sits after or before the correction.
+    ``mu_dtype``: as in :func:`adam`.
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.amsgrad(0.1)
@@ -215,7 +221,7 @@ def amsgrad(
     else:
         corrected = [amsgrad_max(), bias_correction(b1, b2)]
     return chain(
-        first_moment(b1),
+        _first_moment(b1, mu_dtype),
         second_moment(b2),
         *corrected,
         ratio(eps),
@@ -225,7 +231,7 @@ def amsgrad(
 
 def nadam(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
-    momentum_decay: float | None = None, convention: str = "optax",
+    momentum_decay: float | None = None, mu_dtype=None, convention: str = "optax",
 ) -> GT:  # fmt: skip
     r"""Nadam (Dozat 2016): Adam with a Nesterov look-ahead in the first moment.
 
@@ -236,7 +242,7 @@ def nadam(
     Conventions differ in :math:`\mu_t`. optax: constant :math:`\mu_t = b_1` (so the
     products are :math:`b_1^{t+1}` and :math:`b_1^t`). torch.optim.NAdam: the warming
     schedule :math:`\mu_t = b_1(1 - \tfrac12 0.96^{t\psi})`, :math:`\psi` =
-    ``momentum_decay`` = 4e-3 by default.
+    ``momentum_decay`` = 4e-3 by default. ``mu_dtype``: as in :func:`adam`.
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.nadam(0.1)
@@ -245,7 +251,7 @@ def nadam(
     """
     psi = _pick(momentum_decay, convention, optax_default=None, pytorch_default=4e-3)
     return chain(
-        first_moment(b1),
+        _first_moment(b1, mu_dtype),
         second_moment(b2),
         bias_correction(b1, b2, nesterov=True, momentum_decay=psi),
         ratio(eps),
@@ -255,7 +261,7 @@ def nadam(
 
 def adamax(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
-    convention: str = "optax",
+    mu_dtype=None, convention: str = "optax",
 ) -> GT:  # fmt: skip
     r"""AdaMax (Kingma & Ba 2015, sec. 7): Adam with the infinity norm for the second moment.
 
@@ -263,6 +269,7 @@ def adamax(
               \theta_t = \theta_{t-1} - \eta\,\frac{m_t}{(1-b_1^t)\, u_t}
 
     Conventions: optax and torch.optim.Adamax agree (:math:`\epsilon` inside the max).
+    ``mu_dtype`` stores :math:`m` in that type (optax's adamax has no such keyword).
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.adamax(0.1, eps=0.0)
@@ -271,7 +278,7 @@ def adamax(
     """
     _checks.convention(convention)
     return chain(
-        first_moment(b1),
+        _first_moment(b1, mu_dtype),
         infinity_moment(b2, eps),
         bias_correction(b1),
         ratio(eps=0.0, power=1),
@@ -300,6 +307,11 @@ def adam_then_sgd(
         switch_step=switch_step,
         criterion=criterion,
     )
+
+
+def _first_moment(b1: float, mu_dtype) -> optax.GradientTransformation:
+    """The first moment link, its dtype checked under optax's name for it."""
+    return first_moment(b1, dtype=_checks.dtype("mu_dtype", mu_dtype))
 
 
 def _heavy_ball(learning_rate: LearningRate, momentum: float = 0.9, *, convention: str = "optax"

@@ -32,7 +32,9 @@ class TraceState(NamedTuple):
     trace: Any
 
 
-def trace(decay: float, nesterov: bool = False) -> optax.GradientTransformation:
+def trace(
+    decay: float, nesterov: bool = False, accumulator_dtype: Any = None
+) -> optax.GradientTransformation:
     r"""Heavy-ball momentum (Polyak) or its Nesterov form (Sutskever et al., 2013).
 
     .. math:: v_t = \beta v_{t-1} + g_t, \qquad u_t = v_t \;\text{(heavy ball)}
@@ -40,7 +42,8 @@ def trace(decay: float, nesterov: bool = False) -> optax.GradientTransformation:
 
     with :math:`\beta` = ``decay`` and :math:`v_0 = 0`. This is torch.optim.SGD's momentum
     buffer as well as optax's ``trace``: both conventions agree. The window of past gradients
-    it averages is about :math:`1/(1-\beta)` steps.
+    it averages is about :math:`1/(1-\beta)` steps. ``accumulator_dtype`` (optax's name, e.g.
+    ``jnp.bfloat16``) stores :math:`v` in that type; each step still adds in the gradient's.
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.trace(decay=0.5)
@@ -52,18 +55,22 @@ def trace(decay: float, nesterov: bool = False) -> optax.GradientTransformation:
     """
     _checks.beta("decay", decay)
     _checks.flag("nesterov", nesterov)
+    accumulator_dtype = _checks.dtype("accumulator_dtype", accumulator_dtype)
 
     def init_fn(params):
-        return TraceState(trace=jax.tree.map(jnp.zeros_like, params))
+        zeros = lambda p: jnp.zeros_like(p, dtype=accumulator_dtype)  # noqa: E731
+        return TraceState(trace=jax.tree.map(zeros, params))
 
     def update_fn(updates, state, params=None):
         del params
         _plain("trace", updates)
-        new = jax.tree.map(lambda g, v: g + decay * v, updates, state.trace)
+        new = jax.tree.map(lambda g, v: g + decay * v.astype(g.dtype), updates, state.trace)
         if nesterov:
             updates = jax.tree.map(lambda g, v: g + decay * v, updates, new)
         else:
             updates = new
+        if accumulator_dtype is not None:
+            new = jax.tree.map(lambda v: v.astype(accumulator_dtype), new)
         return updates, TraceState(trace=new)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -150,16 +150,22 @@ def test_mu_dtype_is_the_first_moments_dtype_only():
         assert jn_state(state, "SecondMomentState").nu.dtype == jnp.float32, factory.__name__
 
 
-def test_mu_dtype_equals_optax():
+def test_mu_dtype_equals_optax_up_to_bfloat16_rounding():
+    """optax multiplies the stored bfloat16 moment by b1 in bfloat16; we cast it back to the
+    gradient's type first, so our updates stay at least as close to the float32 run."""
     ours, theirs = jn.adam(0.1, mu_dtype=jnp.bfloat16), optax.adam(0.1, mu_dtype=jnp.bfloat16)
+    full = jn.adam(0.1)
     p = jnp.linspace(-1.0, 1.0, 8)
-    s1, s2 = ours.init(p), theirs.init(p)
+    s1, s2, s3 = ours.init(p), theirs.init(p), full.init(p)
     for k in range(5):
         g = jnp.sin(p * (k + 1))
         u1, s1 = ours.update(g, s1, p)
         u2, s2 = theirs.update(g, s2, p)
-        np.testing.assert_allclose(u1, u2, rtol=1e-5)
+        u3, s3 = full.update(g, s3, p)
+        np.testing.assert_allclose(u1, u2, rtol=1e-2)
+        assert float(jnp.max(jnp.abs(u1 - u3))) <= float(jnp.max(jnp.abs(u2 - u3))) + 1e-7
         assert jn_state(s1, "FirstMomentState").mu.dtype == s2[0].mu.dtype == jnp.bfloat16
+        assert jn_state(s1, "SecondMomentState").nu.dtype == s2[0].nu.dtype == jnp.float32
 
 
 def test_moment_dtype_still_stores_both_and_mu_dtype_overrides_the_first():
@@ -171,16 +177,20 @@ def test_moment_dtype_still_stores_both_and_mu_dtype_overrides_the_first():
 def test_accumulator_dtype_is_sgds_momentum_trace():
     ours = jn.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.bfloat16)
     theirs = optax.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.bfloat16)
+    full = jn.sgd(0.1, momentum=0.9)
     p = jnp.linspace(-1.0, 1.0, 8)
-    s1, s2 = ours.init(p), theirs.init(p)
+    s1, s2, s3 = ours.init(p), theirs.init(p), full.init(p)
     assert jn_state(s1, "TraceState").trace.dtype == jnp.bfloat16
     for k in range(5):
         g = jnp.sin(p * (k + 1))
         u1, s1 = ours.update(g, s1, p)
         u2, s2 = theirs.update(g, s2, p)
-        assert u1.dtype == jnp.float32
-        np.testing.assert_allclose(u1, u2, rtol=1e-6)
-    assert jn_state(s1, "TraceState").trace.dtype == jnp.bfloat16
+        u3, s3 = full.update(g, s3, p)
+        assert u1.dtype == u2.dtype == jnp.float32
+        # optax rounds decay * v to bfloat16, we add in float32: equal to bfloat16's precision
+        np.testing.assert_allclose(u1, u2, atol=2e-2 * float(jnp.max(jnp.abs(u3))))
+        assert float(jnp.max(jnp.abs(u1 - u3))) <= float(jnp.max(jnp.abs(u2 - u3))) + 1e-7
+    assert jn_state(s1, "TraceState").trace.dtype == s2[0].trace.dtype == jnp.bfloat16
 
 
 def test_a_bad_dtype_is_refused_by_name():
