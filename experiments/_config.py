@@ -132,7 +132,14 @@ def fields_help(cfg: Any) -> list[str]:
         value = getattr(cfg, f.name)
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
         rule = _rule(f, getattr(defaults, f.name))
-        text = f"  {f.name}={shown}  ({_describe(rule)})"
+        sample = value[0] if isinstance(value, tuple) and value else value
+        if isinstance(sample, bool):
+            kind = "true or false"
+        elif isinstance(sample, str) and not rule.get("choices"):
+            kind = "text"
+        else:
+            kind = _describe(rule)
+        text = f"  {f.name}={shown}  ({kind})"
         if rule.get("help"):
             text += f"  {rule['help']}"
         lines.append(text)

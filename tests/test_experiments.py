@@ -231,6 +231,7 @@ def test_cli_help_lists_fields_and_run_ends_with_a_tally(tmp_path, fake, capsys)
     assert stop.value.code == 0
     text = capsys.readouterr().out
     assert "steps=100  (>= 1)" in text and "momentum=0.9  (>= 0 and < 1)" in text
+    assert "boom=False  (true or false)" in text
     assert "--quick changes: steps=10, seeds=3" in text
     assert cli.main(["experiments", "run", "--all", "--quick", "--out", str(tmp_path),
                      "--set", "steps=7"]) == 0  # fmt: skip
