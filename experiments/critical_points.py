@@ -1,24 +1,33 @@
-"""Critical points of a small network: found by minimising the gradient norm, mostly not minima.
+"""Critical points of a small network, found by minimising the gradient norm: mostly saddles.
 
 Li Hongyi's experiment: from many random starts, minimise |grad L|^2 instead of L. That finds
-critical points of every kind, not only the minima that descent on L prefers. Each is classified
-from its full Hessian spectrum (``hessian.classify``, every eigenvalue) and placed on the scatter
-of training loss against the "minimum ratio", the fraction of positive eigenvalues (1 = minimum).
+critical points of every kind, not only the minima that descent on L prefers. Each end point is
+classified by ``hessian.classify`` from its full Hessian spectrum (minimum, maximum, saddle,
+degenerate, or not critical when its gradient is not zero within the tolerance) and placed on
+the scatter of training loss against the "minimum ratio" (the share of positive eigenvalues).
+
+The search is Adam on |grad L|^2, then Levenberg-Marquardt on the same objective (the
+Gauss-Newton matrix of |g|^2 is H^2). End points that are not critical are not evidence either
+way: the claims count minima and saddles among the points that *are* critical, with Wilson
+intervals. They count searches, as Li Hongyi's scatter does: several searches may reach the same
+point (the evidence gives the number of distinct losses among them).
+
+A positive control comes first: the same search and classification on a function whose critical
+points are all known, f(theta) = sum_i c_i ((Q theta)_i^2 - 1)^2 / 4 with a random rotation Q
+and weights c_i: its critical points are z = Q theta in {-1, 0, 1}^d, a minimum where no z_i is
+0, the maximum at z = 0, saddles elsewhere. Only if the survey finds both minima and saddles
+there and classifies every one right are the network's counts a test; otherwise the claims are
+inconclusive. Width 0 replaces the network by a straight line y = a x + b, whose least-squares
+loss is convex: its one critical point is the minimum, the sabotage under which the claims fail.
 
 The network is a 1-8-1 tanh MLP (25 parameters) fitted by MSE to 40 noisy samples of sin(2x):
-fewer parameters than data points, so a minimum is generically strict. Float64 throughout:
-telling a zero eigenvalue from a small one needs it. The search is Adam on |grad L|^2, then
-Levenberg-Marquardt on the same objective (the Gauss-Newton matrix of |g|^2 is H^2).
-
-A control runs the same search on L itself. What it shows at these budgets: the low-loss region
-is a flat valley with tiny negative curvature where the weights keep drifting (a minimum at
-infinity as tanh units saturate), so descent does not reach a strict critical point either;
-end points whose gradient is not zero within ``classify``'s tolerance are counted apart.
+fewer parameters than data points, so a minimum is generically strict. Float64 throughout.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import jax
@@ -27,54 +36,102 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import jaxopt_notes as jn
-from experiments._common import claim, save_figure
+from experiments import _stats
+from experiments._claims import INCONCLUSIVE, Source, Test, check, claim
+from experiments._common import save_figure
+from experiments._config import param
 from jaxopt_notes import hessian
 
-SUMMARY = "Critical points found by minimising |grad|^2 are almost all saddles or flat, not minima"
+SUMMARY = "Critical points found by minimising |grad|^2 are mostly saddles, rarely minima"
 DATA = "synthetic regression: 40 points x ~ U(-2, 2), y = sin(2x) + N(0, 0.1^2), fixed seed"
+QUICK_NOTE = (
+    "Quick runs 100 searches of 1000 Adam + 100 Levenberg-Marquardt steps (default 200 of "
+    "2000 + 200): fewer searches reach a critical point, so the intervals are wider and a "
+    "claim may stay inconclusive where the default decides it."
+)
 KINDS = ("minimum", "saddle", "degenerate", "maximum", "not_critical")
+PLURAL = {"minimum": "minima", "saddle": "saddles"}
+
+LI = "002_3498af5075c2b1b1.txt"
+LI_REF = "Li Hongyi, ML 2021 lecture 'When gradient is small' (minimum ratio experiment)"
+SRC_RARE = Source(
+    LI,
+    "局部最小与鞍点",
+    "先给出答案 saddle point更常见，local minima 很少很少",
+    "The answer first: saddle points are more common, local minima are very, very rare",
+    LI_REF,
+)
+SRC_KINDS = Source(
+    LI,
+    "局部最小与鞍点",
+    "Hessian矩阵**正定**(特征值全大于0):**极小值点**",
+    "Hessian positive definite (all eigenvalues > 0): a local minimum",
+    LI_REF,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     seed: int = 0
     num_points: int = 40
-    width: int = 8
-    num_starts: int = 200
+    width: int = param(8, low=0, help="hidden tanh units; 0: a straight line y = a x + b")
+    seeds: int = 200  # random starts of the search on the network
     adam_steps: int = 2000
     adam_lr: float = 1e-2
-    polish_steps: int = 100
-    max_minimum_fraction: float = 0.2  # "minima are rare": at most this share of critical points
+    polish_steps: int = 200
+    control_dim: int = 3
+    control_seeds: int = 64
+    width_map: tuple = param((1, 2, 4), low=0, help="widths of the regime map")
+    map_seeds: int = 48  # searches per width of the map
+    max_minimum_share: float = param(0.2, low=0.0, high=1.0)
+    min_saddle_share: float = param(0.5, low=0.0, high=1.0)
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(num_starts=100, adam_steps=1000, polish_steps=60)
+        return cls(seeds=100, adam_steps=1000, polish_steps=100, control_seeds=32, map_seeds=32)
 
     @classmethod
     def tiny(cls) -> Config:
-        return cls(num_starts=8, adam_steps=100, polish_steps=30)
+        return cls(
+            seeds=96, adam_steps=600, polish_steps=60, control_seeds=12, width_map=(8,), map_seeds=8
+        )
 
 
 def make_loss(cfg: Config):
-    """MSE of a 1-width-1 tanh MLP over a flat parameter vector; built once, reused."""
+    """MSE of a 1-width-1 tanh MLP (or, width 0, a line) over a flat parameter vector."""
     kx, kn = jax.random.split(jax.random.key(cfg.seed))
     w = cfg.width
     x = jax.random.uniform(kx, (cfg.num_points,), jnp.float64, -2.0, 2.0)
+    y = jnp.sin(2 * x) + 0.1 * jax.random.normal(kn, x.shape, jnp.float64)
 
     def net(theta, x):
+        if w == 0:
+            return theta[0] * x + theta[1]
         w1, b1, w2, b2 = theta[:w], theta[w : 2 * w], theta[2 * w : 3 * w], theta[3 * w]
         return jnp.tanh(x[:, None] * w1 + b1) @ w2 + b2
-
-    y = jnp.sin(2 * x) + 0.1 * jax.random.normal(kn, x.shape, jnp.float64)
 
     def loss(theta: jax.Array) -> jax.Array:
         return jnp.mean((net(theta, x) - y) ** 2)
 
-    return loss, 3 * w + 1
+    return loss, 3 * w + 1 if w else 2
 
 
-def grad_norm_sq(loss):
-    return lambda theta: jnp.sum(jax.grad(loss)(theta) ** 2)
+def make_control(cfg: Config):
+    """The known-critical-point function (module docstring): ``(loss, to_z, c)``."""
+    kq, kc = jax.random.split(jax.random.key(cfg.seed + 7))
+    q, _ = jnp.linalg.qr(jax.random.normal(kq, (cfg.control_dim, cfg.control_dim), jnp.float64))
+    c = jax.random.uniform(kc, (cfg.control_dim,), jnp.float64, 0.5, 2.0)
+
+    def loss(theta: jax.Array) -> jax.Array:
+        return jnp.sum(c * ((q @ theta) ** 2 - 1) ** 2) / 4
+
+    return loss, lambda theta: q @ theta
+
+
+def true_kind(z: np.ndarray) -> str:
+    """The kind of the control's critical point at the lattice point z in {-1, 0, 1}^d."""
+    zeros = int(np.sum(np.round(z) == 0))
+    return "minimum" if zeros == 0 else "maximum" if zeros == len(z) else "saddle"
 
 
 def adam_search(objective, starts: jax.Array, cfg: Config) -> jax.Array:
@@ -109,94 +166,288 @@ def polish(loss, thetas: jax.Array, steps: int) -> jax.Array:
     return jax.jit(jax.vmap(one))(thetas)
 
 
-def survey(cfg: Config, objective: str) -> list[dict]:
-    """End points of Adam on ``objective`` ("grad_norm" or, as a control, "loss"), polished."""
-    loss, n = make_loss(cfg)
-    keys = jax.random.split(jax.random.key(cfg.seed + 1), cfg.num_starts)
-    # first layer weights O(1) so the tanh units spread over the inputs; the rest 1/sqrt(fan_in)
-    scale = jnp.concatenate([jnp.ones(2 * cfg.width), jnp.full(cfg.width + 1, cfg.width**-0.5)])
-    starts = jax.vmap(lambda k: jax.random.normal(k, (n,), jnp.float64))(keys) * scale
-    target = grad_norm_sq(loss) if objective == "grad_norm" else loss
-    found = polish(loss, adam_search(target, starts, cfg), cfg.polish_steps)
+def survey(loss, starts: jax.Array, cfg: Config) -> tuple[np.ndarray, list[dict]]:
+    """End points of the |grad L|^2 search from ``starts``, each classified."""
+    found = polish(
+        loss, adam_search(lambda t: jnp.sum(jax.grad(loss)(t) ** 2), starts, cfg), cfg.polish_steps
+    )
     points = []
     for theta in found:
         c = hessian.classify(loss, theta)
-        points.append({"kind": c.kind, "loss": float(loss(theta)), "grad_norm": c.grad_norm,
-                       "grad_tol": c.grad_tol, "minimum_ratio": c.minimum_ratio,
-                       "num_negative": c.num_negative,
-                       "num_near_zero": c.num_near_zero})  # fmt: skip
+        points.append(
+            {
+                "kind": c.kind,
+                "loss": float(loss(theta)),
+                "grad_norm": c.grad_norm,
+                "grad_tol": c.grad_tol,
+                "minimum_ratio": c.minimum_ratio,
+                "num_negative": c.num_negative,
+            }
+        )
+    return np.asarray(found), points
+
+
+def network_survey(cfg: Config) -> list[dict]:
+    """The survey on the network of ``cfg.width`` from ``cfg.seeds`` random starts."""
+    loss, n = make_loss(cfg)
+    keys = jax.random.split(jax.random.key(cfg.seed + 1), cfg.seeds)
+    # first-layer weights O(1) so the tanh units spread over the inputs; the rest 1/sqrt(fan_in)
+    w = cfg.width
+    scale = (
+        jnp.concatenate([jnp.ones(2 * w), jnp.full(w + 1, max(w, 1) ** -0.5)]) if w else jnp.ones(2)
+    )
+    starts = jax.vmap(lambda k: jax.random.normal(k, (n,), jnp.float64))(keys) * scale
+    return survey(loss, starts, cfg)[1]
+
+
+def control_survey(cfg: Config) -> list[dict]:
+    """The survey on the known function; each point with the truth at its nearest lattice point."""
+    loss, to_z = make_control(cfg)
+    keys = jax.random.split(jax.random.key(cfg.seed + 2), cfg.control_seeds)
+    starts = jax.vmap(lambda k: jax.random.normal(k, (cfg.control_dim,), jnp.float64))(keys)
+    found, points = survey(loss, starts, cfg)
+    for theta, p in zip(found, points, strict=True):
+        z = np.asarray(to_z(jnp.asarray(theta)))
+        lattice = np.clip(np.round(z), -1, 1)
+        p["distance_to_lattice"] = float(np.abs(z - lattice).max())
+        p["true_kind"] = true_kind(lattice)
     return points
 
 
-def draw(points: list[dict], control: list[dict], out_dir: Path) -> str:
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = {"minimum": "tab:green", "saddle": "tab:red", "degenerate": "tab:blue",
-              "maximum": "tab:purple", "not_critical": "lightgrey"}  # fmt: skip
+def counts(points: list[dict]) -> dict[str, int]:
+    return {k: sum(p["kind"] == k for p in points) for k in KINDS}
+
+
+def share(k: int, n: int) -> _stats.Estimate:
+    """A Wilson share, not finite when there is nothing to share (no critical point)."""
+    if n == 0:
+        return _stats.Estimate(math.nan, math.nan, math.nan, 0, math.nan, "no critical point")
+    return _stats.proportion(k, n)
+
+
+def control_result(points: list[dict]) -> dict:
+    """Does the survey find minima and saddles of the known function, and call each right?"""
+    at_known = [p for p in points if p["distance_to_lattice"] < 1e-6]
+    critical = [p for p in points if p["kind"] != "not_critical"]
+    wrong = [p for p in critical if p["distance_to_lattice"] >= 1e-6 or p["kind"] != p["true_kind"]]
+    missed = [p for p in at_known if p["kind"] == "not_critical"]
+    c = counts(critical)
+    return {
+        "starts": len(points),
+        "critical": len(critical),
+        "minima_found": c["minimum"],
+        "saddles_found": c["saddle"],
+        "maxima_found": c["maximum"],
+        "misclassified": len(wrong),
+        "at_a_known_point_but_not_critical": len(missed),
+        "passed": c["minimum"] > 0 and c["saddle"] > 0 and not wrong and not missed,
+    }
+
+
+def gated(entry: dict, control: dict) -> dict:
+    """A claim whose positive control failed is not a test: inconclusive, saying why."""
+    if control["passed"]:
+        return entry
+    why = (
+        f"the positive control failed ({control['minima_found']} minima and "
+        f"{control['saddles_found']} saddles found, {control['misclassified']} misclassified, "
+        f"{control['at_a_known_point_but_not_critical']} known points missed), so the survey "
+        "has not shown it can find and tell minima and saddles; measured: "
+    )
+    return entry | {"verdict": INCONCLUSIVE, "reason": why + entry["reason"]}
+
+
+def claims(metrics: dict, cfg: Config) -> list[dict]:
+    control, c = metrics["control"], metrics["counts"]
+    n = sum(v for k, v in c.items() if k != "not_critical")
+    evidence = {
+        "critical_points": n,
+        "not_critical": c["not_critical"],
+        "starts": cfg.seeds,
+        "counts": {k: v for k, v in c.items() if k != "not_critical"},
+        "control_passed": control["passed"],
+    }
+    distinct = {(p["kind"], round(p["loss"], 8)) for p in metrics["points"]}
+    evidence["distinct_critical_losses"] = sum(k != "not_critical" for k, _ in distinct)
+    where = f"among the critical points that {cfg.seeds} |grad|^2 searches on the network reach"
+    return [
+        check(
+            f"Positive control: on sum c_i((Q theta)_i^2 - 1)^2/4 in {cfg.control_dim} dimensions "
+            "(known minima, saddles, maximum) the same search finds minima and saddles and "
+            "hessian.classify calls every critical point it reaches what it is",
+            control["passed"],
+            {k: v for k, v in control.items() if k != "passed"},
+            SRC_KINDS,
+            id="control_finds_both",
+        ),
+        gated(
+            claim(
+                f"Local minima are rare: {where}, at most {cfg.max_minimum_share:.0%} are minima",
+                share(c["minimum"], n),
+                Test(
+                    "share of minima among critical points",
+                    "<",
+                    cfg.max_minimum_share,
+                    "pre-stated: one in five, for 'very, very rare'",
+                    cfg.seeds,
+                ),
+                SRC_RARE,
+                evidence,
+                id="minima_rare",
+            ),
+            control,
+        ),
+        gated(
+            claim(
+                f"Saddle points are common: {where}, more than {cfg.min_saddle_share:.0%} are "
+                "saddles",
+                share(c["saddle"], n),
+                Test(
+                    "share of saddles among critical points",
+                    ">",
+                    cfg.min_saddle_share,
+                    "pre-stated: a majority, for 'more common'",
+                    cfg.seeds,
+                ),
+                SRC_RARE,
+                evidence,
+                id="saddles_common",
+            ),
+            control,
+        ),
+    ]
+
+
+COLORS = {
+    "minimum": "tab:green",
+    "saddle": "tab:red",
+    "degenerate": "tab:blue",
+    "maximum": "tab:purple",
+    "not_critical": "lightgrey",
+}
+
+
+def draw_map(ax, by_width: dict, cfg: Config) -> None:
+    """Share of minima and of saddles among the critical points, with Wilson intervals."""
+    crit = [sum(by_width[k][i] for k in KINDS[:4]) for i in range(len(by_width["width"]))]
+    for kind, marker in (("minimum", "o"), ("saddle", "s")):
+        est = [share(k, n) for k, n in zip(by_width[kind], crit, strict=True)]
+        mid = np.array([e.value for e in est])
+        err = np.array([[e.value - e.low, e.high - e.value] for e in est]).T
+        err = np.maximum(np.nan_to_num(err), 0.0)  # no critical point: no bar (and no dot)
+        ax.errorbar(
+            by_width["parameters"],
+            mid,
+            yerr=err,
+            marker=marker,
+            capsize=3,
+            color=COLORS[kind],
+            label=f"share of {PLURAL[kind]} (95% Wilson)",
+        )
+    for x, n, total in zip(by_width["parameters"], crit, by_width["searches"], strict=True):
+        ax.annotate(f"{n}/{total}", (x, 1.02), ha="center", fontsize=7)
+    ax.axhline(
+        cfg.max_minimum_share,
+        color=COLORS["minimum"],
+        ls="--",
+        lw=0.8,
+        label=f"claimed: minima < {cfg.max_minimum_share:g}",
+    )
+    ax.axhline(
+        cfg.min_saddle_share,
+        color=COLORS["saddle"],
+        ls="--",
+        lw=0.8,
+        label=f"claimed: saddles > {cfg.min_saddle_share:g}",
+    )
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="parameters (3 x width + 1)",
+        ylabel="share among critical points",
+        ylim=(-0.03, 1.1),
+        title="regime map over width (critical / searches on top)",
+    )
+    ax.legend(fontsize=8)
+
+
+def draw(
+    points: list[dict], control: list[dict], by_width: dict, cfg: Config, out_dir: Path
+) -> str:
+    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(19, 4.8))
     for kind in KINDS:
         pts = [p for p in points if p["kind"] == kind]
         if pts:
-            ax.scatter([p["minimum_ratio"] for p in pts], [p["loss"] for p in pts], s=18,
-                       color=colors[kind], label=f"{kind} ({len(pts)})")  # fmt: skip
-    crit = sum(p["kind"] != "not_critical" for p in control)
-    ax.scatter([p["minimum_ratio"] for p in control], [p["loss"] for p in control], s=30,
-               facecolors="none", edgecolors="k",
-               label=f"control: descent on L, all end points ({crit} critical)")  # fmt: skip
+            ax.scatter(
+                [p["minimum_ratio"] for p in pts],
+                [p["loss"] for p in pts],
+                s=18,
+                color=COLORS[kind],
+                label=f"{kind} ({len(pts)})",
+            )
+    ax.axvline(1.0, color="tab:green", ls=":", lw=0.8, label="ratio 1: a minimum")
     ax.set_yscale("log")
-    ax.set_xlabel("minimum ratio = fraction of positive Hessian eigenvalues")
-    ax.set_ylabel("training loss (MSE)")
-    ax.set_title("end points of minimising |grad L|^2 (grey: gradient not zero)")
+    ax.set(
+        xlabel="minimum ratio = share of positive Hessian eigenvalues",
+        ylabel="training loss (MSE)",
+        title=f"network (width {cfg.width}): end points of {cfg.seeds} |grad L|^2 searches "
+        f"(Adam lr {cfg.adam_lr:g})",
+    )
     ax.legend(fontsize=8)
     pos = np.arange(len(KINDS))
-    for shift, pts, label in ((-0.2, points, "min |grad L|^2"), (0.2, control, "min L (control)")):
-        counts = [sum(p["kind"] == k for p in pts) for k in KINDS]
+    for shift, pts, label in ((-0.2, points, "network"), (0.2, control, "positive control")):
+        c = counts(pts)
         bars = bx.bar(
             pos + shift,
-            counts,
+            [c[k] / len(pts) for k in KINDS],
             width=0.4,
             label=label,
-            color=[colors[k] for k in KINDS],
+            color=[COLORS[k] for k in KINDS],
             hatch="" if shift < 0 else "//",
+            edgecolor="k",
         )
-        bx.bar_label(bars, fontsize=8)
+        bx.bar_label(bars, [str(c[k]) for k in KINDS], fontsize=8)
+    right = sum(p["kind"] == p["true_kind"] for p in control if p["kind"] != "not_critical")
+    crit = sum(p["kind"] != "not_critical" for p in control)
     bx.set_xticks(pos, KINDS)
+    bx.set(
+        ylabel="share of end points (count on the bar)",
+        title=f"kinds; control ({cfg.control_dim}-d, known points): {right} of {crit} "
+        "critical points called right",
+    )
     bx.legend(fontsize=8)
-    bx.set_title(f"kinds of the end points of {len(points)} starts")
+    draw_map(cx, by_width, cfg)
+    fig.tight_layout()
     return save_figure(fig, out_dir, "critical_points")
+
+
+def width_map(cfg: Config, points: list[dict]) -> dict:
+    """Counts of every kind at each width of the map (and at the claims' own width)."""
+    found = {cfg.width: counts(points)}
+    for w in cfg.width_map:
+        if w != cfg.width:
+            found[w] = counts(
+                network_survey(dataclasses.replace(cfg, width=w, seeds=cfg.map_seeds))
+            )
+    widths = sorted(found)
+    return {
+        "width": widths,
+        "parameters": [3 * w + 1 if w else 2 for w in widths],
+        "searches": [sum(found[w].values()) for w in widths],
+        **{k: [found[w][k] for w in widths] for k in KINDS},
+    }
 
 
 def main(cfg: Config, out_dir: Path) -> dict:
     with jax.enable_x64(True):
-        points = survey(cfg, "grad_norm")
-        control = survey(cfg, "loss")  # the classifier must be able to see minima when they exist
-    counts = {k: sum(p["kind"] == k for p in points) for k in KINDS}
-    control_counts = {k: sum(p["kind"] == k for p in control) for k in KINDS}
-    critical = [p for p in points if p["kind"] != "not_critical"]
-    n_crit = len(critical)
-    minima = counts["minimum"]
-    share = minima / n_crit if n_crit else float("nan")
-    ratios = np.array([p["minimum_ratio"] for p in critical])
-    losses = np.array([p["loss"] for p in critical])
-    corr = float(np.corrcoef(ratios, losses)[0, 1]) if n_crit > 2 and ratios.std() > 0 else None
-    claims = [
-        claim(
-            "Critical points found by minimising the squared gradient norm from random starts "
-            f"are almost all saddles or flat (degenerate): minima are at most "
-            f"{cfg.max_minimum_fraction:.0%} of them",
-            n_crit >= 5 and share <= cfg.max_minimum_fraction,
-            {
-                "counts": counts,
-                "critical_points": n_crit,
-                "minimum_share": share,
-                "starts": cfg.num_starts,
-                "control_descent_on_loss": control_counts,
-            },  # fmt: skip
-            reason=f"minima were {share:.0%} of the {n_crit} critical points found"
-            if n_crit >= 5
-            else f"only {n_crit} of {cfg.num_starts} searches reached a critical point",
-        ),
-    ]
-    metrics = {"counts": counts, "control_counts": control_counts, "minimum_share": share,
-               "corr_ratio_vs_loss": corr,
-               "median_minimum_ratio": float(np.median(ratios)) if n_crit else None,
-               "points": points, "control_points": control}  # fmt: skip
-    return {"metrics": metrics, "claims": claims, "figures": [draw(points, control, out_dir)]}
+        control = control_survey(cfg)  # first: can the pipeline see minima and saddles at all?
+        points = network_survey(cfg)
+        by_width = width_map(cfg, points)
+    metrics = {
+        "control": control_result(control),
+        "counts": counts(points),
+        "points": points,
+        "control_points": control,
+        "width_map": by_width,
+    }
+    figures = [draw(points, control, by_width, cfg, out_dir)]
+    return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -1,0 +1,101 @@
+"""critical_points: the positive control passes and tiny reproduces "minima rare, saddles common";
+width 0 (a straight line, a convex loss) flips both; a failed control makes them inconclusive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import experiments
+from experiments import critical_points as cp
+from tests.claims._contract import run_tiny, verdict_of
+
+SEEDS = Path(experiments.__file__).parents[2] / "shared" / "seeds"
+
+
+def test_tiny_reproduces_and_a_straight_line_flips(tmp_path):
+    plain = run_tiny("critical_points", tmp_path)
+    assert verdict_of(plain, "control_finds_both") == "reproduced"
+    assert verdict_of(plain, "minima_rare") == "reproduced"
+    assert verdict_of(plain, "saddles_common") == "reproduced"
+    sabotaged = run_tiny("critical_points", tmp_path, width=0, width_map=0)  # no map: faster
+    assert verdict_of(sabotaged, "minima_rare") == "not_reproduced"
+    assert verdict_of(sabotaged, "saddles_common") == "not_reproduced"
+
+
+def control(passed: bool) -> dict:
+    return {
+        "starts": 16,
+        "critical": 16,
+        "minima_found": 5 if passed else 0,
+        "saddles_found": 11,
+        "maxima_found": 0,
+        "misclassified": 0,
+        "at_a_known_point_but_not_critical": 0,
+        "passed": passed,
+    }
+
+
+def fixed_metrics(minima: int, saddles: int, not_critical: int, passed: bool = True) -> dict:
+    c = {
+        "minimum": minima,
+        "saddle": saddles,
+        "degenerate": 0,
+        "maximum": 0,
+        "not_critical": not_critical,
+    }
+    points = [{"kind": k, "loss": 0.1 * i} for k, n in c.items() for i in range(n)]
+    return {"control": control(passed), "counts": c, "points": points}
+
+
+def verdicts(m: dict) -> dict:
+    return {c["id"]: c["verdict"] for c in cp.claims(m, cp.Config())}
+
+
+def test_claims_on_fixed_numbers():
+    assert verdicts(fixed_metrics(0, 40, 60)) == {
+        "control_finds_both": "reproduced",
+        "minima_rare": "reproduced",
+        "saddles_common": "reproduced",
+    }
+    found = verdicts(fixed_metrics(30, 10, 60))
+    assert found["minima_rare"] == found["saddles_common"] == "not_reproduced"
+    found = verdicts(fixed_metrics(0, 3, 97))  # three critical points decide nothing
+    assert found["minima_rare"] == "inconclusive"
+    found = verdicts(fixed_metrics(0, 0, 100))  # no critical point at all
+    assert found["minima_rare"] == found["saddles_common"] == "inconclusive"
+
+
+def test_failed_control_makes_claims_inconclusive():
+    m = fixed_metrics(0, 40, 60, passed=False)
+    found = {c["id"]: c for c in cp.claims(m, cp.Config())}
+    assert found["control_finds_both"]["verdict"] == "not_reproduced"
+    for name in ("minima_rare", "saddles_common"):
+        assert found[name]["verdict"] == "inconclusive"
+        assert "positive control failed" in found[name]["reason"]
+
+
+def test_control_result_catches_a_misclassification():
+    good = {"kind": "minimum", "true_kind": "minimum", "distance_to_lattice": 1e-12}
+    saddle = {"kind": "saddle", "true_kind": "saddle", "distance_to_lattice": 1e-12}
+    assert cp.control_result([good, saddle])["passed"]
+    wrong = saddle | {"kind": "degenerate"}
+    assert not cp.control_result([good, saddle, wrong])["passed"]
+    missed = good | {"kind": "not_critical"}
+    assert not cp.control_result([good, saddle, missed])["passed"]
+    assert not cp.control_result([saddle, saddle])["passed"]  # no minimum found
+
+
+def test_true_kind_of_the_lattice():
+    assert cp.true_kind(np.array([1.0, -1.0, 1.0])) == "minimum"
+    assert cp.true_kind(np.array([0.0, 0.0, 0.0])) == "maximum"
+    assert cp.true_kind(np.array([0.0, 1.0, -1.0])) == "saddle"
+
+
+def test_quotes_are_verbatim():
+    if not SEEDS.is_dir():
+        pytest.skip(f"the seed notes are not checked out at {SEEDS}")
+    for src in (cp.SRC_RARE, cp.SRC_KINDS):
+        assert src.quote in (SEEDS / src.note).read_text(encoding="utf-8"), src.quote
