@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes._stream import RULE, Moments, MomentStreamError, link_name
 
 _INT32_MAX = jnp.iinfo(jnp.int32).max
 
@@ -33,6 +34,9 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
 
     Extra keyword arguments of ``update`` reach every link that accepts them. When ``params``
     are given, the incoming gradient must have their tree structure, or a ValueError shows both.
+    Inside a moment run (from :func:`~jaxopt_notes.first_moment` or another moment link to
+    :func:`~jaxopt_notes.ratio`) only moment links may stand: any other link there, optax's
+    included, fails on its first update with a TypeError naming its place.
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.chain(jn.clip(1.0), jn.scale(-0.1))
@@ -51,8 +55,16 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
         if params is not None:
             _checks.same_structure("chain", updates, params)
         new_state = []
-        for link, link_state in zip(links, state, strict=True):
-            updates, link_state = link.update(updates, link_state, params, **extra_args)
+        for i, (link, link_state) in enumerate(zip(links, state, strict=True)):
+            try:
+                updates, link_state = link.update(updates, link_state, params, **extra_args)
+            except MomentStreamError as error:
+                if not isinstance(updates, Moments) or str(error).startswith("transforms["):
+                    raise
+                raise MomentStreamError(
+                    f"transforms[{i}] ({link_name(transforms[i])}) stands inside a moment run "
+                    f"and got the `Moments` stream as its updates: {RULE}"
+                ) from None
             new_state.append(link_state)
         return updates, tuple(new_state)
 

@@ -2,7 +2,7 @@ r"""Moment estimates as separate links: how Adam, AMSGrad, Nadam and AdaMax are 
 
 Adaptive methods need the raw gradient :math:`g`, a first moment :math:`m` and a second
 moment :math:`v` at once, and corrections act on :math:`m` and :math:`v` before they are
-divided. So between these links the stream is structured: a :class:`Moments` tuple
+divided. So between these links the stream is structured: a :class:`Moments` record
 ``(grad, mu, nu)`` of trees shaped like the params. The first moment link opens it, the
 others fill or correct ``mu`` and ``nu``, and :func:`ratio` closes it into a plain update:
 
@@ -11,8 +11,15 @@ others fill or correct ``mu`` and ``nu``, and :func:`ratio` closes it into a pla
     g --first_moment--> (g, m) --second_moment--> (g, m, v) --bias_correction--> (g, m^, v^)
       --[amsgrad_max]--> (g, m^, max v^) --ratio--> m^ / (sqrt(v^) + eps)
 
-Outside such a run (before the opening link, after :func:`ratio`) updates are plain trees, so
-optax's own transforms and ours mix freely around it.
+What may stand inside a run: only these moment links (:func:`first_moment`,
+:func:`second_moment`, :func:`accumulate_squares`, :func:`infinity_moment`,
+:func:`bias_correction`, :func:`amsgrad_max`), then :func:`ratio`. Any other transform there, ours
+or optax's, would map over the record instead of the gradient; ours refuse it by name, and the
+record refuses to be flattened or read as an array, so a foreign one (``optax.clip``,
+``optax.clip_by_global_norm``, a stateful ``optax.trace``) fails at once with a sentence (naming
+its place when in :func:`jaxopt_notes.chain`), never silently. Outside such a run (before the
+opening link, after :func:`ratio`) updates are plain trees, so optax's own transforms and ours
+mix freely around it.
 """
 
 from __future__ import annotations
@@ -24,19 +31,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes._stream import Moments
 from jaxopt_notes.combine import chain, increment, zero_count
 
 
-class Moments(NamedTuple):
-    """The structured stream between moment links; ``None`` marks a moment not yet estimated."""
-
-    grad: Any
-    mu: Any = None
-    nu: Any = None
-
-
 def _open(updates: Any) -> Moments:
-    return updates if isinstance(updates, Moments) else Moments(grad=updates)
+    if isinstance(updates, Moments):
+        return updates
+    return Moments(grad=jax.tree.map(jnp.asarray, updates))  # Python floats become arrays
 
 
 def _zeros(params: Any, value: float = 0.0, dtype: Any = None) -> Any:

@@ -244,4 +244,4 @@ def test_optax_links_around_a_run_still_mix():
     tx = jn.chain(optax.clip(1.0), jn.first_moment(0.9), jn.second_moment(),
                   jn.bias_correction(0.9, 0.999), jn.ratio(), optax.scale(-0.1))  # fmt: skip
     u, _ = jax.jit(tx.update)(jnp.full(2, 5.0), tx.init(jnp.ones(2)))
-    np.testing.assert_allclose(u, -0.1, rtol=1e-6)
+    np.testing.assert_allclose(u, -0.1, rtol=1e-4)
