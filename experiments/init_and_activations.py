@@ -377,7 +377,7 @@ def training_claims(metrics: dict, cfg: Config) -> list[dict]:
             ),
             SRC_HE,
             evidence={"test accuracy": acc},
-            note=f"trained {cfg.steps} iterations, fewer than Saito's {Config().steps}: a miss "
+            note=f"Trained {cfg.steps} iterations, fewer than Saito's {Config().steps}: a miss "
             "could be down to that"
             if cfg.steps < Config().steps
             else "",
@@ -398,6 +398,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             "no gradient",
             abs(tanh4 - exact) < 1e-6,
             {"jax.grad(tanh)(4)": tanh4, "1/cosh(4)^2": exact},
+            reason=f"jax.grad gives {tanh4:.6g}, the closed form {exact:.6g} (tolerance 1e-6)",
             id="tanh_prime_4",
         ),
     ]

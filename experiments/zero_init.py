@@ -30,7 +30,7 @@ from experiments._config import param
 from jaxopt_notes import models
 
 SUMMARY = "Constant (zero) init keeps a layer's units identical through training; random breaks it"
-DATA = _mnist.DIGITS
+DATA = f"{_mnist.DIGITS}; with --set dataset=mnist5k: {_mnist.MNIST5K}"
 QUICK_NOTE = (
     "quick trains 1,000 iterations instead of 2,000 over 4 seeds instead of 10. The symmetry "
     "claim cannot be helped by a shorter run (identical units stay identical at any length); "
@@ -211,6 +211,8 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             and grads["output kernel"] == 0.0
             and grads["output bias"] > 0.0,
             grads,
+            reason="largest |gradient| at all-zero ReLU weights: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in grads.items()),
             id="relu_zero_init_no_gradient",
         ),
     ]
