@@ -47,6 +47,7 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
     for i, t in enumerate(transforms):
         _checks.transform(f"transforms[{i}]", t)
     links = tuple(optax.with_extra_args_support(t) for t in transforms)
+    seen: dict = {}  # input signature -> the state structure `init` makes for it
 
     def init_fn(params):
         return tuple(link.init(params) for link in links)
@@ -54,34 +55,84 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
     def update_fn(updates, state, params=None, **extra_args):
         if params is not None:
             _checks.same_structure("chain", updates, params)
+        if not isinstance(updates, Moments):
+            updates = jax.tree.map(jnp.asarray, updates)  # Python floats become arrays
+        _check_state(init_fn, updates.grad if isinstance(updates, Moments) else updates, state,
+                     seen)  # fmt: skip
         new_state = []
         for i, (link, link_state) in enumerate(zip(links, state, strict=True)):
-            try:
-                updates, link_state = link.update(updates, link_state, params, **extra_args)
-            except MomentStreamError as error:
-                if not isinstance(updates, Moments) or str(error).startswith("transforms["):
-                    raise
-                raise MomentStreamError(
-                    f"transforms[{i}] ({link_name(transforms[i])}) stands inside a moment run "
-                    f"and got the `Moments` stream as its updates: {RULE}"
-                ) from None
+            name = f"transforms[{i}] ({link_name(transforms[i])})"
+            updates, link_state = _link_update(name, link, updates, link_state, params, extra_args)
             new_state.append(link_state)
         return updates, tuple(new_state)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+def _link_update(name: str, link, updates, state, params, extra_args: dict) -> tuple:
+    """One link's update; a foreign link that maps over a moment run is named in the error."""
+    try:
+        return link.update(updates, state, params, **extra_args)
+    except MomentStreamError as error:
+        if not isinstance(updates, Moments) or str(error).startswith("transforms["):
+            raise  # not this link's doing, or already named by a nested chain
+        raise MomentStreamError(
+            f"{name} stands inside a moment run and got the `Moments` stream as its updates: {RULE}"
+        ) from None
+
+
+def _check_state(init_fn: Callable, params_like: Any, state: Any, seen: dict) -> None:
+    """Refuses, with both structures, a state that this chain's ``init`` would not make (one
+    of another optimizer's, say), before a link fails on it somewhere deep inside. ``seen``
+    caches the expected structure per input signature: tracing ``init`` costs an eager step."""
+    leaves, treedef = jax.tree.flatten(params_like)
+    key = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+    if key not in seen:
+        shapes = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in key[1]]
+        seen[key] = jax.tree.structure(jax.eval_shape(init_fn, treedef.unflatten(shapes)))
+    expected, got = seen[key], jax.tree.structure(state)
+    if expected != got:
+        raise ValueError(
+            "chain: `state` must be the state this chain's `init` makes (was it made by another "
+            f"optimizer?), got a different structure\n  expected: {expected}\n  got:      {got}"
+        )
+
+
 def apply_updates(params: optax.Params, updates: optax.Updates) -> optax.Params:
     r"""Returns :math:`\theta + u` leaf by leaf, each result in its parameter's dtype.
+
+    Refused, with a sentence naming the leaf: an update whose shape is not its parameter's (no
+    silent broadcasting), an integer or bool parameter (a fractional step would round away, so
+    it would never move: keep such leaves out of the optimised tree), and a complex update of a
+    real parameter (its imaginary part would be dropped). Python float leaves are fine.
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> jn.apply_updates({"w": jnp.ones(2, jnp.bfloat16)}, {"w": jnp.full(2, 0.5)})["w"].dtype
     dtype(bfloat16)
     """
     _checks.same_structure("apply_updates", updates, params)
-    return jax.tree.map(
-        lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, updates
-    )
+    return jax.tree_util.tree_map_with_path(_apply_leaf, params, updates)
+
+
+def _apply_leaf(path: tuple, p: Any, u: Any) -> jax.Array:
+    p, u = jnp.asarray(p), jnp.asarray(u)
+    where = jax.tree_util.keystr(path) or "the root"
+    if u.shape != p.shape:
+        raise ValueError(
+            f"apply_updates: the update at {where} must have its parameter's shape {p.shape}, "
+            f"got {u.shape}"
+        )
+    if not jnp.issubdtype(p.dtype, jnp.inexact):
+        raise TypeError(
+            f"apply_updates: the parameter at {where} must have a floating-point dtype, got "
+            f"{p.dtype}: a fractional step would round away and it would never move"
+        )
+    if jnp.iscomplexobj(u) and not jnp.iscomplexobj(p):
+        raise TypeError(
+            f"apply_updates: the update at {where} must be real like its parameter ({p.dtype}), "
+            f"got {u.dtype}: its imaginary part would be dropped"
+        )
+    return (p + u).astype(p.dtype)
 
 
 class SkipNonfiniteState(NamedTuple):

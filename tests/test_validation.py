@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import math
 
+import jax
 import jax.numpy as jnp
 import pytest
 from hypothesis import given, settings
@@ -121,3 +122,45 @@ def test_mismatched_trees_show_both_structures():
     assert "updates:" in message and "params:" in message and "'b'" in message
     with pytest.raises(ValueError, match="same tree structure"):
         jn.apply_updates(params, [jnp.ones(2), jnp.ones(1)])
+
+
+# ------------------------------------------------------------ apply_updates and states
+def test_apply_updates_refuses_a_shape_change_naming_the_leaf():
+    with pytest.raises(ValueError) as info:
+        jn.apply_updates({"w": jnp.ones(3)}, {"w": jnp.ones((2, 3))})
+    message = str(info.value)
+    assert "['w']" in message and "(3,)" in message and "(2, 3)" in message, message
+    with pytest.raises(ValueError, match="shape"):
+        jn.apply_updates({"w": jnp.ones(3)}, {"w": jnp.ones(())})  # no silent broadcast either
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.uint8, jnp.bool_])
+def test_apply_updates_refuses_integer_and_bool_params(dtype):
+    params = {"w": jnp.ones(3, jnp.float32), "steps": jnp.ones(3, dtype)}
+    with pytest.raises(TypeError, match=r"\['steps'\].*(int|uint|bool)") as info:
+        jn.apply_updates(params, jax.tree.map(lambda p: jnp.full(3, 0.3), params))
+    assert "floating" in str(info.value)
+
+
+def test_apply_updates_refuses_a_complex_update_of_a_real_param():
+    with pytest.raises(TypeError, match=r"\['w'\].*complex"):
+        jn.apply_updates({"w": jnp.ones(2)}, {"w": jnp.ones(2, jnp.complex64)})
+
+
+def test_python_float_leaves_work():
+    tx = jn.adam(0.1)
+    params = {"w": 1.0, "b": jnp.zeros(2)}
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = tx.update({"w": 0.5, "b": jnp.ones(2)}, state, params)
+        params = jn.apply_updates(params, updates)
+    assert float(params["w"]) == pytest.approx(0.7, rel=1e-5)
+    assert params["w"].dtype == jnp.float32
+
+
+def test_a_state_from_another_optimizer_is_refused():
+    params = {"w": jnp.ones(2)}
+    with pytest.raises(ValueError, match="`state` must be the state this chain's `init` makes"):
+        jn.adam(0.1).update(params, jn.sgd(0.1, 0.9).init(params), params)
+    with pytest.raises(ValueError, match="made by another optimizer"):
+        jn.amsgrad(0.1).update(params, jn.adamw(0.1).init(params), params)
