@@ -44,6 +44,8 @@ NAMES = [
     "dropout_scaling",
     "regularisation",
     "batch_size",
+    "complexity_curve",
+    "snapshot_ensemble",
     "lenet_vs_mlp",
     "saddle_escape",
     "critical_points",
