@@ -137,7 +137,8 @@ SOURCES = {
     "race": Source(
         note="001_4509a285741226d3.txt",
         section="(no heading: the optimizer part before 学习率)",
-        quote="adagrade在下降过程最开始的阶段和rmsprop没有多大差别，甚至于rmsprop的下降速率更慢",
+        quote="adagrade在下降过程最开始的阶段和rmsprop没有多大差别，甚至于rmsprop的下降速率更慢\n"
+        "但是到了末尾阶段rmsprop逐渐的超过了adagrad的下降速率",
         english="at the very start of the descent AdaGrad differs little from RMSProp, RMSProp "
         "even descends more slowly; but towards the end RMSProp gradually overtakes AdaGrad",
         reference="cs231n lecture 7 (the AdaGrad / RMSProp comparison figure)",
@@ -444,7 +445,7 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             "(same batches)",
             too_large,
             Test(
-                "uncorrected / corrected mean |update|, first steps",
+                "uncorrected / corrected mean step size, first steps",
                 ">",
                 cfg.too_large,
                 "math: for a steady gradient the factor (1-b1^t)/sqrt(1-b2^t) is 3.2 to 6.5 "

@@ -237,7 +237,7 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             [slope_est, ratio_est],
             [
                 Test(
-                    "log-log slope of E|g_B - g|^2 against b",
+                    "log-log slope of the mean squared deviation against b",
                     "within",
                     (lo, hi),
                     f"math: 1/b has slope -1; sampling without replacement makes it "
@@ -272,7 +272,7 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             "than one example's",
             _stats.mean(arm["msd"][:, 0] / arm["msd"][:, -1]),
             Test(
-                f"E|g_1 - g|^2 / E|g_{max(cfg.batch_sizes)} - g|^2",
+                f"mean squared deviation at b = 1 / at b = {max(cfg.batch_sizes)}",
                 ">",
                 cfg.less_noisy,
                 "pre-stated: an order of magnitude, the least that 'little noise' could mean "
@@ -283,8 +283,8 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             id="large_batch_less_noisy",
         ),
         check(
-            "The b^2 look-ups of the Gram matrix give |g_B - g|^2 as the direct P-long sum does "
-            "(relative error below 1e-4 on test batches)",
+            "The b^2 look-ups of the Gram matrix give the squared deviation as the direct "
+            "P-long sum does (relative error below 1e-4 on test batches)",
             m["gram_check_error"] < 1e-4,
             {"largest relative error": m["gram_check_error"], "test batches": 8},
             id="gram_trick_exact",
