@@ -56,6 +56,11 @@ def fmt(x: Any) -> str:
     return json.dumps(x)[:120]
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _is_estimate(v: Any) -> bool:
     return isinstance(v, dict) and {"value", "ci_low", "ci_high", "n"} <= set(v)
 
@@ -134,7 +139,9 @@ def _experiment_md(r: dict, fig_prefix: str, level: str = "##") -> list[str]:
             lines.append(f"- Test: {test['statement']}")
         lines.append(f"- Verdict: **{_LABEL[c['verdict']]}** because {c['reason']}.")
         lines += ["", "| measured | value | 95% CI | n |", "|---|---|---|---|"]
-        lines += [f"| {a} | {b} | {ci} | {n} |" for a, b, ci, n in _rows(c["evidence"])]
+        lines += [
+            f"| {_cell(a)} | {_cell(b)} | {ci} | {n} |" for a, b, ci, n in _rows(c["evidence"])
+        ]
     checks = [c for c in r["claims"] if c["kind"] == "check"]
     if checks:
         lines += ["", "Checks of the library's math (not counted as claims):", ""]
@@ -142,7 +149,7 @@ def _experiment_md(r: dict, fig_prefix: str, level: str = "##") -> list[str]:
         for c in checks:
             ok = "pass" if c["verdict"] == REPRODUCED else f"**fail** ({c['reason']})"
             ev = "; ".join(f"{a} = {b}" for a, b, _, _ in _rows(c["evidence"]))
-            lines.append(f"| {c['claim']} | {ok} | {ev[:300]} |")
+            lines.append(f"| {_cell(c['claim'])} | {_cell(ok)} | {_cell(ev[:300])} |")
     return lines
 
 
@@ -179,7 +186,7 @@ def write_report(out: Path, results: list[dict], title: str = "jaxopt_notes expe
     for r in results:
         t = r.get("tally") or tally(r["claims"])
         lines.append(
-            f"| [{r['name']}](#{r['name']}) | {r.get('data', '')} | {t[REPRODUCED]} | "
+            f"| [{r['name']}](#{r['name']}) | {_cell(r.get('data', ''))} | {t[REPRODUCED]} | "
             f"{t[NOT_REPRODUCED]} | {t[INCONCLUSIVE]} | {t['checks_passed']}/{t['checks']} | "
             f"{r.get('wall_time_s', float('nan')):.1f} |"
         )
