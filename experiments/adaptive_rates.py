@@ -591,11 +591,13 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
         label="AMSGrad at b2 = 1/(1+C^2)",
     )
     f.set(
-        xlabel="1 - b2",
+        xlabel="b2 (spaced by 1 - b2)",
         ylabel="final x",
         ylim=(-1.1, 1.1),
         title=f"regime map: Adam's end point against b2 (alpha {cfg.reddi_alpha:g}/sqrt t)",
     )
+    f.set_xticks([1 - v for v in b2s], [f"{v:g}" for v in b2s])
+    f.minorticks_off()
     for ax in axes.ravel():
         ax.legend(fontsize=8)
     fig.tight_layout()
