@@ -149,7 +149,8 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
 
     On a skipped step the update is zero, so parameters stay put, and ``inner``'s state
     (moments, counters) is left exactly as it was. ``skipped`` counts skipped steps in all,
-    ``consecutive`` those since the last good one.
+    ``consecutive`` those since the last good one; both saturate at the int32 maximum. One
+    ``lax.cond`` runs or skips ``inner``, so compile time grows like ``inner``'s with the leaves.
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.skip_nonfinite(jn.sgd(0.1))
@@ -164,13 +165,21 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
         return SkipNonfiniteState(inner.init(params), zero_count(), zero_count())
 
     def update_fn(updates, state, params=None, **extra_args):
-        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(updates)]))
-        new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-        new_updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), new_updates)
-        new_inner = jax.tree.map(keep, new_inner, state.inner_state)
-        skipped = state.skipped + (~finite).astype(jnp.int32)
-        consecutive = jnp.where(finite, 0, state.consecutive + 1).astype(jnp.int32)
+        # One flag for the whole tree, then one cond around `inner`. A `where` per leaf of the
+        # updates and of inner's state (as before) made XLA's compile time grow faster than
+        # the number of leaves: 300 leaves took 42-47 s, against 1.9 s for optax's cond.
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(updates)]
+                                   or [jnp.asarray(True)]))  # fmt: skip
+
+        def run(_):
+            return inner.update(updates, state.inner_state, params, **extra_args)
+
+        # a skipped step: zeros exactly as `run` returns its updates (dtypes too), state as is
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(run, None)[0])
+        skip = lambda _: (zeros, state.inner_state)  # noqa: E731
+        new_updates, new_inner = jax.lax.cond(finite, run, skip, None)
+        skipped = jnp.where(finite, state.skipped, increment(state.skipped))
+        consecutive = jnp.where(finite, zero_count(), increment(state.consecutive))
         return new_updates, SkipNonfiniteState(new_inner, skipped, consecutive)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

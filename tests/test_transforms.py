@@ -182,6 +182,25 @@ def test_skip_nonfinite_leaves_moments_untouched():
     assert int(again.skipped) == 1 and int(again.consecutive) == 0
 
 
+def test_skip_nonfinite_counters_saturate():
+    tx = jn.skip_nonfinite(jn.adam(0.1))
+    top = jnp.asarray(jnp.iinfo(jnp.int32).max, jnp.int32)
+    state = tx.init(PARAMS)._replace(skipped=top, consecutive=top)
+    bad = jax.tree.map(lambda g: g.at[0].set(jnp.nan), grads_like(PARAMS))
+    _, state = jax.jit(tx.update)(bad, state)
+    assert int(state.skipped) == int(state.consecutive) == int(top)
+
+
+def test_skip_nonfinite_is_one_cond_over_the_inner_update():
+    """One global flag and one ``lax.cond``, not a select per leaf of the state: what kept
+    its compile time linear in the number of leaves."""
+    params = {f"p{i}": jnp.ones(2) for i in range(50)}
+    tx = jn.skip_nonfinite(jn.adam(0.1))
+    jaxpr = jax.make_jaxpr(tx.update)(params, tx.init(params)).jaxpr
+    names = [e.primitive.name for e in jaxpr.eqns]
+    assert names.count("cond") == 1 and names.count("select_n") <= 4, names
+
+
 def test_switch_by_criterion_happens_once():
     tx = jn.switch(jn.sgd(1.0), jn.sgd(0.0), criterion=lambda count, g: jnp.abs(g[0]) < 0.5)
     state = tx.init(jnp.zeros(1))
