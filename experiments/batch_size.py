@@ -388,6 +388,9 @@ def draw(metrics: dict, traces: dict, cfg: Config, out_dir: Path) -> str:
             ylabel=label,
             title=f"{label} at training loss {cfg.target_loss} (lr {cfg.learning_rate})",
         )
+    for ax in axes[1:]:  # plain batch sizes, not 3x10^1 and 4x10^2 crowding each other
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.minorticks_off()
     axes[2].axhline(2 / cfg.learning_rate, color="tab:red", ls=":", label="2 / lr (GD's bound)")
     for ax in axes[1:]:
         ax.legend(fontsize=8)
