@@ -27,6 +27,9 @@ from experiments._config import param
 
 SUMMARY = "An AR model of a noisy sine predicts one step well; k-step predictions degrade with k"
 DATA = "synthetic: d2l's x_t = sin(0.01 t) + N(0, 0.2^2), t = 1..1000, a new noise draw per seed"
+QUICK_NOTE = (
+    "quick runs 10 noise seeds instead of 20, with d2l's settings otherwise: wider intervals only"
+)
 D2L = "d2l (Dive into Deep Learning), sec. 9.1 Working with sequences"
 AUTOREGRESSION = Source(
     note="000_07e945f9227ab975.txt",

