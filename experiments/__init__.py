@@ -186,8 +186,7 @@ class _HelpWithFields(argparse.Action):
                 shown = ", ".join(f"{k}={b}" for k, (_, b) in quick.items())
                 print(f"--quick changes: {shown}")
         else:
-            print("\ngive a NAME before --help to list its fields, e.g. "
-                  "`experiments run optimizer_paths --help`")  # fmt: skip
+            print("\ngive a NAME before --help to list its fields: `experiments run NAME --help`")
         parser.exit()
 
 

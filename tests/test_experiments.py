@@ -233,8 +233,8 @@ def test_cli_help_lists_fields_and_run_ends_with_a_tally(tmp_path, fake, capsys)
     assert "steps=100  (>= 1)" in text and "momentum=0.9  (>= 0 and < 1)" in text
     assert "boom=False  (true or false)" in text
     assert "--quick changes: steps=10, seeds=3" in text
-    assert cli.main(["experiments", "run", "--all", "--quick", "--out", str(tmp_path),
-                     "--set", "steps=7"]) == 0  # fmt: skip
+    args = ["experiments", "run", "--all", "--quick", "--out", str(tmp_path), "--set", "steps=7"]
+    assert cli.main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert "claims: 1 reproduced, 0 not reproduced, 0 inconclusive (of 1)" in lines[-2]
     assert "checks: 1 of 1 passed" in lines[-2]
@@ -247,11 +247,16 @@ def test_cli_help_lists_fields_and_run_ends_with_a_tally(tmp_path, fake, capsys)
 
 
 def test_report_counts_claims_not_checks():
-    results = [{"name": "x", "claims": [
-        {"kind": "check", "verdict": "reproduced"},
-        {"kind": "claim", "verdict": "inconclusive"},
-        {"kind": "claim", "verdict": "not_reproduced"},
-    ]}]  # fmt: skip
+    results = [
+        {
+            "name": "x",
+            "claims": [
+                {"kind": "check", "verdict": "reproduced"},
+                {"kind": "claim", "verdict": "inconclusive"},
+                {"kind": "claim", "verdict": "not_reproduced"},
+            ],
+        }
+    ]
     line = _report.tally_line(results[0]["claims"])
     assert line.startswith("claims: 0 reproduced, 1 not reproduced, 1 inconclusive (of 2)")
     assert line.endswith("checks: 1 of 1 passed")

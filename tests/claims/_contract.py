@@ -12,8 +12,8 @@ from experiments import _claims
 def run_tiny(name: str, tmp_path: Path, **overrides) -> dict:
     """Runs ``name`` on its tiny settings with ``--set`` overrides; checks the contract."""
     out = tmp_path / ("sabotaged" if overrides else "plain")
-    result = experiments.run(name, out, quick="tiny", overrides={k: str(v) for k, v in
-                                                                  overrides.items()})  # fmt: skip
+    texts = {k: str(v) for k, v in overrides.items()}
+    result = experiments.run(name, out, quick="tiny", overrides=texts)
     assert_contract(name, out)
     return result
 
