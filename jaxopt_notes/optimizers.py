@@ -14,6 +14,7 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes.combine import chain, switch
+from jaxopt_notes.modern import adabelief, lion, radam, yogi
 from jaxopt_notes.moments import (
     amsgrad_max,
     bias_correction,
@@ -338,6 +339,10 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "amsgrad": amsgrad,
     "nadam": nadam,
     "adamax": adamax,
+    "lion": lion,
+    "adabelief": adabelief,
+    "yogi": yogi,
+    "radam": radam,
 }
 
 
