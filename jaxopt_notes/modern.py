@@ -346,7 +346,8 @@ def radam(
       b1, b2: the decays of :math:`m` and :math:`v`.
       eps: added to the root (1e-8).
       eps_root: added under the root (0).
-      threshold: :math:`\rho_t` from which the step is adaptive (5, the paper's and torch's).
+      threshold: :math:`\rho_t` from which the step is adaptive (5, as in optax, torch and
+        the authors' code; the paper's Algorithm 2 writes :math:`\rho_t > 4`).
       nesterov: Nadam's look-ahead first moment (optax's option; torch has none).
       mu_dtype: the dtype :math:`m` is stored in.
       convention: ``"optax"`` (optax.radam) or ``"pytorch"`` (torch.optim.RAdam). They
