@@ -49,7 +49,9 @@ class SignMomentumState(NamedTuple):
     mu: Any
 
 
-def sign_momentum(b1: float = 0.9, b2: float = 0.99, *, dtype: Any = None):
+def sign_momentum(
+    b1: float = 0.9, b2: float = 0.99, *, dtype: Any = None
+) -> optax.GradientTransformation:
     r"""Lion's update direction: the sign of an interpolated momentum, then the EMA.
 
     .. math:: u_t = \operatorname{sign}(b_1 m_{t-1} + (1-b_1) g_t), \qquad
@@ -86,7 +88,9 @@ class BeliefMomentState(NamedTuple):
     nu: Any
 
 
-def belief_moment(b2: float = 0.999, eps_root: float = 1e-16, *, dtype: Any = None):
+def belief_moment(
+    b2: float = 0.999, eps_root: float = 1e-16, *, dtype: Any = None
+) -> optax.GradientTransformation:
     r"""AdaBelief's second moment: the EMA of the squared prediction error :math:`g_t - m_t`.
 
     .. math:: s_t = b_2 s_{t-1} + (1-b_2)\,|g_t - m_t|^2 + \epsilon_{root}
@@ -121,7 +125,9 @@ class YogiMomentState(NamedTuple):
     nu: Any
 
 
-def yogi_moment(b2: float = 0.999, initial_accumulator_value: float = 1e-6):
+def yogi_moment(
+    b2: float = 0.999, initial_accumulator_value: float = 1e-6
+) -> optax.GradientTransformation:
     r"""Yogi's second moment: an additive update that moves :math:`v` towards :math:`g^2` by
     a step proportional to :math:`g^2`, whatever the distance.
 
