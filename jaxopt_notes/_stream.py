@@ -15,14 +15,20 @@ from typing import Any
 import jax
 
 MOMENT_LINKS = (
-    "first_moment", "second_moment", "accumulate_squares", "infinity_moment", "bias_correction",
+    "first_moment",
+    "second_moment",
+    "belief_moment",
+    "yogi_moment",
+    "accumulate_squares",
+    "infinity_moment",
+    "bias_correction",
     "amsgrad_max",
-)  # fmt: skip
+)
 
 RULE = (
     f"only jaxopt_notes' moment links ({', '.join(MOMENT_LINKS)}) may stand inside a moment "
-    "run, between the first of them and `jn.ratio`; put other transforms (optax's included) "
-    "before the run or after `jn.ratio`"
+    "run, between the first of them and the link that closes it (`jn.ratio` or `jn.rectify`); "
+    "put other transforms (optax's included) before the run or after its closing link"
 )
 
 
