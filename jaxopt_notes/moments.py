@@ -15,8 +15,9 @@ What may stand inside a run: only these moment links (:func:`first_moment`,
 :func:`second_moment`, :func:`accumulate_squares`, :func:`infinity_moment`,
 :func:`bias_correction`, :func:`amsgrad_max`, and ``jaxopt_notes.modern``'s
 ``belief_moment`` and ``yogi_moment``), then :func:`ratio` (or ``modern.rectify``). Any
-other transform there, ours or optax's, would map over the record instead of the gradient; ours refuse it by name, and the
-record refuses to be flattened or read as an array, so a foreign one (``optax.clip``,
+other transform there, ours or optax's, would map over the record instead of the gradient;
+ours refuse it by name, and the record refuses to be flattened or read as an array, so a
+foreign one (``optax.clip``,
 ``optax.clip_by_global_norm``, a stateful ``optax.trace``) fails at once with a sentence (naming
 its place when in :func:`jaxopt_notes.chain`), never silently. Outside such a run (before the
 opening link, after :func:`ratio`) updates are plain trees, so optax's own transforms and ours
