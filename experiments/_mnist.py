@@ -225,6 +225,12 @@ def fit(
     )
 
 
+def paired_keys(seed: int, seeds: int, arms: int) -> jax.Array:
+    """Stacked batch keys for ``arms`` x ``seeds`` runs (arm-major): seed s of every arm gets
+    the same key, so the arms are paired on their batches."""
+    return jnp.concatenate([jax.random.split(jax.random.key(seed), seeds)] * arms)
+
+
 def _is_stacked(key: jax.Array) -> bool:
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key.ndim == 1

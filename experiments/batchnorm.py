@@ -20,7 +20,6 @@ import dataclasses
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -111,7 +110,7 @@ def train_all(cfg: Config, arrays: _mnist.Arrays, stds: np.ndarray, batch_norm: 
                 norm.momentum, norm.epsilon = cfg.bn_momentum, cfg.bn_epsilon
             nets.append(net)
     per_epoch = arrays.x_train.shape[0] // cfg.batch_size
-    batch_keys = jnp.concatenate([jax.random.split(jax.random.key(1), cfg.seeds)] * len(stds))
+    batch_keys = _mnist.paired_keys(1, cfg.seeds, len(stds))
     return _mnist.fit(
         nets,
         jn.sgd(cfg.learning_rate),

@@ -175,7 +175,7 @@ def train_inits(cfg: Config, arrays: _mnist.Arrays) -> _mnist.Run:
         for init, std in (specs[name] for name in INITS)
         for k in seed_keys
     ]
-    batch_keys = jnp.concatenate([jax.random.split(jax.random.key(3), cfg.seeds)] * len(INITS))
+    batch_keys = _mnist.paired_keys(3, cfg.seeds, len(INITS))
     return _mnist.fit(
         nets,
         jn.sgd(cfg.learning_rate),

@@ -124,7 +124,7 @@ def train(cfg: Config, arrays: _mnist.Arrays, width: int, names: list[str]) -> _
         for name in names
         for k in seed_keys
     ]
-    batch_keys = jnp.concatenate([jax.random.split(jax.random.key(1), cfg.seeds)] * len(names))
+    batch_keys = _mnist.paired_keys(1, cfg.seeds, len(names))
     return _mnist.fit(
         nets,
         jn.sgd(cfg.learning_rate),
