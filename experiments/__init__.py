@@ -13,17 +13,14 @@ each into a fresh directory that replaces the old one only when the run has fini
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
+from jaxopt_notes.experiments import _claims, _common, _config, _report
 from tqdm import tqdm
-
-from experiments import _claims, _common, _config, _report
 
 NAMES = [
     "optimizer_paths",
@@ -59,7 +56,7 @@ NAMES = [
 def load(name: str):
     if name not in NAMES:
         raise ValueError(f"`name` must be one of the experiments {NAMES}, got {name!r}")
-    return importlib.import_module(f"experiments.{name}")
+    return importlib.import_module(f"jaxopt_notes.experiments.{name}")
 
 
 def base_config(module, quick: bool | str):
@@ -166,91 +163,3 @@ def run_all(out: str | Path, quick: bool | str = False, overrides=None) -> list[
         results.append(run(name, out, quick, per[name]))
     _report.write_report(Path(out), results)
     return results
-
-
-class _HelpWithFields(argparse.Action):
-    """``experiments run NAME --help`` also lists NAME's Config fields with their defaults."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.print_help()
-        name = getattr(namespace, "name", None)
-        if name in NAMES:
-            module = load(name)
-            print(f"\nfields of {name} (--set FIELD=VALUE; defaults are the full settings):")
-            print("\n".join(_config.fields_help(module.Config())))
-            quick = _config.changed(module.Config.quick(), module.Config())
-            if quick:
-                shown = ", ".join(f"{k}={b}" for k, (_, b) in quick.items())
-                print(f"--quick changes: {shown}")
-        else:
-            print("\ngive a NAME before --help to list its fields: `experiments run NAME --help`")
-        parser.exit()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("list", help="name every experiment")
-    run_parser = sub.add_parser("run", help="run one experiment, or all with --all", add_help=False)
-    run_parser.add_argument("-h", "--help", action=_HelpWithFields, help="show this help")
-    run_parser.add_argument("name", nargs="?", help=f"one of {', '.join(NAMES)}")
-    run_parser.add_argument("--all", action="store_true", help="run every experiment + REPORT")
-    run_parser.add_argument("--quick", action="store_true", help="small settings (minutes)")
-    run_parser.add_argument("--out", default="runs", help="output folder (default: runs)")
-    run_parser.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field"
-    )
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    if args.action == "list":
-        for name in NAMES:
-            print(f"{name:24s} {load(name).SUMMARY}")
-        return 0
-    if args.all == bool(args.name):
-        return _fail("experiments run: give one NAME or --all, not both or neither")
-    if args.name and args.name not in NAMES:
-        return _fail(f"`NAME` must be one of {', '.join(NAMES)}, got {args.name!r}")
-    bad = [item for item in args.set if "=" not in item]
-    if bad:
-        return _fail(f"`--set` takes FIELD=VALUE, got {bad[0]!r}")
-    overrides = dict(item.split("=", 1) for item in args.set)
-    names = NAMES if args.all else [args.name]
-    try:  # every bad field is refused before anything runs
-        per = split_overrides(overrides) if args.all else {args.name: overrides}
-        for name in names:
-            make_config(load(name), args.quick, per[name])
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        if not _writable(Path(args.out)):
-            return _fail(f"`--out` {args.out!r} is not a writable folder")
-    except ValueError as e:
-        return _fail(str(e))
-    except OSError as e:
-        return _fail(f"`--out` {args.out!r} cannot be made a folder: {e.strerror or e}")
-    if args.all:
-        results = run_all(args.out, args.quick, overrides)
-    else:
-        results = [run(args.name, args.out, args.quick, overrides)]
-    for r in results:
-        for c in r["claims"]:
-            label = c["verdict"] if c["kind"] == "claim" else f"check {c['verdict']}"
-            print(f"[{label:>22s}] {r['name']}: {c['claim']}")
-    print(_report.tally_line([c for r in results for c in r["claims"]]))
-    if args.all:
-        print(f"wrote {Path(args.out) / 'REPORT.md'} and {Path(args.out) / 'REPORT.html'}")
-    return 0

@@ -4,7 +4,7 @@ A *claim* is a statement of the notes that could come out false on a real run. I
 :class:`Test` (the quantity, the comparison, the threshold and where the threshold comes from,
 the number of seeds), fixed in the experiment's ``Config`` before anything runs, and its
 :class:`Source` (the seed note, the section, the sentence quoted and rendered in English). The
-verdict is computed here from the measured :class:`~experiments._stats.Estimate`:
+verdict is computed here from the measured :class:`~jaxopt_notes.experiments._stats.Estimate`:
 
 - ``reproduced``: the whole 95% interval lies on the claimed side of the threshold;
 - ``not_reproduced``: the whole interval lies on the other side (or the effect is smaller than
@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from experiments._stats import Estimate
+from jaxopt_notes.experiments._stats import Estimate
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not_reproduced", "inconclusive"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)

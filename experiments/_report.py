@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from experiments._claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, tally
+from jaxopt_notes.experiments._claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, tally
 
 _PACKAGES = ("jax", "jaxlib", "optax", "flax", "numpy", "scipy", "matplotlib")
 

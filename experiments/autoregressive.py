@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import Source, Test, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _stats
-from experiments._claims import Source, Test, claim
-from experiments._common import save_figure
-from experiments._config import param
 
 SUMMARY = "An AR model of a noisy sine predicts one step well; k-step predictions degrade with k"
 DATA = "synthetic: d2l's x_t = sin(0.01 t) + N(0, 0.2^2), t = 1..1000, a new noise draw per seed"

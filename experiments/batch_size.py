@@ -27,11 +27,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from flax import nnx
+from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
-from experiments import _mnist, _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 from jaxopt_notes import hessian
 
 SUMMARY = "Batches trained to one training loss: small ones generalise better, find flatter minima"

@@ -22,12 +22,12 @@ from pathlib import Path
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
+from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments._claims import Source, Test, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _mnist, _stats
-from experiments._claims import Source, Test, claim
-from experiments._common import save_figure
-from experiments._config import param
 
 SUMMARY = "BatchNorm reaches a training accuracy sooner, over a wider range of init scales"
 DATA = _mnist.data_note("mnist5k") + "; the first n_train training images"

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 from numpy.polynomial import legendre
-
-from experiments import _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 
 SUMMARY = "Polynomial degree: training loss falls, validation/test loss falls then rises (U-curve)"
 DATA = (

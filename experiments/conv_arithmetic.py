@@ -28,11 +28,11 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
-from experiments import _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 from jaxopt_notes import data as data_lib
 
 SUMMARY = "Pooling lowers conv features' sensitivity to a shift; conv arithmetic checked"

@@ -32,12 +32,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from flax import nnx
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 from jaxopt_notes import data, hessian, models
 
 SUMMARY = "Linear and softmax regression losses are convex (Hessian PSD); an MLP's is not"

@@ -34,12 +34,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import INCONCLUSIVE, Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _stats
-from experiments._claims import INCONCLUSIVE, Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 from jaxopt_notes import hessian
 
 SUMMARY = "Critical points found by minimising |grad|^2 are mostly saddles, rarely minima"

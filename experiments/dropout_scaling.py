@@ -24,12 +24,12 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments._claims import Source, Test, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _mnist, _stats
-from experiments._claims import Source, Test, claim
-from experiments._common import save_figure
-from experiments._config import param
 
 SUMMARY = "Vanilla dropout biases test outputs unless scaled by p; inverted dropout needs nothing"
 DATA = f"{_mnist.DIGITS}; with --set dataset=mnist5k: {_mnist.MNIST5K}"

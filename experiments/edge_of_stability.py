@@ -36,11 +36,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
 from jax.flatten_util import ravel_pytree
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import INCONCLUSIVE, Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
-from experiments import _stats
-from experiments._claims import INCONCLUSIVE, Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 from jaxopt_notes import data, hessian, models
 
 SUMMARY = "Full-batch GD drives the top Hessian eigenvalue up to ~2/lr, where it hovers (EoS)"

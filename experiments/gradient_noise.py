@@ -24,11 +24,10 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-
-from experiments import _mnist, _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
+from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 SUMMARY = "the mean squared noise of a minibatch gradient falls as 1/b (exactly (N-b)/(N-1) s^2/b)"
 DATA = (

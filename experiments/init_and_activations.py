@@ -23,13 +23,13 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 from scipy import special
 
 import jaxopt_notes as jn
-from experiments import _mnist, _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 
 SUMMARY = "Init scale: sigmoid saturation or collapse vs Xavier; std 0.01 stalls a ReLU net; He"
 DATA = (

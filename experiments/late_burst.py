@@ -25,12 +25,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import Source, Test, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _stats
-from experiments._claims import Source, Test, claim
-from experiments._common import save_figure
-from experiments._config import param
 
 SUMMARY = "after a long stretch of tiny gradients Adam bursts; a decaying schedule keeps it small"
 DATA = (

@@ -27,12 +27,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 
 SUMMARY = "how many past gradients momentum averages: the notes' 2-3 at beta 0.5, 50 at 0.99"
 DATA = "synthetic gradient streams: a unit impulse, white noise, a noisy step (no data set)"

@@ -27,12 +27,12 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import threadpoolctl
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 from jaxopt_notes import second_order
 
 SUMMARY = "Newton converges in a handful of steps with no learning rate; a step costs ~n^3"

@@ -19,12 +19,12 @@ from pathlib import Path
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
+from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure, trajectory
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure, trajectory
-from experiments._config import param
 
 SUMMARY = "SGD zigzags on x^2/20 + y^2; Momentum, AdaGrad and Adam go more directly (Saito 6.1)"
 DATA = "synthetic: Saito's bowl f(x, y) = x^2/20 + y^2, random starting points (no data set)"

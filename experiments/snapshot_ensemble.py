@@ -24,12 +24,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments._claims import Source, Test, check, claim
+from jaxopt_notes.experiments._common import save_figure
+from jaxopt_notes.experiments._config import param
 
 import jaxopt_notes as jn
-from experiments import _mnist, _stats
-from experiments._claims import Source, Test, check, claim
-from experiments._common import save_figure
-from experiments._config import param
 
 SUMMARY = "Snapshot ensembles of cyclic-lr restarts against the last snapshot and checkpoints"
 DATA = _mnist.data_note("mnist5k")

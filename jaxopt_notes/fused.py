@@ -4,7 +4,7 @@ XLA:CPU compiles a chain such as :func:`jaxopt_notes.adam` into one loop per arr
 the first moment, the second moment, then the parameters, which read both moments back. That
 is 40 bytes of memory traffic per float32 parameter where one pass needs 28 (read
 :math:`\theta, g, m, v`; write :math:`\theta, m, v`). A fused optimizer runs the same
-operations in one C++ pass (``_fused_kernels.cc``, called through ``jax.ffi``) that updates
+operations in one C++ pass (``_native/csrc/fused_kernels.cc``, through ``jax.ffi``) that updates
 the parameters and moments in place, over all leaves at once, on XLA's intra-op threads.
 
 >>> import jax, jax.numpy as jnp

@@ -32,7 +32,7 @@ def test_bench_step_reports_every_peer_and_ratio(tmp_path):
 
 
 def test_stays_within_counts_steps_after_the_last_miss():
-    from jaxopt_notes.hessian_bench import stays_within
+    from jaxopt_notes.bench.hessian import stays_within
 
     est = np.array([0.0, 0.5, 0.9995, 1.01, 0.9999, 1.0])
     assert stays_within(est, 1.0, 1e-3) == 5  # 1.01 at step 4 leaves the band
@@ -42,7 +42,7 @@ def test_stays_within_counts_steps_after_the_last_miss():
 
 
 def test_spectrum_race_on_a_known_diagonal_hessian():
-    from jaxopt_notes import hessian_bench as hb
+    from jaxopt_notes.bench import hessian as hb
 
     d = jnp.concatenate([jnp.array([1.0, 0.9]), jnp.linspace(0.8, -0.2, 38)])
 
@@ -76,7 +76,8 @@ def test_train_bench_stock_lenet_is_the_same_network():
     """The stock-Flax baseline has our LeNet's parameter count and output, both variants."""
     from flax import nnx
 
-    from jaxopt_notes import models, train_bench
+    from jaxopt_notes import models
+    from jaxopt_notes.bench import train as train_bench
 
     x = jnp.zeros((2, 28, 28, 1))
     for variant in ("modern", "classic"):

@@ -1,4 +1,4 @@
-"""The convolution kernels (``jaxopt_notes.conv``) against XLA's convolution.
+"""The convolution kernels (``jaxopt_notes.models.conv``) against XLA's convolution.
 
 In float64, so that the kernels' other summation order leaves no float32 rounding to compare:
 values, first and second derivatives agree with ``lax.conv_general_dilated`` to 1e-10.
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxopt_notes import conv, models
+from jaxopt_notes import models
+from jaxopt_notes.models import conv
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 needs_kernels = pytest.mark.skipif(not conv.kernels_available(), reason="no C++ compiler")

@@ -15,11 +15,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from jaxopt_notes.experiments import _claims, _config, _report, _stats
+from jaxopt_notes.experiments._common import save_figure
 
-import experiments
-from experiments import _claims, _config, _report, _stats
-from experiments._common import save_figure
-from jaxopt_notes import cli
+from jaxopt_notes import cli, experiments
 
 SRC = _claims.Source("002_3498af5075c2b1b1.txt", "动量(Momentum)", "原文", "the original")
 
@@ -66,11 +65,11 @@ def fake_main(cfg: FakeConfig, out_dir: Path) -> dict:
 
 @pytest.fixture
 def fake(monkeypatch):
-    module = types.ModuleType("experiments.fake")
+    module = types.ModuleType("jaxopt_notes.experiments.fake")
     module.SUMMARY, module.DATA = "a stand-in", "synthetic numbers"
     module.Config, module.main, module.claims = FakeConfig, fake_main, fake_claims
     module.QUICK_NOTE = "fewer steps"
-    monkeypatch.setitem(sys.modules, "experiments.fake", module)
+    monkeypatch.setitem(sys.modules, "jaxopt_notes.experiments.fake", module)
     monkeypatch.setattr(experiments, "NAMES", ["fake"])
     return module
 

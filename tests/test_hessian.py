@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxopt_notes import _hessian_core as core
 from jaxopt_notes import hessian
+from jaxopt_notes.hessian import _core as core
 
 
 def xy_loss(f):

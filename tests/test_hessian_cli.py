@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jaxopt_notes import cli
-from jaxopt_notes.hessian_cli import init_mlp, save_checkpoint
+from jaxopt_notes.cli.hessian import init_mlp, save_checkpoint
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import experiments
-from experiments import _claims
+from jaxopt_notes.experiments import _claims
+
+from jaxopt_notes import experiments
 
 
 def run_tiny(name: str, tmp_path: Path, **overrides) -> dict:

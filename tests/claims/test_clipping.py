@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from jaxopt_notes.experiments import clipping as exp
 
-import experiments
-from experiments import clipping as exp
+from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
 NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"

@@ -7,9 +7,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxopt_notes.experiments import conv_arithmetic as ca
 
-import experiments
-from experiments import conv_arithmetic as ca
+from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
 NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"

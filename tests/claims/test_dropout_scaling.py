@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from jaxopt_notes.experiments import _claims
+from jaxopt_notes.experiments import dropout_scaling as exp
 
-import experiments
-from experiments import _claims
-from experiments import dropout_scaling as exp
+from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
 NAME = "dropout_scaling"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from jaxopt_notes.experiments import edge_of_stability as eos
 
-import experiments
-from experiments import edge_of_stability as eos
+from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
 SEEDS = Path(experiments.__file__).parents[2] / "shared" / "seeds"

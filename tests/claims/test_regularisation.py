@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from jaxopt_notes.experiments import regularisation as exp
+from jaxopt_notes.experiments._claims import Source
 
-import experiments
-from experiments import regularisation as exp
-from experiments._claims import Source
+from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
 NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"

@@ -24,7 +24,7 @@
 #include <utility>
 #include <vector>
 
-#include "_kernel_threads.h"
+#include "kernel_threads.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -42,7 +42,7 @@ inline Vec<T, COB> load(const T* p) {
 }
 
 // Runs body(task) for task in [0, tasks) on the calling thread and XLA's pool threads, one
-// thread per core in all (the pool has one per core); see _kernel_threads.h for why the
+// thread per core in all (the pool has one per core); see kernel_threads.h for why the
 // convolutions keep XLA's pool.
 template <typename Body>
 void parallel_for(ffi::ThreadPool& pool, int64_t tasks, Body body) {

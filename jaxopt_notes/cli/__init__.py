@@ -12,10 +12,10 @@ import sys
 
 # subcommand -> (module that owns it, one-line help)
 _COMMANDS = {
-    "experiments": ("experiments", "list or run the experiments that test the notes' claims"),
-    "bench": ("jaxopt_notes.bench", "time optimizer steps, Hessian tools and training"),
-    "train": ("jaxopt_notes.train", "train LeNet or an MLP and write summary.json"),
-    "hessian": ("jaxopt_notes.hessian_cli", "classify a critical point and plot the spectrum"),
+    "experiments": ("jaxopt_notes.cli.experiments", "list or run the experiments on the notes"),
+    "bench": ("jaxopt_notes.cli.bench", "time optimizer steps, Hessian tools and training"),
+    "train": ("jaxopt_notes.cli.train", "train LeNet or an MLP and write summary.json"),
+    "hessian": ("jaxopt_notes.cli.hessian", "classify a critical point and plot the spectrum"),
 }
 
 

@@ -11,7 +11,7 @@ gradients and higher derivatives all run on the same two kernels:
 
 The input's gradient is ``correlate(pad(g, k - 1), w flipped and transposed)``, and the
 derivatives of ``kernel_grad`` are again the two operations. On XLA:CPU, for float32 and
-float64, both are C++ kernels (``_conv_kernels.cc``, through ``jax.ffi``, built on first use
+float64, both are C++ kernels (``_native/csrc/conv_kernels.cc``, ``jax.ffi``, built on first use
 like the fused optimizers): XLA:CPU runs a LeNet's few-channel convolutions slowly, and their
 gradients slowest (LeNet's second layer at batch 256: 21-24 ms for both gradients in XLA,
 6.5-8 ms in the kernels, on this project's 2-core machine). Elsewhere (other backends or

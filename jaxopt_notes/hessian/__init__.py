@@ -13,7 +13,7 @@ The spectrum depends on the loss convention (mean or sum over examples, 0.5*MSE 
 ``wrt`` restricts every tool to some parameters: a path prefix such as ``"layers/0"`` or a
 predicate ``(path, leaf) -> bool`` (paths as :func:`leaf_paths` prints them); the others are held
 fixed, and returned vectors are zero there. Sharpness tracking and the plot helpers live in
-:mod:`jaxopt_notes.sharpness` and are re-exported here.
+:mod:`jaxopt_notes.hessian.sharpness` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_notes import _checks
-from jaxopt_notes import _hessian_core as core
-from jaxopt_notes._hessian_core import (
+from jaxopt_notes.hessian import _core as core
+from jaxopt_notes.hessian._core import (
     LossFn,
     PyTree,
     Tridiagonal,
@@ -40,7 +40,7 @@ from jaxopt_notes._hessian_core import (
     leaf_paths,
     ritz,
 )  # fmt: skip
-from jaxopt_notes.sharpness import (
+from jaxopt_notes.hessian.sharpness import (
     SharpnessHistory,
     plot_sharpness,
     plot_spectral_density,

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from jaxopt_notes import _checks
-from jaxopt_notes import _hessian_core as core
+from jaxopt_notes.hessian import _core as core
 
 PyTree = Any
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxopt_notes import _checks
-from jaxopt_notes.conv import conv_nhwc
+from jaxopt_notes.models.conv import conv_nhwc
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,

@@ -4,7 +4,7 @@
 // passes over memory (the first moment, the second moment, then the parameters re-reading both
 // moments), 40 bytes per float32 parameter where one pass needs 28. These kernels read every
 // array once and write the parameters and moments in place (the Python side aliases inputs to
-// outputs), sharing the chunks of all leaves among the cores (_kernel_threads.h).
+// outputs), sharing the chunks of all leaves among the cores (kernel_threads.h).
 //
 // The arithmetic is the chain's, operation for operation and in the same order, in the
 // parameters' own type. Built with -ffp-contract=off (no fused multiply-adds) and without
@@ -18,7 +18,7 @@
 #include <cstring>
 #include <vector>
 
-#include "_kernel_threads.h"
+#include "kernel_threads.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;

@@ -1,7 +1,7 @@
 """Building and registering the C++ kernels that ``jax.ffi`` calls on XLA:CPU.
 
 A kernel library is one source file next to this module, plus the header of helper threads
-they share (``_kernel_threads.h``). It is compiled on first use with the system's C++ compiler
+they share (``kernel_threads.h``). It is compiled on first use with the system's C++ compiler
 (``$CXX``, else ``g++`` or ``c++``) into ``$JAXOPT_NOTES_CACHE`` (default
 ``~/.cache/jaxopt_notes``), under a name that hashes the source and header, the flags, the
 CPU's features (``-march=native``) and the JAX version, so a changed source or machine builds
@@ -35,12 +35,12 @@ class Library(NamedTuple):
     targets: dict[str, str]
 
 
-_HERE = Path(__file__).parent
-HEADERS = (_HERE / "_kernel_threads.h",)  # included by every library
+_HERE = Path(__file__).parent / "csrc"
+HEADERS = (_HERE / "kernel_threads.h",)  # included by every library
 LIBRARIES = {
     # no FMA contraction: the optimizer kernels round each operation once, as NumPy does
     "fused": Library(
-        _HERE / "_fused_kernels.cc",
+        _HERE / "fused_kernels.cc",
         (*_COMMON, "-ffp-contract=off"),
         {
             "jn_fused_adam": "JnFusedAdam",
@@ -49,7 +49,7 @@ LIBRARIES = {
         },
     ),  # fmt: skip
     "conv": Library(
-        _HERE / "_conv_kernels.cc",
+        _HERE / "conv_kernels.cc",
         (*_COMMON, "-mprefer-vector-width=512"),
         {"jn_conv_forward": "JnConvForward", "jn_conv_kernel_grad": "JnConvKernelGrad"},
     ),
