@@ -124,17 +124,32 @@ def test_other_dtypes_and_no_kernels_use_xla(monkeypatch):
         _close(grads(_ours), grads(_lax))
 
 
-def test_off_the_cpu_nothing_is_built_and_xla_convolves(monkeypatch):
+def test_off_the_cpu_nothing_is_built_and_lax_convolves_forward_too(monkeypatch):
     def no_build(name):
         raise AssertionError(f"built the CPU kernels ({name}) for another backend")
 
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     monkeypatch.setattr(conv._native, "registered", no_build)
+    assert conv.forward_mode_safe()
     x, w = _arrays((1, 6, 7, 2), (2, 3, 2, 3), jnp.float32)  # a shape no other test traces
+    dx, dw = _arrays((1, 6, 7, 2), (2, 3, 2, 3), jnp.float32)
     pad = ((0, 0), (1, 1))
     assert _custom_calls(lambda x, w: _ours(x, w, pad), x, w)[0] == 0
-    np.testing.assert_allclose(jax.jit(lambda x, w: _ours(x, w, pad))(x, w), _lax(x, w, pad),
-                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    assert "custom_vjp" not in str(jax.make_jaxpr(lambda x, w: _ours(x, w, pad))(x, w))
+    # forward mode: the tangent of a bilinear map, against lax's own jvp
+    got = jax.jit(lambda *a: jax.jvp(lambda x, w: _ours(x, w, pad), a[:2], a[2:]))(x, w, dx, dw)
+    want = jax.jvp(lambda x, w: _lax(x, w, pad), (x, w), (dx, dw))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_on_the_cpu_forward_mode_is_refused_as_documented():
+    """On the CPU the convolution is a custom_vjp: jvp fails, as forward_mode_safe() says."""
+    assert jax.default_backend() == "cpu" and not conv.forward_mode_safe()
+    x, w = _arrays((1, 5, 5, 1), (2, 2, 1, 2), jnp.float32)
+    pad = ((0, 0), (0, 0))
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda x: _ours(x, w, pad), (x,), (x,))
 
 
 def test_strides_and_string_padding_go_to_lax():

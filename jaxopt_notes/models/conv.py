@@ -1,8 +1,8 @@
 """2-D convolution (NHWC input, HWIO kernel, stride 1) with fast CPU kernels and gradients.
 
-:func:`conv_nhwc` is a drop-in ``conv_general_dilated`` for Flax's ``nnx.Conv``. It writes a
-convolution as two bilinear operations, each differentiable through the other, so values,
-gradients and higher derivatives all run on the same two kernels:
+:func:`conv_nhwc` is a drop-in ``conv_general_dilated`` for Flax's ``nnx.Conv``. On the CPU
+backend it writes a convolution as two bilinear operations, each differentiable through the
+other, so values, gradients and higher derivatives all run on the same two kernels:
 
 - ``correlate(x, w)[n, oh, ow, co] = sum_{i, j, ci} x[n, oh + i, ow + j, ci] * w[i, j, ci, co]``
   (a VALID correlation; padding is a ``jnp.pad`` before it);
@@ -10,12 +10,16 @@ gradients and higher derivatives all run on the same two kernels:
   the kernel's gradient for an output gradient ``g``.
 
 The input's gradient is ``correlate(pad(g, k - 1), w flipped and transposed)``, and the
-derivatives of ``kernel_grad`` are again the two operations. On XLA:CPU, for float32 and
-float64, both are C++ kernels (``_native/csrc/conv_kernels.cc``, ``jax.ffi``, built on first use
-like the fused optimizers): XLA:CPU runs a LeNet's few-channel convolutions slowly, and their
-gradients slowest (LeNet's second layer at batch 256: 21-24 ms for both gradients in XLA,
-6.5-8 ms in the kernels, on this project's 2-core machine). Elsewhere (other backends or
-dtypes, no compiler) they are XLA's own convolutions, in the layouts XLA:CPU runs fastest.
+derivatives of ``kernel_grad`` are again the two operations. For float32 and float64 both are
+C++ kernels (``_native/csrc/conv_kernels.cc`` through ``jax.ffi``), because XLA:CPU runs a
+LeNet's few-channel convolutions and their gradients slowly (timings: ``jaxopt-notes bench
+train``); without a compiler, or for other dtypes, they are XLA's own operations in the layouts
+XLA:CPU runs fastest.
+
+Both are ``jax.custom_vjp`` functions, which JAX differentiates in reverse mode only, so this
+path is taken on the CPU backend alone, where it pays: on every other backend
+:func:`conv_nhwc` is plain ``lax.conv_general_dilated`` and forward mode works.
+:func:`forward_mode_safe` says which one a backend gets.
 
 >>> import jax.numpy as jnp
 >>> x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2))
@@ -36,6 +40,19 @@ from jaxopt_notes import _native
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 _KERNEL_DTYPES = (jnp.float32, jnp.float64)
+
+
+def forward_mode_safe(backend: str | None = None) -> bool:
+    """Whether :func:`conv_nhwc` can be differentiated forward (``jax.jvp``, ``jax.jacfwd``)
+    on ``backend`` (default: ``jax.default_backend()``).
+
+    False on ``"cpu"``, where it is the kernels' ``custom_vjp`` (take Hessian-vector products
+    reverse over reverse there); True elsewhere, where it is ``lax.conv_general_dilated``.
+
+    >>> forward_mode_safe("gpu"), forward_mode_safe("cpu")
+    (True, False)
+    """
+    return (backend or jax.default_backend()) != "cpu"
 
 
 def kernels_available() -> bool:
@@ -60,8 +77,8 @@ def _use_kernels(*arrays: jax.Array) -> bool:
 
 def _xla_correlate(x: jax.Array, w: jax.Array) -> jax.Array:
     """With one to three input channels, a sum over taps of shifted slices times a kernel row,
-    which XLA:CPU runs as one loop about 10x faster than its convolution (LeNet's first layer:
-    38 ms -> 3.6 ms for 256 MNIST images); with more channels XLA's convolution."""
+    which XLA:CPU fuses into one loop, faster than its convolution at so few channels; with more
+    channels XLA's convolution."""
     kh, kw, ci, _ = w.shape
     if ci > 3:
         return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=NHWC)
@@ -72,8 +89,8 @@ def _xla_correlate(x: jax.Array, w: jax.Array) -> jax.Array:
 
 def _xla_kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
     """Input channels as the batch, examples as the contracted features: the layout XLA:CPU
-    rewrites the kernel gradient into at the top level, but not inside a ``while`` loop (a
-    ``lax.scan`` over steps ran LeNet 2.5x slower without it)."""
+    rewrites the kernel gradient into at the top level but not inside a ``while`` loop (such as
+    a ``lax.scan`` over training steps), so it is spelled out here."""
     x_t, g_t = x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3)
     dw = jax.lax.conv_general_dilated(x_t, g_t, (1, 1), "VALID", dimension_numbers=NHWC)
     return dw.transpose(1, 2, 0, 3)
@@ -153,13 +170,14 @@ kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
 def conv_nhwc(x, w, window_strides, padding, *args, dimension_numbers=None, **kwargs):
     """``lax.conv_general_dilated``, for ``nnx.Conv(conv_general_dilated=conv_nhwc)``.
 
-    Stride 1, no dilation, one group, explicit padding and the NHWC/HWIO layout run as
-    ``correlate(pad(x), w)`` (see the module's docstring); anything else goes to ``lax``
-    unchanged. Values and gradients are XLA's convolution's up to float rounding (the sums run
-    in another order).
+    On the CPU backend, stride 1, no dilation, one group, explicit padding and the NHWC/HWIO
+    layout run as ``correlate(pad(x), w)`` (see the module's docstring); anything else, and
+    every other backend, goes to ``lax`` unchanged. Values and gradients are XLA's
+    convolution's up to float rounding (the sums run in another order).
     """
     plain = (
-        tuple(window_strides) == (1, 1)
+        not forward_mode_safe()  # the custom path is the CPU's alone
+        and tuple(window_strides) == (1, 1)
         and not args
         and not isinstance(padding, str)
         and min(itertools.chain(*padding)) >= 0  # negative padding crops: lax's business
