@@ -9,6 +9,8 @@ from jaxopt_notes.experiments import _claims
 
 from jaxopt_notes import experiments
 
+NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
+
 
 def run_tiny(name: str, tmp_path: Path, **overrides) -> dict:
     """Runs ``name`` on its tiny settings with ``--set`` overrides; checks the contract."""
@@ -29,6 +31,9 @@ def assert_contract(name: str, out: Path) -> None:
         if c["kind"] == "claim":
             assert c["source"]["note"] and c["source"]["quote"] and c["source"]["english"]
             assert {"quantity", "comparison", "threshold", "seeds", "origin"} <= set(c["test"])
+            if NOTES.is_dir():  # also catches a source built inside claims(), not declared
+                note = (NOTES / c["source"]["note"]).read_text(encoding="utf-8")
+                assert c["source"]["quote"] in note, (c["id"], c["source"]["quote"])
     for fig in on_disk["figures"]:
         assert (out / name / fig).read_bytes()[:4] == b"\x89PNG"
     assert (out / name / "REPORT.md").read_text().startswith(f"# {name}")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import adaptive_rates as exp
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 SABOTAGED = ("uncorrected_steps_too_large", "amsgrad_fixes_adam_on_reddi")
 
 
@@ -98,9 +95,3 @@ def test_amsgrad_without_the_max_is_adam_and_with_it_is_not():
     np.testing.assert_allclose(updates(no_max["AMSGrad"]), updates(no_max["Adam"]), rtol=1e-6)
     plain = exp.reddi_arms(cfg)
     assert not np.allclose(updates(plain["AMSGrad"]), updates(plain["Adam"]), rtol=1e-3)
-
-
-@pytest.mark.skipif(not NOTES.is_dir(), reason="the seed notes (../shared/seeds) are not here")
-def test_quotes_are_verbatim_in_the_notes():
-    for src in exp.SOURCES.values():
-        assert src.quote in (NOTES / src.note).read_text(), src.quote

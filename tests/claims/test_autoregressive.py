@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import autoregressive as ar
@@ -11,7 +9,6 @@ from jaxopt_notes.experiments import autoregressive as ar
 from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 CFG = ar.Config.tiny()
 
 
@@ -56,10 +53,3 @@ def test_tiny_run_and_no_feedback_sabotage(tmp_path):
 def test_config_rules():
     with pytest.raises(ValueError, match="horizons"):
         experiments.make_config(ar, "tiny", {"horizons": "4,16"})
-
-
-def test_quotes_are_verbatim_in_the_notes():
-    if not NOTES.is_dir():
-        pytest.skip("the seed notes (../shared/seeds) are not beside this checkout")
-    src = ar.AUTOREGRESSION
-    assert src.quote in (NOTES / src.note).read_text()

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import basins
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
-
-SEEDS = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def test_tiny_reproduces_and_noise_zero_flips(tmp_path):
@@ -62,10 +57,3 @@ def test_gd_check_fails_when_a_start_ends_elsewhere():
     m["clean"]["ends"] = np.array([basins.DEEP, basins.DEEP])  # the shallow start ended deep
     found = {c["id"]: c for c in basins.claims(m, basins.Config())}
     assert found["gd_stays"]["verdict"] == "not_reproduced"
-
-
-def test_quotes_are_verbatim():
-    if not SEEDS.is_dir():
-        pytest.skip(f"the seed notes are not checked out at {SEEDS}")
-    for src in (basins.SRC_NOISE, basins.SRC_STUCK):
-        assert src.quote in (SEEDS / src.note).read_text(encoding="utf-8")

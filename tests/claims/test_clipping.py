@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import clipping as exp
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 CLAIMS = ("clipping_stabilises", "value_clipping_turns")
 
 
@@ -65,9 +61,3 @@ def test_claims_pass_on_an_explosion_that_clipping_stops():
 )
 def test_claims_fail_when_the_effect_is_missing(change, claim_id, verdict):
     assert verdicts(metrics(**change))[claim_id] == verdict
-
-
-@pytest.mark.skipif(not NOTES.is_dir(), reason="the seed notes (../shared/seeds) are not here")
-def test_quotes_are_verbatim_in_the_notes():
-    for src in exp.SOURCES.values():
-        assert src.quote in (NOTES / src.note).read_text(), src.quote

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import complexity_curve as exp
-from jaxopt_notes.experiments._claims import Source
 
 from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
-
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def test_tiny_reproduces_and_noise_free_plentiful_data_flips_the_rise(tmp_path):
@@ -82,11 +77,3 @@ def test_configs_validate():
         experiments._config.validate(c, exp.Config())
     with pytest.raises(ValueError, match="n_train"):
         exp.Config(n_train=5).validate()
-
-
-@pytest.mark.skipif(not NOTES.is_dir(), reason="the seed notes (../shared/seeds) are not here")
-def test_quotes_are_verbatim_in_the_notes():
-    sources = [v for v in vars(exp).values() if isinstance(v, Source)]
-    assert len(sources) >= 2
-    for src in sources:
-        assert src.quote in (NOTES / src.note).read_text(), src.quote

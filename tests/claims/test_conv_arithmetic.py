@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from jaxopt_notes.experiments import conv_arithmetic as ca
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 CFG = ca.Config.tiny()
 
 
@@ -65,10 +60,3 @@ def test_tiny_run_and_no_pooling_sabotage(tmp_path):
     assert all(c["verdict"] == "reproduced" for c in plain["claims"] if c["kind"] == "check")
     sabotaged = run_tiny("conv_arithmetic", tmp_path, pool=1)  # 1x1 pooling is no pooling
     assert verdict_of(sabotaged, "pooling_lowers_position_sensitivity") == "not_reproduced"
-
-
-def test_quotes_are_verbatim_in_the_notes():
-    if not NOTES.is_dir():
-        pytest.skip("the seed notes (../shared/seeds) are not beside this checkout")
-    for src in (ca.POOLING, ca.SHARING, ca.STACKED, ca.POINTWISE, ca.SIZES, ca.EQUIVARIANT):
-        assert src.quote in (NOTES / src.note).read_text()

@@ -3,16 +3,10 @@ claim; the convexity checks and the verdicts on fixed numbers."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 from jaxopt_notes.experiments import convexity
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
-
-SEEDS = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def test_tiny_reproduces_and_depth_zero_flips(tmp_path):
@@ -63,10 +57,3 @@ def test_predicted_zeros_of_a_constant_pixel():
     zeros = convexity.predicted_zeros(x)
     assert zeros["rank"] == 4 and zeros["linear regression"] == 10
     assert zeros["softmax regression"] == 5 + 9
-
-
-def test_quotes_are_verbatim():
-    if not SEEDS.is_dir():
-        pytest.skip(f"the seed notes are not checked out at {SEEDS}")
-    for src in (convexity.SRC_CONVEX, convexity.SRC_MLP, convexity.SRC_NEAR_MIN):
-        assert src.quote in (SEEDS / src.note).read_text(encoding="utf-8"), src.quote

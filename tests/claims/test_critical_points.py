@@ -3,16 +3,10 @@ width 0 (a straight line, a convex loss) flips both; a failed control makes them
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 from jaxopt_notes.experiments import critical_points as cp
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
-
-SEEDS = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def test_tiny_reproduces_and_a_straight_line_flips(tmp_path):
@@ -92,10 +86,3 @@ def test_true_kind_of_the_lattice():
     assert cp.true_kind(np.array([1.0, -1.0, 1.0])) == "minimum"
     assert cp.true_kind(np.array([0.0, 0.0, 0.0])) == "maximum"
     assert cp.true_kind(np.array([0.0, 1.0, -1.0])) == "saddle"
-
-
-def test_quotes_are_verbatim():
-    if not SEEDS.is_dir():
-        pytest.skip(f"the seed notes are not checked out at {SEEDS}")
-    for src in (cp.SRC_RARE, cp.SRC_KINDS):
-        assert src.quote in (SEEDS / src.note).read_text(encoding="utf-8"), src.quote

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import _claims
 from jaxopt_notes.experiments import dropout_scaling as exp
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
 NAME = "dropout_scaling"
-SEEDS_DIR = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def metrics(unscaled=4.0, rescaled=1.0, loss_ratio=1.6, acc_gap=0.0, seeds=5) -> dict:
@@ -61,15 +57,6 @@ def test_claims_hold_on_numbers_that_show_the_effects():
 )
 def test_each_claim_fails_on_numbers_without_its_effect(change, claim_id):
     assert verdicts(metrics(**change))[claim_id] == _claims.NOT_REPRODUCED
-
-
-def test_sources_are_quoted_verbatim():
-    if not SEEDS_DIR.is_dir():
-        pytest.skip(
-            f"the notes are not beside this checkout ({SEEDS_DIR}); CI clones the repo only"
-        )
-    for src in (exp.SRC_TEST_TIME, exp.SRC_SCALE, exp.SRC_INVERTED):
-        assert src.quote in (SEEDS_DIR / src.note).read_text()
 
 
 def test_tiny_run_reproduces_and_keep_probability_one_flips(tmp_path):

@@ -3,15 +3,11 @@ a start above 2/lr is not a test; verdicts on fixed numbers."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from jaxopt_notes.experiments import edge_of_stability as eos
 
 from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
-
-SEEDS = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def test_tiny_reproduces_and_a_linear_model_flips(tmp_path):
@@ -63,9 +59,3 @@ def test_a_start_above_the_edge_is_not_a_test():
 def test_config_refuses_a_start_threshold_inside_the_band():
     with pytest.raises(ValueError, match="start_below"):
         experiments.make_config(eos, "tiny", {"start_below": "0.9"})
-
-
-def test_quote_is_verbatim():
-    if not SEEDS.is_dir():
-        pytest.skip(f"the seed notes are not checked out at {SEEDS}")
-    assert eos.SRC.quote in (SEEDS / eos.SRC.note).read_text(encoding="utf-8")

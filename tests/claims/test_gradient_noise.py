@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import gradient_noise as exp
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
-
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def test_tiny_reproduces_and_a_repeated_example_flips_it(tmp_path):
@@ -78,9 +73,3 @@ def test_the_exact_law_has_the_finite_population_factor():
         atol=1e-12,
     )
     np.testing.assert_allclose(exp.exact(2.0, 1437, b, "with_replacement"), 2.0 / b)
-
-
-@pytest.mark.skipif(not NOTES.is_dir(), reason="the seed notes (../shared/seeds) are not here")
-def test_quotes_are_verbatim_in_the_notes():
-    for src in exp.SOURCES.values():
-        assert src.quote in (NOTES / src.note).read_text(), src.quote

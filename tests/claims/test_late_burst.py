@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import late_burst as exp
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
-
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def test_tiny_runs_and_without_a_rare_stretch_there_is_no_burst(tmp_path):
@@ -67,9 +62,3 @@ def test_claims_fail_on_no_burst_and_on_remedies_that_do_not_act():
     assert out["adam_bursts_late"] == "not_reproduced"
     assert out["decay_keeps_it_small"] == "not_reproduced"
     assert out["warmup_keeps_it_small"] == "reproduced"
-
-
-@pytest.mark.skipif(not NOTES.is_dir(), reason="the seed notes (../shared/seeds) are not here")
-def test_quotes_are_verbatim_in_the_notes():
-    for src in exp.SOURCES.values():
-        assert src.quote in (NOTES / src.note).read_text(), src.quote

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 from jaxopt_notes.experiments import learning_rate_range as lr
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 CFG = lr.Config.tiny()
 
 
@@ -55,14 +50,6 @@ def test_fixed_numbers_that_must_pass():
 def test_fixed_numbers_that_must_fail():
     v = by_id(lr.claims(metrics(small_diverges_at=2.0, crawl_keeps=1e-4, blows_up=False), CFG))
     assert v["rate_must_be_tuned"] == v["small_batch_needs_smaller_rate"] == "not_reproduced"
-
-
-def test_quotes_are_verbatim_in_the_notes():
-    if not NOTES.is_dir():
-        pytest.skip("the seed notes (../shared/seeds) are not beside this checkout")
-    for c in lr.claims(metrics(), CFG):
-        if "source" in c:
-            assert c["source"]["quote"] in (NOTES / c["source"]["note"]).read_text()
 
 
 def test_tiny_run_reproduces_and_a_full_small_batch_flips_it(tmp_path):

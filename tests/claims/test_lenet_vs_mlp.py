@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 from jaxopt_notes.experiments import lenet_vs_mlp as lm
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 CFG = lm.Config.tiny()
 LRS = [1e-3, 1e-2, 1e-1, 1.0]
 
@@ -71,10 +66,3 @@ def test_tiny_run_and_pixel_shuffle_sabotage(tmp_path):
     # one fixed permutation of the pixels: the MLP cannot tell, LeNet loses its locality
     sabotaged = run_tiny("lenet_vs_mlp", tmp_path, shuffle_pixels=True)
     assert verdict_of(sabotaged, "lenet_beats_mlp") == "not_reproduced"
-
-
-def test_quotes_are_verbatim_in_the_notes():
-    if not NOTES.is_dir():
-        pytest.skip("the seed notes (../shared/seeds) are not beside this checkout")
-    for src in (lm.LENET, lm.RATIO):
-        assert src.quote in (NOTES / src.note).read_text()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ from jaxopt_notes.experiments import mnist_optimizers as mo
 from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 CFG = mo.Config.tiny()
 EXPONENTS = [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
 
@@ -80,10 +78,3 @@ def test_config_rules():
     with pytest.raises(ValueError, match="sweep"):
         experiments.make_config(mo, "tiny", {"sweep": "-1,1"})
     assert dataclasses.replace(CFG, momentum=0.0).momentum == 0.0
-
-
-def test_quotes_are_verbatim_in_the_notes():
-    if not NOTES.is_dir():
-        pytest.skip("the seed notes (../shared/seeds) are not beside this checkout")
-    for src in (mo.SLOWEST, mo.INSENSITIVE):
-        assert src.quote in (NOTES / src.note).read_text()

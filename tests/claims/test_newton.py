@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import newton as exp
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
-
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def test_tiny_reproduces_and_an_identity_hessian_flips_it(tmp_path):
@@ -68,9 +64,3 @@ def test_steps_to_tolerance_needs_the_tolerance_to_hold_for_good():
     norms = np.array([1.0, 1e-6, 1.0, 1e-6, 1e-7])
     assert exp.steps_to_tolerance(norms, 1e-5) == 3
     assert exp.steps_to_tolerance(np.array([1.0, 0.5]), 1e-5) == math.inf
-
-
-@pytest.mark.skipif(not NOTES.is_dir(), reason="the seed notes (../shared/seeds) are not here")
-def test_quotes_are_verbatim_in_the_notes():
-    for src in exp.SOURCES.values():
-        assert src.quote in (NOTES / src.note).read_text(), src.quote

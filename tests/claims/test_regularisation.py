@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import regularisation as exp
-from jaxopt_notes.experiments._claims import Source
 
 from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 REMEDIES = ("weight_decay", "dropout", "shift_augmentation")
 
 
@@ -99,11 +95,3 @@ def test_configs_validate():
         experiments._config.validate(c, exp.Config())
     with pytest.raises(ValueError, match="eval_epochs"):
         exp.Config(epochs=7, eval_epochs=5).validate()
-
-
-@pytest.mark.skipif(not NOTES.is_dir(), reason="the seed notes (../shared/seeds) are not here")
-def test_quotes_are_verbatim_in_the_notes():
-    sources = [v for v in vars(exp).values() if isinstance(v, Source)]
-    assert len(sources) >= 5
-    for src in sources:
-        assert src.quote in (NOTES / src.note).read_text(), src.quote

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from jaxopt_notes.experiments import schedules_and_switch as ss
@@ -11,7 +9,6 @@ from jaxopt_notes.experiments import schedules_and_switch as ss
 from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 CFG = ss.Config.tiny()
 IDS = (
     "step_decay_lowers_loss",
@@ -81,10 +78,3 @@ def test_config_rules():
         experiments.make_config(ss, "tiny", {"warmup": "0.3"})
     with pytest.raises(ValueError, match="large_factor"):
         experiments.make_config(ss, "tiny", {"large_factor": "7"})
-
-
-def test_quotes_are_verbatim_in_the_notes():
-    if not NOTES.is_dir():
-        pytest.skip("the seed notes (../shared/seeds) are not beside this checkout")
-    for src in (ss.DECAY, ss.EARLY, ss.WARMUP, ss.SWITCH):
-        assert src.quote in (NOTES / src.note).read_text()

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 from jaxopt_notes.experiments import snapshot_ensemble as exp
-from jaxopt_notes.experiments._claims import Source
 
 from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
-
-NOTES = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 
 
 def test_tiny_reproduces_and_no_restarts_flips_it(tmp_path):
@@ -73,11 +67,3 @@ def test_scores_average_probabilities_of_the_last_members():
 def test_configs_validate():
     for c in (exp.Config(), exp.Config.quick(), exp.Config.tiny()):
         experiments._config.validate(c, exp.Config())
-
-
-@pytest.mark.skipif(not NOTES.is_dir(), reason="the seed notes (../shared/seeds) are not here")
-def test_quotes_are_verbatim_in_the_notes():
-    sources = [v for v in vars(exp).values() if isinstance(v, Source)]
-    assert len(sources) >= 2
-    for src in sources:
-        assert src.quote in (NOTES / src.note).read_text(), src.quote

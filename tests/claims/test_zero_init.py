@@ -1,19 +1,14 @@
-"""zero_init: verdicts on fixed numbers, the source quoted verbatim, a perturbation flips."""
+"""zero_init: verdicts on fixed numbers, and a perturbation flips."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 from jaxopt_notes.experiments import _claims
 from jaxopt_notes.experiments import zero_init as exp
 
-from jaxopt_notes import experiments
 from tests.claims._contract import run_tiny, verdict_of
 
 NAME = "zero_init"
-SEEDS_DIR = Path(experiments.__file__).parents[2] / "shared" / "seeds"
 GRADS = {"hidden kernels": 0.0, "output kernel": 0.0, "output bias": 0.05}
 
 
@@ -54,14 +49,6 @@ def test_a_small_accuracy_gap_fails_the_accuracy_claim():
 def test_a_hidden_gradient_at_zero_init_fails_the_relu_check():
     got = verdicts(metrics(grads=GRADS | {"hidden kernels": 1e-3}))
     assert got["relu_zero_init_no_gradient"] == _claims.NOT_REPRODUCED
-
-
-def test_source_is_quoted_verbatim():
-    if not SEEDS_DIR.is_dir():
-        pytest.skip(
-            f"the notes are not beside this checkout ({SEEDS_DIR}); CI clones the repo only"
-        )
-    assert exp.SRC.quote in (SEEDS_DIR / exp.SRC.note).read_text()
 
 
 def test_tiny_run_reproduces_and_a_perturbed_init_flips(tmp_path):
