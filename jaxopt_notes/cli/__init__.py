@@ -16,6 +16,7 @@ _COMMANDS = {
     "bench": ("jaxopt_notes.cli.bench", "time optimizer steps, Hessian tools and training"),
     "train": ("jaxopt_notes.cli.train", "train LeNet or an MLP and write summary.json"),
     "hessian": ("jaxopt_notes.cli.hessian", "classify a critical point and plot the spectrum"),
+    "build-kernels": ("jaxopt_notes.cli.build_kernels", "build the C++ kernels into the cache"),
 }
 
 

@@ -78,8 +78,7 @@ inline T momentum_step(T u, T* __restrict tr, int64_t i, T beta) {
 
 // Runs op(i) for i in [begin, end) in blocks of one cache line of T, asking at each block for
 // the line kAhead elements on in every array (a prefetch never faults, so past an array's end
-// it is only wasted). With the hardware prefetcher alone, Adam at 10M float32 params in 100
-// leaves took 0.89-1.0x of torch's fused step on the 2-core VM; with this, 0.83-0.84x. The
+// it is only wasted): with many leaves the hardware prefetcher alone starts each leaf cold. The
 // fixed-length inner loop vectorizes without a remainder; the tail runs one by one.
 constexpr int64_t kAhead = 512;
 
@@ -266,9 +265,10 @@ ffi::Error run(ffi::ThreadPool pool, const ffi::RemainingArgs& args, int64_t arr
   const std::vector<Chunk> chunks = split(sizes);
   const T* k = static_cast<const T*>(coef->untyped_data());
   T* const* a = ptrs->data();
-  // The calling thread works too, so one helper fewer than XLA's pool (one thread per core).
-  // Below two chunks' worth of elements the caller steps alone: such a step takes well under
-  // 0.1 ms, and a helper woken for it would then spin beside the model's next XLA ops.
+  // The calling thread works too, so one helper fewer than XLA's pool (one thread per core),
+  // unless $JAXOPT_NOTES_THREADS says otherwise (kernel_threads.h). Below two chunks' worth
+  // of elements the caller steps alone: such a step is short, and a helper woken for it would
+  // then spin beside the model's next XLA ops.
   int64_t elements = 0;
   for (int64_t size : sizes) elements += size;
   const int64_t helpers = elements >= 2 * kChunk ? pool.num_threads() - 1 : 0;

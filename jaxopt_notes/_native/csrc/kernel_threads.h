@@ -1,18 +1,20 @@
 // How the kernel libraries split a loop among threads. run_tasks(hand_off, tasks, body) runs
 // body(i) for i in [0, tasks) on the calling thread and the threads hand_off gives the loop
-// to; parallel_for(helpers, tasks, body), used by the optimizer kernels (_fused_kernels.cc),
+// to; parallel_for(helpers, tasks, body), used by the optimizer kernels (fused_kernels.cc),
 // gives it to up to `helpers` threads of the library's own.
 //
-// Why not XLA's intra-op pool (ffi::ThreadPool): on a 2-core VM a parked pool thread took from
-// 0.05 to 13 ms to start a task scheduled to it, so the caller often did a whole step alone
-// (instrumented: 100 of 100 chunks on the calling thread). Our helpers spin for kSpin after
-// each task before they sleep, as OpenMP's threads do (torch runs its loops on those):
-// back-to-back steps then start on all cores at once. A flat momentum step over 1M params in
-// one leaf went from 530-580 to 335-380 us (torch fused: 360-450 us in the same runs).
+// Why not XLA's intra-op pool (ffi::ThreadPool) for the optimizer steps: a parked pool thread
+// can take milliseconds to start a task, so the caller often did a whole step alone. Our
+// helpers spin for a while after each task before they sleep, as OpenMP's threads do, so
+// back-to-back steps start on all cores at once (timings: `jaxopt-notes bench step`).
 //
 // The convolution kernels keep XLA's pool: in a training step XLA's own ops run between them,
-// and helpers spinning there took a core from those ops (tried: LeNet training fell from
-// 1.25-1.87x torch eager's throughput to 1.03-1.48x).
+// and helpers spinning there would take a core from those ops.
+//
+// Two environment variables, read once per process (jaxopt_notes._native validates them):
+// JAXOPT_NOTES_THREADS, the number of helper threads (unset: one per core but one; 0: none,
+// the caller works alone), and JAXOPT_NOTES_SPIN_US, how long an idle helper spins before it
+// sleeps, in microseconds (unset: 300; 0: it sleeps at once).
 //
 // Safety: the caller takes tasks too and returns once every task has run, so it never waits
 // on a helper that is late, absent (e.g. after a fork) or busy with another caller's job. A
@@ -24,6 +26,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -32,7 +35,26 @@
 
 namespace jn_threads {
 
-constexpr std::chrono::microseconds kSpin{300};
+// A whole number >= 0 from the environment, or `fallback` when unset or not one.
+inline int64_t env_count(const char* name, int64_t fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  return (*end == '\0' && value >= 0) ? static_cast<int64_t>(value) : fallback;
+}
+
+// How long an idle helper spins before it sleeps: $JAXOPT_NOTES_SPIN_US, default 300 us.
+inline std::chrono::microseconds spin_time() {
+  static const std::chrono::microseconds spin{env_count("JAXOPT_NOTES_SPIN_US", 300)};
+  return spin;
+}
+
+// The helper count: $JAXOPT_NOTES_THREADS if set, else `fallback`.
+inline int64_t helper_count(int64_t fallback) {
+  static const int64_t count = env_count("JAXOPT_NOTES_THREADS", -1);
+  return count < 0 ? fallback : count;
+}
 
 inline void cpu_relax() {  // a spin-wait hint to the core
 #if defined(__x86_64__) || defined(__i386__)
@@ -64,10 +86,11 @@ class Helpers {
  private:
   void serve() {
     uint64_t seen = 0;
+    const auto spin = spin_time();
     for (;;) {
       const auto start = std::chrono::steady_clock::now();
       while (generation_.load(std::memory_order_acquire) == seen &&
-             std::chrono::steady_clock::now() - start < kSpin) {
+             std::chrono::steady_clock::now() - start < spin) {
         cpu_relax();
       }
       std::shared_ptr<std::function<void()>> job;
@@ -87,8 +110,7 @@ class Helpers {
   std::atomic<uint64_t> generation_{0};
 };
 
-// The library's helpers, started on first use: `helpers` is the count asked for then
-// (one fewer than XLA's pool has threads, i.e. cores, since the caller works too).
+// The library's helpers, started on first use: `helpers` is the count asked for then.
 inline Helpers& helpers_for(int64_t helpers) {
   static Helpers* const instance = new Helpers(helpers);  // never destroyed: see above
   return *instance;
@@ -114,8 +136,10 @@ void run_tasks(HandOff hand_off, int64_t tasks, Body body) {
 }
 
 // run_tasks on the library's own helpers.
+// `helpers` is the count wanted by default; $JAXOPT_NOTES_THREADS overrides it.
 template <typename Body>
-void parallel_for(int64_t helpers, int64_t tasks, Body body) {
+void parallel_for(int64_t default_helpers, int64_t tasks, Body body) {
+  const int64_t helpers = default_helpers > 0 ? helper_count(default_helpers) : 0;
   auto hand_off = [helpers](const auto& drain) {
     if (helpers > 0) helpers_for(helpers).post(std::make_shared<std::function<void()>>(drain));
   };
