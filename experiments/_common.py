@@ -10,8 +10,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 
+from jaxopt_notes._extras import require
+
+matplotlib = require("matplotlib", "experiments")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402

@@ -13,7 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats as _scipy_stats
+
+from jaxopt_notes._extras import require
+
+_scipy_stats = require("scipy.stats", "experiments")
 
 LEVEL = 0.95
 

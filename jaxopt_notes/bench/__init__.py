@@ -23,6 +23,7 @@ import optax
 
 import jaxopt_notes as jn
 from jaxopt_notes import fused
+from jaxopt_notes._extras import require
 
 PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords, our fused one(**kw))
     "adam": (
@@ -236,7 +237,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def plot_rows(rows: list[dict], path: Path) -> None:
-    import matplotlib
+    matplotlib = require("matplotlib", "experiments")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from jaxopt_notes._extras import MissingExtra
+
 # subcommand -> (module that owns it, one-line help)
 _COMMANDS = {
     "experiments": ("jaxopt_notes.cli.experiments", "list or run the experiments on the notes"),
@@ -40,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxopt-notes: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, help_text = _COMMANDS[command]
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except MissingExtra as missing:  # a slim install: say which extra, no traceback
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog=f"jaxopt-notes {command}", description=help_text)
     module.add_arguments(parser)
     return int(module.run_cli(parser.parse_args(rest)) or 0)

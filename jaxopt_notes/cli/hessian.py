@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_notes import hessian
+from jaxopt_notes._extras import require
 
 # name -> (f(x, y), default point)
 FUNCTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {
@@ -79,7 +80,7 @@ def mlp_apply(params: dict, x: jax.Array) -> jax.Array:
 
 def digits_loss(num_examples: int, dtype) -> Callable:
     """Mean softmax cross-entropy of :func:`mlp_apply` on the first digits (pixels / 16)."""
-    from sklearn.datasets import load_digits
+    load_digits = require("sklearn.datasets", "train").load_digits
 
     data = load_digits()
     x = jnp.asarray(data.data[:num_examples] / 16.0, dtype)
