@@ -157,9 +157,12 @@ class Built(NamedTuple):
     reason: str | None = None
 
 
-def prepare(library: Library, *, force: bool = False, stream: IO[str] | None = None) -> Built:
+def prepare(
+    library: Library, *, force: bool = False, lazy: bool = True, stream: IO[str] | None = None
+) -> Built:
     """A verified build of ``library`` in the cache: the one there if it matches its record,
-    else a fresh one (announced on ``stream``, default stderr, in one line with its time)."""
+    else a fresh one (announced on ``stream``, default stderr, in one line with its time; a
+    ``lazy`` build, inside a first call, also says how to build ahead of time)."""
     stream = sys.stderr if stream is None else stream
     for source in (library.source, *HEADERS):
         if not source.exists():
@@ -175,7 +178,7 @@ def prepare(library: Library, *, force: bool = False, stream: IO[str] | None = N
         return Built("cached", path)
     fresh = why == "not built yet"
     what = "building" if fresh else f"rebuilding ({why or 'asked to'})"
-    ahead = "" if force else " (`jaxopt-notes build-kernels` does this ahead of time)"
+    ahead = " (`jaxopt-notes build-kernels` does this ahead of time)" if lazy else ""
     notice = f"jaxopt_notes: {what} {library.source.name} into {path.parent}{ahead} ..."
     print(notice, end="", file=stream, flush=True)
     started = time.perf_counter()

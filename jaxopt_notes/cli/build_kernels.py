@@ -33,7 +33,7 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"kernel cache: {_native.cache_dir()} (${_native.CACHE_ENV})")
     failed = False
     for name in [args.only] if args.only else sorted(_native.LIBRARIES):
-        built = _native.prepare(_native.LIBRARIES[name], force=args.force)
+        built = _native.prepare(_native.LIBRARIES[name], force=args.force, lazy=False)
         if built.path is not None:
             print(f"{name}: {built.action}, {built.path.name}")
             continue
