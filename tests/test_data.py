@@ -9,6 +9,25 @@ import tensorflow_datasets as tfds
 from jaxopt_notes import data
 
 
+def test_validation_split_is_stratified_seeded_recorded_and_disjoint():
+    ds = data.load("mnist5k")
+    a = data.split_validation(ds, fraction=0.1, seed=0)
+    assert np.bincount(a.y_val).tolist() == [40] * 10
+    assert np.bincount(a.y_train).tolist() == [360] * 10
+    assert a.x_test is ds.x_test and a.describe()["val_size"] == 400
+    assert a.split["val_size"] == 400 and a.split["seed"] == 0
+    # the validation images are training images, none of them kept for training
+    keys = lambda x: {img.tobytes() for img in x}  # noqa: E731
+    assert keys(a.x_val) <= keys(ds.x_train) and not keys(a.x_val) & keys(a.x_train)
+    again, other = (data.split_validation(ds, fraction=0.1, seed=s) for s in (0, 1))
+    assert again.split == a.split and np.array_equal(again.x_val, a.x_val)
+    assert other.split["val_indices_sha256"] != a.split["val_indices_sha256"]
+    with pytest.raises(ValueError, match="already has a validation split"):
+        data.split_validation(a, fraction=0.1)
+    with pytest.raises(ValueError, match="at least one example per class"):
+        data.split_validation(ds, fraction=0.001)
+
+
 def test_mnist5k_split_is_fixed_and_stratified():
     ds = data.load("mnist5k")
     assert ds.describe() == {
@@ -16,6 +35,7 @@ def test_mnist5k_split_is_fixed_and_stratified():
         "source": ds.source,
         "train_size": 4000,
         "test_size": 1000,
+        "val_size": 0,
         "image_shape": [28, 28, 1],
         "num_classes": 10,
     }

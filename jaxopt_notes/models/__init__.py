@@ -119,7 +119,15 @@ class LeNet(nnx.Module):
       in_shape: (height, width, channels) of one image, e.g. (28, 28, 1) or (32, 32, 3).
       num_classes: number of output logits.
       variant: ``"classic"`` or ``"modern"``.
+      init: weight init of every layer, ``"lecun"`` (default: Flax's own, LeCun normal),
+        ``"normal"`` (std ``init_std``), ``"xavier"`` or ``"he"``; biases start at 0.
+      init_std: the std of ``init="normal"``.
       rngs: random streams for the initial weights.
+
+    >>> from flax import nnx
+    >>> net = LeNet(init="normal", init_std=0.5, rngs=nnx.Rngs(0))
+    >>> round(float(net.fc2.kernel[...].std()), 1)
+    0.5
     """
 
     def __init__(
@@ -128,21 +136,26 @@ class LeNet(nnx.Module):
         in_shape: Sequence[int] = (28, 28, 1),
         num_classes: int = 10,
         variant: str = "classic",
+        init: str = "lecun",
+        init_std: float = 0.01,
         rngs: nnx.Rngs,
     ):
         height, width, channels = _image_shape(in_shape)
         _checks.integer("num_classes", num_classes, low=2)
         self.variant = _choice("variant", variant, VARIANTS)
+        w_init = kernel_init(init, init_std)
         pad2 = 0 if min(height, width) // 2 >= 10 else 2
-        conv = dict(kernel_size=(5, 5), conv_general_dilated=conv_nhwc, rngs=rngs)
+        conv = dict(
+            kernel_size=(5, 5), conv_general_dilated=conv_nhwc, kernel_init=w_init, rngs=rngs
+        )
         self.conv1 = nnx.Conv(channels, 6, padding=2, **conv)
         self.conv2 = nnx.Conv(6, 16, padding=pad2, **conv)
         h, w = (_after_conv_pool(s // 2, pad2) for s in (height, width))
         if h < 1 or w < 1:
             raise ValueError(f"`in_shape` must be at least 4x4 for LeNet, got {tuple(in_shape)}")
-        self.fc1 = nnx.Linear(16 * h * w, 120, rngs=rngs)
-        self.fc2 = nnx.Linear(120, 84, rngs=rngs)
-        self.fc3 = nnx.Linear(84, num_classes, rngs=rngs)
+        self.fc1 = nnx.Linear(16 * h * w, 120, kernel_init=w_init, rngs=rngs)
+        self.fc2 = nnx.Linear(120, 84, kernel_init=w_init, rngs=rngs)
+        self.fc3 = nnx.Linear(84, num_classes, kernel_init=w_init, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, rngs: jax.Array | None = None) -> jax.Array:
         """Logits of ``x``; ``rngs`` is accepted for a call signature shared with :class:`MLP`."""

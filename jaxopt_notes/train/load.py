@@ -1,0 +1,139 @@
+"""``load_run``: a trained run back as a model, its parameters, its data and its loss."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from jaxopt_notes import data as data_lib
+from jaxopt_notes.train import runs
+from jaxopt_notes.train.config import TrainConfig, make_optimizer, read_toml
+from jaxopt_notes.train.loop import with_validation
+from jaxopt_notes.train.steps import cross_entropy, init_state, make_mesh
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+    """A trained run, read back by :func:`load_run`.
+
+    Attributes:
+      path: the run directory.
+      config: its resolved :class:`~jaxopt_notes.train.TrainConfig`.
+      model: the network (``nnx.Module``) holding ``params``, in evaluation mode.
+      params: the selected parameters (``config.select``: best validation epoch or last; the
+        moving average when ``config.ema``), an ``nnx.State`` pytree.
+      batch_stats: the BatchNorm averages going with them (an empty state without BatchNorm).
+      init_params: the parameters at initialisation (rebuilt from ``config.seed``).
+      last_params: the parameters after the last epoch run.
+      data: the :class:`~jaxopt_notes.data.Dataset` as the run split it: ``x_train``/``y_train``
+        (what it trained on), ``x_val``/``y_val``, ``x_test``/``y_test``; uint8 images.
+      epoch: the epoch of the checkpoint read; ``history``: its per-epoch records.
+      summary: ``summary.json`` when the run finished (else ``None``).
+    """
+
+    path: Path
+    config: TrainConfig
+    model: nnx.Module
+    params: Any
+    batch_stats: Any
+    init_params: Any
+    last_params: Any
+    data: data_lib.Dataset
+    epoch: int
+    history: list[dict]
+    summary: dict | None
+    _graph: Any = dataclasses.field(repr=False)
+
+    def apply(self, params: Any, x: jax.Array) -> jax.Array:
+        """Logits of uint8 images ``x`` (normalised as in training) under ``params``."""
+        graphdef, rest = self._graph
+        net = nnx.merge(graphdef, params, self.batch_stats, rest)
+        return net(data_lib.normalize(jnp.asarray(x), self.data.mean, self.data.std))
+
+    def batch_loss(self, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+        """The run's mean cross-entropy (with its label smoothing, no augmentation) on a batch."""
+        onehot = jax.nn.one_hot(jnp.asarray(y), self.data.num_classes)
+        if self.config.label_smoothing:
+            onehot = optax.smooth_labels(onehot, self.config.label_smoothing)
+        return cross_entropy(self.apply(params, x), onehot)[0].mean()
+
+    def arrays(self, split: str = "train", num_examples: int | None = None):
+        """``(x, y)`` of ``split`` ("train", "val" or "test"), its first ``num_examples``."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"`split` must be one of ('train', 'val', 'test'), got {split!r}")
+        x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+        if num_examples is not None:
+            if not 1 <= num_examples <= len(y):
+                raise ValueError(
+                    f"`num_examples` must be in 1..{len(y)} for split {split!r}, got {num_examples}"
+                )
+            x, y = x[:num_examples], y[:num_examples]
+        return x, y
+
+    def loss_fn(self, split: str = "train", num_examples: int | None = None) -> Callable:
+        """``loss_fn(params) -> scalar``: :meth:`batch_loss` over ``split``'s examples (all, or
+        the first ``num_examples``), closed over them; what the Hessian tools take."""
+        x, y = (jnp.asarray(a) for a in self.arrays(split, num_examples))
+        return lambda params: self.batch_loss(params, x, y)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """The run in ``run_dir`` as a :class:`Run`, from its newest intact checkpoint.
+
+    Nothing is written into ``run_dir``. The data are loaded again from ``config.dataset`` and
+    split as the run split them; the split's checksum must equal the one the run recorded.
+
+    >>> import tempfile
+    >>> from jaxopt_notes import train
+    >>> cfg = train.TrainConfig(model="mlp", width=8, depth=1, dataset="digits", epochs=1)
+    >>> out = tempfile.mkdtemp()
+    >>> _ = train.train(cfg, out_dir=out, progress=False)
+    >>> run = load_run(out)
+    >>> run.epoch, run.data.x_val.shape, float(run.loss_fn("val")(run.params)) > 0
+    (1, (144, 8, 8, 1), True)
+    """
+    path = Path(run_dir)
+    if not (path / "run.json").is_file() or not (path / "config.toml").is_file():
+        raise ValueError(f"`run_dir` must be a run directory with run.json, got {str(path)!r}")
+    cfg = read_toml(path / "config.toml")
+    identity = runs.read_identity(path)
+    data = with_validation(cfg, None)
+    if (data.split or {}) != identity.get("split", {}):
+        raise ValueError(
+            f"`run_dir` {str(path)!r} recorded the split {identity.get('split')}, but its "
+            f"config now gives {data.split}"
+        )
+    tx = make_optimizer(cfg, len(data.y_train) // cfg.batch_size)
+    model, state = init_state(cfg, data, tx, make_mesh(1))
+    init_params = state.params
+    best = (state.params if state.ema is None else state.ema, state.batch_stats)
+    restored = runs.Checkpoints(path, read_only=True).restore(
+        {"state": state, "best": best}, identity["run_id"]
+    )
+    if restored is None:
+        raise ValueError(f"`run_dir` {str(path)!r} has no checkpoint yet")
+    trees, run = restored
+    state = trees["state"]
+    chosen = trees["best"] if cfg.select == "best" else (
+        state.params if state.ema is None else state.ema, state.batch_stats
+    )  # fmt: skip
+    view = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+    graphdef, _, _, rest = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
+    net = nnx.merge(graphdef, *chosen, rest)
+    graph, _, _, others = nnx.split(net, nnx.Param, nnx.BatchStat, ...)
+    summary_path = path / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    return Run(
+        path=path, config=cfg, model=net, params=chosen[0], batch_stats=chosen[1],
+        init_params=init_params, last_params=state.params, data=data,
+        epoch=len(run["history"]), history=run["history"], summary=summary,
+        _graph=(graph, others),
+    )  # fmt: skip

@@ -1,0 +1,228 @@
+"""Run directories: one run per directory, checksummed checkpoints, and :func:`load_run`.
+
+A run directory holds ``config.toml`` (the resolved :class:`~jaxopt_notes.train.TrainConfig`),
+``run.json`` (the run's id and its validation split), ``metrics.jsonl``, ``summary.json``, curve
+PNGs, ``checkpoints/`` (orbax, one step per epoch, the last two kept) and ``checksums.json`` (the
+SHA-256 of every checkpoint's files, written after the checkpoint is complete). A checkpoint
+without a matching checksum is never restored: restore falls back to the previous intact one
+with a warning, or refuses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxopt_notes._extras import require
+from jaxopt_notes.train import config as config_lib
+
+RUN_FILES = (
+    "config.toml", "run.json", "metrics.jsonl", "summary.json", "checksums.json", "checkpoints",
+    "loss.png", "accuracy.png", "curvature.png", "curvature.json", "trajectory",
+)  # fmt: skip
+
+
+def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Checks that ``out`` may hold this run, before anything is trained or written.
+
+    A fresh run needs ``out`` absent or empty; ``overwrite`` first removes the run files
+    (:data:`RUN_FILES`, by name) and refuses if anything else is there; ``resume`` needs a run.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out` must be a directory, got the file {str(out)!r}")
+    if resume and overwrite:
+        raise ValueError("`resume` and `overwrite` exclude each other, got both")
+    if resume:
+        if not (out / "run.json").is_file() or not (out / "config.toml").is_file():
+            raise ValueError(f"`resume` needs a run directory with run.json, got {str(out)!r}")
+        _check_writable(out)
+        return out
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(
+                f"`out` {str(out)!r} already holds files (a run?); pass --resume to continue "
+                f"it or --overwrite to clear it"
+            )
+        others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+        if others:
+            raise ValueError(
+                f"`overwrite` clears only run files, and {str(out)!r} also holds {others}"
+            )
+        _check_writable(out)
+        for name in RUN_FILES:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"`out` {str(out)!r} cannot be created: {error.strerror}") from None
+    _check_writable(out)
+    return out
+
+
+def _check_writable(out: Path) -> None:
+    probe = out / f".write-test-{uuid.uuid4().hex}"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"`out` {str(out)!r} must be writable: {error.strerror}") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and a rename: never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def start(out: Path, cfg: config_lib.TrainConfig, split: dict[str, Any]) -> str:
+    """Writes ``config.toml`` and ``run.json`` of a new run; returns its id."""
+    run_id = uuid.uuid4().hex
+    write_atomic(out / "config.toml", config_lib.to_toml(cfg))
+    write_atomic(out / "run.json", json.dumps({"run_id": run_id, "split": split}, indent=2))
+    return run_id
+
+
+def read_identity(out: Path) -> dict[str, Any]:
+    return json.loads((out / "run.json").read_text())
+
+
+def keep_horizon(out: Path, cfg: config_lib.TrainConfig) -> config_lib.TrainConfig:
+    """On resume, an unset ``schedule_epochs`` is the run's: raising ``epochs`` continues the
+    same schedule (past its horizon cosine stays at its floor) instead of stretching it."""
+    path = out / "config.toml"
+    if cfg.schedule_epochs or not path.is_file():
+        return cfg
+    return dataclasses.replace(cfg, schedule_epochs=config_lib.read_toml(path).schedule_epochs)
+
+
+def check_resumable(out: Path, cfg: config_lib.TrainConfig, done: int) -> None:
+    """``cfg`` must be the run's config, except ``epochs``, which may only stay or grow."""
+    saved = dataclasses.asdict(config_lib.read_toml(out / "config.toml"))
+    wanted = dataclasses.asdict(cfg)
+    changed = sorted(k for k in wanted if k != "epochs" and saved.get(k) != wanted[k])
+    if changed:
+        raise ValueError(
+            f"`resume` needs the configuration of the checkpointed run; these differ: {changed}"
+        )
+    if cfg.epochs < done:
+        raise ValueError(f"`epochs` must be >= the {done} epochs already run, got {cfg.epochs}")
+
+
+# ----- checkpoints -----
+
+
+def _manager(out: Path, *, read_only: bool = False):
+    ocp = require("orbax.checkpoint", "train")
+
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=2, enable_async_checkpointing=False, read_only=read_only,
+        create=not read_only,
+    )  # fmt: skip
+    return ocp.CheckpointManager((out / "checkpoints").absolute(), options=options)
+
+
+def _digest(step_dir: Path) -> str:
+    sha = hashlib.sha256()
+    for path in sorted(p for p in step_dir.rglob("*") if p.is_file()):
+        sha.update(str(path.relative_to(step_dir)).encode() + b"\0")
+        sha.update(path.read_bytes())
+    return sha.hexdigest()
+
+
+class Checkpoints:
+    """Save and verified restore of ``{"state", "best", "run"}`` per epoch in ``out``."""
+
+    def __init__(self, out: Path, *, read_only: bool = False):
+        self.out, self.manager = out, _manager(out, read_only=read_only)
+
+    def _sums(self) -> dict[str, str]:
+        path = self.out / "checksums.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def save(self, epoch: int, trees: dict[str, Any], run: dict) -> None:
+        ocp = require("orbax.checkpoint", "train")
+
+        items = {k: ocp.args.StandardSave({"leaves": jax.tree.leaves(v)}) for k, v in trees.items()}
+        self.manager.save(epoch, args=ocp.args.Composite(**items, run=ocp.args.JsonSave(run)))
+        self.manager.wait_until_finished()
+        kept = {str(s) for s in self.manager.all_steps()}
+        sums = {k: v for k, v in self._sums().items() if k in kept}
+        sums[str(epoch)] = _digest(self.out / "checkpoints" / str(epoch))
+        write_atomic(self.out / "checksums.json", json.dumps(sums, indent=1))
+
+    def restore(self, targets: dict[str, Any], run_id: str) -> tuple[dict[str, Any], dict] | None:
+        """The newest intact checkpoint of run ``run_id`` as (trees like ``targets``, run).
+
+        ``None`` when there is no checkpoint at all; a checkpoint whose files do not match their
+        checksum is skipped with a warning; if none is intact, a ``ValueError``.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        sums = self._sums()
+        for step in steps:
+            problem = self._problem(step, sums)
+            if problem is None:
+                trees, run = self._read(step, targets)
+                if run.get("run_id") == run_id:
+                    return trees, run
+                problem = f"belongs to run {run.get('run_id')!r}, not {run_id!r}"
+            warnings.warn(f"checkpoint of epoch {step} skipped: {problem}", stacklevel=2)
+        if steps:
+            raise ValueError(
+                f"`resume` found no intact checkpoint in {str(self.out / 'checkpoints')!r} "
+                f"(epochs {steps}); start again with --overwrite"
+            )
+        return None
+
+    def _problem(self, step: int, sums: dict[str, str]) -> str | None:
+        if str(step) not in sums:
+            return "it has no checksum (interrupted while saving?)"
+        if _digest(self.out / "checkpoints" / str(step)) != sums[str(step)]:
+            return "its files do not match their SHA-256 checksum (corrupted)"
+        return None
+
+    def _read(self, step: int, targets: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+        ocp = require("orbax.checkpoint", "train")
+
+        structs = {}
+        for name, tree in targets.items():
+            leaves = [ocp.utils.to_shape_dtype_struct(x) for x in jax.tree.leaves(tree)]
+            structs[name] = ocp.args.StandardRestore({"leaves": leaves})
+        got = self.manager.restore(
+            step, args=ocp.args.Composite(**structs, run=ocp.args.JsonRestore())
+        )
+        trees = {
+            name: jax.tree.unflatten(jax.tree.structure(tree), got[name]["leaves"])
+            for name, tree in targets.items()
+        }
+        return trees, dict(got["run"])
+
+
+def clean_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None``: strict JSON, no NaN/Infinity."""
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def dumps(value: Any, **kwargs) -> str:
+    return json.dumps(clean_json(value), allow_nan=False, **kwargs)

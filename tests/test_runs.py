@@ -1,0 +1,160 @@
+"""Run directories: one run each, a config that repeats it, checkpoints that cannot be silently
+corrupted or mixed up, and ``load_run`` reading a run back without writing into it."""
+
+import json
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from jaxopt_notes import cli, train
+from jaxopt_notes.train import TrainConfig, runs
+
+TINY = ["--model", "mlp", "--depth", "1", "--width", "16", "--dataset", "digits"]
+TINY += ["--batch-size", "64", "--learning-rate", "0.01", "--no-progress"]
+CFG = TrainConfig(model="mlp", depth=1, width=16, dataset="digits", batch_size=64,
+                  learning_rate=0.01, epochs=2)  # fmt: skip
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(_leaves(a), _leaves(b), strict=True))
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "a"
+    assert cli.main(["train", *TINY, "--epochs", "2", "--out", str(out)]) == 0
+    return out
+
+
+def test_config_toml_round_trips_and_repeats_the_run(run_dir, tmp_path):
+    cfg = train.read_toml(run_dir / "config.toml")
+    assert cfg == CFG.resolved() and train.from_toml(train.to_toml(cfg)) == cfg
+    assert cli.main(["train", "--config", str(run_dir / "config.toml"),
+                     "--out", str(tmp_path / "b"), "--no-progress"]) == 0  # fmt: skip
+    assert train.read_toml(tmp_path / "b" / "config.toml") == cfg
+    a, b = train.load_run(run_dir), train.load_run(tmp_path / "b")
+    assert _same(a.last_params, b.last_params) and _same(a.params, b.params)
+
+
+def test_load_run_gives_model_params_data_and_loss_without_writing(run_dir):
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    run = train.load_run(run_dir)
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
+    assert run.epoch == 2 and run.config.select == "best"
+    assert len(run.data.y_train) == 1293 and len(run.data.y_val) == 144
+    summary = json.loads((run_dir / "summary.json").read_text())
+    best = summary["best_epoch"]
+    val = [r["val_loss"] for r in run.history if r["epoch"] == best][0]
+    # the loss over the validation split is the one the run recorded for the selected epoch
+    assert float(run.loss_fn("val")(run.params)) == pytest.approx(val, rel=1e-5)
+    assert float(run.loss_fn("train", 100)(run.init_params)) > float(
+        run.loss_fn("train", 100)(run.params)
+    )
+    logits = run.model(run.data.x_test[:3].astype(np.float32) * 0)  # the module is usable
+    assert logits.shape == (3, 10)
+    with pytest.raises(ValueError, match="`num_examples` must be in 1..144"):
+        run.loss_fn("val", 1000)
+
+
+def test_reusing_a_run_directory_is_refused_and_overwrite_clears_it(run_dir, tmp_path, capsys):
+    first = (run_dir / "run.json").read_text()
+    assert cli.main(["train", *TINY, "--epochs", "1", "--out", str(run_dir)]) == 2
+    assert "already holds files" in _error(capsys)
+    assert (run_dir / "run.json").read_text() == first  # nothing of the run was touched
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(["train", *TINY, "--overwrite", "--out", str(out)]) == 2
+    assert "also holds ['notes.txt']" in _error(capsys)
+    (out / "notes.txt").unlink()
+    for _ in range(2):
+        assert cli.main(["train", *TINY, "--epochs", "1", "--overwrite", "--out", str(out)]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_bad_run_directories_are_one_error_line(run_dir, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    cases = [
+        (["--out", str(tmp_path / "file")], "must be a directory, got the file"),
+        (["--out", str(tmp_path / "file" / "sub")], "cannot be created"),
+        (["--out", str(tmp_path / "none"), "--resume"], "`resume` needs a run directory"),
+        (["--out", str(run_dir), "--resume", "--learning-rate", "0.5"],
+         r"these differ: \['learning_rate'\]"),
+        (["--out", str(run_dir), "--resume", "--epochs", "1"], "`epochs` must be >= the 2"),
+    ]  # fmt: skip
+    for extra, match in cases:
+        assert cli.main(["train", *TINY, *extra]) == 2, extra
+        assert re.search(match, _error(capsys)), extra
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_read_only_out_is_one_error_line(tmp_path, capsys):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        if os.access(out, os.W_OK):
+            pytest.skip("running as root: a read-only mode does not stop writes")
+        assert cli.main(["train", *TINY, "--out", str(out)]) == 2
+        assert "must be writable" in _error(capsys)
+    finally:
+        out.chmod(0o700)
+
+
+def _flip_a_bit(step_dir):
+    target = max((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    target.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_falls_back_to_the_previous_checkpoint_then_refuses(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = train.train(CFG, out_dir=out, progress=False)
+    _flip_a_bit(out / "checkpoints" / "2")
+    with pytest.warns(UserWarning, match="epoch 2 skipped: its files do not match"):
+        resumed = train.train(CFG, out_dir=out, resume=True, progress=False)
+    assert resumed["summary"]["resumed_from_epoch"] == 1
+    assert _same(resumed["state"], first["state"])  # epoch 2 taken again, the same steps
+    _flip_a_bit(out / "checkpoints" / "1")
+    _flip_a_bit(out / "checkpoints" / "2")
+    assert cli.main(["train", *TINY, "--out", str(out), "--resume"]) == 2
+    assert "no intact checkpoint" in _error(capsys)
+
+
+def test_a_checkpoint_of_another_run_is_not_restored(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train.train(CFG, out_dir=a, progress=False)
+    train.train(CFG, out_dir=b, progress=False)
+    (b / "run.json").write_text((a / "run.json").read_text())  # b now claims to be run a
+    with (
+        pytest.raises(ValueError, match="no intact checkpoint"),
+        pytest.warns(UserWarning, match="belongs to run"),
+    ):
+        train.train(CFG, out_dir=b, resume=True, progress=False)
+
+
+def test_no_nan_in_json_we_write(tmp_path):
+    assert (
+        runs.dumps({"a": float("nan"), "b": [float("inf"), 1.0]}) == '{"a": null, "b": [null, 1.0]}'
+    )
+    out = tmp_path / "run"
+    cfg = TrainConfig(**{**CFG.__dict__, "learning_rate": 1e9, "epochs": 1})  # diverges to NaN
+    train.train(cfg, out_dir=out, progress=False)
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=pytest.fail)
+    assert summary["train_accuracy"] is not None
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=pytest.fail)
