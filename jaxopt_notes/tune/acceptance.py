@@ -1,0 +1,83 @@
+"""The search's acceptance measurement: wall time of a coarse+fine search against one trial.
+
+``python -m jaxopt_notes.tune.acceptance --out bench_results/tune`` trains the default config
+once (``jaxopt_notes.train.train``, compile included, the way a user runs one trial), then runs
+the coarse+fine search in the same process, then trains the chosen and the default config with
+``train`` for a few seeds and compares their validation accuracy. Everything lands in
+``OUT/acceptance.json`` beside the search's own files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxopt_notes.train import TrainConfig, train, with_validation
+from jaxopt_notes.tune.search import search
+from jaxopt_notes.tune.space import parse_range
+
+SPACE = ("learning_rate=1e-4:1e-1", "b1=0.5:0.99:log1m", "weight_decay=1e-5:1e-1")
+
+
+def _val_accuracy(cfg: TrainConfig, data) -> tuple[float, float]:
+    t = time.perf_counter()
+    result = train(cfg, data, progress=False)
+    return result["history"][-1]["val_accuracy"], time.perf_counter() - t
+
+
+def measure(cfg: TrainConfig, *, trials: int, fine_trials: int, halving: bool, seeds: int) -> dict:
+    data = with_validation(cfg, None)
+    default_acc, single_s = _val_accuracy(cfg, data)
+    t = time.perf_counter()
+    result = search(cfg, [parse_range(s) for s in SPACE], trials=trials,
+                    fine_trials=fine_trials, halving=halving, data=data)  # fmt: skip
+    search_s = time.perf_counter() - t
+    chosen, default = [], []
+    for seed in range(seeds):
+        chosen.append(_val_accuracy(dataclasses.replace(result.config, seed=seed), data)[0])
+        default.append(_val_accuracy(dataclasses.replace(cfg, seed=seed), data)[0])
+    return {
+        "config": dataclasses.asdict(cfg), "space": list(SPACE), "halving": halving,
+        "trials": [trials, fine_trials], "single_trial_wall_s": single_s,
+        "single_trial_val_accuracy": default_acc, "search_wall_s": search_s,
+        "stage_times_s": result.stage_times_s, "ratio": search_s / single_s,
+        "chosen": result.best, "chosen_val_accuracy_by_seed": chosen,
+        "default_val_accuracy_by_seed": default,
+        "chosen_beats_default": bool(np.mean(chosen) > np.mean(default)),
+        "search_result": result,
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench_results/tune")
+    parser.add_argument("--model", default="mlp", choices=("mlp", "lenet"))
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(model=args.model, dataset="mnist5k", epochs=3)
+    out = Path(args.out)
+    report = {
+        "backend": jax.default_backend(),
+        "machine": platform.processor() or platform.machine(),
+        "command": "python -m jaxopt_notes.tune.acceptance --out " + str(out),
+        "runs": [],
+    }
+    for halving in (False, True):
+        run = measure(cfg, trials=16, fine_trials=16, halving=halving, seeds=args.seeds)
+        run.pop("search_result").save(out / ("search_halving" if halving else "search"))
+        report["runs"].append(run)
+        print(json.dumps({k: run[k] for k in ("halving", "single_trial_wall_s", "search_wall_s",
+                          "ratio", "chosen_beats_default")}))  # fmt: skip
+    (out / "acceptance.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
