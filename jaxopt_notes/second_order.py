@@ -1,9 +1,10 @@
 """Second-order steps as optax gradient transformations, for small problems.
 
-Damped Newton, saddle-free Newton and the saddle-escape step form the dense Hessian (n x n,
-``jax.hessian``), so they suit models of at most a few thousand parameters; L-BFGS keeps only
-``memory_size`` pairs of vectors. Each needs the loss, which it takes as an extra argument of
-``update`` (an ``optax.GradientTransformationExtraArgs``)::
+Damped Newton and saddle-free Newton form the dense Hessian (n x n, ``hessian.dense``), so
+they suit models of at most a few thousand parameters; the saddle-escape step finds its direction
+by Lanczos (``hessian.lanczos_extremes``, Hessian-vector products only), so it runs on a LeNet;
+L-BFGS keeps only ``memory_size`` pairs of vectors. Each needs the loss, which it takes as an
+extra argument of ``update`` (an ``optax.GradientTransformationExtraArgs``)::
 
     opt = saddle_free_newton(learning_rate=1.0, damping=1e-3)
     updates, state = opt.update(grads, state, params, loss_fn=loss_fn)
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_notes import _checks
+from jaxopt_notes import _checks, hessian
 
 PyTree = Any
 
@@ -40,7 +41,7 @@ def _flat_hessian(loss_fn: Callable | None, params: PyTree, name: str):
         )
     x, unravel = ravel_pytree(params)
     f = lambda v: loss_fn(unravel(v))  # noqa: E731
-    return x, jax.grad(f)(x), jax.hessian(f)(x), unravel
+    return x, jax.grad(f)(x), hessian.dense(f, x), unravel
 
 
 def _dense_step(
@@ -55,7 +56,7 @@ def _dense_step(
     def update_fn(updates, state, params=None, *, loss_fn=None, **extra_args):
         del updates, extra_args  # the exact gradient is recomputed beside the Hessian
         _, g, h, unravel = _flat_hessian(loss_fn, params, name)
-        step = -learning_rate * direction((h + h.T) / 2, g)
+        step = -learning_rate * direction(h, g)  # `hessian.dense` is symmetrised
         return unravel(step.astype(g.dtype)), CountState(count=state.count + 1)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -101,17 +102,23 @@ class EscapeSaddlesState(NamedTuple):
 
 
 def escape_saddles(
-    step_size: float = 0.1, *, grad_tol: float = 1e-6, eig_tol: float = 1e-6
-) -> optax.GradientTransformationExtraArgs:
+    step_size: float = 0.1, *, grad_tol: float = 1e-6, eig_tol: float = 1e-6,
+    max_iter: int = 100, tol: float | None = None, seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:  # fmt: skip
     """Where descent stalls at a saddle, a step along the most negative curvature instead.
 
     Put it last in a chain: when ``|grad| <= grad_tol`` and the smallest Hessian eigenvalue is
     ``< -eig_tol``, the incoming updates are replaced by ``step_size * v`` (``v`` the unit
-    eigenvector, signed so that ``v . grad <= 0``); otherwise they pass unchanged.
+    eigenvector, signed by ``hessian.downhill``: ``v . grad <= 0``); otherwise they pass
+    unchanged. The eigenpair comes from Lanczos (at most ``max_iter`` Hessian-vector products,
+    stopping at ``tol``, default ``sqrt(eps)``), run only where the gradient has stalled.
     """
     _checks.positive("step_size", step_size)
     _checks.non_negative("grad_tol", grad_tol)
     _checks.non_negative("eig_tol", eig_tol)
+    _checks.integer("max_iter", max_iter, low=1)
+    if tol is not None:
+        _checks.positive("tol", tol)
 
     def init_fn(params):
         del params
@@ -119,13 +126,35 @@ def escape_saddles(
 
     def update_fn(updates, state, params=None, *, loss_fn=None, **extra_args):
         del extra_args
-        _, g, h, unravel = _flat_hessian(loss_fn, params, "escape_saddles")
-        lam, vecs = jnp.linalg.eigh((h + h.T) / 2)
-        v = vecs[:, 0] * jnp.where(jnp.vdot(vecs[:, 0], g) > 0, -1, 1).astype(g.dtype)
-        stalled = (jnp.linalg.norm(g) <= grad_tol) & (lam[0] < -eig_tol)
-        flat_updates = jnp.where(stalled, step_size * v, ravel_pytree(updates)[0])
-        new_state = EscapeSaddlesState(state.count + 1, state.escapes + stalled.astype(jnp.int32))
-        return unravel(flat_updates.astype(g.dtype)), new_state
+        if loss_fn is None or params is None:
+            raise ValueError("`escape_saddles` needs `params` and `loss_fn`: call "
+                             "update(g, s, params, loss_fn=f)")  # fmt: skip
+        x, unravel = ravel_pytree(params)
+        f = lambda v: loss_fn(unravel(v))  # noqa: E731
+        g = jax.grad(f)(x)
+        flat_updates = ravel_pytree(updates)[0]
+
+        def escape(_):
+            key = jax.random.fold_in(jax.random.PRNGKey(seed), state.count)
+            hv = lambda v: jax.jvp(jax.grad(f), (x,), (v,))[1]  # noqa: E731
+            low = hessian.lanczos_extremes(
+                hv,
+                jax.random.normal(key, x.shape, x.dtype),
+                key,
+                k=1,
+                which="smallest",
+                max_iter=max_iter,
+                tol=tol or float(jnp.finfo(x.dtype).eps) ** 0.5,
+            )
+            v = hessian.downhill(low.vectors[0], g)
+            go = low.values[0] < -eig_tol
+            return jnp.where(go, step_size * v, flat_updates).astype(g.dtype), go
+
+        stalled = jnp.linalg.norm(g) <= grad_tol
+        new, went = jax.lax.cond(stalled, escape, lambda _: (flat_updates.astype(g.dtype),
+                                                             jnp.array(False)), None)  # fmt: skip
+        new_state = EscapeSaddlesState(state.count + 1, state.escapes + went.astype(jnp.int32))
+        return unravel(new), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

@@ -1,24 +1,32 @@
-"""The machinery under :mod:`jaxopt_notes.hessian`: flattening, Lanczos and jitted kernels.
+"""The machinery under :mod:`jaxopt_notes.hessian`: flattening, the curvature operator, checks.
 
-Every kernel is jitted with ``params`` (and keys) traced and ``loss_fn``, sizes and the ``wrt``
-selection static: new params of the same shapes reuse the compiled code.
+A *problem* is a static, hashable :class:`Spec` (the loss function, the ``wrt`` selection and
+what kind of curvature: the Hessian of a loss, of a mean loss over a data set, or a Gauss-Newton
+matrix) plus traced operands (``params`` and, for a data set, its arrays). Kernels are jitted
+with the spec static and the operands traced: new params of the same shapes reuse the compiled
+code.
+
+XLA:CPU runs an HVP several times slower as the body of a ``while``/``scan`` loop than as its
+own jitted call (measured on a conv LeNet; bench_results/hessian/). So the solvers have two
+loops: ``"host"`` drives a jitted step from Python (CPU), ``"device"`` runs one compiled
+``while_loop`` without host round trips (GPU/TPU). ``loop="auto"`` picks by backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_notes import _checks
-
 PyTree = Any
 LossFn = Callable[[PyTree], jax.Array]
 Wrt = str | Callable[[str, jax.Array], bool] | None
 DENSE_MAX = 2048  # method="auto" takes a dense eigh up to this many parameters
+LOOPS = ("auto", "host", "device")
 
 
 def _key_name(key: Any) -> str:
@@ -60,21 +68,40 @@ def selection(params: PyTree, wrt: Wrt) -> tuple[bool, ...]:
     return mask
 
 
+def num_selected(params: PyTree, mask: tuple[bool, ...]) -> int:
+    leaves = jax.tree.leaves(params)
+    return int(sum(jnp.size(leaf) for leaf, m in zip(leaves, mask, strict=True) if m))
+
+
 def flat_problem(loss_fn: LossFn, params: PyTree, mask: tuple[bool, ...]):
     """The selected leaves as one vector ``x``, ``f(x)`` the loss, ``embed`` back to a pytree."""
+    x, rebuild = flat_view(params, mask)
+    return x, lambda vec: loss_fn(rebuild(vec)), embedder(params, mask)
+
+
+def flat_view(params: PyTree, mask: tuple[bool, ...]):
+    """``x`` and ``rebuild(x) -> params`` with the unselected leaves as they are."""
     leaves, treedef = jax.tree.flatten(params)
     x, unravel = ravel_pytree([leaf for leaf, m in zip(leaves, mask, strict=True) if m])
 
-    def rebuild(vec, fill):
+    def rebuild(vec):
         it = iter(unravel(vec))
-        return treedef.unflatten(
-            [next(it) if m else fill(v) for v, m in zip(leaves, mask, strict=True)]
-        )
+        return treedef.unflatten([next(it) if m else v for v, m in zip(leaves, mask, strict=True)])
 
-    def f(vec):
-        return loss_fn(rebuild(vec, lambda leaf: leaf))
+    return x, rebuild
 
-    return x, f, lambda vec: rebuild(vec, jnp.zeros_like)
+
+def embedder(params: PyTree, mask: tuple[bool, ...]) -> Callable[[jax.Array], PyTree]:
+    """Flat vector over the selected leaves -> pytree like params, zeros elsewhere."""
+    leaves, treedef = jax.tree.flatten(params)
+    unravel = ravel_pytree([leaf for leaf, m in zip(leaves, mask, strict=True) if m])[1]
+
+    def embed(vec):
+        it = iter(unravel(vec))
+        out = [next(it) if m else jnp.zeros_like(v) for v, m in zip(leaves, mask, strict=True)]
+        return treedef.unflatten(out)
+
+    return embed
 
 
 def _uses_custom_vjp(f: Callable, x: PyTree) -> bool:
@@ -111,143 +138,164 @@ def eps(dtype: Any) -> float:
     return float(jnp.finfo(dtype).eps)
 
 
-@jax.jit(static_argnames=("loss_fn", "mask"))
-def dense_hessian(params, *, loss_fn, mask):
-    x, f, _ = flat_problem(loss_fn, params, mask)
-    jacobian = jax.jacrev if _uses_custom_vjp(f, x) else jax.jacfwd  # see `hvp_flat`
-    h = jacobian(jax.grad(f))(x)
-    return (h + h.T) / 2
+# ---------------------------------------------------------------------- the curvature operator
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What to differentiate; static (hashable) so kernels compile once per problem."""
+
+    fn: Callable  # loss_fn(params); batch_loss_fn(params, batch); or model_fn(params) for "ggn"
+    mask: tuple[bool, ...]
+    kind: str = "loss"  # "loss" | "dataset" | "ggn"
+    output_loss: Callable | None = None  # "ggn": the loss of the model's outputs
 
 
-# ------------------------------------------------------------------- Lanczos, fully reorthogonal
-class Tridiagonal(NamedTuple):
-    """``m`` Lanczos steps: ``T = tridiag(beta[:-1], alpha, beta[:-1])``, orthonormal ``basis``.
+def value_fn(spec: Spec, params: PyTree, data: Any) -> Callable[[jax.Array], jax.Array]:
+    """``f(x)``: the (mean) loss as a function of the flat selected params."""
+    rebuild = flat_view(params, spec.mask)[1]
+    if spec.kind == "ggn":
+        return lambda x: spec.output_loss(spec.fn(rebuild(x)))
+    if spec.kind == "dataset":
+        return lambda x: _dataset_sum(lambda b: spec.fn(rebuild(x), b), data)
+    return lambda x: spec.fn(rebuild(x))
 
-    ``beta[-1]`` is the norm of the last residual. A zero inside ``beta`` marks a restart after
-    the Krylov space became invariant (the eigenvalues of T stay exact).
+
+def matvec_fn(spec: Spec, params: PyTree, data: Any) -> Callable[[jax.Array], jax.Array]:
+    """``v -> C v`` for the curvature ``C`` of the problem (traceable: one compiled call)."""
+    x, rebuild = flat_view(params, spec.mask)
+    if spec.kind == "ggn":
+        return lambda v: ggn_flat(lambda y: spec.fn(rebuild(y)), spec.output_loss, x, v)
+    if spec.kind == "dataset":
+        return lambda v: _dataset_sum(lambda b: hvp_flat(lambda y: spec.fn(rebuild(y), b), x, v),
+                                      data)  # fmt: skip
+    return lambda v: hvp_flat(lambda y: spec.fn(rebuild(y)), x, v)
+
+
+def ggn_flat(model_fn: Callable, output_loss: Callable, x: jax.Array, v: jax.Array) -> jax.Array:
+    """``J^T H_out J v``: the Gauss-Newton product (PSD where the output loss is convex)."""
+    out, jv = jax.jvp(model_fn, (x,), (v,))
+    hjv = jax.jvp(jax.grad(output_loss), (out,), (jv,))[1]
+    return jax.vjp(model_fn, x)[1](hjv)[0]
+
+
+def _dataset_sum(per_batch: Callable[[Any], Any], data: Any) -> Any:
+    """The example-weighted mean of ``per_batch(batch)`` over ``data = (stacked, tail, total)``.
+
+    ``stacked`` holds equal batches along a leading axis (one compiled ``scan``); ``tail`` the
+    remainder (or None). Each batch's value is a mean over its examples, so it weighs its size.
+    """
+    stacked, tail, total = data
+    size = jax.tree.leaves(stacked)[0].shape[1]
+    first = jax.tree.map(lambda a: a[0], stacked)
+    zero = jax.tree.map(lambda z: jnp.zeros(z.shape, z.dtype), jax.eval_shape(per_batch, first))
+
+    def body(acc, batch):
+        return jax.tree.map(lambda a, b: a + size * b, acc, per_batch(batch)), None
+
+    acc = jax.lax.scan(body, zero, stacked)[0]
+    if tail is not None:
+        n_tail = jax.tree.leaves(tail)[0].shape[0]
+        acc = jax.tree.map(lambda a, b: a + n_tail * b, acc, per_batch(tail))
+    return jax.tree.map(lambda a: a / total, acc)
+
+
+@jax.jit(static_argnames="spec")
+def matvec_jit(params, data, v, *, spec):
+    return matvec_fn(spec, params, data)(v)
+
+
+@jax.jit(static_argnames="spec")
+def block_matvec_jit(params, data, vs, *, spec):
+    return jax.vmap(matvec_fn(spec, params, data))(vs)
+
+
+@jax.jit(static_argnames="spec")
+def batch_matvec_jit(params, batch, vs, *, spec):
+    """``sum over the batch's examples`` of ``H_batch v`` for a block ``vs`` (a data set's part)."""
+    x, rebuild = flat_view(params, spec.mask)
+    n = jax.tree.leaves(batch)[0].shape[0]
+    hv = lambda v: hvp_flat(lambda y: spec.fn(rebuild(y), batch), x, v)  # noqa: E731
+    return n * (hv(vs[0])[None] if vs.shape[0] == 1 else jax.vmap(hv)(vs))
+
+
+@jax.jit(static_argnames="spec")
+def value_and_grad_jit(params, data, *, spec):
+    x = flat_view(params, spec.mask)[0]
+    return jax.value_and_grad(value_fn(spec, params, data))(x)
+
+
+def problem(loss_fn: Any, params: PyTree, wrt: Wrt) -> tuple[Spec, Any]:
+    """``(spec, data)`` for a plain ``loss_fn(params)`` or an object that describes its own
+    curvature (a data set's mean loss, a Gauss-Newton matrix) through ``_hessian_spec(mask)``."""
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    mask = selection(params, wrt)
+    if hasattr(loss_fn, "_hessian_spec"):
+        return loss_fn._hessian_spec(mask)
+    return Spec(loss_fn, mask), None
+
+
+def resolve_loop(loop: str) -> str:
+    if loop not in LOOPS:
+        raise ValueError(f"`loop` must be one of {LOOPS}, got {loop!r}")
+    if loop == "auto":
+        return "host" if jax.default_backend() == "cpu" else "device"
+    return loop
+
+
+class Operator:
+    """Host-side block matvec ``(b, n) -> (b, n)`` over the problem, one jitted call per piece.
+
+    On the host loop a data set's batches are summed from Python, so no HVP sits in a loop body
+    (see the module docstring); on the device loop use :func:`matvec_fn` inside the kernel.
     """
 
-    alpha: jax.Array  # (m,)
-    beta: jax.Array  # (m,)
-    basis: jax.Array  # (m, n)
+    def __init__(self, spec: Spec, params: PyTree, data: Any, loop: str = "auto"):
+        self.spec, self.params, self.data = spec, params, data
+        self.loop = resolve_loop(loop)
+        self.x = flat_view(params, spec.mask)[0]
+        self.size, self.dtype = int(self.x.shape[0]), self.x.dtype
+
+    def __call__(self, vs: jax.Array) -> jax.Array:
+        if self.spec.kind != "dataset" or self.loop == "device":
+            if vs.shape[0] == 1:  # unbatched: vmap of one gives XLA a batched conv to plan
+                return matvec_jit(self.params, self.data, vs[0], spec=self.spec)[None]
+            return block_matvec_jit(self.params, self.data, vs, spec=self.spec)
+        stacked, tail, total = self.data
+        acc = None
+        for i in range(jax.tree.leaves(stacked)[0].shape[0]):
+            batch = jax.tree.map(lambda a, i=i: a[i], stacked)
+            part = batch_matvec_jit(self.params, batch, vs, spec=self.spec)
+            acc = part if acc is None else acc + part
+        if tail is not None:
+            acc = acc + batch_matvec_jit(self.params, tail, vs, spec=self.spec)
+        return acc / total
 
 
-def _orthogonalize(q: jax.Array, w: jax.Array) -> jax.Array:
-    for _ in range(2):  # classical Gram-Schmidt twice: "twice is enough" (Kahan, Parlett)
-        w = w - q.T @ (q @ w)
-    return w
+# ------------------------------------------------------------------------------ finiteness
+def check_finite_loss(spec: Spec, params: PyTree, data: Any, what: str) -> jax.Array:
+    """The flat gradient; raises a one-sentence ValueError if the loss or gradient is not finite."""
+    loss, grad = value_and_grad_jit(params, data, spec=spec)
+    if not bool(jnp.isfinite(loss)):
+        raise ValueError(
+            f"`loss_fn` at `params` must be finite for {what}, got {float(loss)}: "
+            "the curvature of a non-finite loss means nothing"
+        )
+    bad = int(jnp.sum(~jnp.isfinite(grad)))
+    if bad:
+        raise ValueError(
+            f"the gradient of `loss_fn` at `params` must be finite for {what}, got {bad} "
+            "non-finite entries"
+        )
+    return grad
 
 
-def _lanczos_step(j, state, w, key):
-    """One step given ``w = H q_j``; full reorthogonalization keeps "ghost" eigenvalues away."""
-    q, alpha, beta = state
-    a = jnp.vdot(q[j], w)
-    w = _orthogonalize(q, w)
-    b = jnp.linalg.norm(w)
-    scale = jnp.maximum(jnp.maximum(jnp.abs(a), b), jnp.max(jnp.abs(alpha)))
-    broke = b <= eps(w.dtype) ** 0.75 * jnp.maximum(scale, jnp.max(beta))
-
-    def restart(_):  # invariant subspace: go on from a random vector orthogonal to the basis
-        r = _orthogonalize(q, jax.random.normal(jax.random.fold_in(key, j), w.shape, w.dtype))
-        return r / jnp.linalg.norm(r)
-
-    nxt = jax.lax.cond(broke, restart, lambda _: w / jnp.where(broke, 1, b), None)
-    q = q.at[j + 1].set(nxt, mode="drop")
-    return q, alpha.at[j].set(a), beta.at[j].set(jnp.where(broke, 0, b))
-
-
-def _init(v0: jax.Array, num_iter: int):
-    q = jnp.zeros((num_iter, v0.shape[0]), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
-    return q, jnp.zeros(num_iter, v0.dtype), jnp.zeros(num_iter, v0.dtype)
-
-
-def lanczos_traced(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array) -> Tridiagonal:
-    body = lambda j, s: _lanczos_step(j, s, matvec(s[0][j]), key)  # noqa: E731
-    q, alpha, beta = jax.lax.fori_loop(0, num_iter, body, _init(v0, num_iter))
-    return Tridiagonal(alpha, beta, q)
-
-
-_lanczos_step_jit = jax.jit(_lanczos_step)
-
-
-def lanczos(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array) -> Tridiagonal:
-    """``num_iter`` Lanczos steps from ``v0``, calling ``matvec`` eagerly (e.g. a ``dataset_hvp``).
-
-    ``num_iter`` must not exceed ``v0.size``. :func:`ritz` turns the result into eigenpairs.
-    """
-    _checks.integer("num_iter", num_iter, low=1)
-    if num_iter > v0.shape[0]:
-        raise ValueError(f"`num_iter` must be <= the vector size {v0.shape[0]}, got {num_iter}")
-    state = _init(v0, num_iter)
-    for j in range(num_iter):
-        state = _lanczos_step_jit(j, state, matvec(state[0][j]), key)
-    q, alpha, beta = state
-    return Tridiagonal(alpha, beta, q)
-
-
-def ritz(tri: Tridiagonal) -> tuple[jax.Array, jax.Array]:
-    """Ritz values (ascending) and the eigenvectors ``S`` of T (Ritz vectors: ``S.T @ basis``)."""
-    off = tri.beta[:-1]
-    t = jnp.diag(tri.alpha) + jnp.diag(off, 1) + jnp.diag(off, -1)
-    return jnp.linalg.eigh(t)
-
-
-def pick(m: int, k: int, which: str) -> list[int]:
-    top, bottom = list(range(m - 1, m - 1 - k, -1)), list(range(k))
-    chosen = {"largest": top, "smallest": bottom, "both": top + bottom}[which]
-    return sorted(set(chosen), reverse=True)  # descending eigenvalues
-
-
-@jax.jit(static_argnames=("loss_fn", "k", "which", "num_iter", "mask"))
-def lanczos_eigs(params, key, *, loss_fn, k, which, num_iter, mask):
-    x, f, _ = flat_problem(loss_fn, params, mask)
-    key_start, key_restart = jax.random.split(key)
-    v0 = jax.random.normal(key_start, x.shape, x.dtype)
-    tri = lanczos_traced(lambda v: hvp_flat(f, x, v), v0, num_iter, key_restart)
-    theta, s = ritz(tri)
-    idx = jnp.array(pick(num_iter, k, which))
-    vecs = s[:, idx].T @ tri.basis
-    resid = jax.vmap(lambda y, lam: jnp.linalg.norm(hvp_flat(f, x, y) - lam * y))(vecs, theta[idx])
-    return theta[idx], vecs, resid
-
-
-@jax.jit(static_argnames=("loss_fn", "k", "which", "mask"))
-def dense_eigs(params, *, loss_fn, k, which, mask):
-    h = dense_hessian(params, loss_fn=loss_fn, mask=mask)
-    lam, vecs = jnp.linalg.eigh(h)
-    idx = jnp.array(pick(lam.shape[0], k, which))
-    resid = jnp.linalg.norm(vecs[:, idx].T @ h - lam[idx, None] * vecs[:, idx].T, axis=1)
-    return lam[idx], vecs[:, idx].T, resid
-
-
-def num_selected(params: PyTree, mask: tuple[bool, ...]) -> int:
-    return int(
-        sum(jnp.size(leaf) for leaf, m in zip(jax.tree.leaves(params), mask, strict=True) if m)
-    )
-
-
-@jax.jit(static_argnames=("loss_fn", "num_samples", "mask"))
-def hutchinson(params, key, *, loss_fn, num_samples, mask):
-    x, f, _ = flat_problem(loss_fn, params, mask)
-
-    def sample(k):
-        z = jax.random.rademacher(k, x.shape, x.dtype)
-        return jnp.vdot(z, hvp_flat(f, x, z))
-
-    return jax.lax.map(sample, jax.random.split(key, num_samples))
-
-
-@jax.jit(static_argnames=("loss_fn", "num_probes", "num_iter", "mask"))
-def slq(params, key, *, loss_fn, num_probes, num_iter, mask):
-    x, f, _ = flat_problem(loss_fn, params, mask)
-
-    def probe(k):
-        k1, k2 = jax.random.split(k)
-        v0 = jax.random.rademacher(k1, x.shape, x.dtype)
-        theta, s = ritz(lanczos_traced(lambda v: hvp_flat(f, x, v), v0, num_iter, k2))
-        return theta, s[0] ** 2
-
-    return jax.lax.map(probe, jax.random.split(key, num_probes))
+def check_finite_values(values: Any, what: str) -> None:
+    bad = int(jnp.sum(~jnp.isfinite(jnp.asarray(values))))
+    if bad:
+        raise ValueError(
+            f"{what} must be finite, got {bad} non-finite values: the Hessian-vector products "
+            "overflowed or hit a NaN (check the loss in float64, or the data)"
+        )
 
 
 # -------------------------------------------------------------------------------- Flax NNX

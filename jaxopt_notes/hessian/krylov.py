@@ -1,0 +1,227 @@
+"""Lanczos with full reorthogonalisation, stopping when the wanted Ritz pairs have converged.
+
+After ``j`` steps the Ritz pair ``(theta_i, y_i)`` of the tridiagonal ``T_j`` has residual
+``||H y_i - theta_i y_i|| = |beta_j s_{j,i}|`` (``s`` the eigenvectors of ``T_j``), read off ``T``
+for free. A pair has converged when that residual is at most ``tol * scale``, ``scale`` the
+largest ``|theta|`` so far (the spectrum's scale), which bounds the eigenvalue's error by the
+same amount. The loop stops when every wanted pair has converged, the space is exhausted, or
+``max_iter`` steps have run; it never stops on a step that broke down (an invariant subspace:
+the restart may still find a copy of a repeated eigenvalue).
+
+Two drivers share one step: :func:`run_host` calls a jitted step from Python and tests
+convergence on the host (XLA:CPU's loop bodies are slow, see ``_core``); :func:`lanczos_extremes`
+is one traceable ``while_loop`` (accelerators; also usable inside ``jit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_notes import _checks
+
+WHICH = ("largest", "smallest", "both")
+
+
+class Tridiagonal(NamedTuple):
+    """``m`` Lanczos steps: ``T = tridiag(beta[:-1], alpha, beta[:-1])``, orthonormal ``basis``.
+
+    ``beta[-1]`` is the norm of the last residual. A zero inside ``beta`` marks a restart after
+    the Krylov space became invariant (the eigenvalues of T stay exact).
+    """
+
+    alpha: jax.Array  # (m,)
+    beta: jax.Array  # (m,)
+    basis: jax.Array  # (m, n)
+
+
+class State(NamedTuple):
+    q: jax.Array  # (m + 1, n) basis; row j is the vector whose product comes next
+    alpha: jax.Array  # (m,)
+    beta: jax.Array  # (m,)
+    j: jax.Array  # steps taken
+    broke: jax.Array  # whether the last step found an invariant subspace
+
+
+def init(v0: jax.Array, max_iter: int) -> State:
+    q = jnp.zeros((max_iter + 1, v0.shape[0]), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
+    zeros = jnp.zeros(max_iter, v0.dtype)
+    return State(q, zeros, zeros, jnp.zeros([], jnp.int32), jnp.zeros([], bool))
+
+
+def _orthogonalize(q: jax.Array, w: jax.Array) -> jax.Array:
+    for _ in range(2):  # classical Gram-Schmidt twice: "twice is enough" (Kahan, Parlett)
+        w = w - q.T @ (q @ w)
+    return w
+
+
+def step(state: State, w: jax.Array, key: jax.Array) -> tuple[State, jax.Array]:
+    """One step given ``w = H q_j``; returns the new state and the next vector to multiply."""
+    q, alpha, beta, j, _ = state
+    a = jnp.vdot(q[j], w)
+    w = _orthogonalize(q, w)
+    b = jnp.linalg.norm(w)
+    scale = jnp.maximum(jnp.maximum(jnp.abs(a), b), jnp.max(jnp.abs(alpha)))
+    broke = b <= jnp.finfo(w.dtype).eps ** 0.75 * jnp.maximum(scale, jnp.max(beta))
+
+    def restart(_):  # invariant subspace: go on from a random vector orthogonal to the basis
+        r = _orthogonalize(q, jax.random.normal(jax.random.fold_in(key, j), w.shape, w.dtype))
+        return r / jnp.linalg.norm(r)
+
+    nxt = jax.lax.cond(broke, restart, lambda _: w / jnp.where(broke, 1, b), None)
+    q = q.at[j + 1].set(nxt)
+    new = State(q, alpha.at[j].set(a), beta.at[j].set(jnp.where(broke, 0, b)), j + 1, broke)
+    return new, nxt
+
+
+step_jit = jax.jit(step)
+block_step = jax.vmap(step)  # a block of independent runs (SLQ probes)
+block_step_jit = jax.jit(block_step)
+
+
+def ritz(tri: Tridiagonal) -> tuple[jax.Array, jax.Array]:
+    """Ritz values (ascending) and the eigenvectors ``S`` of T (Ritz vectors: ``S.T @ basis``)."""
+    off = tri.beta[:-1]
+    t = jnp.diag(tri.alpha) + jnp.diag(off, 1) + jnp.diag(off, -1)
+    return jnp.linalg.eigh(t)
+
+
+def num_wanted(k: int, which: str) -> int:
+    return 2 * k if which == "both" else k
+
+
+def _masked_ritz(alpha, beta, j):
+    """Ritz values/vectors of the leading ``j x j`` block of T inside the full-size arrays.
+
+    Rows past ``j`` are decoupled and given values far outside the spectrum; ``active`` marks
+    the eigenvectors that live on the leading block (traceable: ``j`` may be traced).
+    """
+    m = alpha.shape[0]
+    idx = jnp.arange(m)
+    inside = idx < j
+    big = 3 * (jnp.max(jnp.abs(alpha)) + jnp.max(jnp.abs(beta))) + 1
+    diag = jnp.where(inside, alpha, big + idx)
+    off = jnp.where(idx[:-1] < j - 1, beta[:-1], 0)
+    theta, s = jnp.linalg.eigh(jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1))
+    active = jnp.sum(jnp.where(inside[:, None], s, 0) ** 2, axis=0) > 0.5
+    resid = jnp.abs(beta[jnp.maximum(j - 1, 0)] * s[jnp.maximum(j - 1, 0)])
+    return theta, s, active, resid
+
+
+def _wanted_indices(theta, active, k: int, which: str):
+    """Indices of the wanted active Ritz values, eigenvalues descending."""
+    top = jax.lax.top_k(jnp.where(active, theta, -jnp.inf), k)[1]
+    bottom = jax.lax.top_k(jnp.where(active, -theta, -jnp.inf), k)[1][::-1]
+    return {"largest": top, "smallest": bottom, "both": jnp.concatenate([top, bottom])}[which]
+
+
+def _converged(alpha, beta, j, broke, n, k, which, tol):
+    theta, _, active, resid = _masked_ritz(alpha, beta, j)
+    scale = jnp.max(jnp.where(active, jnp.abs(theta), 0))
+    idx = _wanted_indices(theta, active, min(k, alpha.shape[0]), which)
+    ok = jnp.all(resid[idx] <= tol * scale) & ~broke & (j >= num_wanted(k, which))
+    return ok | (j >= n)
+
+
+class Extremes(NamedTuple):
+    values: jax.Array  # wanted Ritz values, descending
+    vectors: jax.Array  # (num values, n) Ritz vectors
+    residuals: jax.Array  # residual estimates |beta_j s_{j,i}|
+    steps: jax.Array  # Lanczos steps run (= products spent)
+    scale: jax.Array  # largest |Ritz value|: what `tol` is relative to
+
+
+@jax.jit(static_argnames=("k", "which"))
+def extract(state: State, *, k: int, which: str) -> Extremes:
+    """The wanted Ritz values (descending), Ritz vectors and residual estimates."""
+    theta, s, active, resid = _masked_ritz(state.alpha, state.beta, state.j)
+    idx = _wanted_indices(theta, active, k, which)
+    scale = jnp.max(jnp.where(active, jnp.abs(theta), 0))
+    return Extremes(theta[idx], s[:, idx].T @ state.q[:-1], resid[idx], state.j, scale)
+
+
+def host_converged(state: State, n: int, k: int, which: str, tol: float) -> bool:
+    """The convergence test of :func:`_converged` on the host, over the ``j x j`` block only."""
+    j = int(state.j)
+    if j >= n:
+        return True
+    if j < num_wanted(k, which) or bool(state.broke):
+        return False
+    a, b = np.asarray(state.alpha[:j], np.float64), np.asarray(state.beta[:j], np.float64)
+    theta, s = np.linalg.eigh(np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1))
+    resid = np.abs(b[-1] * s[-1])
+    order = np.argsort(theta)
+    idx = {"largest": order[-k:], "smallest": order[:k], "both": np.r_[order[:k], order[-k:]]}
+    return bool(np.all(resid[idx[which]] <= tol * np.abs(theta).max()))
+
+
+def run_host(matvec: Callable, v0: jax.Array, key: jax.Array, *, max_iter: int, k: int,
+             which: str, tol: float | None, n: int) -> State:  # fmt: skip
+    """Steps until converged (``tol``; None: always ``max_iter``), ``matvec`` called eagerly."""
+    state, v = init(v0, max_iter), v0 / jnp.linalg.norm(v0)
+    for _ in range(max_iter):
+        state, v = step_jit(state, matvec(v[None])[0], key)
+        if tol is not None and host_converged(state, n, k, which, tol):
+            break
+    return state
+
+
+def lanczos_extremes(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, key: jax.Array, *,
+                     k: int = 1, which: str = "largest", max_iter: int = 100,
+                     tol: float | None = None) -> Extremes:  # fmt: skip
+    """Traceable Lanczos in one ``while_loop``, returning the wanted :class:`Extremes`.
+
+    ``matvec(v) -> H v`` on flat vectors; ``tol=None`` runs all ``max_iter`` steps. Usable
+    inside ``jit`` (e.g. in an optax update) and on accelerators, where no host round trip is
+    wanted. Values descending; ``max_iter`` is capped at ``v0.size``.
+
+    >>> h = jnp.diag(jnp.arange(1.0, 6.0))
+    >>> res = lanczos_extremes(lambda v: h @ v, jnp.ones(5), jax.random.key(0), k=1,
+    ...                        which="both", max_iter=5, tol=1e-4)
+    >>> res.values.round(3).tolist(), int(res.steps)
+    ([5.0, 1.0], 5)
+    """
+    _checks.integer("k", k, low=1)
+    if which not in WHICH:
+        raise ValueError(f"`which` must be one of {WHICH}, got {which!r}")
+    n = v0.shape[0]
+    max_iter = min(max_iter, n)
+    if max_iter < num_wanted(k, which) and max_iter < n:
+        raise ValueError(f"`max_iter` must be >= {num_wanted(k, which)} for k={k}, got {max_iter}")
+    check = (
+        (lambda s: s.j >= max_iter)
+        if tol is None
+        # noqa: E731
+        else (lambda s: _converged(s.alpha, s.beta, s.j, s.broke, n, k, which, tol))
+    )
+
+    def body(carry):
+        state, v = carry
+        return step(state, matvec(v), key)
+
+    def cond(carry):
+        return (carry[0].j < max_iter) & ~check(carry[0])
+
+    state = jax.lax.while_loop(cond, body, (init(v0, max_iter), v0 / jnp.linalg.norm(v0)))[0]
+    return extract(state, k=min(k, max_iter), which=which)
+
+
+def tridiagonal(state: State) -> Tridiagonal:
+    return Tridiagonal(state.alpha, state.beta, state.q[:-1])
+
+
+def lanczos(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array) -> Tridiagonal:
+    """``num_iter`` Lanczos steps from ``v0``, calling ``matvec`` eagerly (e.g. a ``dataset_hvp``).
+
+    ``num_iter`` must not exceed ``v0.size``. :func:`ritz` turns the result into eigenpairs.
+    """
+    _checks.integer("num_iter", num_iter, low=1)
+    if num_iter > v0.shape[0]:
+        raise ValueError(f"`num_iter` must be <= the vector size {v0.shape[0]}, got {num_iter}")
+    state = run_host(lambda vs: jnp.stack([matvec(v) for v in vs]), v0, key, max_iter=num_iter,
+                     k=1, which="largest", tol=None, n=v0.shape[0])  # fmt: skip
+    return tridiagonal(state)

@@ -1,0 +1,216 @@
+"""Products, the dense Hessian and the extreme eigenpairs (dense ``eigh`` or Lanczos)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_notes import _checks
+from jaxopt_notes.hessian import _core as core
+from jaxopt_notes.hessian import krylov as lz
+
+PyTree = Any
+METHODS = ("auto", "dense", "lanczos")
+
+
+def hvp(loss_fn: core.LossFn, params: PyTree, v: PyTree) -> PyTree:
+    """The Hessian-vector product ``H v`` at ``params``, a pytree like ``params``.
+
+    ``loss_fn`` may also be a :class:`~jaxopt_notes.hessian.DatasetLoss` (the mean loss over a
+    data set) or a :class:`~jaxopt_notes.hessian.GaussNewton` (then ``G v``).
+
+    >>> hvp(lambda p: p["x"] ** 2 - p["y"] ** 2, {"x": 0.0, "y": 0.0}, {"x": 1.0, "y": 1.0})
+    {'x': Array(2., dtype=float32, ...), 'y': Array(-2., dtype=float32, ...)}
+    """
+    _checks.function("loss_fn", loss_fn)
+    if not hasattr(loss_fn, "_hessian_spec"):
+        return core.hvp_flat(loss_fn, params, v)
+    spec, data = core.problem(loss_fn, params, None)
+    flat_v = core.flat_view(v, spec.mask)[0]
+    return core.embedder(params, spec.mask)(core.Operator(spec, params, data)(flat_v[None])[0])
+
+
+@jax.jit(static_argnums=0)
+def _batch_hvp(batch_loss_fn, params, v, batch):
+    return core.hvp_flat(lambda p: batch_loss_fn(p, batch), params, v)
+
+
+def dataset_hvp(
+    batch_loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, v: PyTree, batches: Iterable
+) -> PyTree:
+    """``H v`` of the mean loss over an iterable of batches, one batch in memory at a time.
+
+    ``batch_loss_fn(params, batch)`` is the *mean* loss over the batch; a batch's weight is its
+    example count. For arrays in memory, :func:`~jaxopt_notes.hessian.over_dataset` works with
+    every tool.
+    """
+    total, count = None, 0
+    for batch in batches:
+        n = int(jax.tree.leaves(batch)[0].shape[0])
+        h = jax.tree.map(lambda a: a * n, _batch_hvp(batch_loss_fn, params, v, batch))
+        total = h if total is None else jax.tree.map(jnp.add, total, h)
+        count += n
+    if count == 0:
+        raise ValueError("`batches` must hold at least one example, got none")
+    return jax.tree.map(lambda a: a / count, total)
+
+
+@jax.jit(static_argnames="spec")
+def _dense_loss(params, *, spec):
+    x, f, _ = core.flat_problem(spec.fn, params, spec.mask)
+    jacobian = jax.jacrev if core._uses_custom_vjp(f, x) else jax.jacfwd  # see `hvp_flat`
+    return jacobian(jax.grad(f))(x)
+
+
+def dense_matrix(spec: core.Spec, params: PyTree, data: Any, block: int = 256) -> jax.Array:
+    """The (n, n) curvature matrix, symmetrised: a loss by ``jacfwd(grad)``, else by blocks of
+    products with unit vectors."""
+    if spec.kind == "loss":
+        h = _dense_loss(params, spec=spec)
+    else:
+        op = core.Operator(spec, params, data)
+        eye = jnp.eye(op.size, dtype=op.dtype)
+        h = jnp.concatenate([op(eye[i : i + block]) for i in range(0, op.size, block)])
+    return (h + h.T) / 2
+
+
+def dense(loss_fn: core.LossFn, params: PyTree, *, wrt: core.Wrt = None,
+          max_size: int = 10_000) -> jax.Array:  # fmt: skip
+    """The (n, n) Hessian over the flattened (selected) params, for small models.
+
+    >>> dense(lambda p: p[0] ** 2 / 20 + p[1] ** 2, jnp.zeros(2))
+    Array([[0.1, 0. ],
+           [0. , 2. ]], dtype=float32)
+    """
+    spec, data = core.problem(loss_fn, params, wrt)
+    n = core.num_selected(params, spec.mask)
+    if n > max_size:
+        raise ValueError(f"`params` must have at most `max_size`={max_size} entries, got {n}")
+    return dense_matrix(spec, params, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class Eigenpairs:
+    """Eigenvalues (descending), unit eigenvectors as pytrees like params, and their quality."""
+
+    values: jax.Array
+    flat_vectors: jax.Array  # (num values, n): the eigenvectors over the selected parameters
+    residuals: np.ndarray  # ||H v - lambda v|| per pair (recomputed; estimates if not)
+    converged: np.ndarray  # residual <= tol * scale
+    method: str  # "dense" or "lanczos"
+    size: int  # number of parameters the Hessian covers
+    num_hvps: int  # Hessian-vector products spent (dense: one per parameter)
+    tol: float
+    info: dict  # the caller's `loss_info`: loss convention, data size
+    embed: Callable[[jax.Array], PyTree] = dataclasses.field(repr=False, compare=False)
+    iterations: int = 0  # Lanczos steps run (dense: 0)
+    scale: float = 0.0  # largest |Ritz value| seen: what `tol` is relative to
+    loop: str = "none"  # "host" or "device" for Lanczos
+
+    @property
+    def vectors(self) -> list[PyTree]:
+        """The eigenvectors as pytrees like params, built on demand (costly for large n)."""
+        return [self.embed(v) for v in self.flat_vectors]
+
+
+def _pick(m: int, k: int, which: str) -> np.ndarray:
+    top, bottom = list(range(m - 1, m - 1 - k, -1)), list(range(k))
+    chosen = {"largest": top, "smallest": bottom, "both": top + bottom}[which]
+    return np.array(sorted(set(chosen), reverse=True))
+
+
+@jax.jit(static_argnames=("spec", "k", "which", "max_iter", "tol"))
+def _lanczos_device(params, data, v0, key, *, spec, k, which, max_iter, tol):
+    mv = core.matvec_fn(spec, params, data)
+    return lz.lanczos_extremes(mv, v0, key, k=k, which=which, max_iter=max_iter, tol=tol)
+
+
+def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop):
+    op = core.Operator(spec, params, data, loop)
+    v0 = jax.random.normal(key, (op.size,), op.dtype)
+    key = jax.random.fold_in(key, 1)
+    if op.loop == "device":
+        res = _lanczos_device(params, data, v0, key, spec=spec, k=k, which=which,
+                              max_iter=max_iter, tol=tol)  # fmt: skip
+    else:
+        state = lz.run_host(op, v0, key, max_iter=max_iter, k=k, which=which, tol=tol, n=op.size)
+        res = lz.extract(state, k=k, which=which)
+    return op, res
+
+
+def _validate(k, which, method, n):
+    _checks.integer("k", k, low=1)
+    if k > n:
+        raise ValueError(f"`k` must be <= the number of parameters {n}, got {k}")
+    if which not in lz.WHICH:
+        raise ValueError(f"`which` must be one of {lz.WHICH}, got {which!r}")
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
+
+
+def eigenvalues(
+    loss_fn: core.LossFn, params: PyTree, k: int = 1, which: str = "largest",
+    method: str = "auto", key: jax.Array | None = None, *, tol: float | None = None,
+    max_iter: int | None = None, num_iter: int | None = None, wrt: core.Wrt = None,
+    loss_info: Mapping | None = None, loop: str = "auto", residuals: bool = True,
+) -> Eigenpairs:  # fmt: skip
+    """The ``k`` largest, ``k`` smallest or both ends of the Hessian spectrum at ``params``.
+
+    ``method="auto"`` takes a dense ``eigh`` up to ``DENSE_MAX`` parameters, else Lanczos with
+    full reorthogonalization. Lanczos stops once every wanted pair's residual is at most
+    ``tol * scale`` (default ``tol = sqrt(eps)`` of the dtype; ``scale`` the largest ``|Ritz
+    value|``), or after ``max_iter`` steps (default ``max(100, 4k)``); ``num_iter`` instead runs
+    exactly that many steps. ``residuals=True`` recomputes ``||H v - lambda v||`` (one product
+    per pair, counted in ``num_hvps``) so ``converged`` does not trust the estimate.
+
+    >>> res = eigenvalues(lambda p: p[0] ** 2 - p[1] ** 2, jnp.zeros(2), k=1, which="both")
+    >>> res.values, res.method
+    (Array([ 2., -2.], dtype=float32), 'dense')
+    """
+    spec, data = core.problem(loss_fn, params, wrt)
+    n = core.num_selected(params, spec.mask)
+    _validate(k, which, method, n)
+    method = ("dense" if n <= core.DENSE_MAX else "lanczos") if method == "auto" else method
+    dtype = jnp.result_type(*jax.tree.leaves(params))
+    tol = float(np.sqrt(core.eps(dtype))) if tol is None else tol
+    _checks.positive("tol", tol)
+    core.check_finite_loss(spec, params, data, "eigenvalues")
+    embed = core.embedder(params, spec.mask)
+    if method == "dense":
+        h = dense_matrix(spec, params, data)
+        lam, vecs = jnp.linalg.eigh(h)
+        idx = _pick(n, k, which)
+        vals, vecs = lam[idx], vecs[:, idx].T
+        resid = np.asarray(jnp.linalg.norm(vecs @ h - vals[:, None] * vecs, axis=1))
+        core.check_finite_values(vals, "the eigenvalues")
+        scale = float(jnp.max(jnp.abs(lam)))
+        return Eigenpairs(vals, vecs, resid, resid <= tol * max(scale, 1e-300), "dense", n, n,
+                          tol, dict(loss_info or {}), embed, 0, scale)  # fmt: skip
+    if which == "both" and 2 * k >= n:
+        k, which = n, "largest"  # both ends overlap: all of them, once each
+    if num_iter is not None:
+        _checks.integer("num_iter", num_iter, low=1)
+        steps, stop = min(num_iter, n), None
+    else:
+        steps, stop = min(n, max(100, 4 * k) if max_iter is None else max_iter), tol
+        _checks.integer("max_iter", steps, low=1)
+    if steps < lz.num_wanted(k, which) and steps < n:
+        raise ValueError(f"`max_iter` must be >= {lz.num_wanted(k, which)} for k={k} at "
+                         f"{which!r}, got {steps}")  # fmt: skip
+    key = jax.random.PRNGKey(0) if key is None else key
+    op, res = _lanczos(spec, params, data, key, k, which, steps, stop, loop)
+    core.check_finite_values(res.values, "the Ritz values")
+    resid, hvps = np.asarray(res.residuals, np.float64), int(res.steps)
+    if residuals:
+        resid = np.asarray(jnp.linalg.norm(op(res.vectors) - res.values[:, None] * res.vectors,
+                                           axis=1), np.float64)  # fmt: skip
+        hvps += len(resid)
+    scale = float(res.scale)
+    return Eigenpairs(res.values, res.vectors, resid, resid <= tol * max(scale, 1e-300),
+                      "lanczos", n, hvps, tol, dict(loss_info or {}), embed, int(res.steps),
+                      scale, op.loop)  # fmt: skip
