@@ -173,6 +173,27 @@ def test_no_compiler_is_a_reason_to_fall_back(cache, tiny, tmp_path, monkeypatch
     assert _native.load(tiny) == "no C++ compiler found (set $CXX)"
 
 
+_FALLBACK = textwrap.dedent("""
+    import jax.numpy as jnp
+    from jaxopt_notes import fused
+    from jaxopt_notes.models import conv
+    x, w = jnp.ones((1, 6, 6, 1)), jnp.ones((3, 3, 1, 2))
+    y = conv.conv_nhwc(x, w, (1, 1), ((0, 0), (0, 0)), dimension_numbers=conv.NHWC)
+    print(conv.kernels_available(), fused.available(), float(y.sum()))
+""")
+
+
+def test_without_a_compiler_the_kernels_fall_back_to_xla_and_say_why(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CXX"}
+    env.update(PATH=str(tmp_path), **{_native.CACHE_ENV: str(tmp_path / "cache")})
+    done = subprocess.run(
+        [sys.executable, "-c", _FALLBACK], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["False", "False", str(4 * 4 * 2 * 9.0)]
+    for name in ("conv", "fused"):
+        assert f"not using the {name} kernels: no C++ compiler found (set $CXX)" in done.stderr
+
+
 def test_a_symbolic_link_is_not_a_build(cache, tmp_path):
     cache.mkdir(mode=0o700)
     target = tmp_path / "elsewhere.so"
