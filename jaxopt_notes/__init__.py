@@ -9,6 +9,7 @@ Array([0.999, 0.999, 0.999], dtype=float32)
 """
 
 from jaxopt_notes import fused, schedules
+from jaxopt_notes.adadelta import adadelta, delta_ratio
 from jaxopt_notes.combine import (
     SkipNonfiniteState,
     SwitchState,
@@ -17,6 +18,7 @@ from jaxopt_notes.combine import (
     skip_nonfinite,
     switch,
 )
+from jaxopt_notes.hyperparams import hyperparams
 from jaxopt_notes.modern import (
     adabelief,
     belief_moment,
@@ -48,6 +50,7 @@ from jaxopt_notes.optimizers import (
     adamw,
     amsgrad,
     nadam,
+    nadamw,
     rmsprop,
     sgd,
 )
@@ -55,19 +58,32 @@ from jaxopt_notes.transforms import (
     add_decayed_weights,
     clip,
     clip_by_global_norm,
+    current_learning_rate,
     global_norm,
     scale,
     scale_by_learning_rate,
     trace,
 )
+from jaxopt_notes.trust_ratio import lamb, lars, trust_ratio
+from jaxopt_notes.wrappers import (
+    LookaheadParams,
+    averaged_params,
+    ema_params,
+    lookahead,
+    normalize,
+    polyak_params,
+    sam,
+)
 
 __all__ = [
-    "OPTIMIZERS",
+    "LookaheadParams",
     "Moments",
+    "OPTIMIZERS",
     "SkipNonfiniteState",
     "SwitchState",
     "accumulate_squares",
     "adabelief",
+    "adadelta",
     "adagrad",
     "adam",
     "adam_then_sgd",
@@ -77,21 +93,33 @@ __all__ = [
     "amsgrad",
     "amsgrad_max",
     "apply_updates",
+    "averaged_params",
     "belief_moment",
     "bias_correction",
     "chain",
     "clip",
     "clip_by_global_norm",
+    "current_learning_rate",
+    "delta_ratio",
+    "ema_params",
     "first_moment",
     "fused",
     "global_norm",
+    "hyperparams",
     "infinity_moment",
+    "lamb",
+    "lars",
     "lion",
+    "lookahead",
     "nadam",
+    "nadamw",
+    "normalize",
+    "polyak_params",
     "radam",
     "ratio",
     "rectify",
     "rmsprop",
+    "sam",
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",
@@ -103,6 +131,7 @@ __all__ = [
     "skip_nonfinite",
     "switch",
     "trace",
+    "trust_ratio",
     "yogi",
     "yogi_moment",
 ]

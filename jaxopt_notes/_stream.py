@@ -27,7 +27,8 @@ MOMENT_LINKS = (
 
 RULE = (
     f"only jaxopt_notes' moment links ({', '.join(MOMENT_LINKS)}) may stand inside a moment "
-    "run, between the first of them and the link that closes it (`jn.ratio` or `jn.rectify`); "
+    "run, between the first of them and the link that closes it (`jn.ratio`, `jn.rectify` or "
+    "`jn.delta_ratio`); "
     "put other transforms (optax's included) before the run or after its closing link"
 )
 

@@ -14,6 +14,7 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._stream import RULE, Moments, MomentStreamError, link_name
+from jaxopt_notes.hyperparams import recorded
 
 _INT32_MAX = jnp.iinfo(jnp.int32).max
 
@@ -141,6 +142,7 @@ class SkipNonfiniteState(NamedTuple):
     consecutive: jax.Array  # skipped steps since the last finite one, int32
 
 
+@recorded
 def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
     r"""Runs ``inner`` only on steps whose gradients are all finite.
 
@@ -192,6 +194,7 @@ class SwitchState(NamedTuple):
     second_state: Any
 
 
+@recorded
 def switch(
     first: optax.GradientTransformation,
     second: optax.GradientTransformation,

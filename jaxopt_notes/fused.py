@@ -66,6 +66,7 @@ import optax
 
 from jaxopt_notes import _checks, _native, optimizers
 from jaxopt_notes.combine import apply_updates, increment
+from jaxopt_notes.hyperparams import hyperparams
 from jaxopt_notes.moments import (
     AmsgradMaxState,
     BiasCorrectionState,
@@ -238,13 +239,17 @@ def _flat_call(tx: Any, spec: Spec, grads: Any, state: Any, params: Any) -> tupl
     return treedef.unflatten(new_leaves), new_state
 
 
-def _fused(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> FusedOptimizer:
-    _checks.flag("flat_state", flat_state)
-
+def _chain_step(tx: optax.GradientTransformation) -> Callable:
     def chain_step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return apply_updates(params, updates), state
 
+    return chain_step
+
+
+def _fused(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> FusedOptimizer:
+    _checks.flag("flat_state", flat_state)
+    chain_step = _chain_step(tx)
     if flat_state:
         moments = spec.moments
 
@@ -327,19 +332,25 @@ def adam(
 
 
 def sgd(
-    learning_rate: Any, momentum: float = 0.9, nesterov: bool = False, *,
+    learning_rate: Any, momentum: float | None = None, nesterov: bool = False, *,
     flat_state: bool = False, convention: str = "optax",
 ) -> FusedOptimizer:  # fmt: skip
-    r"""Fused :func:`jaxopt_notes.sgd` with heavy-ball or Nesterov momentum (plain SGD is one
-    pass in XLA already: use :func:`jaxopt_notes.sgd`)."""
+    r"""Fused :func:`jaxopt_notes.sgd` with heavy-ball or Nesterov momentum. Its defaults are
+    :func:`jaxopt_notes.sgd`'s: with ``momentum=None`` it is plain SGD, which is one pass in
+    XLA already, so ``step`` runs the chain (no kernel)."""
+    tx = optimizers.sgd(learning_rate, momentum, nesterov, convention=convention)
+    if momentum is None:
+        _checks.flag("flat_state", flat_state)
+        return FusedOptimizer(tx.init, _chain_step(tx), tx, lambda state, params: state)
     if not momentum:
         raise ValueError(f"`momentum` must be > 0 for a fused sgd, got {momentum!r}")
-    tx = optimizers.sgd(learning_rate, momentum, nesterov, convention=convention)
+    hp = hyperparams(tx)
 
     def coef(state, dtype):
-        return [momentum, _learning_rate(learning_rate, state, dtype)]
+        return [hp["momentum"], _learning_rate(learning_rate, state, dtype)]
 
-    spec = Spec("jn_fused_sgd", {"momentum": 2 if nesterov else 1}, [(TraceState, "trace")], coef)
+    kind = 2 if hp["nesterov"] else 1
+    spec = Spec("jn_fused_sgd", {"momentum": kind}, [(TraceState, "trace")], coef)
     return _fused(tx, spec, flat_state)
 
 
@@ -368,7 +379,7 @@ def rmsprop(
     r"""Fused :func:`jaxopt_notes.rmsprop` (either convention, with or without momentum)."""
     tx = optimizers.rmsprop(learning_rate, decay, eps, momentum=momentum, nesterov=nesterov,
                             convention=convention)  # fmt: skip
-    decay = optimizers._pick(decay, convention, optax_default=0.9, pytorch_default=0.99)
+    decay = hyperparams(tx)["decay"]  # the chain's resolved default, not a copy of it
     pytorch = convention == "pytorch"
     return _scaled(tx, learning_rate, 1 - decay, decay, eps, not pytorch, momentum, nesterov,
                    flat_state)  # fmt: skip
@@ -381,7 +392,7 @@ def adagrad(
     r"""Fused :func:`jaxopt_notes.adagrad`: the sum of squares is ``1 * g^2 + 1 * v``, exact."""
     tx = optimizers.adagrad(learning_rate, eps, initial_accumulator_value=initial_accumulator_value,
                             convention=convention)  # fmt: skip
-    eps = optimizers._pick(eps, convention, optax_default=1e-7, pytorch_default=1e-10)
+    eps = hyperparams(tx)["eps"]
     return _scaled(tx, learning_rate, 1.0, 1.0, eps, convention != "pytorch", None, False,
                    flat_state)  # fmt: skip
 
@@ -393,12 +404,12 @@ OPTIMIZERS: dict[str, Callable[..., FusedOptimizer]] = {
         *a,
         convention=convention,
         **kw,
-        weight_decay=optimizers._pick(
-            weight_decay, convention, optax_default=1e-4, pytorch_default=1e-2
-        ),
+        weight_decay=hyperparams(
+            optimizers.adamw(learning_rate, weight_decay=weight_decay, convention=convention)
+        )["weight_decay"],
     ),  # fmt: skip
     "amsgrad": lambda learning_rate, *a, **kw: adam(learning_rate, *a, amsgrad=True, **kw),
-    "momentum": sgd,
+    "momentum": lambda learning_rate, momentum=0.9, **kw: sgd(learning_rate, momentum, **kw),
     "nesterov": lambda learning_rate, momentum=0.9, **kw: sgd(learning_rate, momentum, True, **kw),
     "rmsprop": rmsprop,
     "adagrad": adagrad,

@@ -27,6 +27,7 @@ import optax
 from jaxopt_notes import _checks
 from jaxopt_notes._stream import Moments
 from jaxopt_notes.combine import chain, increment, zero_count
+from jaxopt_notes.hyperparams import recorded
 from jaxopt_notes.moments import (
     _ema_sq,
     _open,
@@ -49,6 +50,7 @@ class SignMomentumState(NamedTuple):
     mu: Any
 
 
+@recorded
 def sign_momentum(
     b1: float = 0.9, b2: float = 0.99, *, dtype: Any = None
 ) -> optax.GradientTransformation:
@@ -88,6 +90,7 @@ class BeliefMomentState(NamedTuple):
     nu: Any
 
 
+@recorded
 def belief_moment(
     b2: float = 0.999, eps_root: float = 1e-16, *, dtype: Any = None
 ) -> optax.GradientTransformation:
@@ -125,6 +128,7 @@ class YogiMomentState(NamedTuple):
     nu: Any
 
 
+@recorded
 def yogi_moment(
     b2: float = 0.999, initial_accumulator_value: float = 1e-6
 ) -> optax.GradientTransformation:
@@ -162,6 +166,7 @@ class RectifyState(NamedTuple):
     count: jax.Array  # steps taken, int32
 
 
+@recorded
 def rectify(
     b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0, threshold: float = 5.0, *,
     convention: str = "optax",
@@ -225,6 +230,7 @@ def _started_at(link: optax.GradientTransformation, value: float) -> optax.Gradi
 
 
 # ------------------------------------------------------------------------- the optimizers
+@recorded
 def lion(
     learning_rate, b1: float = 0.9, b2: float = 0.99, *, weight_decay: float = 1e-3,
     mask=None, mu_dtype=None, convention: str = "optax",
@@ -260,6 +266,7 @@ def lion(
     )
 
 
+@recorded
 def adabelief(
     learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16,
     eps_root: float = 1e-16, *, nesterov: bool = False, mu_dtype=None, convention: str = "optax",
@@ -296,6 +303,7 @@ def adabelief(
     )
 
 
+@recorded
 def yogi(
     learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3, *,
     eps_root: float = 0.0, initial_accumulator_value: float = 1e-6, convention: str = "optax",
@@ -331,6 +339,7 @@ def yogi(
     )
 
 
+@recorded
 def radam(
     learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     eps_root: float = 0.0, threshold: float = 5.0, *, nesterov: bool = False, mu_dtype=None,

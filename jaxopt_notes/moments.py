@@ -14,13 +14,13 @@ others fill or correct ``mu`` and ``nu``, and :func:`ratio` closes it into a pla
 What may stand inside a run: only these moment links (:func:`first_moment`,
 :func:`second_moment`, :func:`accumulate_squares`, :func:`infinity_moment`,
 :func:`bias_correction`, :func:`amsgrad_max`, and ``jaxopt_notes.modern``'s
-``belief_moment`` and ``yogi_moment``), then :func:`ratio` (or ``modern.rectify``). Any
-other transform there, ours or optax's, would map over the record instead of the gradient;
-ours refuse it by name, and the record refuses to be flattened or read as an array, so a
-foreign one (``optax.clip``,
-``optax.clip_by_global_norm``, a stateful ``optax.trace``) fails at once with a sentence (naming
-its place when in :func:`jaxopt_notes.chain`), never silently. Outside such a run (before the
-opening link, after :func:`ratio`) updates are plain trees, so optax's own transforms and ours
+``belief_moment`` and ``yogi_moment``), then :func:`ratio` (or ``modern.rectify``, or
+``adadelta.delta_ratio``). Any other transform there, ours or optax's, would map over the
+record instead of the gradient; ours refuse it by name, and the record refuses to be flattened
+or read as an array, so a foreign one (``optax.clip``, ``optax.clip_by_global_norm``, a
+stateful ``optax.trace``) fails at once with a sentence (naming its place when in
+:func:`jaxopt_notes.chain`), never silently. Outside such a run (before the opening link,
+after :func:`ratio`) updates are plain trees, so optax's own transforms and ours
 mix freely around it.
 """
 
@@ -35,6 +35,7 @@ import optax
 from jaxopt_notes import _checks
 from jaxopt_notes._stream import Moments
 from jaxopt_notes.combine import chain, increment, zero_count
+from jaxopt_notes.hyperparams import recorded
 
 
 def _open(updates: Any) -> Moments:
@@ -73,6 +74,7 @@ class FirstMomentState(NamedTuple):
     mu: Any
 
 
+@recorded
 def first_moment(b1: float = 0.9, *, dtype: Any = None) -> optax.GradientTransformation:
     r"""Momentum in EMA form, the first moment of Adam: :math:`m_t = b_1 m_{t-1} + (1-b_1) g_t`.
 
@@ -100,6 +102,7 @@ class SecondMomentState(NamedTuple):
     nu: Any
 
 
+@recorded
 def second_moment(
     b2: float = 0.999, initial_scale: float = 0.0, *, dtype: Any = None
 ) -> optax.GradientTransformation:
@@ -126,6 +129,7 @@ def second_moment(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@recorded
 def accumulate_squares(initial_accumulator_value: float = 0.0) -> optax.GradientTransformation:
     r"""AdaGrad's running sum of squared gradients: :math:`v_t = v_{t-1} + |g_t|^2`, :math:`v_0`
     = ``initial_accumulator_value``. Opens or extends a :class:`Moments` stream (``nu``)."""
@@ -143,6 +147,7 @@ def accumulate_squares(initial_accumulator_value: float = 0.0) -> optax.Gradient
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@recorded
 def infinity_moment(b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
     r"""AdaMax's exponentially weighted infinity norm: :math:`u_t = \max(b_2 u_{t-1}, |g_t| +
     \epsilon)`. Sets ``nu``; close with ``ratio(power=1)`` since :math:`u_t` is not squared."""
@@ -166,6 +171,7 @@ class BiasCorrectionState(NamedTuple):
     mu_product: jax.Array  # product of the Nadam momentum schedule (with `momentum_decay`)
 
 
+@recorded
 def bias_correction(
     b1: float | None = None,
     b2: float | None = None,
@@ -241,6 +247,7 @@ class AmsgradMaxState(NamedTuple):
     nu_max: Any
 
 
+@recorded
 def amsgrad_max() -> optax.GradientTransformation:
     r"""AMSGrad's running maximum of the second moment: :math:`v \leftarrow \max(v^{max}_{t-1},
     v)`, so the effective step size never grows (Reddi et al., 2018).
@@ -263,6 +270,7 @@ def amsgrad_max() -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@recorded
 def ratio(eps: float = 1e-8, eps_root: float = 0.0, power: float = 0.5):
     r"""Closes a :class:`Moments` stream into a plain update:
     :math:`u = m / ((v + \epsilon_{root})^{p} + \epsilon)`, with :math:`m` the gradient where
@@ -298,6 +306,7 @@ def ratio(eps: float = 1e-8, eps_root: float = 0.0, power: float = 0.5):
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
+@recorded
 def scale_by_rms(
     decay: float = 0.9, eps: float = 1e-8, *, eps_in_sqrt: bool = True, initial_scale: float = 0.0
 ) -> optax.GradientTransformationExtraArgs:
@@ -316,6 +325,7 @@ def scale_by_rms(
     return chain(second_moment(decay, initial_scale), closing)
 
 
+@recorded
 def scale_by_sum_of_squares(
     eps: float = 1e-7, *, initial_accumulator_value: float = 0.1, eps_in_sqrt: bool = True
 ) -> optax.GradientTransformationExtraArgs:

@@ -13,7 +13,9 @@ from collections.abc import Callable
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes.adadelta import adadelta
 from jaxopt_notes.combine import chain, switch
+from jaxopt_notes.hyperparams import recorded, resolved
 from jaxopt_notes.modern import adabelief, lion, radam, yogi
 from jaxopt_notes.moments import (
     amsgrad_max,
@@ -26,6 +28,7 @@ from jaxopt_notes.moments import (
     second_moment,
 )
 from jaxopt_notes.transforms import add_decayed_weights, scale_by_learning_rate, trace
+from jaxopt_notes.trust_ratio import lamb, lars
 
 Schedule = Callable
 LearningRate = float | Schedule
@@ -39,6 +42,7 @@ def _pick(value, convention: str, *, optax_default, pytorch_default):
     return optax_default if _checks.convention(convention) == "optax" else pytorch_default
 
 
+@recorded
 def sgd(
     learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False,
     accumulator_dtype=None, *, convention: str = "optax",
@@ -78,6 +82,7 @@ def _momentum(momentum: float | None, nesterov: bool, accumulator_dtype=None) ->
     return [trace(momentum, nesterov, accumulator_dtype)]
 
 
+@recorded
 def adagrad(
     learning_rate: LearningRate, eps: float | None = None, *,
     initial_accumulator_value: float | None = None, convention: str = "optax",
@@ -99,12 +104,14 @@ def adagrad(
     pytorch = _checks.convention(convention) == "pytorch"
     eps = _pick(eps, convention, optax_default=1e-7, pytorch_default=1e-10)
     g0 = _pick(initial_accumulator_value, convention, optax_default=0.1, pytorch_default=0.0)
-    return chain(
+    tx = chain(
         scale_by_sum_of_squares(eps, initial_accumulator_value=g0, eps_in_sqrt=not pytorch),
         scale_by_learning_rate(learning_rate),
     )
+    return resolved(tx, eps=eps, initial_accumulator_value=g0)
 
 
+@recorded
 def rmsprop(
     learning_rate: LearningRate, decay: float | None = None, eps: float = 1e-8, *,
     momentum: float | None = None, nesterov: bool = False, convention: str = "optax",
@@ -128,13 +135,15 @@ def rmsprop(
     pytorch = _checks.convention(convention) == "pytorch"
     decay = _pick(decay, convention, optax_default=0.9, pytorch_default=0.99)
     links = _momentum(momentum, nesterov)
-    return chain(
+    tx = chain(
         scale_by_rms(decay, eps, eps_in_sqrt=not pytorch),
         *links,
         scale_by_learning_rate(learning_rate),
     )
+    return resolved(tx, decay=decay)
 
 
+@recorded
 def adam(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
     eps_root: float = 0.0, mu_dtype=None, moment_dtype=None, convention: str = "optax",
@@ -169,6 +178,7 @@ def adam(
     )
 
 
+@recorded
 def adamw(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     weight_decay: float | None = None, *, mask=None, mu_dtype=None, convention: str = "optax",
@@ -188,7 +198,7 @@ def adamw(
     Array([-0.15], dtype=float32)
     """
     weight_decay = _pick(weight_decay, convention, optax_default=1e-4, pytorch_default=1e-2)
-    return chain(
+    tx = chain(
         _first_moment(b1, mu_dtype),
         second_moment(b2),
         bias_correction(b1, b2),
@@ -196,8 +206,10 @@ def adamw(
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
+    return resolved(tx, weight_decay=weight_decay)
 
 
+@recorded
 def amsgrad(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
     mu_dtype=None, convention: str = "optax",
@@ -230,6 +242,7 @@ def amsgrad(
     )
 
 
+@recorded
 def nadam(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
     momentum_decay: float | None = None, mu_dtype=None, convention: str = "optax",
@@ -251,15 +264,64 @@ def nadam(
     Array([-0.1], dtype=float32)
     """
     psi = _pick(momentum_decay, convention, optax_default=None, pytorch_default=4e-3)
-    return chain(
+    tx = chain(
         _first_moment(b1, mu_dtype),
         second_moment(b2),
         bias_correction(b1, b2, nesterov=True, momentum_decay=psi),
         ratio(eps),
         scale_by_learning_rate(learning_rate),
     )
+    return resolved(tx, momentum_decay=psi)
 
 
+@recorded
+def nadamw(
+    learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    weight_decay: float | None = None, *, momentum_decay: float | None = None, mask=None,
+    mu_dtype=None, convention: str = "optax",
+) -> GT:  # fmt: skip
+    r"""NAdamW: :func:`nadam` with decoupled weight decay, as AdamW is to Adam (Dozat 2016;
+    Loshchilov & Hutter 2019).
+
+    .. math:: \theta_t = \theta_{t-1} - \eta\,\Big(\frac{\hat m_t}{\sqrt{v_t/(1-b_2^t)}
+              + \epsilon} + \lambda\, \theta_{t-1}\Big)
+
+    with Nadam's look-ahead :math:`\hat m_t` (see :func:`nadam`).
+
+    Args:
+      learning_rate: :math:`\eta`, a float or a schedule.
+      b1, b2: the decays of :math:`m` and :math:`v`.
+      eps: added to the root (1e-8).
+      weight_decay: :math:`\lambda`, applied after the ratio (``None``: 1e-4 under optax,
+        1e-2 under pytorch, AdamW's defaults there; torch's NAdam itself defaults to 0).
+      momentum_decay: torch's :math:`\psi` (``None``: none under optax, 4e-3 under pytorch).
+      mask: the leaves that decay, as in :func:`~jaxopt_notes.add_decayed_weights`.
+      mu_dtype: the dtype :math:`m` is stored in.
+      convention: ``"optax"`` (optax.nadamw, constant :math:`\mu_t = b_1`) or ``"pytorch"``
+        (torch.optim.NAdam with ``decoupled_weight_decay=True``: the warming momentum
+        schedule; torch multiplies :math:`\theta` by :math:`1 - \eta\lambda` first, which
+        is the same sum).
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> g, p = jnp.array([3.0]), jnp.ones(1)
+    >>> tx, plain = jn.nadamw(0.1, weight_decay=0.5), jn.nadam(0.1)
+    >>> tx.update(g, tx.init(p), p)[0] - plain.update(g, plain.init(p), p)[0]  # -0.1 * 0.5 * p
+    Array([-0.05], dtype=float32)
+    """
+    weight_decay = _pick(weight_decay, convention, optax_default=1e-4, pytorch_default=1e-2)
+    psi = _pick(momentum_decay, convention, optax_default=None, pytorch_default=4e-3)
+    tx = chain(
+        _first_moment(b1, mu_dtype),
+        second_moment(b2),
+        bias_correction(b1, b2, nesterov=True, momentum_decay=psi),
+        ratio(eps),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+    return resolved(tx, weight_decay=weight_decay, momentum_decay=psi)
+
+
+@recorded
 def adamax(
     learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
     mu_dtype=None, convention: str = "optax",
@@ -287,6 +349,7 @@ def adamax(
     )
 
 
+@recorded
 def adam_then_sgd(
     learning_rate: LearningRate, sgd_learning_rate: LearningRate, *, switch_step: int,
     momentum: float = 0.9, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
@@ -343,6 +406,10 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "adabelief": adabelief,
     "yogi": yogi,
     "radam": radam,
+    "nadamw": nadamw,
+    "adadelta": adadelta,
+    "lamb": lamb,
+    "lars": lars,
 }
 
 

@@ -16,6 +16,7 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes.combine import increment, zero_count
+from jaxopt_notes.hyperparams import recorded
 from jaxopt_notes.moments import Moments, abs_sq
 
 Schedule = Callable[[jax.Array], jax.Array]
@@ -32,6 +33,7 @@ class TraceState(NamedTuple):
     trace: Any
 
 
+@recorded
 def trace(
     decay: float, nesterov: bool = False, accumulator_dtype: Any = None
 ) -> optax.GradientTransformation:
@@ -76,6 +78,7 @@ def trace(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@recorded
 def scale(step_size: float) -> optax.GradientTransformation:
     r""":math:`u = s \cdot g` for a constant ``step_size`` :math:`s` (of either sign)."""
     _checks.real("step_size", step_size)
@@ -90,11 +93,22 @@ def scale(step_size: float) -> optax.GradientTransformation:
 
 class ScheduleState(NamedTuple):
     count: jax.Array  # steps taken, int32
+    learning_rate: jax.Array  # the rate of the step just taken (before any: of the first)
 
 
+def _rate(value: Any) -> jax.Array:
+    """A learning rate as the state keeps it: one float dtype whatever the schedule returns,
+    so that ``init`` and ``update`` make the same state (``lax.cond`` in ``optax.MultiSteps``)."""
+    return jnp.asarray(value, jnp.result_type(float))
+
+
+@recorded
 def scale_by_learning_rate(learning_rate: float | Schedule) -> optax.GradientTransformation:
     r""":math:`u_t = -\eta_t\, g_t`: the descent step. ``learning_rate`` is a float or a schedule
     ``step -> eta`` evaluated at the count of steps taken before this one (0 on the first).
+
+    The state keeps the count and the rate of the step just taken, so that
+    :func:`current_learning_rate` reads it under any schedule.
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.scale_by_learning_rate(jn.schedules.step_decay(1.0, gamma=0.1, every=1))
@@ -105,23 +119,60 @@ def scale_by_learning_rate(learning_rate: float | Schedule) -> optax.GradientTra
     (-1.0, -0.1)
     """
     _checks.non_negative("learning_rate", learning_rate, schedule=True)
-    if not callable(learning_rate):
-        return scale(-learning_rate)
+
+    def rate(count):  # a constant is read at each update: an injected value takes at once
+        return learning_rate(count) if callable(learning_rate) else learning_rate
 
     def init_fn(params):
         del params
-        return ScheduleState(count=zero_count())
+        return ScheduleState(count=zero_count(), learning_rate=_rate(rate(zero_count())))
 
     def update_fn(updates, state, params=None):
         del params
         _plain("scale_by_learning_rate", updates)
-        eta = learning_rate(state.count)
+        eta = rate(state.count)
         updates = jax.tree.map(lambda g: -jnp.asarray(eta, g.dtype) * g, updates)
-        return updates, ScheduleState(count=increment(state.count))
+        return updates, ScheduleState(count=increment(state.count), learning_rate=_rate(eta))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def current_learning_rate(state: Any) -> jax.Array:
+    """The learning rate of the step just taken (before any step: of the first), read from an
+    optimizer's state under any schedule (a float included).
+
+    Found in the state of :func:`scale_by_learning_rate`, wherever it sits in a chain (inside
+    ``optax.MultiSteps`` or :func:`~jaxopt_notes.skip_nonfinite` too), or in
+    ``state.hyperparams["learning_rate"]`` of an ``optax.inject_hyperparams`` state.
+
+    Args:
+      state: the state of an optimizer (``tx.init(params)`` or a later one).
+
+    >>> import jax.numpy as jnp, jaxopt_notes as jn
+    >>> tx = jn.adam(jn.schedules.exponential_decay(0.1, decay_rate=0.5))
+    >>> state = tx.init(jnp.zeros(2))
+    >>> for _ in range(3):
+    ...     _, state = tx.update(jnp.ones(2), state)
+    >>> jn.current_learning_rate(state)  # 0.1 * 0.5**2, the third step's
+    Array(0.025, dtype=float32)
+    """
+
+    def holds_rate(s: Any) -> bool:
+        injected = isinstance(getattr(s, "hyperparams", None), dict)
+        return isinstance(s, ScheduleState) or (injected and "learning_rate" in s.hyperparams)
+
+    found = [s for s in jax.tree.leaves(state, is_leaf=holds_rate) if holds_rate(s)]
+    if len(found) != 1:
+        raise ValueError(
+            "`state` must hold one learning rate (the state of one `scale_by_learning_rate` "
+            f"or of an `optax.inject_hyperparams` with `learning_rate`), got {len(found)}"
+            + ("; read the state of each part (e.g. of a `jn.switch`)" if found else "")
+        )
+    s = found[0]
+    return s.learning_rate if isinstance(s, ScheduleState) else s.hyperparams["learning_rate"]
+
+
+@recorded
 def clip(max_delta: float) -> optax.GradientTransformation:
     r"""Clipping by value: :math:`u_i = \min(\max(g_i, -\delta), \delta)`, each coordinate
     alone. Unlike :func:`clip_by_global_norm` it can turn the direction of the gradient.
@@ -146,6 +197,7 @@ def global_norm(tree: Any) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(abs_sq(x)) for x in jax.tree.leaves(tree)))
 
 
+@recorded
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     r"""Rescales the whole gradient when its global norm exceeds ``max_norm`` :math:`c`:
 
@@ -176,6 +228,7 @@ class AddDecayedWeightsState(NamedTuple):
     count: jax.Array  # steps taken, int32 (for a scheduled decay)
 
 
+@recorded
 def add_decayed_weights(
     weight_decay: float | Schedule = 0.0, mask: Any | Callable[[Any], Any] | None = None
 ) -> optax.GradientTransformation:
