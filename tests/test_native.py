@@ -6,6 +6,7 @@ the thread knobs are checked on the real optimizer kernels, in subprocesses.
 
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -65,6 +66,24 @@ def test_no_x86_flag_outside_x86(machine):
         assert not any(f.startswith(("-march", "-mprefer-vector-width", "-mavx")) for f in flags)
         assert ("-mcpu=native" in flags) == (machine in ("aarch64", "arm64", "ppc64le"))
         assert "-O3" in flags and "-shared" in flags
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="no aarch64 compiler")
+@pytest.mark.parametrize("name", sorted(_native.LIBRARIES))
+def test_the_sources_build_for_aarch64_with_its_flags(name, tmp_path):
+    """A cross compiler has no ``native`` CPU to detect, so a named one stands in for it."""
+    import jax
+
+    library = _native.LIBRARIES[name]
+    flags = [
+        "-mcpu=neoverse-n1" if f == "-mcpu=native" else f
+        for f in _native.compile_flags(library, "aarch64")
+    ]
+    out = tmp_path / f"{name}.so"
+    command = ["aarch64-linux-gnu-g++", *flags, "-I", jax.ffi.include_dir(), str(library.source)]
+    subprocess.run([*command, "-o", str(out)], check=True, capture_output=True)
+    assert out.read_bytes()[18] == 183  # ELF e_machine: EM_AARCH64
 
 
 def test_x86_builds_for_this_cpu_and_wide_vectors_for_the_convolutions():
