@@ -14,14 +14,29 @@ from jaxopt_notes.tune.doctor import (
     Diagnosis,
     Finding,
     diagnose,
-    doctor,
+    diagnose_run,
     read_metrics,
 )
 from jaxopt_notes.tune.search import SearchResult, plot_search, run_stage, search
 from jaxopt_notes.tune.space import SCALES, Range, check_space, parse_range, sample
 
 __all__ = [
-    "CASES", "RULES", "SCALES", "Diagnosis", "Finding", "Range", "SearchResult", "check_space",
-    "defaults", "diagnose", "doctor", "parse_range", "plot_search", "read_metrics", "run_stage",
-    "sample", "search", "searchable",
-]  # fmt: skip
+    "CASES",
+    "RULES",
+    "SCALES",
+    "Diagnosis",
+    "Finding",
+    "Range",
+    "SearchResult",
+    "check_space",
+    "defaults",
+    "diagnose",
+    "diagnose_run",
+    "parse_range",
+    "plot_search",
+    "read_metrics",
+    "run_stage",
+    "sample",
+    "search",
+    "searchable",
+]

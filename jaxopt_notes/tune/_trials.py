@@ -90,6 +90,24 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable:
     return unit if callable(unit) else (lambda step: jnp.ones([], jnp.float32))
 
 
+def make_loss(model: nnx.Module, cfg: TrainConfig) -> Callable:
+    """``loss(params, batch_stats, x, onehot, key) -> (mean loss, (accuracy, batch_stats))`` of
+    ``model`` in training mode (dropout on, BatchNorm on batch statistics)."""
+    view = nnx.view(model, deterministic=False, use_running_average=False, raise_if_not_found=False)
+    graphdef, _, _, other = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
+
+    def loss_fn(params, stats, x, onehot, key):
+        net = nnx.merge(graphdef, params, stats, other, copy=True)
+        logits = net(x, rngs=key)
+        acc = (logits.argmax(-1) == onehot.argmax(-1)).mean()
+        if cfg.label_smoothing:
+            onehot = optax.smooth_labels(onehot, cfg.label_smoothing)
+        loss = optax.softmax_cross_entropy(logits, onehot).mean()
+        return loss, (acc, nnx.state(net, nnx.BatchStat))
+
+    return loss_fn
+
+
 class Program(NamedTuple):
     """The compiled pieces of a stage; every function takes and returns a leading trial axis."""
 
@@ -111,23 +129,13 @@ def build(
     base = defaults(cfg, names)
     factor = lr_factor(cfg, len(data.y_train) // cfg.batch_size)
 
-    train_view = nnx.view(model, deterministic=False, use_running_average=False,
-                          raise_if_not_found=False)  # fmt: skip
-    graphdef, _, _, other = nnx.split(train_view, nnx.Param, nnx.BatchStat, ...)
-    eval_view = nnx.view(model, deterministic=True, use_running_average=True,
-                         raise_if_not_found=False)  # fmt: skip
+    loss_fn = make_loss(model, cfg)
+    eval_view = nnx.view(
+        model, deterministic=True, use_running_average=True, raise_if_not_found=False
+    )
     eval_def, _, _, eval_other = nnx.split(eval_view, nnx.Param, nnx.BatchStat, ...)
     stats0 = nnx.state(model, nnx.BatchStat)
     tx = make_optimizer(cfg, base)  # its update reads the state's hyperparameters
-
-    def loss_fn(params, stats, x, onehot, key):
-        net = nnx.merge(graphdef, params, stats, other, copy=True)
-        logits = net(x, rngs=key)
-        acc = (logits.argmax(-1) == onehot.argmax(-1)).mean()
-        if cfg.label_smoothing:
-            onehot = optax.smooth_labels(onehot, cfg.label_smoothing)
-        loss = optax.softmax_cross_entropy(logits, onehot).mean()
-        return loss, (acc, nnx.state(net, nnx.BatchStat))
 
     def step_one(state: TrialState, hypers, x, onehot, key):
         (loss, (acc, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -191,11 +199,9 @@ def build(
         return {"loss": loss, "accuracy": (out.argmax(-1) == y[None]).mean(-1)}
 
     def init(params, hypers):
-        """Trial states from ``params`` (a leading trial axis, or shared) and ``hypers``."""
+        """Trial states from ``params`` and ``hypers``, both with a leading trial axis."""
         size = len(next(iter(hypers.values())))
-        if jax.tree.leaves(params)[0].shape[:1] != (size,):
-            params = jax.tree.map(lambda a: jnp.broadcast_to(a, (size, *a.shape)), params)
-        stats = jax.tree.map(lambda a: jnp.broadcast_to(a, (size, *a.shape)), stats0)
+        stats = broadcast(stats0, size)
         opt = jax.vmap(lambda p, h: make_optimizer(cfg, {**base, **h}).init(p))(params, hypers)
         return TrialState(params, stats, opt)
 
@@ -218,6 +224,11 @@ def initial_params(cfg: TrainConfig, data: data_lib.Dataset, seeds: list[int]) -
     info = data.describe()
     trees = [nnx.state(build_model(cfg, info, init_key(cfg, s)), nnx.Param) for s in seeds]
     return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+
+
+def broadcast(tree: Any, n: int) -> Any:
+    """``tree`` repeated ``n`` times along a new leading (trial) axis."""
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape)), tree)
 
 
 def _chunks(x: jax.Array, size: int = 500) -> jax.Array:

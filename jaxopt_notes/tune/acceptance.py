@@ -36,23 +36,35 @@ def measure(cfg: TrainConfig, *, trials: int, fine_trials: int, halving: bool, s
     data = with_validation(cfg, None)
     default_acc, single_s = _val_accuracy(cfg, data)
     t = time.perf_counter()
-    result = search(cfg, [parse_range(s) for s in SPACE], trials=trials,
-                    fine_trials=fine_trials, halving=halving, data=data)  # fmt: skip
+    result = search(
+        cfg,
+        [parse_range(s) for s in SPACE],
+        trials=trials,
+        fine_trials=fine_trials,
+        halving=halving,
+        data=data,
+    )
     search_s = time.perf_counter() - t
     chosen, default = [], []
     for seed in range(seeds):
         chosen.append(_val_accuracy(dataclasses.replace(result.config, seed=seed), data)[0])
         default.append(_val_accuracy(dataclasses.replace(cfg, seed=seed), data)[0])
     return {
-        "config": dataclasses.asdict(cfg), "space": list(SPACE), "halving": halving,
-        "trials": [trials, fine_trials], "single_trial_wall_s": single_s,
-        "single_trial_val_accuracy": default_acc, "search_wall_s": search_s,
-        "stage_times_s": result.stage_times_s, "ratio": search_s / single_s,
-        "chosen": result.best, "chosen_val_accuracy_by_seed": chosen,
+        "config": dataclasses.asdict(cfg),
+        "space": list(SPACE),
+        "halving": halving,
+        "trials": [trials, fine_trials],
+        "single_trial_wall_s": single_s,
+        "single_trial_val_accuracy": default_acc,
+        "search_wall_s": search_s,
+        "stage_times_s": result.stage_times_s,
+        "ratio": search_s / single_s,
+        "chosen": result.best,
+        "chosen_val_accuracy_by_seed": chosen,
         "default_val_accuracy_by_seed": default,
         "chosen_beats_default": bool(np.mean(chosen) > np.mean(default)),
         "search_result": result,
-    }  # fmt: skip
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +85,20 @@ def main(argv: list[str] | None = None) -> int:
         run = measure(cfg, trials=16, fine_trials=16, halving=halving, seeds=args.seeds)
         run.pop("search_result").save(out / ("search_halving" if halving else "search"))
         report["runs"].append(run)
-        print(json.dumps({k: run[k] for k in ("halving", "single_trial_wall_s", "search_wall_s",
-                          "ratio", "chosen_beats_default")}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    k: run[k]
+                    for k in (
+                        "halving",
+                        "single_trial_wall_s",
+                        "search_wall_s",
+                        "ratio",
+                        "chosen_beats_default",
+                    )
+                }
+            )
+        )
     (out / "acceptance.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -150,16 +150,18 @@ def _lr_too_high(c: dict, chance: float) -> Finding | None:
         first = int(np.argmax(bad))
         value = float(loss[first])
         return Finding(
-            "lr_too_high", (int(epoch[first]), int(epoch[-1])),
+            "lr_too_high",
+            (int(epoch[first]), int(epoch[-1])),
             {"epoch": int(epoch[first]), "train_loss": value, "ln_C": chance},
             f"the training loss reached {value:.4g} in epoch {epoch[first]}, above "
             f"{RULES['explode_factor']} x ln C = {RULES['explode_factor'] * chance:.3f} "
             "(worse than guessing): the steps overshoot and the loss explodes.",
             "a learning rate 3-10x lower (a range test finds the edge), or gradient clipping.",
-        )  # fmt: skip
+        )
     if (loss >= (1 - RULES["flat_band"]) * chance).all() and len(loss) >= 2 and not _quiet(loss):
         return Finding(
-            "lr_too_high", (int(epoch[0]), int(epoch[-1])),
+            "lr_too_high",
+            (int(epoch[0]), int(epoch[-1])),
             {"min_train_loss": float(loss.min()), "ln_C": chance},
             f"the training loss never fell below {loss.min():.3f}, within "
             f"{RULES['flat_band']:.0%} of ln C = {chance:.3f}, in {len(loss)} epochs: a "
@@ -167,7 +169,7 @@ def _lr_too_high(c: dict, chance: float) -> Finding | None:
             "bouncing (or has killed the units).",
             "a learning rate 3-10x lower; if a lower rate does not help, check the init and "
             "the labels.",
-        )  # fmt: skip
+        )
     return None
 
 
@@ -182,26 +184,36 @@ def _bad_init(c: dict, chance: float) -> Finding | None:
     run = int(np.argmin(flat)) if not flat.all() else len(flat)
     if run == len(loss) and run >= RULES["flat_epochs"] and _quiet(loss):
         return Finding(
-            "bad_init", (int(epoch[0]), int(epoch[-1])),
-            {"flat_epochs": run, "flat_loss": float(loss.mean()), "ln_C": chance,
-             "loss_std": float(np.std(loss))},
+            "bad_init",
+            (int(epoch[0]), int(epoch[-1])),
+            {
+                "flat_epochs": run,
+                "flat_loss": float(loss.mean()),
+                "ln_C": chance,
+                "loss_std": float(np.std(loss)),
+            },
             f"the training loss sat at {loss.mean():.4f} (ln C = {chance:.4f}, varying by only "
             f"{np.std(loss):.4f}) for all {run} epochs: the outputs stay uniform, no signal gets "
             "through the initial weights (too small, or saturating the units).",
             "a scaled init (He for ReLU, Xavier for tanh/sigmoid) or BatchNorm.",
-        )  # fmt: skip
+        )
     later = loss[run:]
     if run < RULES["flat_epochs"] or not len(later) or later.min() > 0.8 * chance:
         return None
     return Finding(
-        "bad_init", (int(epoch[0]), int(epoch[run - 1])),
-        {"flat_epochs": run, "flat_loss": float(loss[:run].mean()), "ln_C": chance,
-         "final_train_loss": float(loss[-1])},
+        "bad_init",
+        (int(epoch[0]), int(epoch[run - 1])),
+        {
+            "flat_epochs": run,
+            "flat_loss": float(loss[:run].mean()),
+            "ln_C": chance,
+            "final_train_loss": float(loss[-1]),
+        },
         f"the training loss stayed at {loss[:run].mean():.3f} (ln C = {chance:.3f}) for the "
         f"first {run} epochs, then fell to {loss[-1]:.3f}: a long flat start, the mark of "
         "initial weights too small (or too large) for the signal to pass.",
         "a scaled init (He for ReLU, Xavier for tanh/sigmoid) or BatchNorm.",
-    )  # fmt: skip
+    )
 
 
 def _decayed_too_early(c: dict, lrs: list[float] | None, chance: float) -> Finding | None:
@@ -217,15 +229,20 @@ def _decayed_too_early(c: dict, lrs: list[float] | None, chance: float) -> Findi
         after = float(np.mean((tail[:-1] - tail[1:]) / tail[:-1]))
         if before >= RULES["fast_fall"] and after < RULES["stall_fraction"] * before:
             return Finding(
-                "decayed_too_early", (int(epoch[i]), int(epoch[-1])),
-                {"decay_epoch": int(epoch[i]), "lr_before": float(lr[i - 1]),
-                 "lr_after": float(lr[i]), "fall_before_per_epoch": float(before),
-                 "fall_after_per_epoch": after},
+                "decayed_too_early",
+                (int(epoch[i]), int(epoch[-1])),
+                {
+                    "decay_epoch": int(epoch[i]),
+                    "lr_before": float(lr[i - 1]),
+                    "lr_after": float(lr[i]),
+                    "fall_before_per_epoch": float(before),
+                    "fall_after_per_epoch": after,
+                },
                 f"the rate was cut from {lr[i - 1]:.3g} to {lr[i]:.3g} at epoch {epoch[i]} while "
                 f"the training loss was still falling {before:.1%} per epoch; from then on it fell "
                 f"{after:.1%} per epoch: the step stalled.",
                 "decay later (or less: a larger gamma, a longer step), or a cosine schedule.",
-            )  # fmt: skip
+            )
     return None
 
 
@@ -238,26 +255,33 @@ def _overfitting(c: dict) -> Finding | None:
         return None
     best = int(np.argmin(c["val_loss"]))
     return Finding(
-        "overfitting", (int(epoch[low]), int(epoch[-1])),
-        {"final_gap": float(gap[-1]), "gap_growth": growth,
-         "train_accuracy": float(c["train_accuracy"][-1]),
-         "val_accuracy": float(c["val_accuracy"][-1]),
-         "val_loss_min": float(c["val_loss"][best]), "val_loss_final": float(c["val_loss"][-1])},
+        "overfitting",
+        (int(epoch[low]), int(epoch[-1])),
+        {
+            "final_gap": float(gap[-1]),
+            "gap_growth": growth,
+            "train_accuracy": float(c["train_accuracy"][-1]),
+            "val_accuracy": float(c["val_accuracy"][-1]),
+            "val_loss_min": float(c["val_loss"][best]),
+            "val_loss_final": float(c["val_loss"][-1]),
+        },
         f"the train/validation accuracy gap grew from {gap[low]:.3f} (epoch {epoch[low]}) to "
         f"{gap[-1]:.3f} (train {c['train_accuracy'][-1]:.3f}, validation "
         f"{c['val_accuracy'][-1]:.3f}); the validation loss was lowest, {c['val_loss'][best]:.3f},"
         f" at epoch {epoch[best]} and ended at {c['val_loss'][-1]:.3f}.",
-        "more data or augmentation, weight decay or dropout, a smaller model, or early stopping "
-        f"at epoch {epoch[best]}.",
-    )  # fmt: skip
+        "more data or augmentation, weight decay or dropout, a smaller model"
+        + (f", or early stopping at epoch {epoch[best]}." if best < len(epoch) - 1 else "."),
+    )
 
 
 def _underfitting(c: dict, chance: float) -> Finding | None:
     gap = c["train_accuracy"] - c["val_accuracy"]
     epoch = c["epoch"].astype(int)
     span = min(2, len(epoch) - 1)
-    rise = {k: (c[k][-1] - c[k][-1 - span]) / span if span else 0.0
-            for k in ("train_accuracy", "val_accuracy")}  # fmt: skip
+    rise = {
+        k: (c[k][-1] - c[k][-1 - span]) / span if span else 0.0
+        for k in ("train_accuracy", "val_accuracy")
+    }
     rising = min(rise.values()) >= RULES["rising"] and abs(gap[-1]) <= RULES["small_gap"]
     high = c["train_loss"][-1] > RULES["high_loss"] * chance and gap[-1] < RULES["gap"]
     if not (rising or high):
@@ -269,16 +293,20 @@ def _underfitting(c: dict, chance: float) -> Finding | None:
         else "both accuracies are still rising"
     )
     return Finding(
-        "underfitting", (int(epoch[-1 - span]), int(epoch[-1])),
-        {"final_gap": float(gap[-1]), "train_loss": float(c["train_loss"][-1]),
-         "train_accuracy": float(c["train_accuracy"][-1]),
-         "train_rise_per_epoch": float(rise["train_accuracy"]),
-         "val_rise_per_epoch": float(rise["val_accuracy"])},
+        "underfitting",
+        (int(epoch[-1 - span]), int(epoch[-1])),
+        {
+            "final_gap": float(gap[-1]),
+            "train_loss": float(c["train_loss"][-1]),
+            "train_accuracy": float(c["train_accuracy"][-1]),
+            "train_rise_per_epoch": float(rise["train_accuracy"]),
+            "val_rise_per_epoch": float(rise["val_accuracy"]),
+        },
         f"{why} (train accuracy {c['train_accuracy'][-1]:.3f}, +{rise['train_accuracy']:.3f} "
         f"per epoch; validation +{rise['val_accuracy']:.3f}) and the train/validation gap is "
         f"only {gap[-1]:+.3f}: the model has not fitted the training data.",
         "a bigger model (wider, deeper) or a longer run; a higher rate if the loss falls slowly.",
-    )  # fmt: skip
+    )
 
 
 # ----- runs on disk -----
@@ -310,7 +338,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def doctor(run_dir: str | Path) -> Diagnosis:
+def diagnose_run(run_dir: str | Path) -> Diagnosis:
     """:func:`diagnose` on the run directory ``run_dir`` (its ``metrics.jsonl`` and config)."""
     history = read_metrics(run_dir)
     classes, lrs = _run_context(Path(run_dir), len(history))
@@ -352,8 +380,7 @@ def plot(diagnosis: Diagnosis, path: str | Path) -> None:
             ax.plot(c["epoch"], c[f"{split}_{metric}"], style, ms=3, label=f"{split} {metric}")
         for k, f in enumerate(diagnosis.findings):
             color = f"C{k + 2}"
-            ax.axvspan(f.epochs[0] - 0.5, f.epochs[1] + 0.5, color=color, alpha=0.15,
-                       label=f.case)  # fmt: skip
+            ax.axvspan(f.epochs[0] - 0.5, f.epochs[1] + 0.5, color=color, alpha=0.15, label=f.case)
         ax.set(xlabel="epoch", ylabel=metric)
     chance = math.log(diagnosis.num_classes)
     ax_loss.axhline(chance, color="gray", lw=0.8, ls=":", label=f"ln C = {chance:.2f}")

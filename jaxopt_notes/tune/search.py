@@ -95,7 +95,7 @@ def run_stage(
     hypers = _trials.stack(values)
     n = len(next(iter(values.values())))
     params = _trials.initial_params(cfg, data, [cfg.seed])
-    states = program.init(jax.tree.map(lambda a: a[0], params), hypers)
+    states = program.init(_trials.broadcast(jax.tree.map(lambda a: a[0], params), n), hypers)
     x, y = jax.device_put((data.x_train, data.y_train))
     k_data = jax.random.split(jax.random.key(cfg.seed))[1]
     active, epochs = np.ones(n, bool), np.zeros(n, int)
@@ -163,8 +163,9 @@ def search(
         if ranges is None:
             fine_space = ranges = _narrow(space, results, top_fraction)
         t = time.perf_counter()
-        out = run_stage(program, cfg, data, sample(ranges, n, seed=seed + len(times)),
-                        halving=halving)  # fmt: skip
+        out = run_stage(
+            program, cfg, data, sample(ranges, n, seed=seed + len(times)), halving=halving
+        )
         times.append(time.perf_counter() - t)
         results += [{"stage": stage, **r} for r in out]
     best = min(results, key=_rank)["values"]
@@ -195,8 +196,14 @@ def plot_search(result: SearchResult, path: str | Path) -> None:
             ax.scatter(np.array(xs)[full], np.array(ys)[full], c=color, s=22, label=stage)
             cut = ~np.array(full, bool)
             if cut.any():
-                ax.scatter(np.array(xs)[cut], np.array(ys)[cut], facecolors="none",
-                           edgecolors=color, s=22, label=f"{stage}, stopped early")  # fmt: skip
+                ax.scatter(
+                    np.array(xs)[cut],
+                    np.array(ys)[cut],
+                    facecolors="none",
+                    edgecolors=color,
+                    s=22,
+                    label=f"{stage}, stopped early",
+                )
         ax.axvline(result.best[r.name], color="k", lw=0.8, ls="--", label="chosen")
         if r.scale == "log":
             ax.set_xscale("log")
