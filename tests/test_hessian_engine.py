@@ -1,0 +1,209 @@
+"""The Hessian engine: stopping Lanczos, both loops, data-set-wide products, GGN, diagonal,
+per-layer spectra, blocked probes and non-finite input (references: jax.hessian + eigh)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxopt_notes import hessian, second_order
+
+
+def data_problem(n=37, d=4, seed=0, dtype=jnp.float64):
+    kx, kw = jax.random.split(jax.random.PRNGKey(seed))
+    x = jax.random.normal(kx, (n, d), dtype)
+    y = jnp.sin(x @ jnp.arange(1.0, d + 1, dtype=dtype))
+
+    def batch_loss(p, batch):
+        xb, yb = batch
+        h = jnp.tanh(xb @ p["w1"])
+        return 0.5 * jnp.mean((h @ p["w2"] - yb) ** 2)
+
+    params = {"w1": 0.7 * jax.random.normal(kw, (d, 3), dtype), "w2": jnp.ones(3, dtype)}
+    return batch_loss, (x, y), params
+
+
+def full_hessian(loss, params):
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    return np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat))
+
+
+def test_lanczos_stops_once_converged_and_says_so():
+    with jax.enable_x64(True):
+        spectrum = jnp.concatenate([jnp.array([10.0, 5.0]), jnp.linspace(0.0, 1.0, 298)])
+        loss = lambda p: 0.5 * p @ (spectrum * p)  # noqa: E731
+        res = hessian.eigenvalues(loss, jnp.ones(300), k=2, method="lanczos", tol=1e-8)
+        capped = hessian.eigenvalues(loss, jnp.ones(300), k=2, method="lanczos", max_iter=3,
+                                     tol=1e-12)  # fmt: skip
+    assert res.iterations < 100 and res.num_hvps == res.iterations + 2
+    np.testing.assert_allclose(res.values, [10.0, 5.0], rtol=1e-10)
+    assert np.all(res.converged) and np.all(res.residuals <= 1e-8 * res.scale)
+    assert capped.iterations == 3 and not np.all(capped.converged)
+
+
+@pytest.mark.parametrize("which", ["both", pytest.param("smallest", marks=pytest.mark.slow)])
+def test_host_and_device_loops_agree_with_eigh(which):
+    with jax.enable_x64(True):
+        batch_loss, data, params = data_problem()
+        loss = lambda p: batch_loss(p, data)  # noqa: E731
+        ref = np.linalg.eigvalsh(full_hessian(loss, params))
+        runs = [hessian.eigenvalues(loss, params, k=2, which=which, method="lanczos", tol=1e-9,
+                                    loop=loop) for loop in ("host", "device")]  # fmt: skip
+    want = {"largest": ref[::-1][:2], "smallest": ref[:2][::-1],
+            "both": np.r_[ref[::-1][:2], ref[:2][::-1]]}[which]  # fmt: skip
+    for res in runs:
+        np.testing.assert_allclose(res.values, want, rtol=1e-7, atol=1e-10)
+    assert runs[0].iterations == runs[1].iterations and [r.loop for r in runs] == ["host", "device"]
+
+
+def test_lanczos_extremes_runs_inside_jit():
+    h = jnp.diag(jnp.arange(1.0, 21.0))
+    run = jax.jit(
+        lambda v: hessian.lanczos_extremes(
+            lambda u: h @ u, v, jax.random.key(0), k=1, which="both", max_iter=20, tol=1e-5
+        )
+    )
+    res = run(jnp.ones(20))
+    np.testing.assert_allclose(res.values, [20.0, 1.0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(jnp.float32, 1e-5), (jnp.float64, 1e-10)])
+@pytest.mark.parametrize("loop", ["host", "device"])
+def test_dataset_hvp_equals_full_batch_hvp(dtype, rtol, loop):
+    with jax.enable_x64(dtype == jnp.float64):
+        batch_loss, data, params = data_problem(dtype=dtype)
+        loss = hessian.over_dataset(batch_loss, data, batch_size=8)  # 4 batches + a tail of 5
+        v = jax.tree.map(lambda a: jnp.cos(jnp.arange(a.size, dtype=dtype)).reshape(a.shape),
+                         params)  # fmt: skip
+        full = hessian.hvp(lambda p: batch_loss(p, data), params, v)
+        spec, operands = hessian._core.problem(loss, params, None)
+        flat_v = jax.flatten_util.ravel_pytree(v)[0]
+        ours = hessian._core.Operator(spec, params, operands, loop)(flat_v[None])[0]
+        expected = np.asarray(jax.flatten_util.ravel_pytree(full)[0])
+        values = float(loss(params)), float(batch_loss(params, data))
+    assert loss.num_batches == 5 and loss.num_examples == 37 and ours.dtype == dtype
+    np.testing.assert_allclose(ours, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+    np.testing.assert_allclose(*values, rtol=rtol)
+
+
+def test_dataset_spectrum_and_batch_spread():
+    with jax.enable_x64(True):
+        batch_loss, data, params = data_problem(n=40)
+        loss = hessian.over_dataset(batch_loss, data, batch_size=10)
+        ref = np.linalg.eigvalsh(full_hessian(lambda p: batch_loss(p, data), params))
+        res = hessian.eigenvalues(loss, params, k=1, which="both", method="lanczos", tol=1e-9)
+        dense = hessian.eigenvalues(loss, params, k=1, which="both", method="dense")
+        spread = hessian.batch_spread(loss, params, num_batches=3, method="dense")
+    np.testing.assert_allclose(res.values, [ref[-1], ref[0]], rtol=1e-8)
+    np.testing.assert_allclose(dense.values, [ref[-1], ref[0]], rtol=1e-10)
+    assert spread.dataset == pytest.approx(ref[-1]) and spread.per_batch.shape == (3,)
+    assert spread.relative_spread > 0  # ten examples do not see the forty's curvature
+
+
+def test_gauss_newton_is_jt_h_j_and_psd():
+    with jax.enable_x64(True):
+        batch_loss, (x, y), params = data_problem()
+        flat, unravel = jax.flatten_util.ravel_pytree(params)
+        model = lambda p: jnp.tanh(x @ p["w1"]) @ p["w2"]  # noqa: E731
+        out_loss = lambda out: 0.5 * jnp.mean((out - y) ** 2)  # noqa: E731
+        ggn = hessian.GaussNewton(model, out_loss)
+        jac = jax.jacfwd(lambda f: model(unravel(f)))(flat)
+        expected = np.asarray(jac.T @ jac / len(y))  # H_out = I / n for 0.5 * mean squares
+        np.testing.assert_allclose(hessian.dense(ggn, params), expected, rtol=1e-10, atol=1e-14)
+        g_vals = hessian.eigenvalues(ggn, params, k=3, which="both").values
+        h_vals = hessian.eigenvalues(lambda p: batch_loss(p, (x, y)), params, k=3, which="both")
+    assert float(g_vals[-1]) > -1e-12  # PSD
+    assert float(h_vals.values[-1]) < float(g_vals[-1])  # the Hessian's negative curvature
+
+
+def test_diagonal_exact_and_estimated():
+    with jax.enable_x64(True):
+        batch_loss, data, params = data_problem()
+        loss = lambda p: batch_loss(p, data)  # noqa: E731
+        ref = np.diag(full_hessian(loss, params))
+        exact = hessian.diagonal(loss, params)
+        est = hessian.diagonal(loss, params, jax.random.PRNGKey(0), num_samples=400)
+        flat = lambda t: np.asarray(jax.flatten_util.ravel_pytree(t)[0])  # noqa: E731
+        d_exact, d_est, se = flat(exact.diagonal), flat(est.diagonal), flat(est.std_error)
+    assert exact.exact and exact.num_hvps == ref.size
+    np.testing.assert_allclose(d_exact, ref, rtol=1e-10, atol=1e-14)
+    assert not est.exact and np.all(np.abs(d_est - ref) <= 5 * se) and np.all(se > 0)
+
+
+def test_layer_spectra_are_the_diagonal_blocks():
+    with jax.enable_x64(True):
+        batch_loss, data, params = data_problem()
+        loss = lambda p: batch_loss(p, data)  # noqa: E731
+        h = full_hessian(loss, params)
+        rows = hessian.layer_spectra(loss, params)
+    assert [r.layer for r in rows] == ["w1", "w2"] == hessian.layers(params)
+    blocks = {"w1": h[:12, :12], "w2": h[12:, 12:]}  # ravel order: w1 (4x3), then w2
+    for r in rows:
+        lam = np.linalg.eigvalsh(blocks[r.layer])
+        assert r.size == len(lam) and r.largest == pytest.approx(lam[-1])
+        assert r.smallest == pytest.approx(lam[0])
+    assert hessian.layer_table(rows).count("\n") == 3
+
+
+def test_blocked_trace_and_density_match_their_single_probe_forms():
+    with jax.enable_x64(True):
+        a = jax.random.normal(jax.random.PRNGKey(0), (30, 30))
+        a = (a + a.T) / 2 + 3 * jnp.eye(30)
+        loss = lambda p: 0.5 * p @ a @ p  # noqa: E731
+        key = jax.random.PRNGKey(1)
+        one = hessian.trace(loss, jnp.zeros(30), 20, key, block_size=1)
+        block = hessian.trace(loss, jnp.zeros(30), 20, key, block_size=7)
+        early = hessian.trace(loss, jnp.zeros(30), 400, key, rtol=0.05)
+        dens = [hessian.spectral_density(loss, jnp.zeros(30), key, num_iter=10, loop=loop)
+                for loop in ("host", "device")]  # fmt: skip
+    np.testing.assert_allclose(one.samples, block.samples, rtol=1e-12)
+    assert early.converged and early.num_samples < 400 and early.num_samples % 10 == 0
+    assert early.std_error <= 0.05 * abs(early.estimate)
+    np.testing.assert_allclose(dens[0].nodes, dens[1].nodes, rtol=1e-9)
+    assert dens[0].num_hvps == 4 * 10
+
+
+def _nan_loss(p):
+    return jnp.sum(p**2) * jnp.log(p[0] - 1.0)  # log of a negative number: nan at 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: hessian.classify(_nan_loss, jnp.zeros(3)),
+        lambda: hessian.escape_direction(_nan_loss, jnp.zeros(3)),
+        lambda: hessian.trace(_nan_loss, jnp.zeros(3), 4, jax.random.PRNGKey(0)),
+        lambda: hessian.spectral_density(_nan_loss, jnp.zeros(3), jax.random.PRNGKey(0)),
+        lambda: hessian.eigenvalues(_nan_loss, jnp.zeros(3), method="lanczos"),
+    ],
+    ids=["classify", "escape_direction", "trace", "spectral_density", "eigenvalues"],
+)
+def test_non_finite_loss_is_one_sentence_never_a_nan_answer(call):
+    with pytest.raises(ValueError, match=r"`loss_fn` at `params` must be finite .* got nan"):
+        call()
+
+
+def test_non_finite_products_are_refused():
+    loss = lambda p: jnp.sum(jnp.abs(p) ** 1.5)  # noqa: E731  (finite; H = inf at 0)
+    with pytest.raises(ValueError, match="must be finite, got .* non-finite values"):
+        hessian.eigenvalues(loss, jnp.array([0.0, 1.0]), method="lanczos")
+
+
+def test_escape_saddles_by_lanczos_on_a_network():
+    """Stalled exactly at a saddle of a tanh network (all-zero weights), the escape step goes
+    along the most negative curvature found by Lanczos and lowers the loss."""
+    with jax.enable_x64(True):
+        batch_loss, data, params = data_problem()
+        params = jax.tree.map(jnp.zeros_like, params)
+        loss = lambda p: batch_loss(p, data)  # noqa: E731
+        lam_min = np.linalg.eigvalsh(full_hessian(loss, params))[0]
+        opt = second_order.escape_saddles(step_size=0.1, grad_tol=1e-8, eig_tol=1e-8)
+        g = jax.grad(loss)(params)
+        updates, state = jax.jit(lambda p, s: opt.update(g, s, p, loss_fn=loss))(
+            params, opt.init(params))  # fmt: skip
+        new = optax.apply_updates(params, updates)
+        step = float(jnp.linalg.norm(jax.flatten_util.ravel_pytree(updates)[0]))
+        before, after = float(loss(params)), float(loss(new))
+    assert lam_min < -1e-8 and int(state.escapes) == 1  # the zero network is a strict saddle
+    assert after < before and step == pytest.approx(0.1, rel=1e-10)
