@@ -19,7 +19,8 @@ from jaxopt_notes import _extras
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONAL = ("tensorflow_datasets", "orbax", "matplotlib", "mlxtend", "sklearn", "tqdm", "scipy")
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+TOML = tomllib.loads((REPO / "pyproject.toml").read_text())
+PYPROJECT = TOML["project"]
 
 _HIDE = f"""
 import importlib.abc, sys
@@ -112,3 +113,13 @@ def test_require_names_the_extra_and_rejects_an_unknown_one():
         _extras.require("no_such_module_here.sub", "experiments")
     with pytest.raises(ValueError, match="`extra` must be one of"):
         _extras.require("json", "plots")
+
+
+def test_every_subpackage_is_installed():
+    """The package list is explicit (the experiments are mapped in): a new room must join it."""
+    rooms = {
+        ".".join(p.parent.relative_to(REPO).parts)
+        for p in (REPO / "jaxopt_notes").rglob("__init__.py")
+    }
+    listed = set(TOML["tool"]["setuptools"]["packages"])
+    assert rooms | {"jaxopt_notes.experiments"} == listed
