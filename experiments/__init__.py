@@ -163,3 +163,18 @@ def run_all(out: str | Path, quick: bool | str = False, overrides=None) -> list[
         results.append(run(name, out, quick, per[name]))
     _report.write_report(Path(out), results)
     return results
+
+
+def fields_help(module) -> list[str]:
+    """One line per field of ``module.Config``: its default and the rule it must keep."""
+    return _config.fields_help(module.Config())
+
+
+def quick_changes(module) -> dict:
+    """The fields ``--quick`` changes: name -> (full value, quick value)."""
+    return _config.changed(module.Config.quick(), module.Config())
+
+
+def tally_line(claims: list[dict]) -> str:
+    """The one-line count of claims by verdict and of checks passed."""
+    return _report.tally_line(claims)

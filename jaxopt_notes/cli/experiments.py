@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 from jaxopt_notes import experiments as lab
-from jaxopt_notes.experiments import _config, _report
 
 
 class _HelpWithFields(argparse.Action):
@@ -23,8 +22,8 @@ class _HelpWithFields(argparse.Action):
         if name in lab.NAMES:
             module = lab.load(name)
             print(f"\nfields of {name} (--set FIELD=VALUE; defaults are the full settings):")
-            print("\n".join(_config.fields_help(module.Config())))
-            quick = _config.changed(module.Config.quick(), module.Config())
+            print("\n".join(lab.fields_help(module)))
+            quick = lab.quick_changes(module)
             if quick:
                 shown = ", ".join(f"{k}={b}" for k, (_, b) in quick.items())
                 print(f"--quick changes: {shown}")
@@ -93,7 +92,7 @@ def run_cli(args: argparse.Namespace) -> int:
         for c in r["claims"]:
             label = c["verdict"] if c["kind"] == "claim" else f"check {c['verdict']}"
             print(f"[{label:>22s}] {r['name']}: {c['claim']}")
-    print(_report.tally_line([c for r in results for c in r["claims"]]))
+    print(lab.tally_line([c for r in results for c in r["claims"]]))
     if args.all:
         print(f"wrote {Path(args.out) / 'REPORT.md'} and {Path(args.out) / 'REPORT.html'}")
     return 0
