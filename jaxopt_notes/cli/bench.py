@@ -1,42 +1,77 @@
-"""``jaxopt-notes bench``: times optimizer steps, the Hessian tools and training (JSON, PNG)."""
+"""``jaxopt-notes bench``: times optimizer steps, the Hessian tools and training (JSON, PNG).
+
+Each benchmark writes one ``KIND.json`` (with the machine and versions) and its figures into a
+fresh folder, ``runs/bench/KIND-<UTC time>`` unless ``--out`` names one; ``--update`` writes into
+``bench_results/KIND/`` instead, the committed results the README quotes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import sys
+import time
 from pathlib import Path
 
 from jaxopt_notes.bench import PAIRS, bench_step, machine, markdown_table, plot_rows
 
+KINDS = ("step", "hessian", "train")
+COMMITTED = Path("bench_results")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["step", "hessian", "train"], help="which benchmark")
-    parser.add_argument("--out", default="bench_results", help="folder for JSON and PNG")
+    parser.add_argument("what", choices=KINDS, help=f"which benchmark: one of {', '.join(KINDS)}")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", help="folder for KIND.json and figures (default: a fresh one)")
+    where.add_argument(
+        "--update", action="store_true", help=f"write into {COMMITTED}/KIND/ (the committed ones)"
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
-    parser.add_argument("--optimizers", default="adam", help=f"comma list of {sorted(PAIRS)}")
+    parser.add_argument(
+        "--optimizers", default="adam", help=f"step only: a comma list of {', '.join(PAIRS)}"
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"jaxopt-notes bench: error: {message}", file=sys.stderr)
+    return 2
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    """Where this run writes: ``--out``, ``bench_results/KIND`` with ``--update``, else fresh."""
+    if args.update:
+        return COMMITTED / args.what
+    if args.out:
+        return Path(args.out)
+    return Path("runs") / "bench" / f"{args.what}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def _step(names: list[str], quick: bool, out: Path) -> dict:
+    rows = bench_step(tuple(names), **({"sizes": (1_000_000,), "rounds": 5} if quick else {}))
+    (out / "step.md").write_text(markdown_table(rows) + "\n")
+    plot_rows(rows, out / "step.png")
+    print(markdown_table(rows))
+    return {"rows": rows}
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    names = [s.strip() for s in args.optimizers.split(",")]
+    unknown = [n for n in names if n not in PAIRS]
+    if unknown:
+        return _fail(f"`--optimizers` must name some of {', '.join(PAIRS)}, got {unknown[0]!r}")
+    out = output_dir(args)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return _fail(f"`--out` {str(out)!r} cannot be made a folder: {error.strerror or error}")
     if args.what == "step":
-        names = [s.strip() for s in args.optimizers.split(",")]
-        for name in names:
-            if name not in PAIRS:
-                raise SystemExit(f"--optimizers: {name!r} is not one of {sorted(PAIRS)}")
-        kwargs = {"sizes": (1_000_000,), "rounds": 5} if args.quick else {}
-        rows = bench_step(tuple(names), **kwargs)
-        result = {"benchmark": "step", "machine": machine(), "rows": rows}
-        (out / "step.json").write_text(json.dumps(result, indent=2))
-        (out / "step.md").write_text(markdown_table(rows) + "\n")
-        plot_rows(rows, out / "step.png")
-        print(markdown_table(rows))
+        result = _step(names, args.quick, out)
     else:
         module = importlib.import_module(f"jaxopt_notes.bench.{args.what}")
         result = getattr(module, f"bench_{args.what}")(out_dir=str(out), quick=args.quick)
-        result = {"benchmark": args.what, "machine": machine(), **result}
-        (out / f"{args.what}.json").write_text(json.dumps(result, indent=2, default=str))
         print(json.dumps(result, indent=2, default=str))
-    print(f"wrote {out}")
+    result = {"benchmark": args.what, "machine": machine(), **result}
+    (out / f"{args.what}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {out / (args.what + '.json')}")
     return 0

@@ -1,0 +1,32 @@
+"""``jaxopt-notes bench``: where it writes, and bad input as one error line."""
+
+from __future__ import annotations
+
+import argparse
+
+from jaxopt_notes import cli
+from jaxopt_notes.cli import bench as bench_cli
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench_cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_default_output_is_fresh_and_update_is_the_committed_folder(tmp_path):
+    fresh = bench_cli.output_dir(parse("step"))
+    assert fresh.parts[:2] == ("runs", "bench") and fresh.name.startswith("step-")
+    assert bench_cli.output_dir(parse("hessian", "--update")).as_posix() == "bench_results/hessian"
+    assert bench_cli.output_dir(parse("train", "--out", str(tmp_path))) == tmp_path
+
+
+def test_bad_optimizer_and_unwritable_out_end_in_one_error_line(tmp_path, capsys):
+    assert cli.main(["bench", "step", "--optimizers", "adam,nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0] and "'nope'" in err[0]
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli.main(["bench", "step", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0]
