@@ -15,14 +15,15 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.error = _refuse
+    parser.error = lambda message: sys.exit(_refuse(message))
     parser.add_argument("--run", required=True, help="run directory holding metrics.jsonl")
     parser.add_argument("--out", help="where doctor.json and doctor.png go (default RUN_doctor)")
 
 
-def _refuse(message: str) -> None:
+def _refuse(message: str) -> int:
+    """Prints the one error line; the exit status 2."""
     print(f"jaxopt-notes doctor: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    return 2
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -31,7 +32,7 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         diagnosis = diagnose_run(args.run)
     except (ValueError, TypeError) as error:
-        _refuse(str(error))
+        return _refuse(str(error))
     out = Path(args.out) if args.out else Path(str(Path(args.run)).rstrip("/") + "_doctor")
     out.mkdir(parents=True, exist_ok=True)
     (out / "doctor.json").write_text(json.dumps(diagnosis.to_json(), indent=2) + "\n")

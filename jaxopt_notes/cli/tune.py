@@ -24,7 +24,8 @@ ACTIONS = ("sanity", "range-test", "search")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.error = _refuse  # one error line, exit 2, for argparse's own complaints too
+    # argparse's own complaints too: one error line, exit 2
+    parser.error = lambda message: sys.exit(_refuse(message))
     parser.add_argument("action", choices=ACTIONS, help="what to run: " + ", ".join(ACTIONS))
     parser.add_argument("--config", help="base run config (TOML); default: the defaults")
     parser.add_argument(
@@ -57,9 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/tune", help="output directory (default runs/tune)")
 
 
-def _refuse(message: str) -> None:
+def _refuse(message: str) -> int:
+    """Prints the one error line; the exit status 2."""
     print(f"jaxopt-notes tune: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    return 2
 
 
 def base_config(path: str | None, sets: list[str]):
@@ -105,7 +107,7 @@ def run_cli(args: argparse.Namespace) -> int:
         else:
             result = sanity_checks(cfg, subset=args.subset)
     except (ValueError, TypeError, RuntimeError) as error:
-        _refuse(str(error))
+        return _refuse(str(error))
     out.mkdir(parents=True, exist_ok=True)
     if args.action == "search":
         result.save(out)

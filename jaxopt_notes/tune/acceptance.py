@@ -25,6 +25,55 @@ from jaxopt_notes.tune.space import parse_range
 
 SPACE = ("learning_rate=1e-4:1e-1", "b1=0.5:0.99:log1m", "weight_decay=1e-5:1e-1")
 
+# runs on the 8x8 digits built to show each of the doctor's cases, and two healthy ones
+DOCTOR_BASE = dict(model="mlp", dataset="digits", width=64, depth=1, shift=0, epochs=8)
+DOCTOR_CASES = {
+    "healthy": {},
+    "healthy_sgd": dict(optimizer="sgd", momentum=0.9, learning_rate=0.05),
+    # four ReLU layers from N(0, 0.01): the signal dies on the way in and out
+    "bad_init": dict(
+        depth=4,
+        init="normal",
+        init_std=0.01,
+        optimizer="sgd",
+        momentum=0.9,
+        learning_rate=0.05,
+        schedule="constant",
+    ),
+    "lr_too_high": dict(optimizer="sgd", learning_rate=20.0, schedule="constant"),
+    # cut 20x after every epoch, from the first on
+    "decayed_too_early": dict(
+        optimizer="sgd",
+        momentum=0.9,
+        learning_rate=0.05,
+        schedule="step",
+        lr_every=1,
+        lr_gamma=0.05,
+    ),
+    # 72 training examples (95% held out), 256 units, 30 epochs
+    "overfitting": dict(val_fraction=0.95, width=256, epochs=30, schedule="constant"),
+    "underfitting": dict(width=3, activation="tanh", epochs=6),
+}
+
+
+def doctor_cases(out: str | Path, names: list[str] | None = None) -> dict[str, list[str]]:
+    """Trains each case of :data:`DOCTOR_CASES` into ``out/NAME`` and diagnoses it (figures in
+    ``out/NAME_doctor``); returns the cases named for each run."""
+    from jaxopt_notes.tune.doctor import diagnose_run, plot
+
+    named = {}
+    for name in names or list(DOCTOR_CASES):
+        cfg = TrainConfig(**{**DOCTOR_BASE, **DOCTOR_CASES[name]})
+        run = Path(out) / name
+        train(cfg, out_dir=run, overwrite=True, progress=False)
+        diagnosis = diagnose_run(run)
+        figures = Path(out) / f"{name}_doctor"
+        figures.mkdir(parents=True, exist_ok=True)
+        (figures / "doctor.json").write_text(json.dumps(diagnosis.to_json(), indent=2) + "\n")
+        plot(diagnosis, figures / "doctor.png")
+        named[name] = diagnosis.cases
+    return named
+
 
 def _val_accuracy(cfg: TrainConfig, data) -> tuple[float, float]:
     t = time.perf_counter()
@@ -72,7 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench_results/tune")
     parser.add_argument("--model", default="mlp", choices=("mlp", "lenet"))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--doctor", action="store_true", help="only the doctor's built runs")
     args = parser.parse_args(argv)
+    if args.doctor:
+        named = doctor_cases(Path(args.out) / "doctor_runs")
+        text = json.dumps(
+            {
+                "command": f"python -m jaxopt_notes.tune.acceptance --doctor --out {args.out}",
+                "cases": named,
+            },
+            indent=2,
+        )
+        (Path(args.out) / "doctor_cases.json").write_text(text + "\n")
+        print(text)
+        return 0
     cfg = TrainConfig(model=args.model, dataset="mnist5k", epochs=3)
     out = Path(args.out)
     report = {
