@@ -390,6 +390,7 @@ def plot(diagnosis: Diagnosis, path: str | Path) -> None:
     if diagnosis.learning_rates is not None:
         twin = ax_loss.twinx()
         twin.plot(c["epoch"], diagnosis.learning_rates, color="k", lw=0.8, ls="--")
+        twin.set_ylim(0, 1.1 * max(diagnosis.learning_rates))
         twin.set_ylabel("learning rate (dashed)")
     ax_loss.legend(fontsize=7)
     ax_acc.legend(fontsize=7)
