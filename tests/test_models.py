@@ -148,3 +148,28 @@ def test_pool_2x2_matches_flax_pooling_values_and_gradients(kind):
         lambda v: flax_pool(v, window_shape=(2, 2), strides=(2, 2))))  # fmt: skip
     assert kind == "avg" or int(jnp.sum(got != 0)) == pool_2x2(tied, kind).size  # one per window
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_max_pool_has_a_jvp_so_forward_over_reverse_hvps_work():
+    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
+    x = x.at[:, ::2, ::2].set(x[:, 1::2, 1::2])  # ties: the first maximum takes the gradient
+    w = jax.random.normal(jax.random.key(1), (2, 3, 3, 3))
+    f = lambda v: jnp.sum(jnp.tanh(pool_2x2(v, "max")) ** 2 * w)  # noqa: E731
+    v = jax.random.normal(jax.random.key(2), x.shape)
+    fwd = jax.jvp(jax.grad(f), (x,), (v,))[1]
+    rev = jax.grad(lambda y: jnp.vdot(jax.grad(f)(y), v))(x)
+    np.testing.assert_allclose(fwd, rev, rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(fwd).sum()) > 0
+
+
+@pytest.mark.parametrize(
+    "init, std", [("normal", 0.5), ("xavier", (2 / (400 + 120)) ** 0.5), ("he", (2 / 400) ** 0.5),
+                  ("lecun", (1 / 400) ** 0.5)],
+)  # fmt: skip
+def test_lenet_init_schemes_give_their_std(init, std):
+    net = LeNet(init=init, init_std=0.5, rngs=nnx.Rngs(0))
+    kernel = np.asarray(net.fc1.kernel[...])  # 400 x 120
+    assert kernel.std() == pytest.approx(std, rel=0.03)
+    assert not np.asarray(net.fc1.bias[...]).any()
+    with pytest.raises(ValueError, match="`init` must be one of"):
+        LeNet(init="glorot", rngs=nnx.Rngs(0))

@@ -64,33 +64,30 @@ def _phases(x: jax.Array) -> tuple[jax.Array, ...]:
     return x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def _max_pool(x: jax.Array) -> jax.Array:
     a, b, c, d = _phases(x)
     return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
 
 
-def _max_pool_fwd(x):
+@_max_pool.defjvp
+def _max_pool_jvp(primals, tangents):
+    # the tangent (and, transposed, the gradient) goes to the first maximum of each window in
+    # row order, as in XLA's select-and-scatter (and torch); a jvp rule rather than a vjp one
+    # so forward-over-reverse Hessian-vector products work through the pooling too
+    (x,), (t,) = primals, tangents
     out = _max_pool(x)
-    return out, (x, out)
-
-
-def _max_pool_bwd(residuals, g):
-    # the gradient goes to the first maximum of each window in row order, as in XLA's
-    # select-and-scatter (and torch): a mask per window position, then interleaved back
-    x, out = residuals
     n, h, w, c = x.shape
-    taken = jnp.zeros(g.shape, bool)
-    parts = []
+    taken = jnp.zeros(out.shape, bool)
+    masks = []
     for phase in _phases(x):
         first = (phase == out) & ~taken
         taken = taken | first
-        parts.append(jnp.where(first, g, jnp.zeros_like(g)))
-    dx = jnp.stack(parts).reshape(2, 2, n, h // 2, w // 2, c).transpose(2, 3, 0, 4, 1, 5)
-    return (dx.reshape(n, h, w, c),)
-
-
-_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+        masks.append(first)
+    mask = jnp.stack(masks).reshape(2, 2, n, h // 2, w // 2, c).transpose(2, 3, 0, 4, 1, 5)
+    mask = jax.lax.stop_gradient(mask.reshape(n, h, w, c))
+    t_out = jnp.where(mask, t, jnp.zeros_like(t)).reshape(n, h // 2, 2, w // 2, 2, c).sum((2, 4))
+    return out, t_out
 
 
 def pool_2x2(x: jax.Array, kind: str) -> jax.Array:

@@ -107,6 +107,11 @@ class TrainConfig:
     ema: float = _knob(0.0, "evaluate an exponential moving average of the parameters with "
                        "this decay (0: off)")  # fmt: skip
     track_curvature: int = _knob(0, "every this many steps, record Hessian eigenvalues (0: off)")
+    curvature_examples: int = _knob(
+        256, "training images the curvature is measured on (0: the whole training set)"
+    )
+    curvature_iters: int = _knob(8, "Lanczos steps per curvature measurement (warm-started)")
+    curvature_probes: int = _knob(4, "Hutchinson probes of the trace per measurement")
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -115,7 +120,11 @@ class TrainConfig:
                 _one_of(field.name, getattr(self, field.name), choices)
         for name in ("epochs", "batch_size", "lr_every", "cycle_epochs"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("depth", "shift", "cutout", "patience", "track_curvature", "schedule_epochs"):
+        for name in ("depth", "shift", "cutout", "patience", "track_curvature", "schedule_epochs",
+                     "curvature_examples"):  # fmt: skip
+            _at_least(name, getattr(self, name), 0)
+        for name in ("curvature_iters", "curvature_probes"):
+            _at_least(name, getattr(self, name), 2)
             _at_least(name, getattr(self, name), 0)
         _real("learning_rate", self.learning_rate, low=0.0, low_open=True)
         _real("val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)

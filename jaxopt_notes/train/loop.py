@@ -21,6 +21,7 @@ from jaxopt_notes._extras import require
 from jaxopt_notes.train import runs
 from jaxopt_notes.train._io import plot_curves, write_jsonl
 from jaxopt_notes.train.config import TrainConfig, make_optimizer, to_toml
+from jaxopt_notes.train.curvature import CurvatureTracker, make_tracked_epoch, plot_curvature
 from jaxopt_notes.train.steps import (
     check_fit,
     eval_params,
@@ -98,23 +99,53 @@ def train(
     arrays = jax.device_put(
         (data.x_train, data.y_train, data.x_val, data.y_val), NamedSharding(mesh, P())
     )
-    epoch_fn = make_epoch_fn(model, tx, data, cfg, mesh)
-    epoch_fn = epoch_fn.lower(state, *arrays[:2], jax.random.key(0)).compile()
+    epoch_fn, tracker = _epoch_runner(model, tx, data, cfg, mesh, state, arrays)
     eval_fn = make_eval_fn(model, data, mesh)
     eval_fn(state, *arrays[2:])  # compiles, so epoch times are compute only
     compile_time = time.perf_counter() - t
-    loop = dict(progress=progress, on_epoch_end=on_epoch_end, store=store)
+    loop = dict(progress=progress, on_epoch_end=on_epoch_end, store=store, tracker=tracker)
     state, best, run = _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, **loop)
     chosen = best if cfg.select == "best" else (eval_params(state), state.batch_stats)
     final = _final_metrics(eval_fn, chosen, data, test_data, mesh)
     summary = _summary(cfg, data, model, run, mesh, start, compile_time, resumed_from, final)
+    if tracker is not None:
+        summary["curvature"] = _curvature_summary(cfg, run, tracker)
     if store is not None:
         (store.out / "summary.json").write_text(runs.dumps(summary, indent=2) + "\n")
         plot_curves(run["history"], store.out)
+        if run.get("curvature"):
+            plot_curvature(run["curvature"], store.out / "curvature.png")
     return {
         "state": state, "best": best, "model": model, "history": run["history"],
         "summary": summary, "data": data,
     }  # fmt: skip
+
+
+def _epoch_runner(model, tx, data, cfg, mesh, state, arrays):
+    """``run(state, x, y, key, epoch) -> (state, metrics, train seconds or None)`` and the
+    curvature tracker (``None`` unless ``cfg.track_curvature``)."""
+    if cfg.track_curvature:
+        tracker = CurvatureTracker(model, data, cfg)
+        tracked = make_tracked_epoch(model, tx, data, cfg, mesh, tracker)
+        per_epoch = len(data.y_train) // cfg.batch_size
+        return (lambda s, x, y, k, e: tracked(s, x, y, k, first_step=e * per_epoch)), tracker
+    compiled = make_epoch_fn(model, tx, data, cfg, mesh)
+    compiled = compiled.lower(state, *arrays[:2], jax.random.key(0)).compile()
+    return (lambda s, x, y, k, e: (*compiled(s, x, y, k), None)), None
+
+
+def _curvature_summary(cfg, run, tracker) -> dict[str, Any]:
+    train_s = sum(r["train_time_s"] for r in run["history"])
+    records = run.get("curvature", [])
+    return {
+        "every": cfg.track_curvature,
+        "examples": cfg.curvature_examples or None,
+        "measurements": len(records),
+        "seconds_this_session": tracker.seconds,
+        "compile_seconds_this_session": tracker.compile_seconds,
+        "fraction_of_training_time": tracker.seconds / train_s if train_s else None,
+        "last": records[-1] if records else None,
+    }
 
 
 def _final_metrics(eval_fn, chosen, data, test_data, mesh) -> dict[str, Any]:
@@ -129,19 +160,24 @@ def _final_metrics(eval_fn, chosen, data, test_data, mesh) -> dict[str, Any]:
     return final
 
 
-def _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoch_end, store):
+def _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoch_end, store,
+          tracker):  # fmt: skip
     """The epochs: one compiled call each, then one host sync for the metrics."""
     x_tr, y_tr, x_val, y_val = arrays
     k_data = jax.random.split(jax.random.key(cfg.seed))[1]
     done = len(run["history"])
     if store is not None:
-        write_jsonl(store.out / "metrics.jsonl", run["history"])  # drops lines past the checkpoint
+        write_jsonl(store.out / "metrics.jsonl", _lines(run))  # drops lines past the checkpoint
     bar = tqdm(total=cfg.epochs, initial=done, disable=not progress, unit="epoch")
     for epoch in range(done, done if run["stopped"] else cfg.epochs):
         t = time.perf_counter()
-        state, metrics = epoch_fn(state, x_tr, y_tr, jax.random.fold_in(k_data, epoch))
+        key = jax.random.fold_in(k_data, epoch)
+        state, metrics, t_steps = epoch_fn(state, x_tr, y_tr, key, epoch)
         metrics = jax.device_get(metrics)
-        t_train = time.perf_counter() - t
+        t_train = time.perf_counter() - t if t_steps is None else t_steps
+        measured = [] if tracker is None else [{**r, "epoch": epoch + 1} for r in tracker.records]
+        if tracker is not None:
+            tracker.records.clear()
         evaluated = jax.device_get(eval_fn(state, x_val, y_val))
         record = {
             "epoch": epoch + 1,
@@ -152,11 +188,14 @@ def _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoc
             "train_samples_per_s": (len(y_tr) // cfg.batch_size) * cfg.batch_size / t_train,
         }
         run = _update_run(run, record, cfg.patience)
+        if measured:
+            run["curvature"] = run.get("curvature", []) + runs.clean_json(measured)
         if run["best_epoch"] == epoch + 1:
             best = jax.tree.map(jnp.copy, (eval_params(state), state.batch_stats))
         if store is not None:
             store.save(epoch + 1, {"state": state, "best": best}, runs.clean_json(run))
-            write_jsonl(store.out / "metrics.jsonl", [runs.clean_json(record)], mode="a")
+            lines = runs.clean_json(measured) + [runs.clean_json(record)]
+            write_jsonl(store.out / "metrics.jsonl", lines, mode="a")
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_accuracy']:.4f}")
         if on_epoch_end is not None:
@@ -165,6 +204,14 @@ def _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoc
             break
     bar.close()
     return state, best, run
+
+
+def _lines(run: dict) -> list[dict]:
+    """The JSONL lines of ``run``: each epoch's curvature records, then its epoch record."""
+    by_epoch: dict[int, list] = {}
+    for r in run.get("curvature", []):
+        by_epoch.setdefault(r["epoch"], []).append(r)
+    return [line for r in run["history"] for line in [*by_epoch.get(r["epoch"], []), r]]
 
 
 def _update_run(run: dict, record: dict, patience: int) -> dict:

@@ -64,7 +64,8 @@ def _plan(key: jax.Array, n: int, steps: int, bs: int) -> tuple[jax.Array, jax.A
 
 def make_chunk_fns(model, tx, data: data_lib.Dataset, cfg: TrainConfig, mesh: Mesh):
     """``(plan, steps)``: ``plan(key) -> (order, keys)`` for an epoch, and
-    ``steps(state, x, y, order, keys) -> (state, (losses, accuracies))`` over any slice of it."""
+    ``steps(state, x, y, order, keys[, valid]) -> (state, (losses, accuracies))`` over any
+    slice of it; rows whose ``valid`` is False are padding and take no step."""
     view = nnx.view(model, deterministic=False, use_running_average=False, raise_if_not_found=False)
     graphdef, _, _, other = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
     bs, n_steps = cfg.batch_size, len(data.y_train) // cfg.batch_size
@@ -94,8 +95,16 @@ def make_chunk_fns(model, tx, data: data_lib.Dataset, cfg: TrainConfig, mesh: Me
             ema = jax.tree.map(lambda e, p: cfg.ema * e + (1 - cfg.ema) * p, ema, params)
         return TrainState(params, stats, opt_state, ema), (loss, acc)
 
-    def steps(state, x_all, y_all, order, keys):
-        return jax.lax.scan(lambda s, i: step(x_all, y_all, s, i), state, (order, keys))
+    def steps(state, x_all, y_all, order, keys, valid=None):
+        if valid is None:
+            return jax.lax.scan(lambda s, i: step(x_all, y_all, s, i), state, (order, keys))
+
+        def masked(s, inputs):  # a padded step (valid False) leaves the state as it is
+            *i, ok = inputs
+            skip = lambda s: (s, (jnp.zeros(()), jnp.zeros(())))  # noqa: E731
+            return jax.lax.cond(ok, lambda s: step(x_all, y_all, s, i), skip, s)
+
+        return jax.lax.scan(masked, state, (order, keys, valid))
 
     return (lambda key: _plan(key, len(data.y_train), n_steps, bs)), steps
 
