@@ -1,11 +1,12 @@
-"""``jaxopt-notes hessian`` on built-in functions and on a saved MLP checkpoint."""
+"""``jaxopt-notes hessian`` on built-in functions and on trained runs (``--run``)."""
 
 import json
+import os
 
+import numpy as np
 import pytest
 
 from jaxopt_notes import cli
-from jaxopt_notes.cli.hessian import init_mlp, save_checkpoint
 
 
 @pytest.mark.parametrize(
@@ -25,19 +26,101 @@ def test_builtin_function_writes_json_and_png(tmp_path, capsys, function, kind, 
 def test_point_away_from_critical_and_bad_point(tmp_path, capsys):
     argv = ["hessian", "--function", "bowl", "--point", "1,2", "--out", str(tmp_path)]
     assert cli.main(argv) == 0
-    assert json.loads((tmp_path / "result.json").read_text())["kind"] == "not_critical"
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["kind"] == "not_critical" and "not a critical point yet" in result["explanation"]
     assert (
         cli.main(["hessian", "--function", "bowl", "--point", "1;2", "--out", str(tmp_path)]) == 2
     )
-    assert "`--point` must be two numbers 'x,y', got '1;2'" in capsys.readouterr().err
+    assert "error: `--point` must be two numbers 'x,y', got '1;2'" in capsys.readouterr().err
 
 
-def test_checkpoint_mlp_on_digits(tmp_path):
-    path = save_checkpoint(str(tmp_path / "mlp.npz"), init_mlp([64, 4, 10], seed=0))
-    argv = ["hessian", "--checkpoint", path, "--num-examples", "100", "--x64", "--num-iter", "16",
-            "--out", str(tmp_path / "out")]  # fmt: skip
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory):
+    from jaxopt_notes import train
+
+    out = str(tmp_path_factory.mktemp("runs") / "mlp")
+    cfg = train.TrainConfig(model="mlp", width=4, depth=1, dataset="digits", epochs=2)
+    train.train(cfg, out_dir=out, progress=False)
+    return out
+
+
+def _snapshot(path):
+    return {name: os.path.getmtime(os.path.join(root, name)) for root, _, files in os.walk(path)
+            for name in files}  # fmt: skip
+
+
+def test_run_on_the_whole_training_split(mlp_run, tmp_path, capsys):
+    from jaxopt_notes import hessian, train
+
+    before = _snapshot(mlp_run)
+    argv = ["hessian", "--run", mlp_run, "--batch-size", "300", "--out", str(tmp_path)]
     assert cli.main(argv) == 0
-    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    result = json.loads((tmp_path / "result.json").read_text())
+    run = train.load_run(mlp_run)
+    n_train = len(run.data.y_train)
+    assert result["source"]["num_examples"] == n_train and result["source"]["split"] == "train"
     assert result["size"] == 64 * 4 + 4 + 4 * 10 + 10 and result["method"] == "dense"
-    assert result["source"]["num_examples"] == 100 and result["source"]["reduction"] == "mean"
-    assert result["num_near_zero"] >= 4 + 1  # softmax shift symmetry of the last layer
+    full = run.loss_fn("train")  # the closed-over full batch: the same mean loss
+    assert result["loss"] == pytest.approx(float(full(run.params)), rel=1e-5)
+    top = hessian.eigenvalues(full, run.params, k=1).values[0]
+    assert result["largest"][0] == pytest.approx(float(top), rel=1e-4)
+    assert result["trace"]["std_error"] > 0 and 0 <= result["minimum_ratio"] <= 1
+    assert result["nulls"] == {} and "gradient norm" in result["explanation"]
+    assert (tmp_path / "spectral_density.png").read_bytes()[:4] == b"\x89PNG"
+    assert "trace:" in capsys.readouterr().out
+    assert _snapshot(mlp_run) == before  # nothing in the run directory was written
+
+
+def test_run_split_and_num_examples(mlp_run, tmp_path):
+    argv = ["hessian", "--run", mlp_run, "--split", "test", "--num-examples", "50", "--out",
+            str(tmp_path)]  # fmt: skip
+    assert cli.main(argv) == 0
+    source = json.loads((tmp_path / "result.json").read_text())["source"]
+    assert (source["split"], source["num_examples"]) == ("test", 50)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--k", "0"], "error: `--k` must be >= 1, got 0"),
+        (["--k", "-3"], "error: `--k` must be >= 1, got -3"),
+        (["--num-examples", "many"], "error: `--num-examples` must be a positive integer or"),
+        (["--num-examples", "0"], "error: `--num-examples` must be a positive integer or"),
+        (["--num-examples", "100000"], "error: `num_examples` must be in 1.."),
+        (["--trace-samples", "1"], "error: `--trace-samples` must be >= 2, got 1"),
+    ],
+)
+def test_run_bad_options_are_one_error_line(mlp_run, tmp_path, capsys, extra, message):
+    assert cli.main(["hessian", "--run", mlp_run, *extra, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_or_half_written_run_is_refused(mlp_run, tmp_path, capsys):
+    import shutil
+
+    half = tmp_path / "half"
+    shutil.copytree(mlp_run, half)
+    shutil.rmtree(half / "checkpoints")
+    for run_dir in (tmp_path / "nope", half):
+        assert cli.main(["hessian", "--run", str(run_dir), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: `run_dir`") and err.count("\n") == 1
+    inside = ["hessian", "--run", mlp_run, "--out", os.path.join(mlp_run, "h")]
+    assert cli.main(inside) == 2
+    assert "`--out` must lie outside the run directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["lenet", "mlp"])
+def test_train_then_hessian_on_mnist5k_end_to_end(tmp_path, model):
+    """`jaxopt-notes train ... --out R && jaxopt-notes hessian --run R` on the whole mnist5k
+    training split, for LeNet and an MLP."""
+    run = str(tmp_path / model)
+    argv = ["train", "--out", run, "--model", model, "--dataset", "mnist5k", "--epochs", "1",
+            "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert cli.main(["hessian", "--run", run, "--out", str(tmp_path / "h")]) == 0
+    result = json.loads((tmp_path / "h" / "result.json").read_text())
+    assert result["source"]["num_examples"] == 3600 and np.isfinite(result["largest"][0])
+    assert result["method"] == "lanczos" and result["kind"] in ("not_critical", "saddle")

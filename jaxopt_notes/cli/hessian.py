@@ -1,17 +1,17 @@
-"""``jaxopt-notes hessian``: classify a point and plot the Hessian spectrum there.
+"""``jaxopt-notes hessian``: the Hessian at a trained run's parameters, or of a 2-D function.
 
-Either a built-in function of two variables at a point::
+A run written by ``jaxopt-notes train --out RUN`` (read through ``train.load_run``; nothing in
+``RUN`` is written)::
 
-    jaxopt-notes hessian --function monkey --point 0,0 --out runs/hessian
+    jaxopt-notes hessian --run RUN [--split train|val|test] [--num-examples N|all] --out DIR
 
-or a saved MLP checkpoint on the scikit-learn digits (mean softmax cross-entropy)::
+takes the Hessian of the run's mean training loss over the chosen examples (every batch, summed
+by ``hessian.over_dataset``). A built-in function of two variables at a point::
 
-    jaxopt-notes hessian --checkpoint mlp.npz --out runs/hessian
+    jaxopt-notes hessian --function monkey --point 0,0 --out DIR
 
-The checkpoint is an ``.npz`` with arrays ``w0, b0, w1, b1, ...`` (``w_i`` of shape
-``(fan_in, fan_out)``, input 64, output 10): :func:`init_mlp` and :func:`save_checkpoint` write one.
-Prints the classification and the extreme eigenvalues; writes ``result.json`` and
-``spectral_density.png`` into ``--out``.
+Prints the classification, both ends of the spectrum, the trace and its error, the minimum ratio
+and what they mean; writes ``result.json`` and ``spectral_density.png`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxopt_notes import hessian
-from jaxopt_notes._extras import require
 
 # name -> (f(x, y), default point)
 FUNCTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {
@@ -41,84 +39,82 @@ FUNCTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a run directory written by `jaxopt-notes train --out`")
     source.add_argument("--function", choices=sorted(FUNCTIONS), help="a built-in f(x, y)")
-    source.add_argument("--checkpoint", help="an .npz of MLP arrays w0, b0, w1, b1, ...")
     parser.add_argument("--point", help="x,y for --function (default: its critical point)")
-    parser.add_argument("--num-examples", type=int, default=500, help="digits used by the loss")
-    parser.add_argument("--method", choices=["auto", "dense", "lanczos"], default="auto")
-    parser.add_argument("--k", type=int, default=5, help="eigenvalues per end with Lanczos")
-    parser.add_argument("--num-probes", type=int, default=4, help="SLQ probes for the density")
-    parser.add_argument("--num-iter", type=int, default=64, help="Lanczos steps per SLQ probe")
-    parser.add_argument("--x64", action="store_true", help="float64 for a checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/hessian", help="directory for the outputs")
+    parser.add_argument("--split", choices=["train", "val", "test"], default="train",
+                        help="--run: the examples whose mean loss is differentiated (default: "
+                        "%(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--num-examples",
+        default="all",
+        help="--run: the first N examples of the split, or 'all' (default)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=500,
+        help="--run: examples per summed product (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--k", type=int, default=2, help="eigenvalues at each end (default: %(default)s)"
+    )
+    parser.add_argument("--tol", type=float, default=1e-2,
+                        help="Lanczos residual relative to the largest eigenvalue "
+                        "(default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--max-iter", type=int, default=40, help="Lanczos step cap (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--num-probes",
+        type=int,
+        default=1,
+        help="SLQ probes for the density (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-iter",
+        type=int,
+        default=24,
+        help="Lanczos steps per SLQ probe (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--trace-samples",
+        type=int,
+        default=10,
+        help="Hutchinson probes for the trace (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="probe seed (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        default="runs/hessian",
+        help="directory for result.json and the PNG (default: %(default)s)",
+    )
 
 
-def init_mlp(sizes: list[int], seed: int = 0) -> dict[str, np.ndarray]:
-    """LeCun-normal weights and zero biases for layer sizes such as ``[64, 32, 10]``."""
-    rng = np.random.default_rng(seed)
-    params = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        params[f"w{i}"] = (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype("f4")
-        params[f"b{i}"] = np.zeros(fan_out, "f4")
-    return params
+def _check(args: argparse.Namespace) -> None:
+    for name in ("k", "max_iter", "num_probes", "num_iter", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(
+                f"`--{name.replace('_', '-')}` must be >= 1, got {getattr(args, name)}"
+            )
+    if args.trace_samples < 2:
+        raise ValueError(f"`--trace-samples` must be >= 2, got {args.trace_samples}")
+    if not args.tol > 0:
+        raise ValueError(f"`--tol` must be > 0, got {args.tol}")
+    if args.run and os.path.abspath(args.out).startswith(os.path.abspath(args.run) + os.sep):
+        raise ValueError(f"`--out` must lie outside the run directory, got {args.out!r}")
 
 
-def save_checkpoint(path: str, params: dict) -> str:
-    np.savez(path, **{name: np.asarray(value) for name, value in params.items()})
-    return path
-
-
-def mlp_apply(params: dict, x: jax.Array) -> jax.Array:
-    """tanh MLP: layers ``w0, b0, w1, b1, ...``; the last one is linear (logits)."""
-    depth = len(params) // 2
-    for i in range(depth):
-        x = x @ params[f"w{i}"] + params[f"b{i}"][None, :]
-        x = jnp.tanh(x) if i < depth - 1 else x
-    return x
-
-
-def digits_loss(num_examples: int, dtype) -> Callable:
-    """Mean softmax cross-entropy of :func:`mlp_apply` on the first digits (pixels / 16)."""
-    load_digits = require("sklearn.datasets", "train").load_digits
-
-    data = load_digits()
-    x = jnp.asarray(data.data[:num_examples] / 16.0, dtype)
-    y = jnp.asarray(data.target[:num_examples])
-
-    def loss_fn(params):
-        logp = jax.nn.log_softmax(mlp_apply(params, x))
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
-
-    return loss_fn
-
-
-def _load_checkpoint(path: str, dtype) -> dict:
-    with np.load(path) as data:
-        params = {name: jnp.asarray(data[name], dtype) for name in data.files}
-    expected = {f"{p}{i}" for i in range(len(params) // 2) for p in "wb"}
-    if set(params) != expected or not params:
-        raise ValueError(
-            f"`--checkpoint` must hold arrays w0, b0, w1, b1, ..., got {sorted(params)}"
-        )
-    return params
-
-
-def _problem(args: argparse.Namespace):
-    """``(loss_fn, params, description)`` for a built-in function or a checkpoint."""
-    if args.function:
-        f, default = FUNCTIONS[args.function]
-        point = default if args.point is None else _parse_point(args.point)
-        return (lambda p: f(p[0], p[1])), jnp.array(point), {"function": args.function,
-                                                             "point": list(point)}  # fmt: skip
-    if args.point is not None:
-        raise ValueError(f"`--point` needs `--function`, got --point {args.point}")
-    if args.num_examples < 1:
-        raise ValueError(f"`--num-examples` must be >= 1, got {args.num_examples}")
-    dtype = jnp.float64 if args.x64 else jnp.float32
-    info = {"checkpoint": args.checkpoint, "loss": "mean softmax cross-entropy on digits",
-            "reduction": "mean", "num_examples": min(args.num_examples, 1797)}  # fmt: skip
-    return digits_loss(args.num_examples, dtype), _load_checkpoint(args.checkpoint, dtype), info
+def _num_examples(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"`--num-examples` must be a positive integer or 'all', got {text!r}")
+    return value
 
 
 def _parse_point(text: str) -> tuple[float, float]:
@@ -129,41 +125,57 @@ def _parse_point(text: str) -> tuple[float, float]:
     return x, y
 
 
-def _analyse(args: argparse.Namespace) -> dict:
-    loss_fn, params, info = _problem(args)
-    c = hessian.classify(loss_fn, params, k=args.k, method=args.method, loss_info=info,
-                         key=jax.random.PRNGKey(args.seed))  # fmt: skip
-    key = jax.random.PRNGKey(args.seed + 1)
-    density = hessian.spectral_density(
-        loss_fn, params, key, num_probes=args.num_probes, num_iter=args.num_iter
-    )
-    os.makedirs(args.out, exist_ok=True)
-    png = hessian.plot_spectral_density(density, os.path.join(args.out, "spectral_density.png"))
-    top, bottom = c.eigenvalues[: args.k], c.eigenvalues[-args.k :]
-    return {
-        "source": info, "kind": c.kind, "size": c.size, "method": c.method,
-        "loss": float(loss_fn(params)), "grad_norm": c.grad_norm, "grad_tol": c.grad_tol,
-        "eig_tol": c.eig_tol, "largest": top.tolist(), "smallest": bottom.tolist(),
-        "num_positive": c.num_positive, "num_negative": c.num_negative,
-        "num_near_zero": c.num_near_zero, "minimum_ratio": c.minimum_ratio,
-        "complete": c.complete, "density": {"png": os.path.basename(png), "sigma": density.sigma,
-        "fraction_positive": density.fraction_positive(c.eig_tol)},
-    }  # fmt: skip
+def _run_problem(args: argparse.Namespace):
+    from jaxopt_notes.train import load_run
+
+    run = load_run(args.run)
+    x, y = run.arrays(args.split, _num_examples(args.num_examples))
+    loss = hessian.over_dataset(lambda p, b: run.batch_loss(p, *b), (x, y),
+                                batch_size=args.batch_size)  # fmt: skip
+    info = {"run": str(args.run), "split": args.split, "num_examples": int(len(y)),
+            "batch_size": loss.batch_size, "reduction": "mean", "epoch": run.epoch,
+            "loss": "the run's cross-entropy (its label smoothing, no augmentation)",
+            "model": run.config.model}  # fmt: skip
+    return loss, run.params, info
+
+
+def _problem(args: argparse.Namespace):
+    if args.run:
+        if args.point is not None:
+            raise ValueError(f"`--point` needs `--function`, got --point {args.point}")
+        return _run_problem(args)
+    f, default = FUNCTIONS[args.function]
+    point = default if args.point is None else _parse_point(args.point)
+    return (lambda p: f(p[0], p[1])), jnp.array(point), {"function": args.function,
+                                                         "point": list(point)}  # fmt: skip
 
 
 def run_cli(args: argparse.Namespace) -> int:
     try:
-        with jax.enable_x64(bool(args.function) or args.x64):
-            result = _analyse(args)
-    except (ValueError, OSError) as error:
-        print(f"jaxopt-notes hessian: {error}", file=sys.stderr)
+        _check(args)
+        with jax.enable_x64(bool(args.function)):
+            loss_fn, params, info = _problem(args)
+            result = hessian.analyse(
+                loss_fn, params, jax.random.PRNGKey(args.seed), out_dir=args.out, k=args.k,
+                tol=args.tol, max_iter=args.max_iter, num_probes=args.num_probes,
+                num_iter=args.num_iter, trace_samples=args.trace_samples, loss_info=info,
+            )  # fmt: skip
+    except (ValueError, TypeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
+    result["source"] = info
     with open(os.path.join(args.out, "result.json"), "w") as fh:
-        json.dump(result, fh, indent=2)
-    print(f"{result['kind']} (n={result['size']}, |grad|={result['grad_norm']:.3g}, "
-          f"{result['method']})")  # fmt: skip
-    print("largest eigenvalues: ", " ".join(f"{v:.6g}" for v in result["largest"]))
-    print("smallest eigenvalues:", " ".join(f"{v:.6g}" for v in result["smallest"]))
-    print(f"near zero: {result['num_near_zero']}, minimum ratio: {result['minimum_ratio']}")
-    print(f"wrote {os.path.join(args.out, 'result.json')} and {result['density']['png']}")
+        json.dump(result, fh, indent=2, allow_nan=False)
+    fmt = lambda vals: " ".join(f"{v:.6g}" for v in vals)  # noqa: E731
+    print(f"{result['kind']} (n={result['size']}, loss {result['loss']:.4g}, "
+          f"|grad|={result['grad_norm']:.3g}, {result['method']})")  # fmt: skip
+    print("largest eigenvalues: ", fmt(result["largest"]))
+    print("smallest eigenvalues:", fmt(result["smallest"]))
+    tr = result["trace"]
+    print(f"trace: {tr['estimate']:.6g} +- {tr['std_error']:.2g} ({tr['samples']} probes)")
+    print(f"minimum ratio: {result['minimum_ratio']} ({result['minimum_ratio_source']})")
+    print(result["explanation"])
+    print(f"{result['num_hvps']} Hessian-vector products in {result['seconds']:.1f} s; "
+          f"wrote {os.path.join(args.out, 'result.json')} and "
+          f"{result['density'].get('png')}")  # fmt: skip
     return 0

@@ -50,6 +50,7 @@ from jaxopt_notes.hessian.curvature import (
 from jaxopt_notes.hessian.dataset import BatchSpread, DatasetLoss, batch_spread, over_dataset
 from jaxopt_notes.hessian.density import SpectralDensity, TraceEstimate, spectral_density, trace
 from jaxopt_notes.hessian.krylov import Extremes, Tridiagonal, lanczos, lanczos_extremes, ritz
+from jaxopt_notes.hessian.report import analyse, json_safe
 from jaxopt_notes.hessian.sharpness import (
     SharpnessHistory,
     plot_sharpness,
@@ -64,7 +65,8 @@ __all__ = [
     "escape_step", "downhill", "trace", "spectral_density", "over_dataset", "batch_spread",
     "GaussNewton", "ggn_vp", "diagonal", "layers", "layer_spectra", "layer_table",
     "check_eval_mode", "from_nnx", "leaf_paths", "lanczos", "lanczos_extremes", "ritz",
-    "track_sharpness", "plot_spectral_density", "plot_sharpness", "DENSE_MAX",
+    "analyse", "json_safe", "track_sharpness", "plot_spectral_density", "plot_sharpness",
+    "DENSE_MAX",
     "Tridiagonal", "Extremes", "Eigenpairs", "Classification", "EscapeStep", "TraceEstimate",
     "SpectralDensity", "SharpnessHistory", "DatasetLoss", "BatchSpread", "Diagonal",
     "LayerSpectrum",

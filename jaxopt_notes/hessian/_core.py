@@ -272,8 +272,9 @@ class Operator:
 
 
 # ------------------------------------------------------------------------------ finiteness
-def check_finite_loss(spec: Spec, params: PyTree, data: Any, what: str) -> jax.Array:
-    """The flat gradient; raises a one-sentence ValueError if the loss or gradient is not finite."""
+def check_finite_loss(spec: Spec, params: PyTree, data: Any, what: str, *,
+                      with_loss: bool = False):  # fmt: skip
+    """The flat gradient (and the loss); a one-sentence ValueError if either is not finite."""
     loss, grad = value_and_grad_jit(params, data, spec=spec)
     if not bool(jnp.isfinite(loss)):
         raise ValueError(
@@ -286,7 +287,7 @@ def check_finite_loss(spec: Spec, params: PyTree, data: Any, what: str) -> jax.A
             f"the gradient of `loss_fn` at `params` must be finite for {what}, got {bad} "
             "non-finite entries"
         )
-    return grad
+    return (float(loss), grad) if with_loss else grad
 
 
 def check_finite_values(values: Any, what: str) -> None:

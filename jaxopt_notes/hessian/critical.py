@@ -44,6 +44,7 @@ class Classification:
     info: dict
     converged: bool = True  # every computed eigenvalue converged (dense: always)
     num_hvps: int = 0
+    loss: float | None = None
 
     def explain(self) -> str:
         """The classification in words, with the numbers that decided it."""
@@ -87,11 +88,11 @@ def classify(
     eig_rtol = default_rtol(params) if eig_rtol is None else eig_rtol
     _checks.non_negative("grad_rtol", grad_rtol)
     _checks.non_negative("eig_rtol", eig_rtol)
-    grad = core.check_finite_loss(spec, params, data, "a classification")
+    loss, grad = core.check_finite_loss(spec, params, data, "a classification", with_loss=True)
     full = method == "dense" or (method == "auto" and n <= core.DENSE_MAX)
     eig = eigenvalues(loss_fn, params, k=n if full else min(k, n), which="both", method=method,
                       key=key, num_iter=num_iter, max_iter=max_iter, tol=tol, wrt=wrt,
-                      loss_info=loss_info, loop=loop)  # fmt: skip
+                      loss_info=loss_info, loop=loop, check_finite=False)  # fmt: skip
     grad_norm = float(jnp.linalg.norm(grad))
     lam = np.asarray(eig.values, dtype=np.float64)
     scale = float(np.abs(lam).max())
@@ -104,7 +105,7 @@ def classify(
         grad_tol=grad_tol, eig_tol=eig_tol, scale=scale, num_positive=pos, num_negative=neg,
         num_near_zero=len(lam) - pos - neg, minimum_ratio=pos / n if full else None,
         complete=full, method=eig.method, size=n, info=eig.info,
-        converged=bool(np.all(eig.converged)), num_hvps=eig.num_hvps,
+        converged=bool(np.all(eig.converged)), num_hvps=eig.num_hvps, loss=loss,
     )  # fmt: skip
 
 
@@ -161,7 +162,8 @@ def escape_direction(
     spec, data = core.problem(loss_fn, params, wrt)
     grad = core.check_finite_loss(spec, params, data, "an escape direction")
     eig = eigenvalues(loss_fn, params, k=1, which="both", method=method, key=key, tol=tol,
-                      num_iter=num_iter, max_iter=max_iter, wrt=wrt, loop=loop)  # fmt: skip
+                      num_iter=num_iter, max_iter=max_iter, wrt=wrt, loop=loop,
+                      check_finite=False)  # fmt: skip
     lam = np.asarray(eig.values, dtype=np.float64)
     eig_rtol = default_rtol(params) if eig_rtol is None else eig_rtol
     if lam[-1] >= -eig_rtol * np.abs(lam).max():

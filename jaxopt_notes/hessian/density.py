@@ -35,6 +35,7 @@ class TraceEstimate(NamedTuple):
 def trace(
     loss_fn: core.LossFn, params: PyTree, num_samples: int, key: jax.Array, *,
     wrt: core.Wrt = None, block_size: int = 10, rtol: float | None = None, loop: str = "auto",
+    check_finite: bool = True,
 ) -> TraceEstimate:  # fmt: skip
     """The trace by Hutchinson's estimator with Rademacher probes (one HVP each).
 
@@ -50,7 +51,8 @@ def trace(
     if rtol is not None:
         _checks.positive("rtol", rtol)
     spec, data = core.problem(loss_fn, params, wrt)
-    core.check_finite_loss(spec, params, data, "a trace")
+    if check_finite:  # False: the caller has checked the loss and gradient
+        core.check_finite_loss(spec, params, data, "a trace")
     op = core.Operator(spec, params, data, loop)
     keys, samples = jax.random.split(key, num_samples), []
     for start in range(0, num_samples, block_size):
@@ -125,6 +127,7 @@ def spectral_density(
     loss_fn: core.LossFn, params: PyTree, key: jax.Array, *, num_probes: int = 4,
     num_iter: int = 64, sigma: float | None = None, num_points: int = 512,
     wrt: core.Wrt = None, loss_info: Mapping | None = None, loop: str = "auto",
+    check_finite: bool = True,
 ) -> SpectralDensity:  # fmt: skip
     """Stochastic Lanczos quadrature (Ubaru et al. 2017; PyHessian) with Gaussian broadening.
 
@@ -136,7 +139,8 @@ def spectral_density(
     _checks.integer("num_iter", num_iter, low=1)
     _checks.integer("num_points", num_points, low=2)
     spec, data = core.problem(loss_fn, params, wrt)
-    core.check_finite_loss(spec, params, data, "a spectral density")
+    if check_finite:  # False: the caller has checked the loss and gradient
+        core.check_finite_loss(spec, params, data, "a spectral density")
     n = core.num_selected(params, spec.mask)
     num_iter = min(num_iter, n)
     nodes, weights = slq_nodes(spec, params, data, key, num_probes=num_probes,

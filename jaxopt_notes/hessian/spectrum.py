@@ -158,6 +158,7 @@ def eigenvalues(
     method: str = "auto", key: jax.Array | None = None, *, tol: float | None = None,
     max_iter: int | None = None, num_iter: int | None = None, wrt: core.Wrt = None,
     loss_info: Mapping | None = None, loop: str = "auto", residuals: bool = True,
+    check_finite: bool = True,
 ) -> Eigenpairs:  # fmt: skip
     """The ``k`` largest, ``k`` smallest or both ends of the Hessian spectrum at ``params``.
 
@@ -167,6 +168,8 @@ def eigenvalues(
     value|``), or after ``max_iter`` steps (default ``max(100, 4k)``); ``num_iter`` instead runs
     exactly that many steps. ``residuals=True`` recomputes ``||H v - lambda v||`` (one product
     per pair, counted in ``num_hvps``) so ``converged`` does not trust the estimate.
+    ``check_finite=False`` skips the check of the loss and gradient (one gradient) for a caller
+    that has made it; non-finite eigenvalues raise either way.
 
     >>> res = eigenvalues(lambda p: p[0] ** 2 - p[1] ** 2, jnp.zeros(2), k=1, which="both")
     >>> res.values, res.method
@@ -179,7 +182,8 @@ def eigenvalues(
     dtype = jnp.result_type(*jax.tree.leaves(params))
     tol = float(np.sqrt(core.eps(dtype))) if tol is None else tol
     _checks.positive("tol", tol)
-    core.check_finite_loss(spec, params, data, "eigenvalues")
+    if check_finite:
+        core.check_finite_loss(spec, params, data, "eigenvalues")
     embed = core.embedder(params, spec.mask)
     if method == "dense":
         h = dense_matrix(spec, params, data)

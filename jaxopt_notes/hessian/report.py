@@ -1,0 +1,96 @@
+"""One analysis of a point: classification, both ends, trace, density, minimum ratio, in words.
+
+:func:`analyse` is what ``jaxopt-notes hessian`` prints and saves; it returns a JSON-safe dict
+(:func:`json_safe`: a NaN or infinity becomes ``null`` with its reason under ``"nulls"``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxopt_notes.hessian import _core as core
+from jaxopt_notes.hessian.critical import classify
+from jaxopt_notes.hessian.density import spectral_density, trace
+from jaxopt_notes.hessian.sharpness import plot_spectral_density
+
+PyTree = Any
+
+
+def json_safe(value: Any, nulls: dict | None = None, where: str = "") -> Any:
+    """``value`` with numpy types as Python ones and non-finite floats as None, each recorded
+    in ``nulls[where] = reason`` (JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {k: json_safe(v, nulls, f"{where}/{k}".lstrip("/")) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [json_safe(v, nulls, f"{where}/{i}") for i, v in enumerate(list(value))]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        if nulls is not None:
+            nulls[where] = f"was {value} (not representable in JSON)"
+        return None
+    return value
+
+
+def analyse(
+    loss_fn: core.LossFn, params: PyTree, key: jax.Array, *, out_dir: str | None = None,
+    k: int = 2, tol: float = 1e-2, max_iter: int = 40, num_probes: int = 1, num_iter: int = 24,
+    trace_samples: int = 10, loss_info: Mapping | None = None, method: str = "auto",
+) -> dict:  # fmt: skip
+    """Classifies ``params``, with both ends of the spectrum, the trace and the density.
+
+    ``tol`` is Lanczos' relative residual (each eigenvalue's error is at most ``tol`` times the
+    largest, usually far less); ``out_dir`` gets ``spectral_density.png``. Costs about
+    ``max_iter + 2k + num_probes * num_iter + trace_samples`` products.
+    """
+    k1, k2, k3 = jax.random.split(key, 3)
+    start = time.perf_counter()
+    c = classify(loss_fn, params, k=k, key=k1, tol=tol, max_iter=max_iter, loss_info=loss_info,
+                 method=method)  # fmt: skip
+    tr = trace(loss_fn, params, trace_samples, k2, check_finite=False)  # classify checked
+    dens = spectral_density(loss_fn, params, k3, num_probes=num_probes, num_iter=num_iter,
+                            check_finite=False)  # fmt: skip
+    ratio = c.minimum_ratio if c.complete else dens.fraction_positive(c.eig_tol)
+    result = {
+        "kind": c.kind, "size": c.size, "method": c.method, "loss": c.loss,
+        "grad_norm": c.grad_norm, "grad_tol": c.grad_tol, "eig_tol": c.eig_tol,
+        "largest": c.eigenvalues[: min(k, len(c.eigenvalues))].tolist(),
+        "smallest": c.eigenvalues[-min(k, len(c.eigenvalues)):].tolist(),
+        "eigenvalues_converged": c.converged, "lanczos_tol": tol,
+        "num_positive": c.num_positive, "num_negative": c.num_negative,
+        "num_near_zero": c.num_near_zero, "complete": c.complete,
+        "minimum_ratio": ratio,
+        "minimum_ratio_source": "all eigenvalues" if c.complete else
+        f"density estimate ({num_probes} probe(s) x {num_iter} Lanczos steps)",
+        "trace": {"estimate": tr.estimate, "std_error": tr.std_error, "samples": tr.num_samples},
+        "density": {"sigma": dens.sigma, "num_probes": num_probes, "num_iter": num_iter},
+        "num_hvps": c.num_hvps + tr.num_samples + dens.num_hvps,
+        "explanation": _words(c, tr, ratio),
+        "info": dict(loss_info or {}),
+    }  # fmt: skip
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        png = plot_spectral_density(dens, os.path.join(out_dir, "spectral_density.png"))
+        result["density"]["png"] = os.path.basename(png)
+    result["seconds"] = time.perf_counter() - start
+    nulls: dict = {}
+    safe = json_safe(result, nulls)
+    safe["nulls"] = nulls
+    return safe
+
+
+def _words(c, tr, ratio) -> str:
+    text = c.explain()
+    text += (f"; trace {tr.estimate:.4g} +- {tr.std_error:.2g} (Hutchinson, {tr.num_samples} "
+             "probes): the summed curvature over all directions")  # fmt: skip
+    if ratio is not None:
+        text += (f"; minimum ratio {ratio:.3f}: the fraction of eigenvalues above +{c.eig_tol:.3g}"
+                 " (the rest are near zero or negative)")  # fmt: skip
+    return text
