@@ -210,3 +210,16 @@ def test_cli_bad_input_is_one_error_line(argv, words, capsys):
     lines = err.strip().splitlines()
     assert code == 2 and out == ""
     assert len(lines) == 1 and "error:" in lines[0] and words in lines[0]
+
+
+# ----- ensembles
+
+
+def test_ema_with_decay_zero_is_the_last_weights_and_ensembles_average(digits):
+    from jaxopt_notes.tune import ensemble
+
+    same = ensemble.weight_average(TINY, digits, "ema", decay=0.0)
+    assert same["ensemble"] == same["members"][0]  # an average over one step: the weights
+    both = ensemble.independent(TINY, digits, k=2)
+    assert len(both["members"]) == 2 and both["members"][0] != both["members"][1]
+    assert 0.0 <= both["ensemble"] <= 1.0

@@ -49,7 +49,7 @@ def defaults(cfg: TrainConfig, names: tuple[str, ...]) -> dict[str, float]:
     return {n: float(_UNSET[n] if getattr(cfg, n) is None else getattr(cfg, n)) for n in names}
 
 
-def _factory(cfg: TrainConfig, names: tuple[str, ...]) -> Callable:
+def _factory(cfg: TrainConfig, names: tuple[str, ...], average=None) -> Callable:
     """``f(**hyperparameters)`` with an explicit signature (``inject_hyperparams`` binds by name).
 
     The links mirror ``jaxopt_notes.train.make_optimizer``: clipping, coupled weight decay, the
@@ -71,6 +71,7 @@ def _factory(cfg: TrainConfig, names: tuple[str, ...]) -> Callable:
         links.append(inner(**kwargs))
         if decays and not own and cfg.weight_decay_mode == "decoupled":
             links.append(jn.add_decayed_weights(-wd * hp["learning_rate"]))
+        links += [average] if average is not None else []
         return links[0] if len(links) == 1 else jn.chain(*links)
 
     kind = inspect.Parameter.KEYWORD_ONLY
@@ -78,10 +79,11 @@ def _factory(cfg: TrainConfig, names: tuple[str, ...]) -> Callable:
     return factory
 
 
-def make_optimizer(cfg: TrainConfig, hyperparameters: dict[str, Any]):
-    """The optimizer of ``cfg`` with ``hyperparameters`` injected (read back from its state)."""
+def make_optimizer(cfg: TrainConfig, hyperparameters: dict[str, Any], average=None):
+    """The optimizer of ``cfg`` with ``hyperparameters`` injected (read back from its state);
+    ``average`` (``jn.ema_params(...)``, ``jn.polyak_params()``) closes the chain."""
     hp = {"learning_rate": cfg.learning_rate, **hyperparameters}
-    return optax.inject_hyperparams(_factory(cfg, tuple(hp)))(**hp)
+    return optax.inject_hyperparams(_factory(cfg, tuple(hp), average))(**hp)
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable:
@@ -119,11 +121,16 @@ class Program(NamedTuple):
 
 
 def build(
-    cfg: TrainConfig, data: data_lib.Dataset, names: tuple[str, ...], chunk: int | None = None
+    cfg: TrainConfig,
+    data: data_lib.Dataset,
+    names: tuple[str, ...],
+    chunk: int | None = None,
+    average: optax.GradientTransformation | None = None,
 ) -> Program:
     """The stage program of ``cfg`` on ``data`` whose trials vary the hyperparameters ``names``.
 
     ``chunk`` trials run side by side (``vmap``), chunks one after another; ``None``: all.
+    ``average`` (a weight-averaging link) is appended to every trial's optimizer.
     """
     model = build_model(cfg, data.describe(), init_key(cfg))
     base = defaults(cfg, names)
@@ -135,7 +142,7 @@ def build(
     )
     eval_def, _, _, eval_other = nnx.split(eval_view, nnx.Param, nnx.BatchStat, ...)
     stats0 = nnx.state(model, nnx.BatchStat)
-    tx = make_optimizer(cfg, base)  # its update reads the state's hyperparameters
+    tx = make_optimizer(cfg, base, average)  # its update reads the state's hyperparameters
 
     def step_one(state: TrialState, hypers, x, onehot, key):
         (loss, (acc, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -202,7 +209,9 @@ def build(
         """Trial states from ``params`` and ``hypers``, both with a leading trial axis."""
         size = len(next(iter(hypers.values())))
         stats = broadcast(stats0, size)
-        opt = jax.vmap(lambda p, h: make_optimizer(cfg, {**base, **h}).init(p))(params, hypers)
+        opt = jax.vmap(lambda p, h: make_optimizer(cfg, {**base, **h}, average).init(p))(
+            params, hypers
+        )
         return TrialState(params, stats, opt)
 
     return Program(

@@ -122,7 +122,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="mlp", choices=("mlp", "lenet"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--doctor", action="store_true", help="only the doctor's built runs")
+    parser.add_argument("--ensembles", action="store_true", help="only the ensembles")
     args = parser.parse_args(argv)
+    if args.ensembles:
+        from jaxopt_notes.tune.ensemble import compare
+
+        cfg = TrainConfig(model=args.model, dataset="mnist5k", epochs=8, cycle_epochs=2)
+        report = compare(cfg, seeds=list(range(args.seeds)), k=4)
+        report["command"] = f"python -m jaxopt_notes.tune.acceptance --ensembles --out {args.out}"
+        (Path(args.out) / "ensembles.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(
+            json.dumps(
+                {
+                    k: v["mean_gain"]
+                    for k, v in report.items()
+                    if isinstance(v, dict) and "mean_gain" in v
+                }
+            )
+        )
+        return 0
     if args.doctor:
         named = doctor_cases(Path(args.out) / "doctor_runs")
         text = json.dumps(
