@@ -78,6 +78,13 @@ class Run:
             x, y = x[:num_examples], y[:num_examples]
         return x, y
 
+    def trajectory(self) -> list[Any]:
+        """The parameters the run evaluated after each epoch (init first), as pytrees."""
+        from jax.flatten_util import ravel_pytree
+
+        unravel = ravel_pytree(self.init_params)[1]
+        return [unravel(jnp.asarray(v)) for v in runs.read_path(self.path)]
+
     def loss_fn(self, split: str = "train", num_examples: int | None = None) -> Callable:
         """``loss_fn(params) -> scalar``: :meth:`batch_loss` over ``split``'s examples (all, or
         the first ``num_examples``), closed over them; what the Hessian tools take."""

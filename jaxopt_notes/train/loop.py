@@ -93,6 +93,7 @@ def train(
             runs.write_atomic(out / "config.toml", to_toml(cfg))  # records a raised --epochs
         else:
             run_id = runs.start(out, cfg, data.split or {})
+            runs.save_point(out, 0, eval_params(state))
         run["run_id"] = run_id
     resumed_from = len(run["history"])
     t = time.perf_counter()
@@ -194,6 +195,7 @@ def _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoc
             best = jax.tree.map(jnp.copy, (eval_params(state), state.batch_stats))
         if store is not None:
             store.save(epoch + 1, {"state": state, "best": best}, runs.clean_json(run))
+            runs.save_point(store.out, epoch + 1, eval_params(state))
             lines = runs.clean_json(measured) + [runs.clean_json(record)]
             write_jsonl(store.out / "metrics.jsonl", lines, mode="a")
         bar.update(1)

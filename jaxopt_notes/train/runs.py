@@ -124,6 +124,23 @@ def check_resumable(out: Path, cfg: config_lib.TrainConfig, done: int) -> None:
         raise ValueError(f"`epochs` must be >= the {done} epochs already run, got {cfg.epochs}")
 
 
+def save_point(out: Path, epoch: int, params: Any) -> None:
+    """The parameters after ``epoch`` (0: the init) as one flat float32 vector in
+    ``trajectory/``: the training path the landscape's PCA directions come from."""
+    from jax.flatten_util import ravel_pytree
+
+    folder = out / "trajectory"
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".epoch_{epoch:04d}.npy"
+    np.save(tmp, np.asarray(ravel_pytree(params)[0], np.float32))
+    os.replace(tmp, folder / f"epoch_{epoch:04d}.npy")
+
+
+def read_path(out: Path) -> list[np.ndarray]:
+    """The flat parameter vectors of ``trajectory/``, by epoch (init first)."""
+    return [np.load(p) for p in sorted((out / "trajectory").glob("epoch_*.npy"))]
+
+
 # ----- checkpoints -----
 
 

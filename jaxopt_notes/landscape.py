@@ -1,0 +1,260 @@
+r"""Loss landscapes: 1-D interpolations and 2-D slices of a network's loss around its parameters.
+
+- :func:`interpolate`: the loss along :math:`(1-\alpha)\,\theta_a + \alpha\,\theta_b`
+  (Goodfellow, Vinyals & Saxe 2015), e.g. init -> final, or run A -> run B.
+- :func:`surface`: the loss on the plane :math:`\theta + x\,d_1 + y\,d_2` over a grid, with
+  directions from :func:`random_directions` (filter-normalised, Li et al. 2018),
+  :func:`eigen_directions` (the top-2 Hessian eigenvectors) or :func:`pca_directions` (the
+  principal directions of the training path, whose projection :func:`surface` can carry).
+
+Every grid is one compiled program: the parameters are flattened, each grid point's vector is
+``center + x d1 + y d2``, and the loss over the whole evaluation set is ``vmap``-ped over a block
+of points and ``lax.map``-ped over the blocks. ``batch_loss(params, x, y) -> scalar`` is the
+loss of one parameter set on a batch (e.g. :meth:`jaxopt_notes.train.Run.batch_loss`).
+
+>>> import jax.numpy as jnp
+>>> loss = lambda p, x, y: jnp.mean((x @ p["w"] - y) ** 2)
+>>> x, y = jnp.eye(2), jnp.zeros(2)
+>>> dirs = ({"w": jnp.array([1.0, 0])}, {"w": jnp.array([0, 1.0])})
+>>> grid = surface(loss, {"w": jnp.zeros(2)}, dirs, x, y, xs=[0.0, 1.0], ys=[0.0, 2.0])
+>>> grid.values.tolist()  # rows are y, columns x: (x^2 + y^2) / 2
+[[0.0, 0.5], [2.0, 2.5]]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_notes import _checks
+
+PyTree = Any
+BatchLoss = Callable[[PyTree, jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Surface:
+    """A 2-D slice: ``values[i, j]`` is the loss at ``center + xs[j] d1 + ys[i] d2``."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    values: np.ndarray
+    kind: str = "random"
+    path: np.ndarray | None = None  # (steps, 2) coordinates of a projected training path
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def save(self, path) -> None:
+        """The grid as ``.npz`` (``xs``, ``ys``, ``values``, ``path`` when there is one)."""
+        extra = {} if self.path is None else {"path": self.path}
+        np.savez(path, xs=self.xs, ys=self.ys, values=self.values, **extra)
+
+
+def _flat(tree: PyTree) -> jax.Array:
+    return ravel_pytree(tree)[0]
+
+
+def grid_values(
+    batch_loss: BatchLoss, center: PyTree, directions: Sequence[PyTree], coords: jax.Array,
+    x: jax.Array, y: jax.Array, *, block: int = 8,
+) -> jax.Array:  # fmt: skip
+    """The loss at ``center + sum_k coords[i, k] directions[k]`` for every row ``i`` of
+    ``coords`` (points x directions), over all of ``x``, ``y``: one jitted program."""
+    _checks.integer("block", block, low=1)
+    c, unravel = ravel_pytree(center)
+    d = jnp.stack([_flat(v).astype(c.dtype) for v in directions])
+    coords = jnp.asarray(coords, c.dtype).reshape(-1, d.shape[0])
+    return _grid_program(batch_loss, unravel, block)(c, d, coords, x, y)
+
+
+def _grid_program(batch_loss, unravel, block):
+    @jax.jit
+    def run(c, d, coords, x, y):
+        loss_at = lambda coord: batch_loss(unravel(c + coord @ d), x, y)  # noqa: E731
+        return jax.lax.map(loss_at, coords, batch_size=block)
+
+    return run
+
+
+def surface(
+    batch_loss: BatchLoss, center: PyTree, directions: Sequence[PyTree], x: jax.Array,
+    y: jax.Array, *, xs: Any, ys: Any, kind: str = "random", path: np.ndarray | None = None,
+    block: int = 8,
+) -> Surface:  # fmt: skip
+    """The loss on the grid ``xs`` x ``ys`` of the plane through ``center`` along the two
+    ``directions``, over the whole evaluation set ``x``, ``y``."""
+    if len(directions) != 2:
+        raise ValueError(f"`directions` must be 2 pytrees like `center`, got {len(directions)}")
+    xs, ys = np.asarray(xs, np.float32), np.asarray(ys, np.float32)
+    gx, gy = np.meshgrid(xs, ys)
+    coords = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    values = grid_values(batch_loss, center, directions, coords, x, y, block=block)
+    values = np.asarray(values).reshape(len(ys), len(xs))
+    return Surface(xs, ys, values, kind, path)
+
+
+def interpolate(
+    batch_loss: BatchLoss, start: PyTree, end: PyTree, x: jax.Array, y: jax.Array, *,
+    alphas: Any = None, block: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(alphas, losses)`` along ``(1 - alpha) start + alpha end`` (default alpha in
+    [-0.5, 1.5], 41 points): the 1-D plot of Goodfellow et al. 2015."""
+    alphas = np.linspace(-0.5, 1.5, 41) if alphas is None else np.asarray(alphas, np.float32)
+    delta = jax.tree.map(lambda a, b: b - a, start, end)
+    values = grid_values(batch_loss, start, [delta], alphas[:, None], x, y, block=block)
+    return alphas, np.asarray(values)
+
+
+# ----- directions -----
+
+
+def filter_normalize(direction: PyTree, params: PyTree, *, biases: str = "zero") -> PyTree:
+    """Scales each filter of ``direction`` to the norm of the same filter of ``params``.
+
+    A filter is one output unit's weights: for a kernel (conv HWIO, dense in x out) the slice
+    along its last axis. Biases and BatchNorm parameters (1-D leaves) are set to zero, as Li et
+    al. 2018 do (``biases="zero"``), or kept as they are (``"keep"``).
+
+    >>> d = filter_normalize({"k": jnp.ones((2, 2)), "b": jnp.ones(2)},
+    ...                      {"k": jnp.array([[3.0, 0.0], [4.0, 1.0]]), "b": jnp.ones(2)})
+    >>> d["k"].tolist(), d["b"].tolist()  # column norms 5 and 1
+    ([[3.535533905029297, 0.7071067690849304], [3.535533905029297, 0.7071067690849304]], [0.0, 0.0])
+    """
+    if biases not in ("zero", "keep"):
+        raise ValueError(f"`biases` must be one of ('zero', 'keep'), got {biases!r}")
+
+    def one(d, p):
+        if p.ndim <= 1:
+            return jnp.zeros_like(d) if biases == "zero" else d
+        axes = tuple(range(p.ndim - 1))
+        dn = jnp.sqrt(jnp.sum(d**2, axis=axes, keepdims=True))
+        pn = jnp.sqrt(jnp.sum(p**2, axis=axes, keepdims=True))
+        return d * pn / (dn + 1e-10)
+
+    return jax.tree.map(one, direction, params)
+
+
+def random_directions(params: PyTree, key: jax.Array, *, num: int = 2,
+                      biases: str = "zero") -> list[PyTree]:  # fmt: skip
+    """``num`` Gaussian directions like ``params``, each filter-normalised to ``params``."""
+    _checks.integer("num", num, low=1)
+    flat, unravel = ravel_pytree(params)
+    out = []
+    for k in jax.random.split(key, num):
+        d = unravel(jax.random.normal(k, flat.shape, flat.dtype))
+        out.append(filter_normalize(d, params, biases=biases))
+    return out
+
+
+def eigen_directions(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, key: jax.Array, *,
+                     num: int = 2) -> tuple[list[PyTree], np.ndarray]:  # fmt: skip
+    """The top ``num`` Hessian eigenvectors at ``params`` (Lanczos, ``hessian.eigenvalues``),
+    each scaled to the norm of ``params``' weights, and their eigenvalues.
+
+    The scale makes a unit step comparable with a filter-normalised random direction, whose
+    norm is that of the weights (biases excluded)."""
+    from jaxopt_notes import hessian
+
+    eig = hessian.eigenvalues(loss_fn, params, k=num, which="largest", method="lanczos", key=key)
+    weights = jax.tree.map(lambda p: p if p.ndim > 1 else jnp.zeros_like(p), params)
+    scale = jnp.linalg.norm(_flat(weights))
+    vectors = [jax.tree.map(lambda v: v * scale / jnp.linalg.norm(_flat(vec)), vec)
+               for vec in eig.vectors[:num]]  # fmt: skip
+    return vectors, np.asarray(eig.values[:num])
+
+
+def pca_directions(path: Sequence[PyTree], *, num: int = 2):
+    """The principal directions of a training path around its last point (Li et al. 2018,
+    sec. 7): ``(directions, coordinates (steps, num), explained variance ratios)``.
+
+    The directions are orthonormal; ``coordinates`` place each point of ``path`` on them, so
+    the path can be drawn on the slice centred at ``path[-1]``."""
+    if len(path) < num + 1:
+        raise ValueError(f"`path` must hold at least {num + 1} points, got {len(path)}")
+    flats = np.stack([np.asarray(_flat(p), np.float64) for p in path])
+    unravel = ravel_pytree(path[-1])[1]
+    m = flats - flats[-1]
+    _, s, vt = np.linalg.svd(m, full_matrices=False)
+    dirs = vt[:num]
+    coords = m @ dirs.T
+    ratio = (s[:num] ** 2) / max(float(np.sum(s**2)), 1e-300)
+    directions = [unravel(jnp.asarray(v, jnp.float32)) for v in dirs]
+    return directions, coords.astype(np.float32), ratio
+
+
+# ----- figures -----
+
+
+def plot_surface(grid: Surface, out_prefix, *, title: str = "") -> list[str]:
+    """``<prefix>_contour.png`` (with the path, when the grid has one) and
+    ``<prefix>_surface.png`` (3-D); returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.log10(np.maximum(grid.values, 1e-12))
+    gx, gy = np.meshgrid(grid.xs, grid.ys)
+    names = [f"{out_prefix}_contour.png", f"{out_prefix}_surface.png"]
+    fig, ax = plt.subplots(figsize=(5, 4.4))
+    cs = ax.contour(gx, gy, values, levels=20, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="log10 loss")
+    if grid.path is not None:
+        ax.plot(grid.path[:, 0], grid.path[:, 1], "r.-", label="training path (per epoch)")
+        ax.legend(fontsize=7)
+    ax.plot([0], [0], "k*", markersize=10)
+    ax.set(xlabel="direction 1", ylabel="direction 2", title=title or f"{grid.kind} slice")
+    fig.tight_layout()
+    fig.savefig(names[0], dpi=100)
+    plt.close(fig)
+    fig = plt.figure(figsize=(5.5, 4.4))
+    ax3 = fig.add_subplot(projection="3d")
+    ax3.plot_surface(gx, gy, values, cmap="viridis", linewidth=0)
+    ax3.set(xlabel="direction 1", ylabel="direction 2", zlabel="log10 loss",
+            title=title or f"{grid.kind} slice")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(names[1], dpi=100)
+    plt.close(fig)
+    return names
+
+
+def plot_pair(grids: Sequence[Surface], labels: Sequence[str], path) -> None:
+    """Contours of two slices side by side on one colour scale (sharp vs flat minima)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logs = [np.log10(np.maximum(g.values, 1e-12)) for g in grids]
+    levels = np.linspace(min(v.min() for v in logs), max(v.max() for v in logs), 21)
+    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), 4.4), squeeze=False)
+    for ax, grid, value, label in zip(axes[0], grids, logs, labels, strict=True):
+        gx, gy = np.meshgrid(grid.xs, grid.ys)
+        cs = ax.contourf(gx, gy, value, levels=levels, cmap="viridis")
+        ax.plot([0], [0], "w*", markersize=10)
+        ax.set(xlabel="direction 1", ylabel="direction 2", title=label)
+    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 loss")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_line(lines: Sequence[tuple[np.ndarray, np.ndarray, str]], path, *, title: str) -> None:
+    """1-D interpolation curves: ``(alphas, losses, label)`` each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for alphas, losses, label in lines:
+        ax.plot(alphas, losses, label=label)
+    ax.set(xlabel="alpha", ylabel="loss", yscale="log", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,96 @@
+"""Loss landscapes: a quadratic's slice in closed form, the grid program against a direct loop,
+Li et al.'s filter normalisation, PCA of a path, and ``jaxopt-notes landscape`` on two runs."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxopt_notes import cli, landscape, train
+
+
+def _quadratic():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(50, 3)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=50), jnp.float32)
+
+    def loss(p, x, y):  # 0.5 mean (x.w + b - y)^2: a quadratic in (w, b)
+        return 0.5 * jnp.mean((x @ p["w"] + p["b"] - y) ** 2)
+
+    return loss, x, y
+
+
+def test_a_quadratic_slice_equals_its_closed_form_and_a_direct_loop():
+    loss, x, y = _quadratic()
+    center = {"w": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array(0.3)}
+    d1 = {"w": jnp.array([1.0, 0.0, 0.5]), "b": jnp.array(0.0)}
+    d2 = {"w": jnp.array([0.0, -1.0, 1.0]), "b": jnp.array(1.0)}
+    xs, ys = np.linspace(-2, 2, 9), np.linspace(-1, 3, 7)
+    grid = landscape.surface(loss, center, (d1, d2), x, y, xs=xs, ys=ys, block=4)
+    # closed form, float64: f(a, b) = 0.5 mean (r0 + a r1 + b r2)^2 with r_k residual parts
+    xa, ya = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    r0 = xa @ np.asarray(center["w"]) + 0.3 - ya
+    r1, r2 = xa @ np.asarray(d1["w"]), xa @ np.asarray(d2["w"]) + 1.0
+    exact = np.array([[0.5 * np.mean((r0 + a * r1 + b * r2) ** 2) for a in xs] for b in ys])
+    np.testing.assert_allclose(grid.values, exact, rtol=2e-6)
+    direct = np.array([[loss(jax.tree.map(lambda c, u, v: c + a * u + b * v, center, d1, d2),
+                             x, y) for a in xs] for b in ys])  # fmt: skip
+    np.testing.assert_allclose(grid.values, direct, rtol=1e-6)
+    alphas, line = landscape.interpolate(loss, center, d1, x, y, alphas=[0.0, 1.0])
+    assert line[0] == pytest.approx(float(loss(center, x, y)), rel=1e-6)
+    assert line[1] == pytest.approx(float(loss(d1, x, y)), rel=1e-6)
+
+
+def test_filter_normalisation_matches_each_filter_and_zeroes_biases():
+    params = {"conv": jax.random.normal(jax.random.key(0), (5, 5, 3, 8)), "bias": jnp.ones(4),
+              "dense": jax.random.normal(jax.random.key(1), (20, 4))}  # fmt: skip
+    (d,) = landscape.random_directions(params, jax.random.key(2), num=1)
+    for name, axes in (("conv", (0, 1, 2)), ("dense", (0,))):
+        got = np.sqrt((np.asarray(d[name]) ** 2).sum(axis=axes))
+        want = np.sqrt((np.asarray(params[name]) ** 2).sum(axis=axes))
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert not np.asarray(d["bias"]).any()
+    kept = landscape.filter_normalize(params, params, biases="keep")
+    np.testing.assert_allclose(kept["bias"], 1.0)
+
+
+def test_pca_of_a_path_on_a_plane_recovers_its_coordinates():
+    rng = np.random.default_rng(0)
+    u, v = np.linalg.qr(rng.normal(size=(10, 2)))[0].T
+    end = rng.normal(size=10)
+    coords = np.array([[3.0, 1.0], [2.0, -0.5], [1.0, 0.2], [0.5, 0.1], [0.0, 0.0]])
+    path = [jnp.asarray(end + a * u + b * v, jnp.float32) for a, b in coords]
+    dirs, got, ratio = landscape.pca_directions(path)
+    assert ratio.sum() == pytest.approx(1.0, abs=1e-5) and ratio[0] > ratio[1]
+    # the same plane: reconstructing each point from its PCA coordinates is exact
+    recon = np.asarray(path[-1])[None] + got @ np.stack([np.asarray(d) for d in dirs])
+    np.testing.assert_allclose(recon, np.stack([np.asarray(p) for p in path]), atol=1e-5)
+
+
+def test_cli_draws_one_and_two_runs(tmp_path, capsys):
+    tiny = ["--model", "mlp", "--depth", "1", "--width", "8", "--dataset", "digits",
+            "--epochs", "2", "--no-progress"]  # fmt: skip
+    for name, batch in (("small", "16"), ("large", "256")):
+        assert cli.main(["train", *tiny, "--batch-size", batch, "--out", str(tmp_path / name)]) == 0
+    out = tmp_path / "ls"
+    argv = ["landscape", "--run", str(tmp_path / "small"), "--run", str(tmp_path / "large")]
+    argv += ["--out", str(out), "--grid", "5", "--examples", "100", "--hessian-examples", "100"]
+    assert cli.main(argv) == 0
+    report = json.loads((out / "landscape.json").read_text())
+    assert set(report["slices"]) == {"random", "eigen", "pca", "random_run0", "random_run1"}
+    assert len(report["slices"]["eigen"]["eigenvalues"]) == 2
+    assert report["slices"]["random_run0"]["top"] > 0
+    # the centre of every slice is the run's own loss on those images
+    run = train.load_run(tmp_path / "small")
+    own = float(run.loss_fn("train", 100)(run.params))
+    for kind in ("random", "eigen", "pca"):
+        assert report["slices"][kind]["center"] == pytest.approx(own, rel=1e-5)
+        grid = np.load(out / f"{kind}.npz")
+        assert grid["values"].shape == (5, 5)
+    assert np.load(out / "pca.npz")["path"].shape == (3, 2)  # init, epoch 1, the selected epoch
+    for png in ("line.png", "pair.png", "pca_contour.png", "eigen_surface.png"):
+        assert (out / png).stat().st_size > 0
+    assert cli.main(["landscape", "--run", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "`run_dir` must be a run directory" in capsys.readouterr().err
