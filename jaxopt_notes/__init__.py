@@ -9,6 +9,7 @@ Array([0.999, 0.999, 0.999], dtype=float32)
 """
 
 from jaxopt_notes import fused, schedules
+from jaxopt_notes._hyperparams import hyperparams
 from jaxopt_notes.adadelta import adadelta, delta_ratio
 from jaxopt_notes.combine import (
     SkipNonfiniteState,
@@ -18,7 +19,6 @@ from jaxopt_notes.combine import (
     skip_nonfinite,
     switch,
 )
-from jaxopt_notes.hyperparams import hyperparams
 from jaxopt_notes.modern import (
     adabelief,
     belief_moment,

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes._stream import Moments
 from jaxopt_notes.combine import chain
-from jaxopt_notes.hyperparams import recorded
 from jaxopt_notes.moments import _ema_sq, _real_zeros, second_moment
 from jaxopt_notes.transforms import add_decayed_weights, scale_by_learning_rate
 

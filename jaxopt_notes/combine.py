@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes._stream import RULE, Moments, MomentStreamError, link_name
-from jaxopt_notes.hyperparams import recorded
 
 _INT32_MAX = jnp.iinfo(jnp.int32).max
 

@@ -65,8 +65,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_notes import _checks, _native, optimizers
+from jaxopt_notes._hyperparams import hyperparams
 from jaxopt_notes.combine import apply_updates, increment
-from jaxopt_notes.hyperparams import hyperparams
 from jaxopt_notes.moments import (
     AmsgradMaxState,
     BiasCorrectionState,

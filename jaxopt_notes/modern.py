@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes._stream import Moments
 from jaxopt_notes.combine import chain, increment, zero_count
-from jaxopt_notes.hyperparams import recorded
 from jaxopt_notes.moments import (
     _ema_sq,
     _open,

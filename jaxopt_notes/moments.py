@@ -33,9 +33,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes._stream import Moments
 from jaxopt_notes.combine import chain, increment, zero_count
-from jaxopt_notes.hyperparams import recorded
 
 
 def _open(updates: Any) -> Moments:

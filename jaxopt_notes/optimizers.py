@@ -13,9 +13,9 @@ from collections.abc import Callable
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes._hyperparams import recorded, resolved
 from jaxopt_notes.adadelta import adadelta
 from jaxopt_notes.combine import chain, switch
-from jaxopt_notes.hyperparams import recorded, resolved
 from jaxopt_notes.modern import adabelief, lion, radam, yogi
 from jaxopt_notes.moments import (
     amsgrad_max,

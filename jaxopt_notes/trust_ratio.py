@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes.combine import chain
-from jaxopt_notes.hyperparams import recorded
 from jaxopt_notes.moments import abs_sq, bias_correction, first_moment, ratio, second_moment
 from jaxopt_notes.transforms import (
     _plain,

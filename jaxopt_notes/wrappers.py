@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_notes import _checks
+from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes.combine import increment, zero_count
-from jaxopt_notes.hyperparams import recorded
 from jaxopt_notes.transforms import _plain, global_norm
 
 LookaheadParams = optax.LookaheadParams

@@ -49,6 +49,15 @@ CASES = {
 }
 
 
+# the variants' own trajectories (and torch's second cases) run with `-m slow`: the plain
+# cases keep every optimizer checked both ways in the default run
+VARIANTS = {"adadelta_decay", "nadamw_decay", "lamb_decay", "lars_decay_nesterov"}
+
+
+def names(cases, slow=frozenset()):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in sorted(cases)]
+
+
 @pytest.fixture
 def x64():
     with jax.enable_x64(True):
@@ -67,7 +76,7 @@ def test_open_loop_equals_optax(name, x64):
     assert tree_rel_err(p1, params) > 1e-4  # it moved
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", names(CASES, VARIANTS))
 def test_own_trajectory_equals_optax(name, x64):
     ours, theirs = CASES[name]()
     theta0, grad_fn, unravel = ref.mlp_problem()
@@ -109,7 +118,7 @@ TORCH = {  # name: (ours, torch's, extra float64 hyperparameters)
 }
 
 
-@pytest.mark.parametrize("name", sorted(TORCH))
+@pytest.mark.parametrize("name", names(TORCH, {"adadelta_decay", "nadamw_no_schedule"}))
 def test_pytorch_convention_equals_torch_optim(name, x64):
     torch = pytest.importorskip(
         "torch", reason="torch is an optional extra: pip install -e .[torch]"

@@ -79,7 +79,11 @@ def run(tx, theta0, grad_fn, unravel, lookahead, steps=STEPS):
     return flat(params.slow) if lookahead else flat(params)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in ("lookahead_sgd_reset", "sam_adam_3_keep")
+     else n for n in sorted(CASES)],
+)  # fmt: skip
 def test_own_trajectory_equals_optax(name, x64):
     ours, theirs, la = CASES[name]()
     theta0, grad_fn, unravel = ref.mlp_problem()
