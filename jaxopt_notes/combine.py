@@ -28,6 +28,7 @@ def zero_count() -> jax.Array:
     return jnp.zeros([], jnp.int32)
 
 
+@recorded
 def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
     r"""Applies ``transforms`` one after another; the state is the tuple of their states.
 

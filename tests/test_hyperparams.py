@@ -50,6 +50,9 @@ def test_links_say_theirs_too_and_foreign_transforms_are_refused():
     assert jn.hyperparams(jn.trace(0.5))["decay"] == 0.5
     assert jn.hyperparams(jn.first_moment(0.8))["b1"] == 0.8
     assert jn.hyperparams(jn.trust_ratio(0.01))["trust_coefficient"] == 0.01
+    clip, adam = jn.clip(1.0), jn.adam(0.1)
+    links = jn.hyperparams(jn.chain(clip, adam))["transforms"]  # a chain names its links
+    assert links == (clip, adam) and jn.hyperparams(links[1])["learning_rate"] == 0.1
     sched = jn.schedules.cosine_decay(0.1, decay_steps=10)
     assert jn.hyperparams(jn.adam(sched))["learning_rate"] is sched
     with pytest.raises(TypeError, match="`tx` must be a transform made by a jaxopt_notes"):
