@@ -74,6 +74,8 @@ def test_space_names_must_be_the_configs():
         check_space([Range("lr", 1e-3, 1e-1)], allowed)
     with pytest.raises(ValueError, match="at least one"):
         check_space([], allowed)
+    with pytest.raises(ValueError, match="`dropout` is a field of the run config, but"):
+        check_space([Range("dropout", 0.0, 0.5, "linear")], allowed, _trials.fixed(TINY))
     with pytest.raises(ValueError, match="once"):
         check_space([Range("b1", 0.5, 0.9, "linear")] * 2, allowed)
 

@@ -44,6 +44,11 @@ def searchable(cfg: TrainConfig) -> tuple[str, ...]:
     return tuple(n for n in SEARCHABLE if n in ("learning_rate", "weight_decay") or n in takes)
 
 
+def fixed(cfg: TrainConfig) -> tuple[str, ...]:
+    """The run config's fields a stage cannot vary (the model's structure, the loop's shapes)."""
+    return tuple(f.name for f in dataclasses.fields(cfg) if f.name not in searchable(cfg))
+
+
 def defaults(cfg: TrainConfig, names: tuple[str, ...]) -> dict[str, float]:
     """The value each of ``names`` has in a run of ``cfg`` (an unset field: the optimizer's)."""
     return {n: float(_UNSET[n] if getattr(cfg, n) is None else getattr(cfg, n)) for n in names}

@@ -144,7 +144,7 @@ def search(
     and one at a time on the CPU (where a wide batched matmul is no faster than a loop).
     ``fine_trials=0`` skips the fine stage.
     """
-    check_space(space, _trials.searchable(cfg))
+    check_space(space, _trials.searchable(cfg), _trials.fixed(cfg))
     if trials < 1 or fine_trials < 0:
         raise ValueError(
             f"`trials` must be >= 1 and `fine_trials` >= 0, got {trials} and {fine_trials}"

@@ -93,12 +93,19 @@ def parse_range(text: str) -> Range:
     return Range(name.strip().replace("-", "_"), low, high, parts[2] if len(parts) == 3 else "log")
 
 
-def check_space(space: list[Range], allowed: tuple[str, ...]) -> None:
-    """Refuses an empty space, a name twice, or a name the run config cannot vary."""
+def check_space(space: list[Range], allowed: tuple[str, ...], fixed: tuple[str, ...] = ()) -> None:
+    """Refuses an empty space, a name twice, or a name the run config cannot vary (``fixed``:
+    names the config has but a compiled stage cannot vary)."""
     if not space:
         raise ValueError(f"the search space must name at least one hyperparameter of {allowed}")
     names = [r.name for r in space]
     for name in names:
+        if name in fixed:
+            raise ValueError(
+                f"`{name}` is a field of the run config, but it is fixed inside the compiled "
+                f"model or loop, so one stage cannot vary it; search {allowed}, or compare "
+                f"values of `{name}` with separate runs"
+            )
         if name not in allowed:
             raise ValueError(
                 f"`{name}` is not a hyperparameter this run config can search; it can search "
