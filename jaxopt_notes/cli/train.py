@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--test-data", help="outside test set: .npz with x (uint8 Nx28x28), y")
     run.add_argument("--devices", type=int, default=1, help="data-parallel devices (0: all); "
                      "default: 1")  # fmt: skip
+    run.add_argument(
+        "--coordinator",
+        help="HOST:PORT of process 0, for multi-process "
+        "data-parallel training (jax.distributed); default: one process",
+    )
+    run.add_argument("--num-processes", type=int, default=1, help="processes; default: 1")
+    run.add_argument("--process-id", type=int, default=0, help="this process; default: 0")
     run.add_argument("--data-dir", help="tfds data directory (default: TFDS_DATA_DIR)")
     run.add_argument("--download", action="store_true", help="let tfds download the data set")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
@@ -81,6 +88,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def run_cli(args: argparse.Namespace) -> int:
     """Validates everything, trains, prints and saves the summary. Returns the exit status."""
     try:
+        if args.coordinator:
+            from jaxopt_notes.train import distributed
+
+            distributed.initialize(args.coordinator, args.num_processes, args.process_id)
         cfg = resolve_config(args)
         test_data = None
         if args.test_data:
@@ -97,7 +108,9 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.resume and Path(args.out, "config.toml").is_file():
             resumed = runs.keep_horizon(Path(args.out), cfg).resolved()
             runs.check_resumable(Path(args.out), resumed, 0)
-        out = runs.prepare(args.out, resume=args.resume, overwrite=args.overwrite)
+        out = args.out
+        if args.process_id == 0:
+            out = runs.prepare(args.out, resume=args.resume, overwrite=args.overwrite)
         result = train(
             cfg, split, out_dir=out, resume=args.resume, devices=args.devices,
             test_data=test_data, progress=args.progress,

@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 from jaxopt_notes import data as data_lib
 from jaxopt_notes import models
 from jaxopt_notes._extras import require
-from jaxopt_notes.train import runs
+from jaxopt_notes.train import distributed, runs
 from jaxopt_notes.train._io import plot_curves, write_jsonl
 from jaxopt_notes.train.config import TrainConfig, make_optimizer, to_toml
 from jaxopt_notes.train.curvature import CurvatureTracker, make_tracked_epoch, plot_curvature
@@ -77,7 +77,9 @@ def train(
     best = (eval_params(state), state.batch_stats)
     run: dict[str, Any] = {"config": dataclasses.asdict(cfg), "history": [], "stopped": False}
     store, run_id = None, None
-    if out_dir is not None:
+    if jax.process_count() > 1 and resume:
+        raise ValueError("`resume` is not supported across several processes yet, got resume=True")
+    if out_dir is not None and distributed.is_writer():
         out = runs.prepare(out_dir, resume=resume, overwrite=overwrite)
         if resume:
             run_id = runs.read_identity(out)["run_id"]
@@ -93,11 +95,11 @@ def train(
             runs.write_atomic(out / "config.toml", to_toml(cfg))  # records a raised --epochs
         else:
             run_id = runs.start(out, cfg, data.split or {})
-            runs.save_point(out, 0, eval_params(state))
+            runs.save_point(out, 0, distributed.fetch(eval_params(state)))
         run["run_id"] = run_id
     resumed_from = len(run["history"])
     t = time.perf_counter()
-    arrays = jax.device_put(
+    arrays = distributed.place(
         (data.x_train, data.y_train, data.x_val, data.y_val), NamedSharding(mesh, P())
     )
     epoch_fn, tracker = _epoch_runner(model, tx, data, cfg, mesh, state, arrays)
@@ -151,11 +153,11 @@ def _curvature_summary(cfg, run, tracker) -> dict[str, Any]:
 
 def _final_metrics(eval_fn, chosen, data, test_data, mesh) -> dict[str, Any]:
     """The test split (and the outside test set), read once, on the chosen parameters."""
-    put = lambda a: jax.device_put(a, NamedSharding(mesh, P()))  # noqa: E731
-    test = jax.device_get(eval_fn(chosen, put(data.x_test), put(data.y_test)))
+    put = lambda a: distributed.place(a, NamedSharding(mesh, P()))  # noqa: E731
+    test = distributed.fetch(eval_fn(chosen, put(data.x_test), put(data.y_test)))
     final = {"test_accuracy": float(test["accuracy"]), "test_loss": float(test["loss"])}
     if test_data is not None:
-        outside = jax.device_get(eval_fn(chosen, *put(test_data)))
+        outside = distributed.fetch(eval_fn(chosen, *put(test_data)))
         final["outside_test_accuracy"] = float(outside["accuracy"])
         final["outside_test_size"] = len(test_data[1])
     return final
@@ -174,12 +176,12 @@ def _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoc
         t = time.perf_counter()
         key = jax.random.fold_in(k_data, epoch)
         state, metrics, t_steps = epoch_fn(state, x_tr, y_tr, key, epoch)
-        metrics = jax.device_get(metrics)
+        metrics = distributed.fetch(metrics)
         t_train = time.perf_counter() - t if t_steps is None else t_steps
         measured = [] if tracker is None else [{**r, "epoch": epoch + 1} for r in tracker.records]
         if tracker is not None:
             tracker.records.clear()
-        evaluated = jax.device_get(eval_fn(state, x_val, y_val))
+        evaluated = distributed.fetch(eval_fn(state, x_val, y_val))
         record = {
             "epoch": epoch + 1,
             **{f"train_{k}": float(v) for k, v in metrics.items()},
@@ -194,8 +196,10 @@ def _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoc
         if run["best_epoch"] == epoch + 1:
             best = jax.tree.map(jnp.copy, (eval_params(state), state.batch_stats))
         if store is not None:
-            store.save(epoch + 1, {"state": state, "best": best}, runs.clean_json(run))
-            runs.save_point(store.out, epoch + 1, eval_params(state))
+            trees = distributed.fetch({"state": state, "best": best})
+            store.save(epoch + 1, trees, runs.clean_json(run))
+            runs.save_point(store.out, epoch + 1, trees["state"].params if state.ema is None
+                            else trees["state"].ema)  # fmt: skip
             lines = runs.clean_json(measured) + [runs.clean_json(record)]
             write_jsonl(store.out / "metrics.jsonl", lines, mode="a")
         bar.update(1)
@@ -252,5 +256,6 @@ def _summary(cfg, data, model, run, mesh, start, compile_time, resumed_from, fin
         "train_time_s": sum(r["train_time_s"] for r in history),
         "epoch_times_s": [r["epoch_time_s"] for r in history],
         "devices": mesh.size,
+        "processes": jax.process_count(),
         "backend": jax.default_backend(),
     }

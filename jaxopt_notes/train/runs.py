@@ -147,9 +147,14 @@ def read_path(out: Path) -> list[np.ndarray]:
 def _manager(out: Path, *, read_only: bool = False):
     ocp = require("orbax.checkpoint", "train")
 
+    several = jax.process_count() > 1
+    if not read_only:
+        (out / "checkpoints").mkdir(exist_ok=True)
+    # process 0 alone writes: the others never join the checkpoint's barriers
+    alone = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=2, enable_async_checkpointing=False, read_only=read_only,
-        create=not read_only,
+        max_to_keep=2, enable_async_checkpointing=False, read_only=read_only, create=False,
+        multiprocessing_options=alone if several else ocp.options.MultiprocessingOptions(),
     )  # fmt: skip
     return ocp.CheckpointManager((out / "checkpoints").absolute(), options=options)
 

@@ -164,8 +164,12 @@ def make_eval_fn(model, data: data_lib.Dataset, mesh: Mesh, batch_size: int = 50
 
 
 def make_mesh(devices: int = 1) -> Mesh:
-    """A one-axis ``("data",)`` mesh over the first ``devices`` devices (0: all of them)."""
+    """A one-axis ``("data",)`` mesh over the first ``devices`` devices (0: all of them).
+
+    Across several processes (``jax.distributed``) it always spans every device of all."""
     available = jax.devices()
+    if jax.process_count() > 1:
+        devices = 0
     if not 0 <= devices <= len(available):
         raise ValueError(f"`devices` must be in 0..{len(available)}, got {devices}")
     return Mesh(np.array(available[: devices or len(available)]), ("data",))
@@ -177,7 +181,9 @@ def init_state(cfg: TrainConfig, data: data_lib.Dataset, tx, mesh: Mesh):
     _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
     ema = jax.tree.map(jnp.copy, params) if cfg.ema else None
     state = TrainState(params, stats, tx.init(params), ema)
-    return model, jax.device_put(state, NamedSharding(mesh, P()))
+    from jaxopt_notes.train.distributed import place
+
+    return model, place(state, NamedSharding(mesh, P()))
 
 
 def check_fit(cfg: TrainConfig, data: data_lib.Dataset, mesh: Mesh) -> None:

@@ -1,0 +1,72 @@
+"""Two local CPU processes (``jax.distributed``, gloo collectives) train to the parameters of one
+process, and process 0 alone writes the run."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from jaxopt_notes import train
+from jaxopt_notes.train import TrainConfig, distributed
+
+CFG = dict(model="mlp", depth=1, width=16, dataset="digits", batch_size=64, epochs=2,
+           learning_rate=0.01, dropout=0.1)  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+WORKER = """
+import sys, numpy as np, jax
+from jaxopt_notes.train import TrainConfig, distributed, train
+pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+distributed.initialize(f"127.0.0.1:{port}", 2, pid)
+assert jax.process_count() == 2 and jax.device_count() == 2, jax.devices()
+result = train(TrainConfig(**CFG), out_dir=out + "/run", progress=False)
+leaves = distributed.fetch(jax.tree.leaves(result["state"].params))
+np.savez(out + f"/params{pid}.npz", *leaves)
+print("summary", result["summary"]["processes"], result["summary"]["devices"])
+"""
+
+
+def test_two_processes_match_one_and_only_process_0_writes(tmp_path):
+    port = _free_port()
+    code = "CFG = " + repr(CFG) + "\n" + textwrap.dedent(WORKER)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(pid), str(port), str(tmp_path)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for pid in (0, 1)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+        assert "summary 2 2" in out
+    one = train.train(TrainConfig(**CFG), progress=False)
+    ref = [np.asarray(x) for x in jax.tree.leaves(one["state"].params)]
+    for pid in (0, 1):
+        with np.load(tmp_path / f"params{pid}.npz") as got:
+            for i, want in enumerate(ref):
+                np.testing.assert_allclose(got[f"arr_{i}"], want, rtol=2e-5, atol=2e-6)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["devices"] == 2
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    run = train.load_run(tmp_path / "run")  # the run process 0 wrote reads back in one process
+    np.testing.assert_allclose(np.asarray(jax.tree.leaves(run.last_params)[0]), ref[0],
+                               rtol=2e-5, atol=2e-6)  # fmt: skip
+
+
+def test_initialize_refuses_bad_arguments_before_joining():
+    with pytest.raises(ValueError, match="`coordinator` must be HOST:PORT"):
+        distributed.initialize("localhost", 2, 0)
+    with pytest.raises(ValueError, match=r"`process_id` must be in 0..1, got 2"):
+        distributed.initialize("localhost:1234", 2, 2)
