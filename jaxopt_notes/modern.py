@@ -280,7 +280,8 @@ def adabelief(
 
     Args:
       learning_rate: :math:`\eta`, a float or a schedule.
-      b1, b2: the decays of :math:`m` and :math:`s`.
+      b1: the decay of :math:`m`.
+      b2: the decay of :math:`s`.
       eps: added to :math:`\sqrt{\hat s_t}` (1e-16).
       eps_root: added to :math:`s_t` in the state at every step, before the bias correction
         (1e-16), as in the paper's algorithm and optax.
@@ -317,7 +318,8 @@ def yogi(
 
     Args:
       learning_rate: :math:`\eta`, a float or a schedule.
-      b1, b2: the decays of :math:`m` and :math:`v`.
+      b1: the decay of :math:`m`.
+      b2: the decay of :math:`v`.
       eps: added to the root (1e-3, the paper's and optax's: larger than Adam's).
       eps_root: added under the root (0).
       initial_accumulator_value: :math:`m_0 = v_0` (1e-6). optax starts *both* moments
@@ -358,7 +360,8 @@ def radam(
 
     Args:
       learning_rate: :math:`\eta`, a float or a schedule.
-      b1, b2: the decays of :math:`m` and :math:`v`.
+      b1: the decay of :math:`m`.
+      b2: the decay of :math:`v`.
       eps: added to the root (1e-8).
       eps_root: added under the root (0).
       threshold: :math:`\rho_t` from which the step is adaptive (5, as in optax, torch and

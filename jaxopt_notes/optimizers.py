@@ -290,7 +290,8 @@ def nadamw(
 
     Args:
       learning_rate: :math:`\eta`, a float or a schedule.
-      b1, b2: the decays of :math:`m` and :math:`v`.
+      b1: the decay of :math:`m`.
+      b2: the decay of :math:`v`.
       eps: added to the root (1e-8).
       weight_decay: :math:`\lambda`, applied after the ratio (``None``: 1e-4 under optax,
         1e-2 under pytorch, AdamW's defaults there; torch's NAdam itself defaults to 0).

@@ -156,7 +156,8 @@ def lamb(
 
     Args:
       learning_rate: :math:`\eta`, a float or a schedule.
-      b1, b2: the decays of :math:`m` and :math:`v`.
+      b1: the decay of :math:`m`.
+      b2: the decay of :math:`v`.
       eps: added to the root (1e-6, the paper's and optax's).
       eps_root: added under the root (0).
       weight_decay: :math:`\lambda`, decoupled (added after the Adam ratio) (0).
