@@ -172,3 +172,27 @@ def test_averages_leave_the_updates_alone_and_keep_dtypes():
         tx.update(g, tx.init(params))
     with pytest.raises(ValueError, match="must hold one parameter average"):
         jn.averaged_params(jn.sgd(0.1).init(params))
+
+
+def test_polyak_params_equals_torchs_averaged_model(x64):
+    """torch.optim.swa_utils.AveragedModel, updated after every step, keeps the same running
+    mean of the iterates (its first update copies them, as our mean of one iterate does)."""
+    torch = pytest.importorskip(
+        "torch", reason="torch is an optional extra: pip install -e .[torch]"
+    )
+    from torch.optim.swa_utils import AveragedModel
+
+    grads = random_grads(steps=30)
+    history, state = iterates(jn.polyak_params(), steps=30)
+    module = torch.nn.ParameterDict(
+        {k: torch.nn.Parameter(torch.tensor(v, dtype=torch.float64)) for k, v in PARAMS0.items()}
+    )
+    opt, swa = torch.optim.SGD(module.parameters(), lr=0.1), AveragedModel(module)
+    for g in grads:
+        for k, p in module.items():
+            p.grad = torch.from_numpy(np.array(g[k]))
+        opt.step()
+        swa.update_parameters(module)
+    theirs = {k: p.detach().numpy() for k, p in swa.module.items()}
+    assert tree_rel_err(jn.averaged_params(state), theirs) < TOL
+    assert tree_rel_err(history[-1], {k: p.detach().numpy() for k, p in module.items()}) < TOL
