@@ -181,3 +181,7 @@ def test_real_runs_built_for_each_case(tmp_path):
     named = doctor_cases(tmp_path)
     for name, cases in named.items():
         assert cases[0] == ("healthy" if name.startswith("healthy") else name), (name, cases)
+    # the checkpoints tell how far each weight matrix moved: a dead run's barely did
+    moved = {n: diagnose_run(tmp_path / n).weights for n in ("healthy", "bad_init")}
+    assert [w["layer"] for w in moved["healthy"]] == ["hidden.0.kernel", "out.kernel"]
+    assert max(w["moved"] for w in moved["bad_init"]) < min(w["moved"] for w in moved["healthy"])

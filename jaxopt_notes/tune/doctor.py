@@ -71,6 +71,8 @@ class Diagnosis:
     findings: list[Finding]
     num_classes: int
     learning_rates: list[float] | None = None
+    # per weight matrix, from the checkpoints: how far the run moved it from its init
+    weights: list[dict[str, Any]] | None = None
 
     @property
     def cases(self) -> list[str]:
@@ -82,6 +84,13 @@ class Diagnosis:
 
     def report(self) -> str:
         """The findings as text, one paragraph each (or why the run looks healthy)."""
+        text = self._findings_text()
+        if self.weights:
+            moved = ", ".join(f"{w['layer']} {w['moved']:.3g}" for w in self.weights)
+            text += f"\nweights moved from their init (|w - w0| / |w0|): {moved}"
+        return text
+
+    def _findings_text(self) -> str:
         if self.healthy:
             last = self.history[-1]
             return (
@@ -101,6 +110,7 @@ class Diagnosis:
             "findings": [dataclasses.asdict(f) for f in self.findings],
             "num_classes": self.num_classes,
             "rules": RULES,
+            "weights": self.weights,
             "report": self.report(),
         }
 
@@ -342,7 +352,37 @@ def diagnose_run(run_dir: str | Path) -> Diagnosis:
     """:func:`diagnose` on the run directory ``run_dir`` (its ``metrics.jsonl`` and config)."""
     history = read_metrics(run_dir)
     classes, lrs = _run_context(Path(run_dir), len(history))
-    return diagnose(history, num_classes=classes, learning_rates=lrs)
+    diagnosis = diagnose(history, num_classes=classes, learning_rates=lrs)
+    diagnosis.weights = _weight_motion(Path(run_dir))
+    return diagnosis
+
+
+def _weight_motion(run_dir: Path) -> list[dict[str, Any]] | None:
+    """|w_last - w_0| / |w_0| per weight matrix, from the run's last checkpoint (None without)."""
+    if not (run_dir / "checkpoints").is_dir():
+        return None
+    import jax
+
+    from jaxopt_notes.train import load_run
+
+    try:
+        run = load_run(run_dir)
+    except (ValueError, OSError, KeyError) as error:  # a checkpoint being written, or foreign
+        return [{"layer": "unreadable checkpoints", "moved": math.nan, "error": str(error)}]
+    pairs = zip(
+        jax.tree_util.tree_leaves_with_path(run.init_params),
+        jax.tree.leaves(run.last_params),
+        strict=True,
+    )
+    out = []
+    for (path, w0), w in pairs:
+        if np.ndim(w0) < 2:
+            continue
+        keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+        name = ".".join(k for k in keys if k not in ("", "value"))
+        change = float(np.linalg.norm(np.asarray(w) - np.asarray(w0)) / np.linalg.norm(w0))
+        out.append({"layer": name, "moved": change})
+    return out
 
 
 def _run_context(run_dir: Path, epochs: int) -> tuple[int, list[float] | None]:
