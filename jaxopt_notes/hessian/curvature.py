@@ -108,9 +108,10 @@ class LayerSpectrum(NamedTuple):
 
 
 def layers(params: PyTree) -> list[str]:
-    """The layer names of ``params``: leaf paths without their last part (``conv1/kernel`` ->
-    ``conv1``), in order of first appearance."""
-    names = [p.rsplit("/", 1)[0] if "/" in p else p for p in core.leaf_paths(params)]
+    """The layer names of ``params``: leaf paths without their last part (``conv1/kernel`` and
+    an ``nnx.State``'s ``conv1/kernel/value`` -> ``conv1``), in order of first appearance."""
+    paths = [p.removesuffix("/value") for p in core.leaf_paths(params)]  # nnx.State leaves
+    names = [p.rsplit("/", 1)[0] if "/" in p else p for p in paths]
     return list(dict.fromkeys(names))
 
 

@@ -78,7 +78,8 @@ def step(state: State, w: jax.Array, key: jax.Array) -> tuple[State, jax.Array]:
     return new, nxt
 
 
-step_jit = jax.jit(step)
+step_jit = jax.jit(step, donate_argnums=0)  # the basis is updated in place
+init_jit = jax.jit(lambda v0, m: (init(v0, m), v0 / jnp.linalg.norm(v0)), static_argnums=1)
 block_step = jax.vmap(step)  # a block of independent runs (SLQ probes)
 block_step_jit = jax.jit(block_step)
 
@@ -149,9 +150,11 @@ def host_converged(state: State, n: int, k: int, which: str, tol: float) -> bool
     j = int(state.j)
     if j >= n:
         return True
-    if j < num_wanted(k, which) or bool(state.broke):
+    if j < num_wanted(k, which):
         return False
-    a, b = np.asarray(state.alpha[:j], np.float64), np.asarray(state.beta[:j], np.float64)
+    a, b = (np.asarray(t, np.float64)[:j] for t in jax.device_get((state.alpha, state.beta)))
+    if b[-1] == 0:  # the step broke down (`step` stores a zero beta then): go on
+        return False
     theta, s = np.linalg.eigh(np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1))
     resid = np.abs(b[-1] * s[-1])
     order = np.argsort(theta)
@@ -159,12 +162,13 @@ def host_converged(state: State, n: int, k: int, which: str, tol: float) -> bool
     return bool(np.all(resid[idx[which]] <= tol * np.abs(theta).max()))
 
 
-def run_host(matvec: Callable, v0: jax.Array, key: jax.Array, *, max_iter: int, k: int,
+def run_host(advance: Callable, v0: jax.Array, key: jax.Array, *, max_iter: int, k: int,
              which: str, tol: float | None, n: int) -> State:  # fmt: skip
-    """Steps until converged (``tol``; None: always ``max_iter``), ``matvec`` called eagerly."""
-    state, v = init(v0, max_iter), v0 / jnp.linalg.norm(v0)
+    """Steps until converged (``tol``; None: always ``max_iter``) from the host;
+    ``advance(state, v, key) -> (state, next v)`` is one step, product included."""
+    state, v = init_jit(v0, max_iter)
     for _ in range(max_iter):
-        state, v = step_jit(state, matvec(v[None])[0], key)
+        state, v = advance(state, v, key)
         if tol is not None and host_converged(state, n, k, which, tol):
             break
     return state
@@ -222,6 +226,7 @@ def lanczos(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array) -> T
     _checks.integer("num_iter", num_iter, low=1)
     if num_iter > v0.shape[0]:
         raise ValueError(f"`num_iter` must be <= the vector size {v0.shape[0]}, got {num_iter}")
-    state = run_host(lambda vs: jnp.stack([matvec(v) for v in vs]), v0, key, max_iter=num_iter,
-                     k=1, which="largest", tol=None, n=v0.shape[0])  # fmt: skip
+    advance = lambda state, v, key: step_jit(state, matvec(v), key)  # noqa: E731
+    state = run_host(advance, v0, key, max_iter=num_iter, k=1, which="largest", tol=None,
+                     n=v0.shape[0])  # fmt: skip
     return tridiagonal(state)

@@ -138,9 +138,15 @@ def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop):
         res = _lanczos_device(params, data, v0, key, spec=spec, k=k, which=which,
                               max_iter=max_iter, tol=tol)  # fmt: skip
     else:
-        state = lz.run_host(op, v0, key, max_iter=max_iter, k=k, which=which, tol=tol, n=op.size)
+        state = lz.run_host(op.lanczos_step, v0, key, max_iter=max_iter, k=k, which=which,
+                            tol=tol, n=op.size)  # fmt: skip
         res = lz.extract(state, k=k, which=which)
     return op, res
+
+
+@jax.jit
+def _residual_norms(products, values, vectors):
+    return jnp.linalg.norm(products - values[:, None] * vectors, axis=1)
 
 
 def _validate(k, which, method, n):
@@ -168,8 +174,9 @@ def eigenvalues(
     value|``), or after ``max_iter`` steps (default ``max(100, 4k)``); ``num_iter`` instead runs
     exactly that many steps. ``residuals=True`` recomputes ``||H v - lambda v||`` (one product
     per pair, counted in ``num_hvps``) so ``converged`` does not trust the estimate.
-    ``check_finite=False`` skips the check of the loss and gradient (one gradient) for a caller
-    that has made it; non-finite eigenvalues raise either way.
+    A non-finite loss or gradient raises (Lanczos checks them only when a Ritz value comes out
+    non-finite; ``check_finite=False`` skips the check for a caller that has made it);
+    non-finite eigenvalues raise either way.
 
     >>> res = eigenvalues(lambda p: p[0] ** 2 - p[1] ** 2, jnp.zeros(2), k=1, which="both")
     >>> res.values, res.method
@@ -182,10 +189,10 @@ def eigenvalues(
     dtype = jnp.result_type(*jax.tree.leaves(params))
     tol = float(np.sqrt(core.eps(dtype))) if tol is None else tol
     _checks.positive("tol", tol)
-    if check_finite:
-        core.check_finite_loss(spec, params, data, "eigenvalues")
     embed = core.embedder(params, spec.mask)
     if method == "dense":
+        if check_finite:
+            core.check_finite_loss(spec, params, data, "eigenvalues")
         h = dense_matrix(spec, params, data)
         lam, vecs = jnp.linalg.eigh(h)
         idx = _pick(n, k, which)
@@ -208,11 +215,12 @@ def eigenvalues(
                          f"{which!r}, got {steps}")  # fmt: skip
     key = jax.random.PRNGKey(0) if key is None else key
     op, res = _lanczos(spec, params, data, key, k, which, steps, stop, loop)
+    if check_finite and not np.all(np.isfinite(np.asarray(res.values))):
+        core.check_finite_loss(spec, params, data, "eigenvalues")  # the loss's sentence first
     core.check_finite_values(res.values, "the Ritz values")
     resid, hvps = np.asarray(res.residuals, np.float64), int(res.steps)
     if residuals:
-        resid = np.asarray(jnp.linalg.norm(op(res.vectors) - res.values[:, None] * res.vectors,
-                                           axis=1), np.float64)  # fmt: skip
+        resid = np.asarray(_residual_norms(op(res.vectors), res.values, res.vectors), np.float64)
         hvps += len(resid)
     scale = float(res.scale)
     return Eigenpairs(res.values, res.vectors, resid, resid <= tol * max(scale, 1e-300),
