@@ -200,3 +200,137 @@ def _race(ds: data_lib.Dataset, batch_size: int, variant: str, repeats: int) -> 
 if __name__ == "__main__":
     bench = bench_train(quick=False)
     print(json.dumps({k: v["scan_over"] for k, v in bench["results"].items()}, indent=2))
+
+
+# ----- the lab: a landscape grid against the loss-landscapes library, curvature's cost -----
+
+
+def _torch_lenet_classic(params) -> Any:
+    """d2l's classic LeNet in torch with the weights of our ``LeNet(variant="classic")``."""
+    import torch
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(6, 16, 5), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(400, 120), torch.nn.Sigmoid(), torch.nn.Linear(120, 84),
+        torch.nn.Sigmoid(), torch.nn.Linear(84, 10),
+    )  # fmt: skip
+    p = jax.tree.map(np.asarray, params)
+    fc1 = p["fc1"]["kernel"].reshape(5, 5, 16, 120).transpose(2, 0, 1, 3).reshape(400, 120)
+    weights = [p["conv1"]["kernel"].transpose(3, 2, 0, 1), p["conv1"]["bias"],
+               p["conv2"]["kernel"].transpose(3, 2, 0, 1), p["conv2"]["bias"], fc1.T,
+               p["fc1"]["bias"], p["fc2"]["kernel"].T, p["fc2"]["bias"], p["fc3"]["kernel"].T,
+               p["fc3"]["bias"]]  # fmt: skip
+    with torch.no_grad():
+        for tensor, value in zip(net.parameters(), weights, strict=True):
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value, np.float32)))
+    return net
+
+
+def bench_landscape(out_dir: str | None = None, *, grid: int = 41, examples: int = 1000) -> dict:
+    """A ``grid`` x ``grid`` filter-normalised random slice of the classic LeNet on ``examples``
+    mnist5k images: our one-program grid vs a direct loop vs ``loss_landscapes.random_plane``
+    (3.0.6, torch; skipped when not installed), in one process, one after another."""
+    from jaxopt_notes import landscape
+    from jaxopt_notes.train.steps import cross_entropy
+
+    ds = data_lib.load("mnist5k")
+    x, y = jnp_put(ds.x_train[:examples]), jnp_put(ds.y_train[:examples])
+    apply, params = models.functional(models.LeNet(variant="classic", rngs=nnx.Rngs(0)))
+    # loss-landscapes 3.0.6 divides by a zero norm on an all-zero bias vector (the init's):
+    # small random biases, the same in both networks, avoid it
+    keys = iter(jax.random.split(jax.random.key(1), 16))
+    params = jax.tree.map(lambda p: p if p.ndim > 1 else 0.01 * jax.random.normal(next(keys),
+                          p.shape), params)  # fmt: skip
+    mean, std = ds.mean, ds.std
+
+    def batch_loss(p, xb, yb):
+        logits = apply(p, data_lib.normalize(xb, mean, std))
+        return cross_entropy(logits, jax.nn.one_hot(yb, 10))[0].mean()
+
+    dirs = landscape.random_directions(params, jax.random.key(0))
+    coords = np.linspace(-1, 1, grid)
+    report: dict[str, Any] = {"grid": grid, "examples": examples, "network": "LeNet classic"}
+    t = time.perf_counter()
+    ours = landscape.surface(batch_loss, params, dirs, x, y, xs=coords, ys=coords)
+    report["ours_s"] = time.perf_counter() - t  # one run, compile included
+    report["center_loss"] = float(batch_loss(params, x, y))
+    loss_at = jax.jit(lambda a, b: batch_loss(
+        jax.tree.map(lambda c, u, v: c + a * u + b * v, params, *dirs), x, y))  # fmt: skip
+    t = time.perf_counter()
+    direct = np.array([[float(loss_at(a, b)) for a in coords] for b in coords])
+    report["direct_loop_s"] = time.perf_counter() - t
+    report["max_rel_diff_vs_direct_loop"] = float(np.max(np.abs(ours.values - direct) / direct))
+    report["torch"] = _torch_plane(params, ds, examples, grid)
+    if report["torch"].get("seconds"):
+        report["ours_over_loss_landscapes"] = report["ours_s"] / report["torch"]["seconds"]
+    report["machine"] = _machine()
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "landscape_bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def jnp_put(a: np.ndarray) -> jax.Array:
+    return jax.device_put(np.asarray(a))
+
+
+def _torch_plane(params, ds, examples: int, grid: int) -> dict:
+    try:
+        import loss_landscapes
+        import loss_landscapes.metrics
+        import torch
+    except ImportError as error:
+        return {"skipped": f"loss-landscapes or torch not installed ({error})"}
+    net = _torch_lenet_classic(params)
+    xs = (ds.x_train[:examples].astype(np.float32) / 255.0 - ds.mean) / ds.std
+    x = torch.from_numpy(np.ascontiguousarray(xs.transpose(0, 3, 1, 2)))
+    y = torch.from_numpy(ds.y_train[:examples].astype(np.int64))
+    metric = loss_landscapes.metrics.Loss(torch.nn.CrossEntropyLoss(), x, y)
+    with torch.no_grad():
+        center = float(torch.nn.functional.cross_entropy(net(x), y))  # the same network?
+        t = time.perf_counter()
+        values = loss_landscapes.random_plane(
+            net, metric, distance=1, steps=grid, normalization="filter", deepcopy_model=True
+        )
+        seconds = time.perf_counter() - t
+    return {"seconds": seconds, "version": "3.0.6", "torch_threads": torch.get_num_threads(),
+            "shape": list(np.asarray(values).shape), "center_loss": center}  # fmt: skip
+
+
+def _machine() -> dict:
+    import os
+    import platform
+
+    return {"cpus": os.cpu_count(), "load_average": list(os.getloadavg()),
+            "platform": platform.platform(), "jax": jax.__version__}  # fmt: skip
+
+
+def bench_curvature(out_dir: str | None = None, *, epochs: int = 2,
+                    settings: tuple = ((50, 256, 8, 4), (50, 64, 4, 2))) -> dict:  # fmt: skip
+    """LeNet + Adam on mnist5k with ``--track-curvature 50``: the measurements' time as a
+    fraction of the training steps' time, per (every, examples, Lanczos steps, probes)."""
+    rows = []
+    for every, n, iters, probes in settings:
+        cfg = train.TrainConfig(epochs=epochs, track_curvature=every, curvature_examples=n,
+                                curvature_iters=iters, curvature_probes=probes)  # fmt: skip
+        summary = train.train(cfg, progress=False)["summary"]
+        c = summary["curvature"]
+        rows.append({"every": every, "examples": n, "lanczos_steps": iters, "probes": probes,
+                     "measurements": c["measurements"], "curvature_s": c["seconds_this_session"],
+                     "train_steps_s": summary["train_time_s"],
+                     "fraction_of_training_time": c["fraction_of_training_time"]})  # fmt: skip
+    report = {"model": "LeNet modern + Adam, mnist5k, batch 32", "epochs": epochs, "rows": rows,
+              "machine": _machine()}  # fmt: skip
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "curvature_bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    import sys
+
+    which, out = sys.argv[1], sys.argv[2]
+    result = {"landscape": bench_landscape, "curvature": bench_curvature}[which](out)
+    print(json.dumps(result, indent=2))
