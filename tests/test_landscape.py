@@ -69,6 +69,7 @@ def test_pca_of_a_path_on_a_plane_recovers_its_coordinates():
     np.testing.assert_allclose(recon, np.stack([np.asarray(p) for p in path]), atol=1e-5)
 
 
+@pytest.mark.slow  # two trainings and a Lanczos eigen slice: about a minute on 2 cores
 def test_cli_draws_one_and_two_runs(tmp_path, capsys):
     tiny = ["--model", "mlp", "--depth", "1", "--width", "8", "--dataset", "digits",
             "--epochs", "2", "--no-progress"]  # fmt: skip
