@@ -27,7 +27,7 @@ def _refuse(message: str) -> int:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from jaxopt_notes.tune.doctor import diagnose_run, plot
+    from jaxopt_notes.tune import diagnose_run, plot_diagnosis
 
     try:
         diagnosis = diagnose_run(args.run)
@@ -36,7 +36,7 @@ def run_cli(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(str(Path(args.run)).rstrip("/") + "_doctor")
     out.mkdir(parents=True, exist_ok=True)
     (out / "doctor.json").write_text(json.dumps(diagnosis.to_json(), indent=2) + "\n")
-    plot(diagnosis, out / "doctor.png")
+    plot_diagnosis(diagnosis, out / "doctor.png")
     print(diagnosis.report())
     print(f"curves: {out / 'doctor.png'}")
     return 0

@@ -14,9 +14,8 @@ from jaxopt_notes.tune.doctor import (
     Diagnosis,
     Finding,
     diagnose,
-    diagnose_run,
-    read_metrics,
 )
+from jaxopt_notes.tune.runs import diagnose_run, plot_diagnosis, read_metrics
 from jaxopt_notes.tune.search import SearchResult, plot_search, run_stage, search
 from jaxopt_notes.tune.space import SCALES, Range, check_space, parse_range, sample
 
@@ -33,6 +32,7 @@ __all__ = [
     "diagnose",
     "diagnose_run",
     "parse_range",
+    "plot_diagnosis",
     "plot_search",
     "read_metrics",
     "run_stage",

@@ -59,7 +59,7 @@ DOCTOR_CASES = {
 def doctor_cases(out: str | Path, names: list[str] | None = None) -> dict[str, list[str]]:
     """Trains each case of :data:`DOCTOR_CASES` into ``out/NAME`` and diagnoses it (figures in
     ``out/NAME_doctor``); returns the cases named for each run."""
-    from jaxopt_notes.tune.doctor import diagnose_run, plot
+    from jaxopt_notes.tune.runs import diagnose_run, plot_diagnosis
 
     named = {}
     for name in names or list(DOCTOR_CASES):
@@ -70,7 +70,7 @@ def doctor_cases(out: str | Path, names: list[str] | None = None) -> dict[str, l
         figures = Path(out) / f"{name}_doctor"
         figures.mkdir(parents=True, exist_ok=True)
         (figures / "doctor.json").write_text(json.dumps(diagnosis.to_json(), indent=2) + "\n")
-        plot(diagnosis, figures / "doctor.png")
+        plot_diagnosis(diagnosis, figures / "doctor.png")
         named[name] = diagnosis.cases
     return named
 
