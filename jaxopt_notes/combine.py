@@ -177,15 +177,28 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
         def run(_):
             return inner.update(updates, state.inner_state, params, **extra_args)
 
-        # a skipped step: zeros exactly as `run` returns its updates (dtypes too), state as is
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(run, None)[0])
-        skip = lambda _: (zeros, state.inner_state)  # noqa: E731
-        new_updates, new_inner = jax.lax.cond(finite, run, skip, None)
+        new_updates, new_inner = _run_or_skip(finite, run, updates, state.inner_state)
         skipped = jnp.where(finite, state.skipped, increment(state.skipped))
         consecutive = jnp.where(finite, zero_count(), increment(state.consecutive))
         return new_updates, SkipNonfiniteState(new_inner, skipped, consecutive)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _run_or_skip(finite: jax.Array, run: Callable, updates: Any, inner_state: Any) -> tuple:
+    """``run`` if ``finite``, else zero updates and ``inner_state`` as is. The zeros must be
+    exactly what ``run`` returns (structure, dtypes): first try zeros like the incoming
+    updates, true of every element-wise optimizer, so that ``run`` is traced once; only where
+    ``lax.cond`` finds the branches differ, trace ``run`` once more to learn its output."""
+
+    def skip_like(tree):
+        zeros = jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), jnp.result_type(x)), tree)
+        return lambda _: (zeros, inner_state)
+
+    try:
+        return jax.lax.cond(finite, run, skip_like(updates), None)
+    except TypeError:  # the branches' outputs differ (e.g. lookahead's (fast, slow) updates)
+        return jax.lax.cond(finite, run, skip_like(jax.eval_shape(run, None)[0]), None)
 
 
 class SwitchState(NamedTuple):

@@ -86,7 +86,9 @@ def lookahead(
         sync = state.steps_since_sync == sync_period - 1
         # where the fast weights would land, measured from the slow ones
         gap = jax.tree.map(lambda f, u, s: f + u - s, params.fast, step, params.slow)
-        slow_step = jax.tree.map(lambda d: jnp.where(sync, slow_step_size * d, 0.0 * d), gap)
+        slow_step = jax.tree.map(
+            lambda d: jnp.where(sync, slow_step_size * d, jnp.zeros_like(d)), gap
+        )
         fast_step = jax.tree.map(lambda u, d: jnp.where(sync, u - (1 - slow_step_size) * d, u),
                                  step, gap)  # fmt: skip
         if reset_state:

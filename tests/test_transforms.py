@@ -201,6 +201,32 @@ def test_skip_nonfinite_is_one_cond_over_the_inner_update():
     assert names.count("cond") == 1 and names.count("select_n") <= 4, names
 
 
+def test_skip_nonfinite_traces_the_inner_update_once_and_wraps_any_output():
+    """Zeros like the incoming updates suffice for element-wise optimizers, so the inner
+    update is traced once; an inner transform with other outputs (lookahead's (fast, slow)
+    updates) still gets zeros of its own structure."""
+    traces = []
+
+    def counted(inner):
+        def update(updates, state, params=None):
+            traces.append(1)
+            return inner.update(updates, state, params)
+
+        return optax.GradientTransformation(inner.init, update)
+
+    tx = jn.skip_nonfinite(counted(jn.adam(0.1)))
+    params = {"w": jnp.ones(2, jnp.bfloat16)}
+    jax.make_jaxpr(tx.update)(params, tx.init(params), params)
+    assert len(traces) == 1
+    tx = jn.skip_nonfinite(jn.lookahead(jn.sgd(0.1), 2, 0.5))
+    la = optax.LookaheadParams.init_synced(jnp.ones(2))
+    u, s = jax.jit(tx.update)(jnp.array([jnp.nan, 1.0]), tx.init(la), la)
+    assert isinstance(u, optax.LookaheadParams) and int(s.skipped) == 1
+    np.testing.assert_array_equal(u.fast, 0.0)
+    u, s = jax.jit(tx.update)(jnp.ones(2), s, la)
+    np.testing.assert_allclose(u.fast, -0.1)
+
+
 def test_switch_by_criterion_happens_once():
     tx = jn.switch(jn.sgd(1.0), jn.sgd(0.0), criterion=lambda count, g: jnp.abs(g[0]) < 0.5)
     state = tx.init(jnp.zeros(1))
