@@ -312,7 +312,8 @@ def bench_curvature(out_dir: str | None = None, *, epochs: int = 2,
     fraction of the training steps' time, per (every, examples, Lanczos steps, probes)."""
     rows = []
     for every, n, iters, probes in settings:
-        cfg = train.TrainConfig(epochs=epochs, track_curvature=every, curvature_examples=n,
+        cfg = train.TrainConfig(epochs=epochs, batch_size=32, learning_rate=1e-3, shift=1,
+                                track_curvature=every, curvature_examples=n,
                                 curvature_iters=iters, curvature_probes=probes)  # fmt: skip
         summary = train.train(cfg, progress=False)["summary"]
         c = summary["curvature"]
@@ -320,8 +321,8 @@ def bench_curvature(out_dir: str | None = None, *, epochs: int = 2,
                      "measurements": c["measurements"], "curvature_s": c["seconds_this_session"],
                      "train_steps_s": summary["train_time_s"],
                      "fraction_of_training_time": c["fraction_of_training_time"]})  # fmt: skip
-    report = {"model": "LeNet modern + Adam, mnist5k, batch 32", "epochs": epochs, "rows": rows,
-              "machine": _machine()}  # fmt: skip
+    report = {"model": "LeNet modern + Adam, mnist5k, batch 32 (lr 1e-3, shift 1)",
+              "epochs": epochs, "rows": rows, "machine": _machine()}  # fmt: skip
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "curvature_bench.json").write_text(json.dumps(report, indent=2) + "\n")

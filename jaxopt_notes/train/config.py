@@ -61,15 +61,15 @@ class TrainConfig:
     dataset: str = _knob("mnist5k", "the data set", data_lib.DATASETS)
     val_fraction: float = _knob(0.1, "fraction of the training data held out for validation")
     val_seed: int = _knob(0, "seed of the stratified validation split")
-    batch_size: int = _knob(32, "examples per step")
-    shift: int = _knob(1, "augmentation: random shift by up to this many pixels")
+    batch_size: int = _knob(64, "examples per step")
+    shift: int = _knob(2, "augmentation: random shift by up to this many pixels")
     flip: bool = _knob(False, "augmentation: random horizontal flips")
     cutout: int = _knob(0, "augmentation: side of a random zeroed square (0: off)")
     mixup: float = _knob(0.0, "augmentation: mixup Beta parameter (0: off)")
     label_smoothing: float = _knob(0.0, "label smoothing of the cross-entropy, in [0, 1)")
     # the optimizer
     optimizer: str = _knob("adam", "the optimizer (jn.OPTIMIZERS)", tuple(jn.OPTIMIZERS))
-    learning_rate: float = _knob(1e-3, "peak learning rate")
+    learning_rate: float = _knob(3e-3, "peak learning rate")
     convention: str = _knob("optax", "hyperparameter convention", ("optax", "pytorch"))
     momentum: float | None = _knob(None, "momentum (sgd, rmsprop)")
     nesterov: bool | None = _knob(None, "Nesterov momentum (sgd, rmsprop)")
@@ -97,7 +97,7 @@ class TrainConfig:
     cycle_epochs: int = _knob(2, "cyclic: epochs of the first cycle (SGDR restarts)")
     cycle_mult: float = _knob(1.0, "cyclic: each cycle this many times longer")
     # the loop
-    epochs: int = _knob(10, "passes over the training data (may be raised on --resume)")
+    epochs: int = _knob(20, "passes over the training data (may be raised on --resume)")
     seed: int = _knob(0, "seed of the init, the shuffles, dropout and augmentation")
     patience: int = _knob(0, "early stop after this many epochs without a better validation "
                           "accuracy (0: off)")  # fmt: skip
