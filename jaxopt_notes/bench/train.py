@@ -197,11 +197,6 @@ def _race(ds: data_lib.Dataset, batch_size: int, variant: str, repeats: int) -> 
     return row
 
 
-if __name__ == "__main__":
-    bench = bench_train(quick=False)
-    print(json.dumps({k: v["scan_over"] for k, v in bench["results"].items()}, indent=2))
-
-
 # ----- the lab: a landscape grid against the loss-landscapes library, curvature's cost -----
 
 
@@ -332,6 +327,10 @@ def bench_curvature(out_dir: str | None = None, *, epochs: int = 2,
 if __name__ == "__main__":
     import sys
 
-    which, out = sys.argv[1], sys.argv[2]
-    result = {"landscape": bench_landscape, "curvature": bench_curvature}[which](out)
-    print(json.dumps(result, indent=2))
+    if len(sys.argv) < 3:  # the step race alone, as before
+        bench = bench_train(quick=False)
+        print(json.dumps({k: v["scan_over"] for k, v in bench["results"].items()}, indent=2))
+    else:
+        which, out = sys.argv[1], sys.argv[2]
+        result = {"landscape": bench_landscape, "curvature": bench_curvature}[which](out)
+        print(json.dumps(result, indent=2))
