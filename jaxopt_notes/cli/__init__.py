@@ -17,7 +17,7 @@ _COMMANDS = {
     "experiments": ("jaxopt_notes.cli.experiments", "list or run the experiments on the notes"),
     "bench": ("jaxopt_notes.cli.bench", "time optimizer steps, Hessian tools and training"),
     "train": ("jaxopt_notes.cli.train", "train LeNet or an MLP and write summary.json"),
-    "hessian": ("jaxopt_notes.cli.hessian", "classify a critical point and plot the spectrum"),
+    "hessian": ("jaxopt_notes.cli.hessian", "the Hessian of a trained run or a 2-D function"),
     "landscape": ("jaxopt_notes.cli.landscape", "draw the loss landscape of one or two runs"),
     "tune": ("jaxopt_notes.cli.tune", "sanity checks, a learning-rate range test, a search"),
     "doctor": ("jaxopt_notes.cli.doctor", "name what a run's loss and accuracy curves show"),
