@@ -83,7 +83,6 @@ def base_config(path: str | None, sets: list[str]):
 
 def run_cli(args: argparse.Namespace) -> int:
     from jaxopt_notes import tune
-    from jaxopt_notes.tune import _trials
     from jaxopt_notes.tune.range_test import plot_range_test, range_test
     from jaxopt_notes.tune.sanity import sanity_checks
 
@@ -91,7 +90,7 @@ def run_cli(args: argparse.Namespace) -> int:
         cfg = base_config(args.config, args.set)
         space = [tune.parse_range(s) for s in args.search]
         if args.action == "search":
-            tune.check_space(space, tune.searchable(cfg), _trials.fixed(cfg))
+            tune.check_space(space, tune.searchable(cfg), tune.fixed(cfg))
         out = Path(args.out)
         if args.action == "search":
             result = tune.search(

@@ -7,7 +7,7 @@ scale in one compiled program per stage, a reading of the loss curves, and ensem
 'log'
 """
 
-from jaxopt_notes.tune._trials import defaults, searchable
+from jaxopt_notes.tune._trials import defaults, fixed, searchable
 from jaxopt_notes.tune.doctor import (
     CASES,
     RULES,
@@ -39,4 +39,5 @@ __all__ = [
     "sample",
     "search",
     "searchable",
+    "fixed",
 ]
