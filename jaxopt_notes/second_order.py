@@ -102,9 +102,14 @@ class EscapeSaddlesState(NamedTuple):
 
 
 def escape_saddles(
-    step_size: float = 0.1, *, grad_tol: float = 1e-6, eig_tol: float = 1e-6,
-    max_iter: int = 100, tol: float | None = None, seed: int = 0,
-) -> optax.GradientTransformationExtraArgs:  # fmt: skip
+    step_size: float = 0.1,
+    *,
+    grad_tol: float = 1e-6,
+    eig_tol: float = 1e-6,
+    max_iter: int = 100,
+    tol: float | None = None,
+    seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:
     """Where descent stalls at a saddle, a step along the most negative curvature instead.
 
     Put it last in a chain: when ``|grad| <= grad_tol`` and the smallest Hessian eigenvalue is
@@ -127,8 +132,10 @@ def escape_saddles(
     def update_fn(updates, state, params=None, *, loss_fn=None, **extra_args):
         del extra_args
         if loss_fn is None or params is None:
-            raise ValueError("`escape_saddles` needs `params` and `loss_fn`: call "
-                             "update(g, s, params, loss_fn=f)")  # fmt: skip
+            raise ValueError(
+                "`escape_saddles` needs `params` and `loss_fn`: call "
+                "update(g, s, params, loss_fn=f)"
+            )
         x, unravel = ravel_pytree(params)
         f = lambda v: loss_fn(unravel(v))  # noqa: E731
         g = jax.grad(f)(x)
@@ -151,8 +158,9 @@ def escape_saddles(
             return jnp.where(go, step_size * v, flat_updates).astype(g.dtype), go
 
         stalled = jnp.linalg.norm(g) <= grad_tol
-        new, went = jax.lax.cond(stalled, escape, lambda _: (flat_updates.astype(g.dtype),
-                                                             jnp.array(False)), None)  # fmt: skip
+        new, went = jax.lax.cond(
+            stalled, escape, lambda _: (flat_updates.astype(g.dtype), jnp.array(False)), None
+        )
         new_state = EscapeSaddlesState(state.count + 1, state.escapes + went.astype(jnp.int32))
         return unravel(new), new_state
 
@@ -257,8 +265,15 @@ def lbfgs(
         x = ravel_pytree(params)[0]
         hist = jnp.zeros((memory_size, x.shape[0]), x.dtype)
         zero = jnp.zeros([], x.dtype)
-        return LbfgsState(jnp.zeros([], jnp.int32), hist, hist, jnp.zeros(memory_size, x.dtype),
-                          jnp.zeros_like(x), jnp.zeros_like(x), zero)  # fmt: skip
+        return LbfgsState(
+            jnp.zeros([], jnp.int32),
+            hist,
+            hist,
+            jnp.zeros(memory_size, x.dtype),
+            jnp.zeros_like(x),
+            jnp.zeros_like(x),
+            zero,
+        )
 
     def update_fn(updates, state, params=None, *, loss_fn=None, **extra_args):
         del extra_args

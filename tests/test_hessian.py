@@ -67,8 +67,11 @@ def test_classify_known_points(f, point, values, kind):
 def test_monkey_saddle_counts_zero_eigenvalues_and_is_never_guessed():
     result = hessian.classify(xy_loss(lambda x, y: x**3 - 3 * x * y**2), jnp.zeros(2))
     assert (result.kind, result.num_near_zero, result.num_positive, result.num_negative) == (
-        "degenerate", 2, 0, 0,
-    )  # fmt: skip
+        "degenerate",
+        2,
+        0,
+        0,
+    )
 
 
 def test_not_critical_and_rosenbrock_dense_matrix():
@@ -137,8 +140,14 @@ def test_lanczos_does_not_recompile_for_new_params():
 
 def test_lanczos_without_ghosts_in_float32():
     spectrum = jnp.arange(1.0, 201.0)  # H = diag(1..200), float32, as many steps as dimensions
-    res = hessian.eigenvalues(lambda p: 0.5 * p @ (spectrum * p), jnp.ones(200), k=3,
-                              which="both", method="lanczos", num_iter=200)  # fmt: skip
+    res = hessian.eigenvalues(
+        lambda p: 0.5 * p @ (spectrum * p),
+        jnp.ones(200),
+        k=3,
+        which="both",
+        method="lanczos",
+        num_iter=200,
+    )
     np.testing.assert_allclose(res.values, [200, 199, 198, 3, 2, 1], rtol=1e-4)
 
 
@@ -146,8 +155,14 @@ def test_lanczos_restarts_on_an_invariant_subspace():
     # three distinct eigenvalues: the Krylov space of any start vector has dimension 3
     with jax.enable_x64(True):
         spectrum = jnp.repeat(jnp.array([1.0, 2.0, 3.0]), 10)
-        res = hessian.eigenvalues(lambda p: 0.5 * p @ (spectrum * p), jnp.ones(30), k=2,
-                                  which="both", method="lanczos", num_iter=12)  # fmt: skip
+        res = hessian.eigenvalues(
+            lambda p: 0.5 * p @ (spectrum * p),
+            jnp.ones(30),
+            k=2,
+            which="both",
+            method="lanczos",
+            num_iter=12,
+        )
     np.testing.assert_allclose(res.values, [3, 3, 1, 1], rtol=1e-10)  # no spurious zeros
     assert np.all(res.converged)
 
@@ -167,8 +182,12 @@ def test_eager_lanczos_with_dataset_hvp_and_unequal_batches():
         full = hessian.dense(lambda w: batch_loss(w, (x, y)), w)
         v = jnp.array([1.0, 2.0, -1.0])
         np.testing.assert_allclose(hessian.dataset_hvp(batch_loss, w, v, batches), full @ v)
-        tri = hessian.lanczos(lambda v: hessian.dataset_hvp(batch_loss, w, v, batches),
-                              jnp.ones(3), 3, jax.random.PRNGKey(0))  # fmt: skip
+        tri = hessian.lanczos(
+            lambda v: hessian.dataset_hvp(batch_loss, w, v, batches),
+            jnp.ones(3),
+            3,
+            jax.random.PRNGKey(0),
+        )
         np.testing.assert_allclose(hessian.ritz(tri)[0], np.linalg.eigvalsh(full), atol=1e-12)
     del params
 
@@ -202,8 +221,13 @@ def test_hutchinson_trace_within_its_stated_error():
 def test_spectral_density_of_a_known_spectrum():
     with jax.enable_x64(True):
         spectrum = jnp.concatenate([-jnp.ones(5), 2 * jnp.ones(15)])
-        d = hessian.spectral_density(lambda p: 0.5 * p @ (spectrum * p), jnp.zeros(20),
-                                     jax.random.PRNGKey(0), num_probes=3, num_iter=4)  # fmt: skip
+        d = hessian.spectral_density(
+            lambda p: 0.5 * p @ (spectrum * p),
+            jnp.zeros(20),
+            jax.random.PRNGKey(0),
+            num_probes=3,
+            num_iter=4,
+        )
     assert d.fraction_positive() == pytest.approx(0.75)  # Rademacher probes: weights exactly 1/n
     assert np.sum(d.density) * (d.grid[1] - d.grid[0]) == pytest.approx(1.0, abs=1e-6)
     at = lambda t: d.density[np.argmin(np.abs(d.grid - t))]  # noqa: E731
@@ -212,13 +236,16 @@ def test_spectral_density_of_a_known_spectrum():
 
 def test_plots_and_sharpness_tracking(tmp_path):
     loss = lambda p: 2.0 * p @ p  # noqa: E731  (top eigenvalue 4)
-    params, hist = hessian.track_sharpness(loss, jnp.ones(3), learning_rate=0.1, num_steps=5,
-                                           every=2)  # fmt: skip
+    params, hist = hessian.track_sharpness(
+        loss, jnp.ones(3), learning_rate=0.1, num_steps=5, every=2
+    )
     assert hist.steps.tolist() == [0, 2, 4, 5] and np.allclose(hist.sharpness, 4.0)
     assert hist.threshold == 20.0 and hist.loss[-1] < hist.loss[0]
     d = hessian.spectral_density(loss, jnp.ones(3), jax.random.PRNGKey(0))
-    for path in (hessian.plot_sharpness(hist, str(tmp_path / "s.png")),
-                 hessian.plot_spectral_density(d, str(tmp_path / "d.png"))):  # fmt: skip
+    for path in (
+        hessian.plot_sharpness(hist, str(tmp_path / "s.png")),
+        hessian.plot_spectral_density(d, str(tmp_path / "d.png")),
+    ):
         assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
@@ -237,14 +264,16 @@ def test_wrt_selects_a_block_by_prefix_or_predicate():
 
 
 def test_nnx_state_params_and_eval_mode_check():
-    model = nnx.Sequential(nnx.Linear(3, 4, rngs=nnx.Rngs(0)), nnx.tanh,
-                           nnx.Linear(4, 1, rngs=nnx.Rngs(1)))  # fmt: skip
+    model = nnx.Sequential(
+        nnx.Linear(3, 4, rngs=nnx.Rngs(0)), nnx.tanh, nnx.Linear(4, 1, rngs=nnx.Rngs(1))
+    )
     x = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
     loss_fn, params = hessian.from_nnx(model, lambda m: jnp.mean(m(x) ** 2))
     assert isinstance(params, nnx.State)
     res = hessian.eigenvalues(loss_fn, params, k=2, which="both")
-    np.testing.assert_allclose(res.values, reference_eigh(loss_fn, params)[[-1, -2, 1, 0]],
-                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        res.values, reference_eigh(loss_fn, params)[[-1, -2, 1, 0]], rtol=1e-4, atol=1e-5
+    )
     assert isinstance(res.vectors[0], nnx.State)
     noisy = nnx.Sequential(nnx.Linear(3, 4, rngs=nnx.Rngs(0)), nnx.Dropout(0.5, rngs=nnx.Rngs(0)))
     with pytest.raises(ValueError, match="`module` must be in eval mode, got active Dropout"):
@@ -262,14 +291,17 @@ def test_nnx_state_params_and_eval_mode_check():
         (lambda f, p: hessian.eigenvalues(f, p, which="middle"), ValueError, "`which` must be one"),
         (lambda f, p: hessian.eigenvalues(f, p, method="qr"), ValueError, "`method` must be one"),
         (lambda f, p: hessian.eigenvalues(f, p, tol=-1.0), ValueError, "`tol` must be > 0"),
-        (lambda f, p: hessian.trace(f, p, 1, jax.random.PRNGKey(0)), ValueError,
-         "`num_samples` must be >= 2, got 1"),
+        (
+            lambda f, p: hessian.trace(f, p, 1, jax.random.PRNGKey(0)),
+            ValueError,
+            "`num_samples` must be >= 2, got 1",
+        ),
         (lambda f, p: hessian.dense(f, p, wrt="nope"), ValueError, "`wrt` must select at least"),
         (lambda f, p: hessian.dense(f, p, max_size=1), ValueError, "at most `max_size`=1"),
         (lambda f, p: hessian.hvp(3.0, p, p), TypeError, "`loss_fn` must be callable"),
         (lambda f, p: hessian.dense(f, jnp.arange(2)), TypeError, "must be float arrays"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_errors_name_argument_rule_and_value(call, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(").replace("[", r"\[")):
         call(lambda p: jnp.sum(p**2), jnp.zeros(2))
@@ -302,8 +334,7 @@ def test_hvp_on_the_library_lenet():
     from jaxopt_notes import models
 
     with jax.enable_x64(True):
-        net = models.LeNet(in_shape=(8, 8, 1), num_classes=10, variant="classic",
-                           rngs=nnx.Rngs(0))  # fmt: skip
+        net = models.LeNet(in_shape=(8, 8, 1), num_classes=10, variant="classic", rngs=nnx.Rngs(0))
         apply, params = models.functional(net)
         params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
         x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1), jnp.float64)

@@ -11,9 +11,12 @@ from jaxopt_notes import cli
 
 @pytest.mark.parametrize(
     "function, kind, largest",
-    [("saddle", "saddle", [2.0, -2.0]), ("monkey", "degenerate", [0.0, 0.0]),
-     ("rosenbrock", "minimum", [1001.6006, 0.3994])],
-)  # fmt: skip
+    [
+        ("saddle", "saddle", [2.0, -2.0]),
+        ("monkey", "degenerate", [0.0, 0.0]),
+        ("rosenbrock", "minimum", [1001.6006, 0.3994]),
+    ],
+)
 def test_builtin_function_writes_json_and_png(tmp_path, capsys, function, kind, largest):
     assert cli.main(["hessian", "--function", function, "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
@@ -45,8 +48,11 @@ def mlp_run(tmp_path_factory):
 
 
 def _snapshot(path):
-    return {name: os.path.getmtime(os.path.join(root, name)) for root, _, files in os.walk(path)
-            for name in files}  # fmt: skip
+    return {
+        name: os.path.getmtime(os.path.join(root, name))
+        for root, _, files in os.walk(path)
+        for name in files
+    }
 
 
 def test_run_on_the_whole_training_split(mlp_run, tmp_path, capsys):
@@ -72,8 +78,17 @@ def test_run_on_the_whole_training_split(mlp_run, tmp_path, capsys):
 
 
 def test_run_split_and_num_examples(mlp_run, tmp_path):
-    argv = ["hessian", "--run", mlp_run, "--split", "test", "--num-examples", "50", "--out",
-            str(tmp_path)]  # fmt: skip
+    argv = [
+        "hessian",
+        "--run",
+        mlp_run,
+        "--split",
+        "test",
+        "--num-examples",
+        "50",
+        "--out",
+        str(tmp_path),
+    ]
     assert cli.main(argv) == 0
     source = json.loads((tmp_path / "result.json").read_text())["source"]
     assert (source["split"], source["num_examples"]) == ("test", 50)
@@ -117,8 +132,18 @@ def test_train_then_hessian_on_mnist5k_end_to_end(tmp_path, model):
     """`jaxopt-notes train ... --out R && jaxopt-notes hessian --run R` on the whole mnist5k
     training split, for LeNet and an MLP."""
     run = str(tmp_path / model)
-    argv = ["train", "--out", run, "--model", model, "--dataset", "mnist5k", "--epochs", "1",
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "train",
+        "--out",
+        run,
+        "--model",
+        model,
+        "--dataset",
+        "mnist5k",
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]
     assert cli.main(argv) == 0
     assert cli.main(["hessian", "--run", run, "--out", str(tmp_path / "h")]) == 0
     result = json.loads((tmp_path / "h" / "result.json").read_text())

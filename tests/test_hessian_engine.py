@@ -34,8 +34,9 @@ def test_lanczos_stops_once_converged_and_says_so():
         spectrum = jnp.concatenate([jnp.array([10.0, 5.0]), jnp.linspace(0.0, 1.0, 298)])
         loss = lambda p: 0.5 * p @ (spectrum * p)  # noqa: E731
         res = hessian.eigenvalues(loss, jnp.ones(300), k=2, method="lanczos", tol=1e-8)
-        capped = hessian.eigenvalues(loss, jnp.ones(300), k=2, method="lanczos", max_iter=3,
-                                     tol=1e-12)  # fmt: skip
+        capped = hessian.eigenvalues(
+            loss, jnp.ones(300), k=2, method="lanczos", max_iter=3, tol=1e-12
+        )
     assert res.iterations < 100 and res.num_hvps == res.iterations + 2
     np.testing.assert_allclose(res.values, [10.0, 5.0], rtol=1e-10)
     assert np.all(res.converged) and np.all(res.residuals <= 1e-8 * res.scale)
@@ -48,10 +49,17 @@ def test_host_and_device_loops_agree_with_eigh(which):
         batch_loss, data, params = data_problem()
         loss = lambda p: batch_loss(p, data)  # noqa: E731
         ref = np.linalg.eigvalsh(full_hessian(loss, params))
-        runs = [hessian.eigenvalues(loss, params, k=2, which=which, method="lanczos", tol=1e-9,
-                                    loop=loop) for loop in ("host", "device")]  # fmt: skip
-    want = {"largest": ref[::-1][:2], "smallest": ref[:2][::-1],
-            "both": np.r_[ref[::-1][:2], ref[:2][::-1]]}[which]  # fmt: skip
+        runs = [
+            hessian.eigenvalues(
+                loss, params, k=2, which=which, method="lanczos", tol=1e-9, loop=loop
+            )
+            for loop in ("host", "device")
+        ]
+    want = {
+        "largest": ref[::-1][:2],
+        "smallest": ref[:2][::-1],
+        "both": np.r_[ref[::-1][:2], ref[:2][::-1]],
+    }[which]
     for res in runs:
         np.testing.assert_allclose(res.values, want, rtol=1e-7, atol=1e-10)
     assert runs[0].iterations == runs[1].iterations and [r.loop for r in runs] == ["host", "device"]
@@ -74,8 +82,9 @@ def test_dataset_hvp_equals_full_batch_hvp(dtype, rtol, loop):
     with jax.enable_x64(dtype == jnp.float64):
         batch_loss, data, params = data_problem(dtype=dtype)
         loss = hessian.over_dataset(batch_loss, data, batch_size=8)  # 4 batches + a tail of 5
-        v = jax.tree.map(lambda a: jnp.cos(jnp.arange(a.size, dtype=dtype)).reshape(a.shape),
-                         params)  # fmt: skip
+        v = jax.tree.map(
+            lambda a: jnp.cos(jnp.arange(a.size, dtype=dtype)).reshape(a.shape), params
+        )
         full = hessian.hvp(lambda p: batch_loss(p, data), params, v)
         spec, operands = hessian._core.problem(loss, params, None)
         flat_v = jax.flatten_util.ravel_pytree(v)[0]
@@ -155,8 +164,10 @@ def test_blocked_trace_and_density_match_their_single_probe_forms():
         one = hessian.trace(loss, jnp.zeros(30), 20, key, block_size=1)
         block = hessian.trace(loss, jnp.zeros(30), 20, key, block_size=7)
         early = hessian.trace(loss, jnp.zeros(30), 400, key, rtol=0.05)
-        dens = [hessian.spectral_density(loss, jnp.zeros(30), key, num_iter=10, loop=loop)
-                for loop in ("host", "device")]  # fmt: skip
+        dens = [
+            hessian.spectral_density(loss, jnp.zeros(30), key, num_iter=10, loop=loop)
+            for loop in ("host", "device")
+        ]
     np.testing.assert_allclose(one.samples, block.samples, rtol=1e-12)
     assert early.converged and early.num_samples < 400 and early.num_samples % 10 == 0
     assert early.std_error <= 0.05 * abs(early.estimate)
@@ -201,7 +212,8 @@ def test_escape_saddles_by_lanczos_on_a_network():
         opt = second_order.escape_saddles(step_size=0.1, grad_tol=1e-8, eig_tol=1e-8)
         g = jax.grad(loss)(params)
         updates, state = jax.jit(lambda p, s: opt.update(g, s, p, loss_fn=loss))(
-            params, opt.init(params))  # fmt: skip
+            params, opt.init(params)
+        )
         new = optax.apply_updates(params, updates)
         step = float(jnp.linalg.norm(jax.flatten_util.ravel_pytree(updates)[0]))
         before, after = float(loss(params)), float(loss(new))

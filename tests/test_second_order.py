@@ -102,7 +102,7 @@ def test_lbfgs_steps_meet_the_wolfe_conditions_and_solve_a_quadratic():
         (second_order.escape_saddles, {"step_size": -1.0}, ValueError, "`step_size` must be > 0"),
         (second_order.lbfgs, {"memory_size": 2.5}, TypeError, "`memory_size` must be an integer"),
     ],
-)  # fmt: skip
+)
 def test_bad_hyperparameters_raise_in_the_factory(factory, kwargs, error, message):
     with pytest.raises(error, match=message):
         factory(**kwargs)

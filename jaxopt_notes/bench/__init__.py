@@ -159,8 +159,13 @@ def torch_stepper(name: str, keywords: dict, sizes: list[int], mode: str):
     return run_once
 
 
-def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 10, 100),
-               rounds: int = 15, calls: int = 5) -> list[dict]:  # fmt: skip
+def bench_step(
+    optimizers=("adam",),
+    sizes=(1_000_000, 10_000_000),
+    leaves=(1, 10, 100),
+    rounds: int = 15,
+    calls: int = 5,
+) -> list[dict]:
     """Median milliseconds per step for every (optimizer, size, leaves) row."""
     try:
         import torch  # noqa: F401
@@ -174,8 +179,10 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
         for n in sizes:
             for k in leaves:
                 split = _split(n, k)
-                runners = {"jaxopt_notes": jax_stepper(ours(), split),
-                           "optax": jax_stepper(theirs(), split)}  # fmt: skip
+                runners = {
+                    "jaxopt_notes": jax_stepper(ours(), split),
+                    "optax": jax_stepper(theirs(), split),
+                }
                 if ours_fused is not None and fused.available():
                     runners["jaxopt_notes_fused"] = jax_stepper(ours_fused(), split)
                     if k > 1:  # the moments in one buffer each: fewer arrays to dispatch
@@ -190,17 +197,28 @@ def bench_step(optimizers=("adam",), sizes=(1_000_000, 10_000_000), leaves=(1, 1
                     for key, run_once in runners.items():
                         times[key].append(np.median([run_once() for _ in range(calls)]))
                 ms = {key: 1e3 * float(np.median(v)) for key, v in times.items()}
-                row = {"optimizer": name, "params": n, "leaves": k, "median_ms": ms,
-                       "state_bytes_per_param": {key: r.state_bytes / n
-                                                 for key, r in runners.items()
-                                                 if hasattr(r, "state_bytes")},
-                       "peak_rss_mb": peak_rss_mb()}  # fmt: skip
-                row["ratio_vs"] = {key: ms["jaxopt_notes"] / v for key, v in ms.items()
-                                   if key != "jaxopt_notes"}  # fmt: skip
+                row = {
+                    "optimizer": name,
+                    "params": n,
+                    "leaves": k,
+                    "median_ms": ms,
+                    "state_bytes_per_param": {
+                        key: r.state_bytes / n
+                        for key, r in runners.items()
+                        if hasattr(r, "state_bytes")
+                    },
+                    "peak_rss_mb": peak_rss_mb(),
+                }
+                row["ratio_vs"] = {
+                    key: ms["jaxopt_notes"] / v for key, v in ms.items() if key != "jaxopt_notes"
+                }
                 for variant, (field, _, _) in FUSED_VARIANTS.items():
                     if variant in ms:
-                        row[field] = {key: ms[variant] / v for key, v in ms.items()
-                                      if key not in FUSED_VARIANTS}  # fmt: skip
+                        row[field] = {
+                            key: ms[variant] / v
+                            for key, v in ms.items()
+                            if key not in FUSED_VARIANTS
+                        }
                 rows.append(row)
                 print(format_row(row), flush=True)
                 del runners

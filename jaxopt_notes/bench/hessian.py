@@ -44,10 +44,22 @@ POWER_TOLS = (1e-3, 1e-4, 1e-5, 1e-6)
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return {"lenet_examples": 16, "reps": 1, "trace_probes": 4, "density_iter": 8,
-                "loop_steps": 4, "mlp_examples": 64}  # fmt: skip
-    return {"lenet_examples": 256, "reps": 3, "trace_probes": 20, "density_iter": 100,
-            "loop_steps": 20, "mlp_examples": 1797}  # fmt: skip
+        return {
+            "lenet_examples": 16,
+            "reps": 1,
+            "trace_probes": 4,
+            "density_iter": 8,
+            "loop_steps": 4,
+            "mlp_examples": 64,
+        }
+    return {
+        "lenet_examples": 256,
+        "reps": 3,
+        "trace_probes": 20,
+        "density_iter": 100,
+        "loop_steps": 20,
+        "mlp_examples": 1797,
+    }
 
 
 # ------------------------------------------------------------------------------- the losses
@@ -80,7 +92,8 @@ def classic_lenet_apply(p: dict, x: jax.Array) -> jax.Array:
 def mnist_batch(num_examples: int) -> tuple[jax.Array, jax.Array]:
     mnist = data.load("mnist5k")
     return data.to_unit(jnp.asarray(mnist.x_train[:num_examples])), jnp.asarray(
-        mnist.y_train[:num_examples])  # fmt: skip
+        mnist.y_train[:num_examples]
+    )
 
 
 def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
@@ -105,7 +118,7 @@ def mlp_problem(num_examples: int, seed: int = 0):
     def loss_fn(p):
         return cross_entropy(jnp.tanh(x @ p["w0"] + p["b0"]) @ p["w1"] + p["b1"], y)
 
-    return loss_fn, params  # fmt: skip
+    return loss_fn, params
 
 
 # ------------------------------------------------------------------------------ the timing
@@ -129,8 +142,9 @@ def interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, fl
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def power_iteration(loss_fn: Callable, params, key: jax.Array, *, tol: float,
-                    max_iter: int = 1000) -> tuple[float, int]:  # fmt: skip
+def power_iteration(
+    loss_fn: Callable, params, key: jax.Array, *, tol: float, max_iter: int = 1000
+) -> tuple[float, int]:
     """PyHessian's method in JAX: Rayleigh quotients of ``H v``, stopping when one changes by
     less than ``tol`` (relative). Returns ``(eigenvalue, HVPs)``."""
     hv = _jitted_hvp(loss_fn)
@@ -171,8 +185,9 @@ def reference_top(make_loss: Callable[[object], Callable], params) -> float:
     1e-10 of the scale."""
     with jax.enable_x64(True):
         p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
-        res = hessian.eigenvalues(make_loss(jnp.float64), p64, k=1, method="lanczos", tol=1e-10,
-                                  max_iter=300)  # fmt: skip
+        res = hessian.eigenvalues(
+            make_loss(jnp.float64), p64, k=1, method="lanczos", tol=1e-10, max_iter=300
+        )
         return float(res.values[0])
 
 
@@ -193,18 +208,29 @@ def torch_lenet(weights: dict):
     import torch
 
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2),
-        torch.nn.Conv2d(6, 16, 5), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
-        torch.nn.Linear(400, 120), torch.nn.Sigmoid(), torch.nn.Linear(120, 84),
-        torch.nn.Sigmoid(), torch.nn.Linear(84, 10),
-    )  # fmt: skip
+        torch.nn.Conv2d(1, 6, 5, padding=2),
+        torch.nn.Sigmoid(),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(6, 16, 5),
+        torch.nn.Sigmoid(),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(400, 120),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(120, 84),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(84, 10),
+    )
     w = jax.tree.map(np.asarray, weights)
     # our fc1 reads the (h, w, c) flatten, torch's the (c, h, w) one
     fc1 = w["fc1"]["kernel"].reshape(5, 5, 16, 120).transpose(2, 0, 1, 3).reshape(400, 120)
-    pairs = [(net[0], w["conv1"]["kernel"].transpose(3, 2, 0, 1), w["conv1"]["bias"]),
-             (net[3], w["conv2"]["kernel"].transpose(3, 2, 0, 1), w["conv2"]["bias"]),
-             (net[7], fc1.T, w["fc1"]["bias"]), (net[9], w["fc2"]["kernel"].T, w["fc2"]["bias"]),
-             (net[11], w["fc3"]["kernel"].T, w["fc3"]["bias"])]  # fmt: skip
+    pairs = [
+        (net[0], w["conv1"]["kernel"].transpose(3, 2, 0, 1), w["conv1"]["bias"]),
+        (net[3], w["conv2"]["kernel"].transpose(3, 2, 0, 1), w["conv2"]["bias"]),
+        (net[7], fc1.T, w["fc1"]["bias"]),
+        (net[9], w["fc2"]["kernel"].T, w["fc2"]["bias"]),
+        (net[11], w["fc3"]["kernel"].T, w["fc3"]["bias"]),
+    ]
     with torch.no_grad():
         for layer, kernel, bias in pairs:
             layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
@@ -259,8 +285,9 @@ class Peer:
 
 # ----------------------------------------------------------------------------- the sections
 def _ours_top(loss_fn, params, tol):
-    return hessian.eigenvalues(loss_fn, params, k=1, tol=tol, method="lanczos",
-                               key=jax.random.PRNGKey(0))  # fmt: skip
+    return hessian.eigenvalues(
+        loss_fn, params, k=1, tol=tol, method="lanczos", key=jax.random.PRNGKey(0)
+    )
 
 
 def _top_section(loss_fn, params, warm, reference, peer, reps) -> dict:
@@ -268,30 +295,51 @@ def _top_section(loss_fn, params, warm, reference, peer, reps) -> dict:
     theirs = ladder(peer.top, PEER_TOLS, reference)
     our_tol, peer_tol = ours[-1]["tol"], theirs[-1]["tol"]
     _ours_top(loss_fn, warm, our_tol)  # other params: everything compiled, nothing reused
-    t = interleaved({"ours": lambda: _ours_top(loss_fn, params, our_tol),
-                     "pyhessian": lambda: peer.top(peer_tol)}, reps)  # fmt: skip
+    t = interleaved(
+        {
+            "ours": lambda: _ours_top(loss_fn, params, our_tol),
+            "pyhessian": lambda: peer.top(peer_tol),
+        },
+        reps,
+    )
     res = _ours_top(loss_fn, params, our_tol)
-    return {"reference_float64": reference, "ours_ladder": ours, "pyhessian_ladder": theirs,
-            "ours_tol": our_tol, "pyhessian_tol": peer_tol,
-            "ours_reached": ours[-1]["error"] <= TARGET,
-            "pyhessian_reached": theirs[-1]["error"] <= TARGET,
-            "ours_iterations": res.iterations, "ours_hvps": res.num_hvps,
-            "ours_s": t["ours"], "pyhessian_s": t["pyhessian"],
-            "ours_over_pyhessian": t["ours"] / t["pyhessian"]}  # fmt: skip
+    return {
+        "reference_float64": reference,
+        "ours_ladder": ours,
+        "pyhessian_ladder": theirs,
+        "ours_tol": our_tol,
+        "pyhessian_tol": peer_tol,
+        "ours_reached": ours[-1]["error"] <= TARGET,
+        "pyhessian_reached": theirs[-1]["error"] <= TARGET,
+        "ours_iterations": res.iterations,
+        "ours_hvps": res.num_hvps,
+        "ours_s": t["ours"],
+        "pyhessian_s": t["pyhessian"],
+        "ours_over_pyhessian": t["ours"] / t["pyhessian"],
+    }
 
 
 def _trace_section(loss_fn, params, warm, peer, probes, reps) -> dict:
     key = jax.random.PRNGKey(3)
     hessian.trace(loss_fn, warm, probes, key)
-    t = interleaved({"ours": lambda: hessian.trace(loss_fn, params, probes, key),
-                     "pyhessian": lambda: peer.trace(probes)}, reps)  # fmt: skip
+    t = interleaved(
+        {
+            "ours": lambda: hessian.trace(loss_fn, params, probes, key),
+            "pyhessian": lambda: peer.trace(probes),
+        },
+        reps,
+    )
     ours, theirs = hessian.trace(loss_fn, params, probes, key), np.asarray(peer.trace(probes))
-    return {"probes": probes, "ours_estimate": ours.estimate, "ours_std_error": ours.std_error,
-            "pyhessian_estimate": float(theirs.mean()),
-            "pyhessian_std_error": float(theirs.std(ddof=1) / np.sqrt(len(theirs))),
-            "ours_s_per_probe": t["ours"] / probes,
-            "pyhessian_s_per_probe": t["pyhessian"] / probes,
-            "ours_over_pyhessian": t["ours"] / t["pyhessian"]}  # fmt: skip
+    return {
+        "probes": probes,
+        "ours_estimate": ours.estimate,
+        "ours_std_error": ours.std_error,
+        "pyhessian_estimate": float(theirs.mean()),
+        "pyhessian_std_error": float(theirs.std(ddof=1) / np.sqrt(len(theirs))),
+        "ours_s_per_probe": t["ours"] / probes,
+        "pyhessian_s_per_probe": t["pyhessian"] / probes,
+        "ours_over_pyhessian": t["ours"] / t["pyhessian"],
+    }
 
 
 def _density_section(loss_fn, params, warm, peer, iters, reps) -> dict:
@@ -301,15 +349,24 @@ def _density_section(loss_fn, params, warm, peer, iters, reps) -> dict:
     run(warm), hv(warm, warm)
     t = interleaved({"density": lambda: run(params), "hvp": lambda: hv(params, params)}, reps)
     failure = peer.density(iters) if peer is not None else "not run"
-    return {"num_iter": iters, "ours_s": t["density"], "one_hvp_s": t["hvp"],
-            "ours_over_hvps": t["density"] / (iters * t["hvp"]),
-            "pyhessian_error": failure}  # fmt: skip
+    return {
+        "num_iter": iters,
+        "ours_s": t["density"],
+        "one_hvp_s": t["hvp"],
+        "ours_over_hvps": t["density"] / (iters * t["hvp"]),
+        "pyhessian_error": failure,
+    }
 
 
 def _loops_section(loss_fn, params, warm, steps, reps) -> dict:
-    runs = {loop: (lambda p, loop=loop: hessian.eigenvalues(
-        loss_fn, p, k=1, method="lanczos", num_iter=steps, loop=loop, residuals=False))
-        for loop in ("host", "device")}  # fmt: skip
+    runs = {
+        loop: (
+            lambda p, loop=loop: hessian.eigenvalues(
+                loss_fn, p, k=1, method="lanczos", num_iter=steps, loop=loop, residuals=False
+            )
+        )
+        for loop in ("host", "device")
+    }
     for run in runs.values():
         run(warm)
     t = interleaved({loop: (lambda run=run: run(params)) for loop, run in runs.items()}, reps)
@@ -336,8 +393,12 @@ def _lenet(name: str, s: dict) -> dict:
         warm = models.functional(models.LeNet(rngs=nnx.Rngs(1)))[1]
         loss_fn = lambda p: cross_entropy(apply(p, x), y)  # noqa: E731
     peer = Peer(weights, x, y) if pyhessian_version() else None
-    out = {"examples": s["lenet_examples"], "num_params": 61706, "loss": float(loss_fn(params)),
-           "torch_loss": None if peer is None else peer.loss}  # fmt: skip
+    out = {
+        "examples": s["lenet_examples"],
+        "num_params": 61706,
+        "loss": float(loss_fn(params)),
+        "torch_loss": None if peer is None else peer.loss,
+    }
     reference = reference_top(make_classic, weights)
     if peer is not None:
         out["top_eigenvalue"] = _top_section(loss_fn, params, warm, reference, peer, s["reps"])
@@ -360,28 +421,42 @@ def _mlp(s: dict) -> dict:
     reference = reference_top(make, params)
     key = jax.random.PRNGKey(0)
     lanczos = ladder(lambda t: float(_ours_top(loss_fn, params, t).values[0]), OUR_TOLS, reference)
-    power = ladder(lambda t: power_iteration(loss_fn, params, key, tol=t)[0], POWER_TOLS,
-                   reference)  # fmt: skip
+    power = ladder(lambda t: power_iteration(loss_fn, params, key, tol=t)[0], POWER_TOLS, reference)
     lt, pt = lanczos[-1]["tol"], power[-1]["tol"]
     _ours_top(loss_fn, warm, lt), power_iteration(loss_fn, warm, key, tol=pt)
-    t = interleaved({"lanczos": lambda: _ours_top(loss_fn, params, lt),
-                     "power": lambda: power_iteration(loss_fn, params, key, tol=pt)},
-                    max(s["reps"], 5) if not s["quick"] else 1)  # fmt: skip
+    t = interleaved(
+        {
+            "lanczos": lambda: _ours_top(loss_fn, params, lt),
+            "power": lambda: power_iteration(loss_fn, params, key, tol=pt),
+        },
+        max(s["reps"], 5) if not s["quick"] else 1,
+    )
     size = 16 if s["quick"] else 128
     spread = hessian.batch_spread(
         hessian.over_dataset(_mlp_batch_loss, _digits(s["mlp_examples"]), batch_size=size),
         params,
         num_batches=4,
     )
-    return {"examples": s["mlp_examples"], "num_params": 2635, "reference_float64": reference,
-            "lanczos_ladder": lanczos, "power_ladder": power, "lanczos_tol": lt, "power_tol": pt,
-            "lanczos_hvps": _ours_top(loss_fn, params, lt).num_hvps,
-            "power_hvps": power_iteration(loss_fn, params, key, tol=pt)[1],
-            "lanczos_s": t["lanczos"], "power_s": t["power"],
-            "lanczos_over_power": t["lanczos"] / t["power"],
-            "batch_spread": {"batch_size": size, "dataset_top": spread.dataset,
-                             "per_batch_top": spread.per_batch.tolist(),
-                             "relative_spread": spread.relative_spread}}  # fmt: skip
+    return {
+        "examples": s["mlp_examples"],
+        "num_params": 2635,
+        "reference_float64": reference,
+        "lanczos_ladder": lanczos,
+        "power_ladder": power,
+        "lanczos_tol": lt,
+        "power_tol": pt,
+        "lanczos_hvps": _ours_top(loss_fn, params, lt).num_hvps,
+        "power_hvps": power_iteration(loss_fn, params, key, tol=pt)[1],
+        "lanczos_s": t["lanczos"],
+        "power_s": t["power"],
+        "lanczos_over_power": t["lanczos"] / t["power"],
+        "batch_spread": {
+            "batch_size": size,
+            "dataset_top": spread.dataset,
+            "per_batch_top": spread.per_batch.tolist(),
+            "relative_spread": spread.relative_spread,
+        },
+    }
 
 
 def _digits(n: int, dtype=jnp.float32):
@@ -427,9 +502,11 @@ def markdown(result: dict) -> str:
                 f"{'fails' if d['pyhessian_error'] else 'works'} | - |"
             )
     m = result["mlp"]
-    rows.append(f"| mlp | Lanczos vs power, top-1 to {TARGET:g} | {m['lanczos_s']:.3g} s "
-                f"({m['lanczos_hvps']} HVPs) | {m['power_s']:.3g} s ({m['power_hvps']} HVPs) | "
-                f"{m['lanczos_over_power']:.2f} |")  # fmt: skip
+    rows.append(
+        f"| mlp | Lanczos vs power, top-1 to {TARGET:g} | {m['lanczos_s']:.3g} s "
+        f"({m['lanczos_hvps']} HVPs) | {m['power_s']:.3g} s ({m['power_hvps']} HVPs) | "
+        f"{m['lanczos_over_power']:.2f} |"
+    )
     return "\n".join(rows)
 
 
@@ -439,8 +516,14 @@ def bench_hessian(out_dir: str | None = None, quick: bool = False) -> dict:
     from jaxopt_notes.bench import machine
 
     s = {**_settings(quick), "quick": quick}
-    result = {"machine": machine(), "pyhessian": pyhessian_version(), "quick": quick,
-              "settings": s, "target_relative_error": TARGET, "dtype": "float32"}  # fmt: skip
+    result = {
+        "machine": machine(),
+        "pyhessian": pyhessian_version(),
+        "quick": quick,
+        "settings": s,
+        "target_relative_error": TARGET,
+        "dtype": "float32",
+    }
     for name in ("classic_lenet", "models_lenet"):
         result[name] = _lenet(name, s)
     result["mlp"] = _mlp(s)

@@ -42,9 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--run", help="a run directory written by `jaxopt-notes train --out`")
     source.add_argument("--function", choices=sorted(FUNCTIONS), help="a built-in f(x, y)")
     parser.add_argument("--point", help="x,y for --function (default: its critical point)")
-    parser.add_argument("--split", choices=["train", "val", "test"], default="train",
-                        help="--run: the examples whose mean loss is differentiated (default: "
-                        "%(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="train",
+        help="--run: the examples whose mean loss is differentiated (default: %(default)s)",
+    )
     parser.add_argument(
         "--num-examples",
         default="all",
@@ -59,9 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--k", type=int, default=2, help="eigenvalues at each end (default: %(default)s)"
     )
-    parser.add_argument("--tol", type=float, default=1e-2,
-                        help="Lanczos residual relative to the largest eigenvalue "
-                        "(default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--tol",
+        type=float,
+        default=1e-2,
+        help="Lanczos residual relative to the largest eigenvalue (default: %(default)s)",
+    )
     parser.add_argument(
         "--max-iter", type=int, default=40, help="Lanczos step cap (default: %(default)s)"
     )
@@ -130,12 +136,19 @@ def _run_problem(args: argparse.Namespace):
 
     run = load_run(args.run)
     x, y = run.arrays(args.split, _num_examples(args.num_examples))
-    loss = hessian.over_dataset(lambda p, b: run.batch_loss(p, *b), (x, y),
-                                batch_size=args.batch_size)  # fmt: skip
-    info = {"run": str(args.run), "split": args.split, "num_examples": int(len(y)),
-            "batch_size": loss.batch_size, "reduction": "mean", "epoch": run.epoch,
-            "loss": "the run's cross-entropy (its label smoothing, no augmentation)",
-            "model": run.config.model}  # fmt: skip
+    loss = hessian.over_dataset(
+        lambda p, b: run.batch_loss(p, *b), (x, y), batch_size=args.batch_size
+    )
+    info = {
+        "run": str(args.run),
+        "split": args.split,
+        "num_examples": int(len(y)),
+        "batch_size": loss.batch_size,
+        "reduction": "mean",
+        "epoch": run.epoch,
+        "loss": "the run's cross-entropy (its label smoothing, no augmentation)",
+        "model": run.config.model,
+    }
     return loss, run.params, info
 
 
@@ -146,8 +159,11 @@ def _problem(args: argparse.Namespace):
         return _run_problem(args)
     f, default = FUNCTIONS[args.function]
     point = default if args.point is None else _parse_point(args.point)
-    return (lambda p: f(p[0], p[1])), jnp.array(point), {"function": args.function,
-                                                         "point": list(point)}  # fmt: skip
+    return (
+        (lambda p: f(p[0], p[1])),
+        jnp.array(point),
+        {"function": args.function, "point": list(point)},
+    )
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -156,10 +172,18 @@ def run_cli(args: argparse.Namespace) -> int:
         with jax.enable_x64(bool(args.function)):
             loss_fn, params, info = _problem(args)
             result = hessian.analyse(
-                loss_fn, params, jax.random.PRNGKey(args.seed), out_dir=args.out, k=args.k,
-                tol=args.tol, max_iter=args.max_iter, num_probes=args.num_probes,
-                num_iter=args.num_iter, trace_samples=args.trace_samples, loss_info=info,
-            )  # fmt: skip
+                loss_fn,
+                params,
+                jax.random.PRNGKey(args.seed),
+                out_dir=args.out,
+                k=args.k,
+                tol=args.tol,
+                max_iter=args.max_iter,
+                num_probes=args.num_probes,
+                num_iter=args.num_iter,
+                trace_samples=args.trace_samples,
+                loss_info=info,
+            )
     except (ValueError, TypeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -167,15 +191,19 @@ def run_cli(args: argparse.Namespace) -> int:
     with open(os.path.join(args.out, "result.json"), "w") as fh:
         json.dump(result, fh, indent=2, allow_nan=False)
     fmt = lambda vals: " ".join(f"{v:.6g}" for v in vals)  # noqa: E731
-    print(f"{result['kind']} (n={result['size']}, loss {result['loss']:.4g}, "
-          f"|grad|={result['grad_norm']:.3g}, {result['method']})")  # fmt: skip
+    print(
+        f"{result['kind']} (n={result['size']}, loss {result['loss']:.4g}, "
+        f"|grad|={result['grad_norm']:.3g}, {result['method']})"
+    )
     print("largest eigenvalues: ", fmt(result["largest"]))
     print("smallest eigenvalues:", fmt(result["smallest"]))
     tr = result["trace"]
     print(f"trace: {tr['estimate']:.6g} +- {tr['std_error']:.2g} ({tr['samples']} probes)")
     print(f"minimum ratio: {result['minimum_ratio']} ({result['minimum_ratio_source']})")
     print(result["explanation"])
-    print(f"{result['num_hvps']} Hessian-vector products in {result['seconds']:.1f} s; "
-          f"wrote {os.path.join(args.out, 'result.json')} and "
-          f"{result['density'].get('png')}")  # fmt: skip
+    print(
+        f"{result['num_hvps']} Hessian-vector products in {result['seconds']:.1f} s; "
+        f"wrote {os.path.join(args.out, 'result.json')} and "
+        f"{result['density'].get('png')}"
+    )
     return 0

@@ -166,8 +166,9 @@ def matvec_fn(spec: Spec, params: PyTree, data: Any) -> Callable[[jax.Array], ja
     if spec.kind == "ggn":
         return lambda v: ggn_flat(lambda y: spec.fn(rebuild(y)), spec.output_loss, x, v)
     if spec.kind == "dataset":
-        return lambda v: _dataset_sum(lambda b: hvp_flat(lambda y: spec.fn(rebuild(y), b), x, v),
-                                      data)  # fmt: skip
+        return lambda v: _dataset_sum(
+            lambda b: hvp_flat(lambda y: spec.fn(rebuild(y), b), x, v), data
+        )
     return lambda v: hvp_flat(lambda y: spec.fn(rebuild(y)), x, v)
 
 
@@ -263,8 +264,9 @@ class Operator:
         self.spec, self.params, self.data = spec, params, data
         self.loop = resolve_loop(loop)
         self.size = num_selected(params, spec.mask)
-        self.dtype = jnp.result_type(*[leaf for leaf, m in zip(jax.tree.leaves(params), spec.mask,
-                                                               strict=True) if m])  # fmt: skip
+        self.dtype = jnp.result_type(
+            *[leaf for leaf, m in zip(jax.tree.leaves(params), spec.mask, strict=True) if m]
+        )
 
     def lanczos_step(self, state: Any, v: jax.Array, key: jax.Array):
         """One Lanczos step, product included: one jitted call (a data set: one per batch)."""
@@ -291,8 +293,7 @@ class Operator:
 
 
 # ------------------------------------------------------------------------------ finiteness
-def check_finite_loss(spec: Spec, params: PyTree, data: Any, what: str, *,
-                      with_loss: bool = False):  # fmt: skip
+def check_finite_loss(spec: Spec, params: PyTree, data: Any, what: str, *, with_loss: bool = False):
     """The flat gradient (and the loss); a one-sentence ValueError if either is not finite."""
     loss, grad, bad = value_and_grad_jit(params, data, spec=spec)
     loss, bad = jax.device_get((loss, bad))

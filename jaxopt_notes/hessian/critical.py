@@ -68,11 +68,21 @@ def default_rtol(params: PyTree) -> float:
 
 
 def classify(
-    loss_fn: core.LossFn, params: PyTree, *, k: int = 5, method: str = "auto",
-    grad_rtol: float | None = None, eig_rtol: float | None = None, key: jax.Array | None = None,
-    num_iter: int | None = None, max_iter: int | None = None, tol: float | None = None,
-    wrt: core.Wrt = None, loss_info: Mapping | None = None, loop: str = "auto",
-) -> Classification:  # fmt: skip
+    loss_fn: core.LossFn,
+    params: PyTree,
+    *,
+    k: int = 5,
+    method: str = "auto",
+    grad_rtol: float | None = None,
+    eig_rtol: float | None = None,
+    key: jax.Array | None = None,
+    num_iter: int | None = None,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    wrt: core.Wrt = None,
+    loss_info: Mapping | None = None,
+    loop: str = "auto",
+) -> Classification:
     """Minimum / maximum / saddle / degenerate / not_critical, from the gradient and spectrum.
 
     Dense: every eigenvalue; Lanczos: the ``k`` at each end. Tolerances default to
@@ -90,9 +100,21 @@ def classify(
     _checks.non_negative("eig_rtol", eig_rtol)
     loss, grad = core.check_finite_loss(spec, params, data, "a classification", with_loss=True)
     full = method == "dense" or (method == "auto" and n <= core.DENSE_MAX)
-    eig = eigenvalues(loss_fn, params, k=n if full else min(k, n), which="both", method=method,
-                      key=key, num_iter=num_iter, max_iter=max_iter, tol=tol, wrt=wrt,
-                      loss_info=loss_info, loop=loop, check_finite=False)  # fmt: skip
+    eig = eigenvalues(
+        loss_fn,
+        params,
+        k=n if full else min(k, n),
+        which="both",
+        method=method,
+        key=key,
+        num_iter=num_iter,
+        max_iter=max_iter,
+        tol=tol,
+        wrt=wrt,
+        loss_info=loss_info,
+        loop=loop,
+        check_finite=False,
+    )
     grad_norm = float(jnp.linalg.norm(grad))
     lam = np.asarray(eig.values, dtype=np.float64)
     scale = float(np.abs(lam).max())
@@ -101,35 +123,55 @@ def classify(
     grad_tol = grad_rtol * scale * max(1.0, float(jnp.linalg.norm(x)))
     pos, neg = int((lam > eig_tol).sum()), int((lam < -eig_tol).sum())
     return Classification(
-        kind=_kind(lam, eig_tol, grad_norm <= grad_tol), eigenvalues=lam, grad_norm=grad_norm,
-        grad_tol=grad_tol, eig_tol=eig_tol, scale=scale, num_positive=pos, num_negative=neg,
-        num_near_zero=len(lam) - pos - neg, minimum_ratio=pos / n if full else None,
-        complete=full, method=eig.method, size=n, info=eig.info,
-        converged=bool(np.all(eig.converged)), num_hvps=eig.num_hvps, loss=loss,
-    )  # fmt: skip
+        kind=_kind(lam, eig_tol, grad_norm <= grad_tol),
+        eigenvalues=lam,
+        grad_norm=grad_norm,
+        grad_tol=grad_tol,
+        eig_tol=eig_tol,
+        scale=scale,
+        num_positive=pos,
+        num_negative=neg,
+        num_near_zero=len(lam) - pos - neg,
+        minimum_ratio=pos / n if full else None,
+        complete=full,
+        method=eig.method,
+        size=n,
+        info=eig.info,
+        converged=bool(np.all(eig.converged)),
+        num_hvps=eig.num_hvps,
+        loss=loss,
+    )
 
 
 def explain(c: Classification) -> str:
     """Sentences saying what a :class:`Classification`'s numbers mean."""
     lines = []
     if c.grad_norm > c.grad_tol:
-        lines.append(f"gradient norm {c.grad_norm:.3g} is above the tolerance {c.grad_tol:.3g}: "
-                     "not a critical point yet, so the curvature describes the slope's bowl, "
-                     "not a minimum or saddle")  # fmt: skip
+        lines.append(
+            f"gradient norm {c.grad_norm:.3g} is above the tolerance {c.grad_tol:.3g}: "
+            "not a critical point yet, so the curvature describes the slope's bowl, "
+            "not a minimum or saddle"
+        )
     else:
-        lines.append(f"gradient norm {c.grad_norm:.3g} is within the tolerance {c.grad_tol:.3g}: "
-                     f"a critical point, a {c.kind}")  # fmt: skip
+        lines.append(
+            f"gradient norm {c.grad_norm:.3g} is within the tolerance {c.grad_tol:.3g}: "
+            f"a critical point, a {c.kind}"
+        )
     lam, scope = c.eigenvalues, "of all" if c.complete else "among the computed extremes"
     neg = lam[lam < -c.eig_tol]
     if len(neg):
         size = "small " if abs(neg.min()) < 0.01 * c.scale else ""
-        lines.append(f"{len(neg)} {size}negative eigenvalue(s) {scope} (most negative "
-                     f"{neg.min():.3g}, {abs(neg.min()) / c.scale:.2%} of the largest "
-                     f"{lam.max():.3g}): directions where the loss still bends down")  # fmt: skip
+        lines.append(
+            f"{len(neg)} {size}negative eigenvalue(s) {scope} (most negative "
+            f"{neg.min():.3g}, {abs(neg.min()) / c.scale:.2%} of the largest "
+            f"{lam.max():.3g}): directions where the loss still bends down"
+        )
     else:
         lines.append(f"no eigenvalue below -{c.eig_tol:.3g} {scope}: no descent by curvature")
-    lines.append(f"{c.num_near_zero} eigenvalue(s) within +-{c.eig_tol:.3g} of zero {scope}: "
-                 "flat directions (symmetries or unused parameters)")  # fmt: skip
+    lines.append(
+        f"{c.num_near_zero} eigenvalue(s) within +-{c.eig_tol:.3g} of zero {scope}: "
+        "flat directions (symmetries or unused parameters)"
+    )
     if not c.converged:
         lines.append("some Lanczos pairs did not converge: raise max_iter before trusting them")
     return "; ".join(lines)
@@ -146,11 +188,18 @@ def downhill(v: jax.Array, g: jax.Array) -> jax.Array:
 
 
 def escape_direction(
-    loss_fn: core.LossFn, params: PyTree, *, method: str = "auto",
-    eig_rtol: float | None = None, key: jax.Array | None = None, num_iter: int | None = None,
-    max_iter: int | None = None, tol: float | None = None, wrt: core.Wrt = None,
+    loss_fn: core.LossFn,
+    params: PyTree,
+    *,
+    method: str = "auto",
+    eig_rtol: float | None = None,
+    key: jax.Array | None = None,
+    num_iter: int | None = None,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    wrt: core.Wrt = None,
     loop: str = "auto",
-) -> PyTree | None:  # fmt: skip
+) -> PyTree | None:
     """The unit direction of most negative curvature, signed to go downhill, or None.
 
     None when the smallest eigenvalue is not below ``-eig_rtol * max|lambda|``; a non-finite
@@ -161,9 +210,20 @@ def escape_direction(
     """
     spec, data = core.problem(loss_fn, params, wrt)
     grad = core.check_finite_loss(spec, params, data, "an escape direction")
-    eig = eigenvalues(loss_fn, params, k=1, which="both", method=method, key=key, tol=tol,
-                      num_iter=num_iter, max_iter=max_iter, wrt=wrt, loop=loop,
-                      check_finite=False)  # fmt: skip
+    eig = eigenvalues(
+        loss_fn,
+        params,
+        k=1,
+        which="both",
+        method=method,
+        key=key,
+        tol=tol,
+        num_iter=num_iter,
+        max_iter=max_iter,
+        wrt=wrt,
+        loop=loop,
+        check_finite=False,
+    )
     lam = np.asarray(eig.values, dtype=np.float64)
     eig_rtol = default_rtol(params) if eig_rtol is None else eig_rtol
     if lam[-1] >= -eig_rtol * np.abs(lam).max():
@@ -184,9 +244,13 @@ class EscapeStep(NamedTuple):
 
 
 def escape_step(
-    loss_fn: core.LossFn, params: PyTree, *, step_size: float = 1.0, max_halvings: int = 30,
+    loss_fn: core.LossFn,
+    params: PyTree,
+    *,
+    step_size: float = 1.0,
+    max_halvings: int = 30,
     **kwargs,
-) -> EscapeStep:  # fmt: skip
+) -> EscapeStep:
     """A step along :func:`escape_direction`, halved until the loss drops enough.
 
     Accepts ``a`` once ``L(x + a v) <= L(x) + (a g.v + a^2 lambda_min / 2) / 2`` (half the decrease

@@ -62,10 +62,15 @@ class Diagonal(NamedTuple):
 
 
 def diagonal(
-    loss_fn: core.LossFn, params: PyTree, key: jax.Array | None = None, *,
-    num_samples: int | None = None, block_size: int = 64, wrt: core.Wrt = None,
+    loss_fn: core.LossFn,
+    params: PyTree,
+    key: jax.Array | None = None,
+    *,
+    num_samples: int | None = None,
+    block_size: int = 64,
+    wrt: core.Wrt = None,
     loop: str = "auto",
-) -> Diagonal:  # fmt: skip
+) -> Diagonal:
     """``diag(H)``: exact (products with unit vectors, ``n`` HVPs) when ``num_samples`` is None
     and ``n <= DENSE_MAX``; else Hutchinson's ``E[z * Hz]`` over ``num_samples`` (default 64)
     Rademacher probes (Bekas et al. 2007), with a standard error per entry.
@@ -80,8 +85,12 @@ def diagonal(
     embed = core.embedder(params, spec.mask)
     if num_samples is None and op.size <= core.DENSE_MAX:
         eye = jnp.eye(op.size, dtype=op.dtype)
-        d = jnp.concatenate([jnp.diagonal(op(eye[i : i + block_size]), offset=i)
-                             for i in range(0, op.size, block_size)])  # fmt: skip
+        d = jnp.concatenate(
+            [
+                jnp.diagonal(op(eye[i : i + block_size]), offset=i)
+                for i in range(0, op.size, block_size)
+            ]
+        )
         core.check_finite_values(d, "the diagonal")
         return Diagonal(embed(d), None, True, op.size)
     num_samples = 64 if num_samples is None else num_samples
@@ -90,7 +99,8 @@ def diagonal(
     parts = []
     for start in range(0, num_samples, block_size):
         z = jax.vmap(lambda k: jax.random.rademacher(k, (op.size,), op.dtype))(
-            keys[start : start + block_size])  # fmt: skip
+            keys[start : start + block_size]
+        )
         parts.append(z * op(z))
     samples = jnp.concatenate(parts)
     core.check_finite_values(samples, "the diagonal's probe values")
@@ -116,9 +126,13 @@ def layers(params: PyTree) -> list[str]:
 
 
 def layer_spectra(
-    loss_fn: core.LossFn, params: PyTree, *, groups: Sequence[str] | None = None,
-    key: jax.Array | None = None, **kwargs,
-) -> list[LayerSpectrum]:  # fmt: skip
+    loss_fn: core.LossFn,
+    params: PyTree,
+    *,
+    groups: Sequence[str] | None = None,
+    key: jax.Array | None = None,
+    **kwargs,
+) -> list[LayerSpectrum]:
     """The extreme eigenvalues of each layer's diagonal block of the Hessian (``wrt=`` layer).
 
     ``groups`` are path prefixes (default: :func:`layers`); ``kwargs`` go to ``eigenvalues``.
@@ -127,14 +141,25 @@ def layer_spectra(
     for name in layers(params) if groups is None else groups:
         eig = eigenvalues(loss_fn, params, k=1, which="both", key=key, wrt=name, **kwargs)
         vals = np.asarray(eig.values, np.float64)
-        rows.append(LayerSpectrum(name, eig.size, float(vals[0]), float(vals[-1]),
-                                  bool(np.all(eig.converged)), eig.num_hvps))  # fmt: skip
+        rows.append(
+            LayerSpectrum(
+                name,
+                eig.size,
+                float(vals[0]),
+                float(vals[-1]),
+                bool(np.all(eig.converged)),
+                eig.num_hvps,
+            )
+        )
     return rows
 
 
 def layer_table(rows: Sequence[LayerSpectrum]) -> str:
     """A Markdown table of :func:`layer_spectra`'s rows."""
     lines = ["| layer | params | largest | smallest | converged | HVPs |", "|---" * 6 + "|"]
-    lines += [f"| {r.layer} | {r.size} | {r.largest:.4g} | {r.smallest:.4g} | {r.converged} | "
-              f"{r.num_hvps} |" for r in rows]  # fmt: skip
+    lines += [
+        f"| {r.layer} | {r.size} | {r.largest:.4g} | {r.smallest:.4g} | {r.converged} | "
+        f"{r.num_hvps} |"
+        for r in rows
+    ]
     return "\n".join(lines)

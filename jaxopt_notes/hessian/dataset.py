@@ -56,9 +56,11 @@ class DatasetLoss:
         return self.tail if i == full else jax.tree.map(lambda a: a[i], self.stacked)
 
     def __repr__(self) -> str:
-        return (f"DatasetLoss({getattr(self.batch_loss_fn, '__name__', 'batch_loss_fn')}, "
-                f"{self.num_examples} examples in {self.num_batches} batches of "
-                f"{self.batch_size})")  # fmt: skip
+        return (
+            f"DatasetLoss({getattr(self.batch_loss_fn, '__name__', 'batch_loss_fn')}, "
+            f"{self.num_examples} examples in {self.num_batches} batches of "
+            f"{self.batch_size})"
+        )
 
 
 @jax.jit(static_argnames="fn")
@@ -67,9 +69,12 @@ def _mean_loss(params, data, *, fn):
 
 
 def over_dataset(
-    batch_loss_fn: Callable[[PyTree, Any], jax.Array], data: Any, *, batch_size: int,
+    batch_loss_fn: Callable[[PyTree, Any], jax.Array],
+    data: Any,
+    *,
+    batch_size: int,
     shard: bool = True,
-) -> DatasetLoss:  # fmt: skip
+) -> DatasetLoss:
     """The mean of ``batch_loss_fn(params, batch)`` over ``data``, as a Hessian-tool loss.
 
     ``data`` is a pytree of arrays sharing a leading example axis, e.g. ``(x, y)``;
@@ -96,8 +101,11 @@ def over_dataset(
     stacked = jax.tree.map(
         lambda a: jnp.asarray(a[: full * size]).reshape(full, size, *np.shape(a)[1:]), data
     )
-    tail = None if full * size == total else jax.tree.map(lambda a: jnp.asarray(a[full * size:]),
-                                                          data)  # fmt: skip
+    tail = (
+        None
+        if full * size == total
+        else jax.tree.map(lambda a: jnp.asarray(a[full * size :]), data)
+    )
     if shard and jax.device_count() > 1 and size % jax.device_count() == 0:
         mesh = Mesh(np.array(jax.devices()), ("data",))
         stacked = jax.device_put(stacked, NamedSharding(mesh, P(None, "data")))
@@ -117,8 +125,14 @@ class BatchSpread(NamedTuple):
         return float(np.std(self.per_batch, ddof=1) / abs(self.dataset))
 
 
-def batch_spread(loss: DatasetLoss, params: PyTree, *, num_batches: int = 5,
-                 key: jax.Array | None = None, **kwargs) -> BatchSpread:  # fmt: skip
+def batch_spread(
+    loss: DatasetLoss,
+    params: PyTree,
+    *,
+    num_batches: int = 5,
+    key: jax.Array | None = None,
+    **kwargs,
+) -> BatchSpread:
     """How the top eigenvalue varies with the batch used, against the whole data set's.
 
     ``kwargs`` go to :func:`~jaxopt_notes.hessian.eigenvalues` (e.g. ``tol``, ``wrt``).
@@ -132,10 +146,15 @@ def batch_spread(loss: DatasetLoss, params: PyTree, *, num_batches: int = 5,
     if num_batches > full:
         raise ValueError(f"`num_batches` must be <= the {full} full batches, got {num_batches}")
     per = [  # each batch as a one-batch data set: one compilation serves them all
-        float(eigenvalues(over_dataset(loss.batch_loss_fn, loss.batch(i),
-                                       batch_size=loss.batch_size),
-                          params, key=key, **kwargs).values[0])
+        float(
+            eigenvalues(
+                over_dataset(loss.batch_loss_fn, loss.batch(i), batch_size=loss.batch_size),
+                params,
+                key=key,
+                **kwargs,
+            ).values[0]
+        )
         for i in range(num_batches)
-    ]  # fmt: skip
+    ]
     top = float(eigenvalues(loss, params, key=key, **kwargs).values[0])
     return BatchSpread(top, np.array(per), loss.batch_size)

@@ -33,10 +33,17 @@ class TraceEstimate(NamedTuple):
 
 
 def trace(
-    loss_fn: core.LossFn, params: PyTree, num_samples: int, key: jax.Array, *,
-    wrt: core.Wrt = None, block_size: int = 10, rtol: float | None = None, loop: str = "auto",
+    loss_fn: core.LossFn,
+    params: PyTree,
+    num_samples: int,
+    key: jax.Array,
+    *,
+    wrt: core.Wrt = None,
+    block_size: int = 10,
+    rtol: float | None = None,
+    loop: str = "auto",
     check_finite: bool = True,
-) -> TraceEstimate:  # fmt: skip
+) -> TraceEstimate:
     """The trace by Hutchinson's estimator with Rademacher probes (one HVP each).
 
     Probes run ``block_size`` at a time. With ``rtol`` it stops after the first block at which
@@ -57,7 +64,8 @@ def trace(
     keys, samples = jax.random.split(key, num_samples), []
     for start in range(0, num_samples, block_size):
         z = jax.vmap(lambda k: jax.random.rademacher(k, (op.size,), op.dtype))(
-            keys[start : start + block_size])  # fmt: skip
+            keys[start : start + block_size]
+        )
         samples.extend(np.asarray(jnp.sum(z * op(z), axis=1)))
         done = _std_error(samples) <= rtol * abs(np.mean(samples)) if rtol else False
         if len(samples) >= 2 and done:
@@ -104,13 +112,22 @@ def _slq_device(params, data, v0, keys, *, spec, num_iter):
     return jax.lax.fori_loop(0, num_iter, body, (states, vs))[0]
 
 
-def slq_nodes(spec: core.Spec, params: PyTree, data: Any, key: jax.Array, *, num_probes: int,
-              num_iter: int, loop: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def slq_nodes(
+    spec: core.Spec,
+    params: PyTree,
+    data: Any,
+    key: jax.Array,
+    *,
+    num_probes: int,
+    num_iter: int,
+    loop: str,
+) -> tuple[np.ndarray, np.ndarray]:
     """Ritz values and squared first components of ``num_probes`` Lanczos runs, as one block."""
     op = core.Operator(spec, params, data, loop)
     k1, k2 = jax.random.split(key)
     v0 = jax.vmap(lambda k: jax.random.rademacher(k, (op.size,), op.dtype))(
-        jax.random.split(k1, num_probes))  # fmt: skip
+        jax.random.split(k1, num_probes)
+    )
     keys = jax.random.split(k2, num_probes)
     if op.loop == "device":
         states = _slq_device(params, data, v0, keys, spec=spec, num_iter=num_iter)
@@ -124,11 +141,19 @@ def slq_nodes(spec: core.Spec, params: PyTree, data: Any, key: jax.Array, *, num
 
 
 def spectral_density(
-    loss_fn: core.LossFn, params: PyTree, key: jax.Array, *, num_probes: int = 4,
-    num_iter: int = 64, sigma: float | None = None, num_points: int = 512,
-    wrt: core.Wrt = None, loss_info: Mapping | None = None, loop: str = "auto",
+    loss_fn: core.LossFn,
+    params: PyTree,
+    key: jax.Array,
+    *,
+    num_probes: int = 4,
+    num_iter: int = 64,
+    sigma: float | None = None,
+    num_points: int = 512,
+    wrt: core.Wrt = None,
+    loss_info: Mapping | None = None,
+    loop: str = "auto",
     check_finite: bool = True,
-) -> SpectralDensity:  # fmt: skip
+) -> SpectralDensity:
     """Stochastic Lanczos quadrature (Ubaru et al. 2017; PyHessian) with Gaussian broadening.
 
     Each probe's Lanczos run gives nodes (Ritz values) and weights (squared first components of
@@ -143,8 +168,9 @@ def spectral_density(
         core.check_finite_loss(spec, params, data, "a spectral density")
     n = core.num_selected(params, spec.mask)
     num_iter = min(num_iter, n)
-    nodes, weights = slq_nodes(spec, params, data, key, num_probes=num_probes,
-                               num_iter=num_iter, loop=loop)  # fmt: skip
+    nodes, weights = slq_nodes(
+        spec, params, data, key, num_probes=num_probes, num_iter=num_iter, loop=loop
+    )
     core.check_finite_values(nodes, "the spectral density's Ritz values")
     spread = nodes.max() - nodes.min()
     sigma = float(0.01 * spread or 0.01 * abs(nodes).max() or 1e-3) if sigma is None else sigma
@@ -153,5 +179,13 @@ def spectral_density(
     z = (grid[None, None, :] - nodes[..., None]) / sigma
     gauss = np.exp(-0.5 * z**2) / (sigma * np.sqrt(2 * np.pi))
     density = np.mean(np.sum(weights[..., None] * gauss, axis=1), axis=0)
-    return SpectralDensity(grid, density, nodes, weights, sigma, n, dict(loss_info or {}),
-                           num_hvps=num_probes * num_iter)  # fmt: skip
+    return SpectralDensity(
+        grid,
+        density,
+        nodes,
+        weights,
+        sigma,
+        n,
+        dict(loss_info or {}),
+        num_hvps=num_probes * num_iter,
+    )

@@ -162,8 +162,17 @@ def host_converged(state: State, n: int, k: int, which: str, tol: float) -> bool
     return bool(np.all(resid[idx[which]] <= tol * np.abs(theta).max()))
 
 
-def run_host(advance: Callable, v0: jax.Array, key: jax.Array, *, max_iter: int, k: int,
-             which: str, tol: float | None, n: int) -> State:  # fmt: skip
+def run_host(
+    advance: Callable,
+    v0: jax.Array,
+    key: jax.Array,
+    *,
+    max_iter: int,
+    k: int,
+    which: str,
+    tol: float | None,
+    n: int,
+) -> State:
     """Steps until converged (``tol``; None: always ``max_iter``) from the host;
     ``advance(state, v, key) -> (state, next v)`` is one step, product included."""
     state, v = init_jit(v0, max_iter)
@@ -174,9 +183,16 @@ def run_host(advance: Callable, v0: jax.Array, key: jax.Array, *, max_iter: int,
     return state
 
 
-def lanczos_extremes(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, key: jax.Array, *,
-                     k: int = 1, which: str = "largest", max_iter: int = 100,
-                     tol: float | None = None) -> Extremes:  # fmt: skip
+def lanczos_extremes(
+    matvec: Callable[[jax.Array], jax.Array],
+    v0: jax.Array,
+    key: jax.Array,
+    *,
+    k: int = 1,
+    which: str = "largest",
+    max_iter: int = 100,
+    tol: float | None = None,
+) -> Extremes:
     """Traceable Lanczos in one ``while_loop``, returning the wanted :class:`Extremes`.
 
     ``matvec(v) -> H v`` on flat vectors; ``tol=None`` runs all ``max_iter`` steps. Usable
@@ -227,6 +243,7 @@ def lanczos(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array) -> T
     if num_iter > v0.shape[0]:
         raise ValueError(f"`num_iter` must be <= the vector size {v0.shape[0]}, got {num_iter}")
     advance = lambda state, v, key: step_jit(state, matvec(v), key)  # noqa: E731
-    state = run_host(advance, v0, key, max_iter=num_iter, k=1, which="largest", tol=None,
-                     n=v0.shape[0])  # fmt: skip
+    state = run_host(
+        advance, v0, key, max_iter=num_iter, k=1, which="largest", tol=None, n=v0.shape[0]
+    )
     return tridiagonal(state)

@@ -40,10 +40,20 @@ def json_safe(value: Any, nulls: dict | None = None, where: str = "") -> Any:
 
 
 def analyse(
-    loss_fn: core.LossFn, params: PyTree, key: jax.Array, *, out_dir: str | None = None,
-    k: int = 2, tol: float = 1e-2, max_iter: int = 40, num_probes: int = 1, num_iter: int = 24,
-    trace_samples: int = 10, loss_info: Mapping | None = None, method: str = "auto",
-) -> dict:  # fmt: skip
+    loss_fn: core.LossFn,
+    params: PyTree,
+    key: jax.Array,
+    *,
+    out_dir: str | None = None,
+    k: int = 2,
+    tol: float = 1e-2,
+    max_iter: int = 40,
+    num_probes: int = 1,
+    num_iter: int = 24,
+    trace_samples: int = 10,
+    loss_info: Mapping | None = None,
+    method: str = "auto",
+) -> dict:
     """Classifies ``params``, with both ends of the spectrum, the trace and the density.
 
     ``tol`` is Lanczos' relative residual (each eigenvalue's error is at most ``tol`` times the
@@ -52,29 +62,40 @@ def analyse(
     """
     k1, k2, k3 = jax.random.split(key, 3)
     start = time.perf_counter()
-    c = classify(loss_fn, params, k=k, key=k1, tol=tol, max_iter=max_iter, loss_info=loss_info,
-                 method=method)  # fmt: skip
+    c = classify(
+        loss_fn, params, k=k, key=k1, tol=tol, max_iter=max_iter, loss_info=loss_info, method=method
+    )
     tr = trace(loss_fn, params, trace_samples, k2, check_finite=False)  # classify checked
-    dens = spectral_density(loss_fn, params, k3, num_probes=num_probes, num_iter=num_iter,
-                            check_finite=False)  # fmt: skip
+    dens = spectral_density(
+        loss_fn, params, k3, num_probes=num_probes, num_iter=num_iter, check_finite=False
+    )
     ratio = c.minimum_ratio if c.complete else dens.fraction_positive(c.eig_tol)
     result = {
-        "kind": c.kind, "size": c.size, "method": c.method, "loss": c.loss,
-        "grad_norm": c.grad_norm, "grad_tol": c.grad_tol, "eig_tol": c.eig_tol,
+        "kind": c.kind,
+        "size": c.size,
+        "method": c.method,
+        "loss": c.loss,
+        "grad_norm": c.grad_norm,
+        "grad_tol": c.grad_tol,
+        "eig_tol": c.eig_tol,
         "largest": c.eigenvalues[: min(k, len(c.eigenvalues))].tolist(),
-        "smallest": c.eigenvalues[-min(k, len(c.eigenvalues)):].tolist(),
-        "eigenvalues_converged": c.converged, "lanczos_tol": tol,
-        "num_positive": c.num_positive, "num_negative": c.num_negative,
-        "num_near_zero": c.num_near_zero, "complete": c.complete,
+        "smallest": c.eigenvalues[-min(k, len(c.eigenvalues)) :].tolist(),
+        "eigenvalues_converged": c.converged,
+        "lanczos_tol": tol,
+        "num_positive": c.num_positive,
+        "num_negative": c.num_negative,
+        "num_near_zero": c.num_near_zero,
+        "complete": c.complete,
         "minimum_ratio": ratio,
-        "minimum_ratio_source": "all eigenvalues" if c.complete else
-        f"density estimate ({num_probes} probe(s) x {num_iter} Lanczos steps)",
+        "minimum_ratio_source": "all eigenvalues"
+        if c.complete
+        else f"density estimate ({num_probes} probe(s) x {num_iter} Lanczos steps)",
         "trace": {"estimate": tr.estimate, "std_error": tr.std_error, "samples": tr.num_samples},
         "density": {"sigma": dens.sigma, "num_probes": num_probes, "num_iter": num_iter},
         "num_hvps": c.num_hvps + tr.num_samples + dens.num_hvps,
         "explanation": _words(c, tr, ratio),
         "info": dict(loss_info or {}),
-    }  # fmt: skip
+    }
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
         png = plot_spectral_density(dens, os.path.join(out_dir, "spectral_density.png"))
@@ -88,9 +109,13 @@ def analyse(
 
 def _words(c, tr, ratio) -> str:
     text = c.explain()
-    text += (f"; trace {tr.estimate:.4g} +- {tr.std_error:.2g} (Hutchinson, {tr.num_samples} "
-             "probes): the summed curvature over all directions")  # fmt: skip
+    text += (
+        f"; trace {tr.estimate:.4g} +- {tr.std_error:.2g} (Hutchinson, {tr.num_samples} "
+        "probes): the summed curvature over all directions"
+    )
     if ratio is not None:
-        text += (f"; minimum ratio {ratio:.3f}: the fraction of eigenvalues above +{c.eig_tol:.3g}"
-                 " (the rest are near zero or negative)")  # fmt: skip
+        text += (
+            f"; minimum ratio {ratio:.3f}: the fraction of eigenvalues above +{c.eig_tol:.3g}"
+            " (the rest are near zero or negative)"
+        )
     return text

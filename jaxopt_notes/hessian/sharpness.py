@@ -36,8 +36,11 @@ def _gd_step(params, learning_rate, *, loss_fn):
 def _top_eigenvalue(loss_fn, params, wrt, key, num_iter) -> float:
     from jaxopt_notes.hessian.spectrum import eigenvalues  # the package imports this module
 
-    return float(eigenvalues(loss_fn, params, k=1, key=key, max_iter=num_iter, wrt=wrt,
-                             residuals=False).values[0])  # fmt: skip
+    return float(
+        eigenvalues(
+            loss_fn, params, k=1, key=key, max_iter=num_iter, wrt=wrt, residuals=False
+        ).values[0]
+    )
 
 
 def track_sharpness(

@@ -79,8 +79,9 @@ def dense_matrix(spec: core.Spec, params: PyTree, data: Any, block: int = 256) -
     return (h + h.T) / 2
 
 
-def dense(loss_fn: core.LossFn, params: PyTree, *, wrt: core.Wrt = None,
-          max_size: int = 10_000) -> jax.Array:  # fmt: skip
+def dense(
+    loss_fn: core.LossFn, params: PyTree, *, wrt: core.Wrt = None, max_size: int = 10_000
+) -> jax.Array:
     """The (n, n) Hessian over the flattened (selected) params, for small models.
 
     >>> dense(lambda p: p[0] ** 2 / 20 + p[1] ** 2, jnp.zeros(2))
@@ -135,11 +136,13 @@ def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop):
     v0 = jax.random.normal(key, (op.size,), op.dtype)
     key = jax.random.fold_in(key, 1)
     if op.loop == "device":
-        res = _lanczos_device(params, data, v0, key, spec=spec, k=k, which=which,
-                              max_iter=max_iter, tol=tol)  # fmt: skip
+        res = _lanczos_device(
+            params, data, v0, key, spec=spec, k=k, which=which, max_iter=max_iter, tol=tol
+        )
     else:
-        state = lz.run_host(op.lanczos_step, v0, key, max_iter=max_iter, k=k, which=which,
-                            tol=tol, n=op.size)  # fmt: skip
+        state = lz.run_host(
+            op.lanczos_step, v0, key, max_iter=max_iter, k=k, which=which, tol=tol, n=op.size
+        )
         res = lz.extract(state, k=k, which=which)
     return op, res
 
@@ -160,12 +163,22 @@ def _validate(k, which, method, n):
 
 
 def eigenvalues(
-    loss_fn: core.LossFn, params: PyTree, k: int = 1, which: str = "largest",
-    method: str = "auto", key: jax.Array | None = None, *, tol: float | None = None,
-    max_iter: int | None = None, num_iter: int | None = None, wrt: core.Wrt = None,
-    loss_info: Mapping | None = None, loop: str = "auto", residuals: bool = True,
+    loss_fn: core.LossFn,
+    params: PyTree,
+    k: int = 1,
+    which: str = "largest",
+    method: str = "auto",
+    key: jax.Array | None = None,
+    *,
+    tol: float | None = None,
+    max_iter: int | None = None,
+    num_iter: int | None = None,
+    wrt: core.Wrt = None,
+    loss_info: Mapping | None = None,
+    loop: str = "auto",
+    residuals: bool = True,
     check_finite: bool = True,
-) -> Eigenpairs:  # fmt: skip
+) -> Eigenpairs:
     """The ``k`` largest, ``k`` smallest or both ends of the Hessian spectrum at ``params``.
 
     ``method="auto"`` takes a dense ``eigh`` up to ``DENSE_MAX`` parameters, else Lanczos with
@@ -200,8 +213,20 @@ def eigenvalues(
         resid = np.asarray(jnp.linalg.norm(vecs @ h - vals[:, None] * vecs, axis=1))
         core.check_finite_values(vals, "the eigenvalues")
         scale = float(jnp.max(jnp.abs(lam)))
-        return Eigenpairs(vals, vecs, resid, resid <= tol * max(scale, 1e-300), "dense", n, n,
-                          tol, dict(loss_info or {}), embed, 0, scale)  # fmt: skip
+        return Eigenpairs(
+            vals,
+            vecs,
+            resid,
+            resid <= tol * max(scale, 1e-300),
+            "dense",
+            n,
+            n,
+            tol,
+            dict(loss_info or {}),
+            embed,
+            0,
+            scale,
+        )
     if which == "both" and 2 * k >= n:
         k, which = n, "largest"  # both ends overlap: all of them, once each
     if num_iter is not None:
@@ -211,8 +236,9 @@ def eigenvalues(
         steps, stop = min(n, max(100, 4 * k) if max_iter is None else max_iter), tol
         _checks.integer("max_iter", steps, low=1)
     if steps < lz.num_wanted(k, which) and steps < n:
-        raise ValueError(f"`max_iter` must be >= {lz.num_wanted(k, which)} for k={k} at "
-                         f"{which!r}, got {steps}")  # fmt: skip
+        raise ValueError(
+            f"`max_iter` must be >= {lz.num_wanted(k, which)} for k={k} at {which!r}, got {steps}"
+        )
     key = jax.random.PRNGKey(0) if key is None else key
     op, res = _lanczos(spec, params, data, key, k, which, steps, stop, loop)
     if check_finite and not np.all(np.isfinite(np.asarray(res.values))):
@@ -223,6 +249,18 @@ def eigenvalues(
         resid = np.asarray(_residual_norms(op(res.vectors), res.values, res.vectors), np.float64)
         hvps += len(resid)
     scale = float(res.scale)
-    return Eigenpairs(res.values, res.vectors, resid, resid <= tol * max(scale, 1e-300),
-                      "lanczos", n, hvps, tol, dict(loss_info or {}), embed, int(res.steps),
-                      scale, op.loop)  # fmt: skip
+    return Eigenpairs(
+        res.values,
+        res.vectors,
+        resid,
+        resid <= tol * max(scale, 1e-300),
+        "lanczos",
+        n,
+        hvps,
+        tol,
+        dict(loss_info or {}),
+        embed,
+        int(res.steps),
+        scale,
+        op.loop,
+    )
