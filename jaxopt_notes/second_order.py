@@ -17,7 +17,7 @@ array) and keep it the same object, or each call compiles anew.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +25,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_notes import _checks, hessian
-
-PyTree = Any
+from jaxopt_notes._types import PyTree
 
 
 class CountState(NamedTuple):

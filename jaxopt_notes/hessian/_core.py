@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-PyTree = Any
+from jaxopt_notes._types import PyTree
+
 LossFn = Callable[[PyTree], jax.Array]
 Wrt = str | Callable[[str, jax.Array], bool] | None
 DENSE_MAX = 2048  # method="auto" takes a dense eigh up to this many parameters

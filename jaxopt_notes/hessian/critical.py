@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_notes import _checks
+from jaxopt_notes._types import PyTree
 from jaxopt_notes.hessian import _core as core
 from jaxopt_notes.hessian.spectrum import eigenvalues, hvp
-
-PyTree = Any
 
 
 @dataclasses.dataclass(frozen=True)

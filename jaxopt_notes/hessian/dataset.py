@@ -20,9 +20,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxopt_notes import _checks
+from jaxopt_notes._types import PyTree
 from jaxopt_notes.hessian import _core as core
-
-PyTree = Any
 
 
 class DatasetLoss:

@@ -16,10 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_notes import _checks
+from jaxopt_notes._types import PyTree
 from jaxopt_notes.hessian import _core as core
 from jaxopt_notes.hessian import krylov as lz
-
-PyTree = Any
 
 
 class TraceEstimate(NamedTuple):

@@ -15,12 +15,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxopt_notes._types import PyTree
 from jaxopt_notes.hessian import _core as core
 from jaxopt_notes.hessian.critical import classify
 from jaxopt_notes.hessian.density import spectral_density, trace
 from jaxopt_notes.hessian.sharpness import plot_spectral_density
-
-PyTree = Any
 
 
 def json_safe(value: Any, nulls: dict | None = None, where: str = "") -> Any:

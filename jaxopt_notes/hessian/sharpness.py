@@ -15,9 +15,8 @@ import numpy as np
 
 from jaxopt_notes import _checks
 from jaxopt_notes._extras import require
+from jaxopt_notes._types import PyTree
 from jaxopt_notes.hessian import _core as core
-
-PyTree = Any
 
 
 class SharpnessHistory(NamedTuple):

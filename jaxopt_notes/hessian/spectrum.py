@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_notes import _checks
+from jaxopt_notes._types import PyTree
 from jaxopt_notes.hessian import _core as core
 from jaxopt_notes.hessian import krylov as lz
 
-PyTree = Any
 METHODS = ("auto", "dense", "lanczos")
 
 
