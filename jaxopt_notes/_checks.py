@@ -75,9 +75,9 @@ def integer(name: str, value: Any, *, low: int = 0) -> None:
     if _is_tracer(value):
         return
     integral = isinstance(value, int | np.integer) or (
-        getattr(value, "shape", None) == () and np.issubdtype(getattr(value, "dtype", float),
-                                                               np.integer)
-    )  # fmt: skip
+        getattr(value, "shape", None) == ()
+        and np.issubdtype(getattr(value, "dtype", float), np.integer)
+    )
     if isinstance(value, bool) or not integral:
         raise TypeError(
             f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}"

@@ -77,9 +77,14 @@ def delta_ratio(rho: float = 0.9, eps: float = 1e-6) -> optax.GradientTransforma
 
 @recorded
 def adadelta(
-    learning_rate=1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, *,
-    mask: Any = None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate=1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    *,
+    mask: Any = None,
+    convention: str = "optax",
+) -> GT:
     r"""AdaDelta (Zeiler 2012, "ADADELTA: an adaptive learning rate method"): AdaGrad whose
     sum of squares is a decaying average, and whose step carries its own units.
 

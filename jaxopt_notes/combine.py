@@ -59,8 +59,9 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
             _checks.same_structure("chain", updates, params)
         if not isinstance(updates, Moments):
             updates = jax.tree.map(jnp.asarray, updates)  # Python floats become arrays
-        _check_state(init_fn, updates.grad if isinstance(updates, Moments) else updates, state,
-                     seen)  # fmt: skip
+        _check_state(
+            init_fn, updates.grad if isinstance(updates, Moments) else updates, state, seen
+        )
         new_state = []
         for i, (link, link_state) in enumerate(zip(links, state, strict=True)):
             name = f"transforms[{i}] ({link_name(transforms[i])})"
@@ -171,8 +172,11 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
         # One flag for the whole tree, then one cond around `inner`. A `where` per leaf of the
         # updates and of inner's state (as before) made XLA's compile time grow faster than
         # the number of leaves: 300 leaves took 42-47 s, against 1.9 s for optax's cond.
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(updates)]
-                                   or [jnp.asarray(True)]))  # fmt: skip
+        finite = jnp.all(
+            jnp.stack(
+                [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(updates)] or [jnp.asarray(True)]
+            )
+        )
 
         def run(_):
             return inner.update(updates, state.inner_state, params, **extra_args)
@@ -241,8 +245,9 @@ def switch(
     first, second = (optax.with_extra_args_support(t) for t in (first, second))
 
     def init_fn(params):
-        return SwitchState(zero_count(), jnp.full([], -1, jnp.int32), first.init(params),
-                           second.init(params))  # fmt: skip
+        return SwitchState(
+            zero_count(), jnp.full([], -1, jnp.int32), first.init(params), second.init(params)
+        )
 
     def update_fn(updates, state, params=None, **extra_args):
         now = state.switched_at >= 0

@@ -102,16 +102,18 @@ def available() -> bool:
 
 def _find(state: Any, cls: type) -> Any:
     """The first link state of type ``cls`` in a chain's (nested) state, or None."""
-    found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, cls))
-             if isinstance(s, cls)]  # fmt: skip
+    found = [
+        s
+        for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, cls))
+        if isinstance(s, cls)
+    ]
     return found[0] if found else None
 
 
 def _swap(state: Any, cls: type, **fields: Any) -> Any:
     """``state`` with the fields of its ``cls`` link replaced."""
     is_link = lambda s: isinstance(s, cls)  # noqa: E731
-    return jax.tree.map(lambda s: s._replace(**fields) if is_link(s) else s, state,
-                        is_leaf=is_link)  # fmt: skip
+    return jax.tree.map(lambda s: s._replace(**fields) if is_link(s) else s, state, is_leaf=is_link)
 
 
 def _learning_rate(learning_rate: Any, state: Any, dtype: Any) -> jax.Array:
@@ -135,9 +137,12 @@ class Spec(NamedTuple):
 def _check_dtypes(leaves: list, grads: list, moments: list[list], moment_dtype: Any) -> None:
     for p, g, *ms in zip(leaves, grads, *moments, strict=True):
         kept = p.dtype if moment_dtype is None else moment_dtype
-        if (p.dtype not in (jnp.float32, jnp.float64) or g.dtype != p.dtype
-                or any(m.dtype != kept for m in ms)
-                or (moment_dtype is not None and p.dtype != jnp.float32)):  # fmt: skip
+        if (
+            p.dtype not in (jnp.float32, jnp.float64)
+            or g.dtype != p.dtype
+            or any(m.dtype != kept for m in ms)
+            or (moment_dtype is not None and p.dtype != jnp.float32)
+        ):
             raise ValueError(
                 "fused optimizers need float32 or float64 params with grads of the same dtype "
                 "and moments of that dtype (or bfloat16 with float32 params and "
@@ -152,16 +157,20 @@ def _kernel(target: str, attributes: dict, coef: jax.Array, leaves: list[list]) 
     per = len(leaves[0])
     written = [0, *range(2, per)]  # the grad is only read
     outs = [leaf[a] for leaf in leaves for a in written]
-    aliases = {1 + per * j + a: len(written) * j + r
-               for j in range(len(leaves)) for r, a in enumerate(written)}  # fmt: skip
+    aliases = {
+        1 + per * j + a: len(written) * j + r
+        for j in range(len(leaves))
+        for r, a in enumerate(written)
+    }
     shapes = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in outs]
     call = jax.ffi.ffi_call(target, shapes, input_output_aliases=aliases)
     results = call(coef, *[x for leaf in leaves for x in leaf], **attributes, flat_state=False)
     return [results[len(written) * j : len(written) * (j + 1)] for j in range(len(leaves))]
 
 
-def _flat_kernel(target: str, attributes: dict, coef: jax.Array, leaves: list, grads: list,
-                 flats: list) -> tuple[list, list]:  # fmt: skip
+def _flat_kernel(
+    target: str, attributes: dict, coef: jax.Array, leaves: list, grads: list, flats: list
+) -> tuple[list, list]:
     """One ffi call with the moments as flat buffers (the leaves' elements in order); returns
     the params and the flat moments, each aliased to its input."""
     count = len(leaves)
@@ -271,8 +280,9 @@ def _fused(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> Fu
         if jax.default_backend() != "cpu":  # the chain, as intended there; nothing is built
             return fallback(params, state, grads)
         if _registered() is not None:
-            warnings.warn(f"fused kernels unavailable ({_registered()}): running the chain",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"fused kernels unavailable ({_registered()}): running the chain", stacklevel=2
+            )
             return fallback(params, state, grads)
         kernel = lambda p, s, g: call(tx, spec, g, s, p)  # noqa: E731
         return jax.lax.platform_dependent(params, state, grads, cpu=kernel, default=fallback)
@@ -289,10 +299,18 @@ def _guard(eps: Any) -> bool:
 
 
 def adam(
-    learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
-    eps_root: float = 0.0, weight_decay: Any = None, amsgrad: bool = False,
-    moment_dtype: Any = None, flat_state: bool = False, convention: str = "optax",
-) -> FusedOptimizer:  # fmt: skip
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    eps_root: float = 0.0,
+    weight_decay: Any = None,
+    amsgrad: bool = False,
+    moment_dtype: Any = None,
+    flat_state: bool = False,
+    convention: str = "optax",
+) -> FusedOptimizer:
     r"""Fused :func:`jaxopt_notes.adam`; with ``weight_decay`` fused :func:`~jaxopt_notes.adamw`
     (a float or a schedule), with ``amsgrad=True`` fused :func:`~jaxopt_notes.amsgrad`
     (``convention`` says which maximum: of corrected moments, optax, or raw ones, torch).
@@ -311,30 +329,53 @@ def adam(
     elif amsgrad:
         tx = optimizers.amsgrad(learning_rate, b1, b2, eps, convention=convention)
     else:
-        tx = optimizers.adam(learning_rate, b1, b2, eps, eps_root=eps_root,
-                             moment_dtype=moment_dtype, convention=convention)  # fmt: skip
+        tx = optimizers.adam(
+            learning_rate,
+            b1,
+            b2,
+            eps,
+            eps_root=eps_root,
+            moment_dtype=moment_dtype,
+            convention=convention,
+        )
     torch_max = convention == "pytorch"
 
     def coef(state, dtype):
         t = increment(_find(state, BiasCorrectionState).count)
         decay = _find(state, AddDecayedWeightsState)
         lam = weight_decay(decay.count) if callable(weight_decay) else (weight_decay or 0.0)
-        return [1 - b1, b1, 1 - b2, b2, 1 / (1 - b1**t).astype(dtype),
-                1 / (1 - b2**t).astype(dtype), eps, eps_root,
-                _learning_rate(learning_rate, state, dtype), lam]  # fmt: skip
+        return [
+            1 - b1,
+            b1,
+            1 - b2,
+            b2,
+            1 / (1 - b1**t).astype(dtype),
+            1 / (1 - b2**t).astype(dtype),
+            eps,
+            eps_root,
+            _learning_rate(learning_rate, state, dtype),
+            lam,
+        ]
 
     moments = [(FirstMomentState, "mu"), (SecondMomentState, "nu")]
     moments += [(AmsgradMaxState, "nu_max")] if amsgrad else []
-    attributes = {"amsgrad": (2 if torch_max else 1) if amsgrad else 0,
-                  "decay": weight_decay is not None, "guard": _guard(eps),
-                  "bf16_moments": moment_dtype is not None}  # fmt: skip
+    attributes = {
+        "amsgrad": (2 if torch_max else 1) if amsgrad else 0,
+        "decay": weight_decay is not None,
+        "guard": _guard(eps),
+        "bf16_moments": moment_dtype is not None,
+    }
     return _fused(tx, Spec("jn_fused_adam", attributes, moments, coef, moment_dtype), flat_state)
 
 
 def sgd(
-    learning_rate: Any, momentum: float | None = None, nesterov: bool = False, *,
-    flat_state: bool = False, convention: str = "optax",
-) -> FusedOptimizer:  # fmt: skip
+    learning_rate: Any,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    *,
+    flat_state: bool = False,
+    convention: str = "optax",
+) -> FusedOptimizer:
     r"""Fused :func:`jaxopt_notes.sgd` with heavy-ball or Nesterov momentum. Its defaults are
     :func:`jaxopt_notes.sgd`'s: with ``momentum=None`` it is plain SGD, which is one pass in
     XLA already, so ``step`` runs the chain (no kernel)."""
@@ -354,8 +395,9 @@ def sgd(
     return _fused(tx, spec, flat_state)
 
 
-def _scaled(tx, learning_rate, c2, rho, eps, eps_in_sqrt, momentum, nesterov,
-            flat_state) -> FusedOptimizer:  # fmt: skip
+def _scaled(
+    tx, learning_rate, c2, rho, eps, eps_in_sqrt, momentum, nesterov, flat_state
+) -> FusedOptimizer:
     """RMSProp and AdaGrad: the chain's ``ratio`` has eps inside the root or after it."""
     eps_root, eps_out = (eps, 0.0) if eps_in_sqrt else (0.0, eps)
 
@@ -372,29 +414,45 @@ def _scaled(tx, learning_rate, c2, rho, eps, eps_in_sqrt, momentum, nesterov,
 
 
 def rmsprop(
-    learning_rate: Any, decay: float | None = None, eps: float = 1e-8, *,
-    momentum: float | None = None, nesterov: bool = False, flat_state: bool = False,
+    learning_rate: Any,
+    decay: float | None = None,
+    eps: float = 1e-8,
+    *,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    flat_state: bool = False,
     convention: str = "optax",
-) -> FusedOptimizer:  # fmt: skip
+) -> FusedOptimizer:
     r"""Fused :func:`jaxopt_notes.rmsprop` (either convention, with or without momentum)."""
-    tx = optimizers.rmsprop(learning_rate, decay, eps, momentum=momentum, nesterov=nesterov,
-                            convention=convention)  # fmt: skip
+    tx = optimizers.rmsprop(
+        learning_rate, decay, eps, momentum=momentum, nesterov=nesterov, convention=convention
+    )
     decay = hyperparams(tx)["decay"]  # the chain's resolved default, not a copy of it
     pytorch = convention == "pytorch"
-    return _scaled(tx, learning_rate, 1 - decay, decay, eps, not pytorch, momentum, nesterov,
-                   flat_state)  # fmt: skip
+    return _scaled(
+        tx, learning_rate, 1 - decay, decay, eps, not pytorch, momentum, nesterov, flat_state
+    )
 
 
 def adagrad(
-    learning_rate: Any, eps: float | None = None, *, initial_accumulator_value: float | None = None,
-    flat_state: bool = False, convention: str = "optax",
-) -> FusedOptimizer:  # fmt: skip
+    learning_rate: Any,
+    eps: float | None = None,
+    *,
+    initial_accumulator_value: float | None = None,
+    flat_state: bool = False,
+    convention: str = "optax",
+) -> FusedOptimizer:
     r"""Fused :func:`jaxopt_notes.adagrad`: the sum of squares is ``1 * g^2 + 1 * v``, exact."""
-    tx = optimizers.adagrad(learning_rate, eps, initial_accumulator_value=initial_accumulator_value,
-                            convention=convention)  # fmt: skip
+    tx = optimizers.adagrad(
+        learning_rate,
+        eps,
+        initial_accumulator_value=initial_accumulator_value,
+        convention=convention,
+    )
     eps = hyperparams(tx)["eps"]
-    return _scaled(tx, learning_rate, 1.0, 1.0, eps, convention != "pytorch", None, False,
-                   flat_state)  # fmt: skip
+    return _scaled(
+        tx, learning_rate, 1.0, 1.0, eps, convention != "pytorch", None, False, flat_state
+    )
 
 
 OPTIMIZERS: dict[str, Callable[..., FusedOptimizer]] = {
@@ -407,7 +465,7 @@ OPTIMIZERS: dict[str, Callable[..., FusedOptimizer]] = {
         weight_decay=hyperparams(
             optimizers.adamw(learning_rate, weight_decay=weight_decay, convention=convention)
         )["weight_decay"],
-    ),  # fmt: skip
+    ),
     "amsgrad": lambda learning_rate, *a, **kw: adam(learning_rate, *a, amsgrad=True, **kw),
     "momentum": lambda learning_rate, momentum=0.9, **kw: sgd(learning_rate, momentum, **kw),
     "nesterov": lambda learning_rate, momentum=0.9, **kw: sgd(learning_rate, momentum, True, **kw),

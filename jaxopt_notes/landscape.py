@@ -60,9 +60,15 @@ def _flat(tree: PyTree) -> jax.Array:
 
 
 def grid_values(
-    batch_loss: BatchLoss, center: PyTree, directions: Sequence[PyTree], coords: jax.Array,
-    x: jax.Array, y: jax.Array, *, block: int = 8,
-) -> jax.Array:  # fmt: skip
+    batch_loss: BatchLoss,
+    center: PyTree,
+    directions: Sequence[PyTree],
+    coords: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    block: int = 8,
+) -> jax.Array:
     """The loss at ``center + sum_k coords[i, k] directions[k]`` for every row ``i`` of
     ``coords`` (points x directions), over all of ``x``, ``y``: one jitted program."""
     _checks.integer("block", block, low=1)
@@ -82,10 +88,18 @@ def _grid_program(batch_loss, unravel, block):
 
 
 def surface(
-    batch_loss: BatchLoss, center: PyTree, directions: Sequence[PyTree], x: jax.Array,
-    y: jax.Array, *, xs: Any, ys: Any, kind: str = "random", path: np.ndarray | None = None,
+    batch_loss: BatchLoss,
+    center: PyTree,
+    directions: Sequence[PyTree],
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    xs: Any,
+    ys: Any,
+    kind: str = "random",
+    path: np.ndarray | None = None,
     block: int = 8,
-) -> Surface:  # fmt: skip
+) -> Surface:
     """The loss on the grid ``xs`` x ``ys`` of the plane through ``center`` along the two
     ``directions``, over the whole evaluation set ``x``, ``y``."""
     if len(directions) != 2:
@@ -99,9 +113,15 @@ def surface(
 
 
 def interpolate(
-    batch_loss: BatchLoss, start: PyTree, end: PyTree, x: jax.Array, y: jax.Array, *,
-    alphas: Any = None, block: int = 8,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    batch_loss: BatchLoss,
+    start: PyTree,
+    end: PyTree,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    alphas: Any = None,
+    block: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(alphas, losses)`` along ``(1 - alpha) start + alpha end`` (default alpha in
     [-0.5, 1.5], 41 points): the 1-D plot of Goodfellow et al. 2015."""
     alphas = np.linspace(-0.5, 1.5, 41) if alphas is None else np.asarray(alphas, np.float32)
@@ -139,8 +159,9 @@ def filter_normalize(direction: PyTree, params: PyTree, *, biases: str = "zero")
     return jax.tree.map(one, direction, params)
 
 
-def random_directions(params: PyTree, key: jax.Array, *, num: int = 2,
-                      biases: str = "zero") -> list[PyTree]:  # fmt: skip
+def random_directions(
+    params: PyTree, key: jax.Array, *, num: int = 2, biases: str = "zero"
+) -> list[PyTree]:
     """``num`` Gaussian directions like ``params``, each filter-normalised to ``params``."""
     _checks.integer("num", num, low=1)
     flat, unravel = ravel_pytree(params)
@@ -151,8 +172,9 @@ def random_directions(params: PyTree, key: jax.Array, *, num: int = 2,
     return out
 
 
-def eigen_directions(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, key: jax.Array, *,
-                     num: int = 2) -> tuple[list[PyTree], np.ndarray]:  # fmt: skip
+def eigen_directions(
+    loss_fn: Callable[[PyTree], jax.Array], params: PyTree, key: jax.Array, *, num: int = 2
+) -> tuple[list[PyTree], np.ndarray]:
     """The top ``num`` Hessian eigenvectors at ``params`` (Lanczos, ``hessian.eigenvalues``),
     each scaled to the norm of ``params``' weights, and their eigenvalues.
 
@@ -163,8 +185,10 @@ def eigen_directions(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, key
     eig = hessian.eigenvalues(loss_fn, params, k=num, which="largest", method="lanczos", key=key)
     weights = jax.tree.map(lambda p: p if p.ndim > 1 else jnp.zeros_like(p), params)
     scale = jnp.linalg.norm(_flat(weights))
-    vectors = [jax.tree.map(lambda v: v * scale / jnp.linalg.norm(_flat(vec)), vec)
-               for vec in eig.vectors[:num]]  # fmt: skip
+    vectors = [
+        jax.tree.map(lambda v: v * scale / jnp.linalg.norm(_flat(vec)), vec)
+        for vec in eig.vectors[:num]
+    ]
     return vectors, np.asarray(eig.values[:num])
 
 
@@ -215,8 +239,12 @@ def plot_surface(grid: Surface, out_prefix, *, title: str = "") -> list[str]:
     fig = plt.figure(figsize=(5.5, 4.4))
     ax3 = fig.add_subplot(projection="3d")
     ax3.plot_surface(gx, gy, values, cmap="viridis", linewidth=0)
-    ax3.set(xlabel="direction 1", ylabel="direction 2", zlabel="log10 loss",
-            title=title or f"{grid.kind} slice")  # fmt: skip
+    ax3.set(
+        xlabel="direction 1",
+        ylabel="direction 2",
+        zlabel="log10 loss",
+        title=title or f"{grid.kind} slice",
+    )
     fig.tight_layout()
     fig.savefig(names[1], dpi=100)
     plt.close(fig)

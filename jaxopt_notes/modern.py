@@ -168,9 +168,13 @@ class RectifyState(NamedTuple):
 
 @recorded
 def rectify(
-    b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0, threshold: float = 5.0, *,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    threshold: float = 5.0,
+    *,
     convention: str = "optax",
-) -> optax.GradientTransformation:  # fmt: skip
+) -> optax.GradientTransformation:
     r"""RAdam's rectification: closes a moment run, adaptive only once :math:`v` is reliable.
 
     With :math:`\rho_\infty = 2/(1-b_2) - 1` and :math:`\rho_t = \rho_\infty - 2 t b_2^t /
@@ -232,9 +236,15 @@ def _started_at(link: optax.GradientTransformation, value: float) -> optax.Gradi
 # ------------------------------------------------------------------------- the optimizers
 @recorded
 def lion(
-    learning_rate, b1: float = 0.9, b2: float = 0.99, *, weight_decay: float = 1e-3,
-    mask=None, mu_dtype=None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    *,
+    weight_decay: float = 1e-3,
+    mask=None,
+    mu_dtype=None,
+    convention: str = "optax",
+) -> GT:
     r"""Lion (Chen et al. 2023, "Symbolic discovery of optimization algorithms"): the sign of
     an interpolated momentum, with decoupled weight decay.
 
@@ -268,9 +278,16 @@ def lion(
 
 @recorded
 def adabelief(
-    learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16,
-    eps_root: float = 1e-16, *, nesterov: bool = False, mu_dtype=None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov: bool = False,
+    mu_dtype=None,
+    convention: str = "optax",
+) -> GT:
     r"""AdaBelief (Zhuang et al. 2020, "AdaBelief optimizer: adapting stepsizes by the belief
     in observed gradients"): Adam with the second moment of :math:`g - m` instead of :math:`g`.
 
@@ -306,9 +323,15 @@ def adabelief(
 
 @recorded
 def yogi(
-    learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3, *,
-    eps_root: float = 0.0, initial_accumulator_value: float = 1e-6, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-3,
+    *,
+    eps_root: float = 0.0,
+    initial_accumulator_value: float = 1e-6,
+    convention: str = "optax",
+) -> GT:
     r"""Yogi (Zaheer et al. 2018, "Adaptive methods for nonconvex optimization"): Adam whose
     second moment moves additively, by :math:`(1-b_2) g^2` towards :math:`g^2`.
 
@@ -343,10 +366,17 @@ def yogi(
 
 @recorded
 def radam(
-    learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    eps_root: float = 0.0, threshold: float = 5.0, *, nesterov: bool = False, mu_dtype=None,
+    learning_rate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    threshold: float = 5.0,
+    *,
+    nesterov: bool = False,
+    mu_dtype=None,
     convention: str = "optax",
-) -> GT:  # fmt: skip
+) -> GT:
     r"""RAdam (Liu et al. 2020, "On the variance of the adaptive learning rate and beyond"):
     Adam whose adaptive step is switched on, and scaled by :math:`r_t`, once the second
     moment has seen enough steps; until then it is SGD with (bias-corrected) momentum.

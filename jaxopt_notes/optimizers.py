@@ -44,9 +44,13 @@ def _pick(value, convention: str, *, optax_default, pytorch_default):
 
 @recorded
 def sgd(
-    learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False,
-    accumulator_dtype=None, *, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate: LearningRate,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    accumulator_dtype=None,
+    *,
+    convention: str = "optax",
+) -> GT:
     r"""Stochastic gradient descent, with heavy-ball or Nesterov momentum when ``momentum`` is set.
 
     .. math:: v_t = \mu v_{t-1} + g_t, \quad
@@ -84,9 +88,12 @@ def _momentum(momentum: float | None, nesterov: bool, accumulator_dtype=None) ->
 
 @recorded
 def adagrad(
-    learning_rate: LearningRate, eps: float | None = None, *,
-    initial_accumulator_value: float | None = None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate: LearningRate,
+    eps: float | None = None,
+    *,
+    initial_accumulator_value: float | None = None,
+    convention: str = "optax",
+) -> GT:
     r"""AdaGrad (Duchi et al. 2011): per-coordinate steps shrink with the gradients' history.
 
     .. math:: G_t = G_0 + \sum_{i \le t} g_i^2, \quad \theta_t = \theta_{t-1} - \eta\,
@@ -113,9 +120,14 @@ def adagrad(
 
 @recorded
 def rmsprop(
-    learning_rate: LearningRate, decay: float | None = None, eps: float = 1e-8, *,
-    momentum: float | None = None, nesterov: bool = False, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate: LearningRate,
+    decay: float | None = None,
+    eps: float = 1e-8,
+    *,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    convention: str = "optax",
+) -> GT:
     r"""RMSProp (Hinton 2012): divide by a running root mean square of recent gradients.
 
     .. math:: v_t = \rho v_{t-1} + (1-\rho) g_t^2, \quad
@@ -145,9 +157,16 @@ def rmsprop(
 
 @recorded
 def adam(
-    learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
-    eps_root: float = 0.0, mu_dtype=None, moment_dtype=None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    eps_root: float = 0.0,
+    mu_dtype=None,
+    moment_dtype=None,
+    convention: str = "optax",
+) -> GT:
     r"""Adam (Kingma & Ba 2015): momentum (an EMA of gradients) + RMS scaling + bias correction.
 
     .. math:: m_t = b_1 m_{t-1} + (1-b_1) g_t, \quad v_t = b_2 v_{t-1} + (1-b_2) g_t^2,
@@ -180,9 +199,16 @@ def adam(
 
 @recorded
 def adamw(
-    learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    weight_decay: float | None = None, *, mask=None, mu_dtype=None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float | None = None,
+    *,
+    mask=None,
+    mu_dtype=None,
+    convention: str = "optax",
+) -> GT:
     r"""AdamW (Loshchilov & Hutter 2019): Adam with weight decay decoupled from the scaling.
 
     .. math:: \theta_t = \theta_{t-1} - \eta\,\Big(\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
@@ -211,9 +237,14 @@ def adamw(
 
 @recorded
 def amsgrad(
-    learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
-    mu_dtype=None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    mu_dtype=None,
+    convention: str = "optax",
+) -> GT:
     r"""AMSGrad (Reddi et al. 2018): Adam whose second moment never decreases.
 
     .. math:: \theta_t = \theta_{t-1} - \eta\,\frac{\hat m_t}{\sqrt{\hat v^{max}_t}+\epsilon}
@@ -244,9 +275,15 @@ def amsgrad(
 
 @recorded
 def nadam(
-    learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
-    momentum_decay: float | None = None, mu_dtype=None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    momentum_decay: float | None = None,
+    mu_dtype=None,
+    convention: str = "optax",
+) -> GT:
     r"""Nadam (Dozat 2016): Adam with a Nesterov look-ahead in the first moment.
 
     .. math:: \hat m_t = \frac{\mu_{t+1} m_t}{1-\prod_{i\le t+1}\mu_i}
@@ -276,10 +313,17 @@ def nadam(
 
 @recorded
 def nadamw(
-    learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    weight_decay: float | None = None, *, momentum_decay: float | None = None, mask=None,
-    mu_dtype=None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float | None = None,
+    *,
+    momentum_decay: float | None = None,
+    mask=None,
+    mu_dtype=None,
+    convention: str = "optax",
+) -> GT:
     r"""NAdamW: :func:`nadam` with decoupled weight decay, as AdamW is to Adam (Dozat 2016;
     Loshchilov & Hutter 2019).
 
@@ -324,9 +368,14 @@ def nadamw(
 
 @recorded
 def adamax(
-    learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
-    mu_dtype=None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate: LearningRate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    mu_dtype=None,
+    convention: str = "optax",
+) -> GT:
     r"""AdaMax (Kingma & Ba 2015, sec. 7): Adam with the infinity norm for the second moment.
 
     .. math:: u_t = \max(b_2 u_{t-1}, |g_t| + \epsilon), \quad
@@ -352,10 +401,16 @@ def adamax(
 
 @recorded
 def adam_then_sgd(
-    learning_rate: LearningRate, sgd_learning_rate: LearningRate, *, switch_step: int,
-    momentum: float = 0.9, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    learning_rate: LearningRate,
+    sgd_learning_rate: LearningRate,
+    *,
+    switch_step: int,
+    momentum: float = 0.9,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
     criterion=None,
-) -> GT:  # fmt: skip
+) -> GT:
     r"""Adam early for speed, SGD with momentum late to settle (Keskar & Socher 2017's idea).
 
     Runs :func:`adam` until step ``switch_step`` (or until ``criterion(count, grads)`` is
@@ -379,15 +434,17 @@ def _first_moment(b1: float, mu_dtype) -> optax.GradientTransformation:
     return first_moment(b1, dtype=_checks.dtype("mu_dtype", mu_dtype))
 
 
-def _heavy_ball(learning_rate: LearningRate, momentum: float = 0.9, *, convention: str = "optax"
-                ) -> GT:  # fmt: skip
+def _heavy_ball(
+    learning_rate: LearningRate, momentum: float = 0.9, *, convention: str = "optax"
+) -> GT:
     """:func:`sgd` with momentum 0.9 by default. A plain signature, not ``**kw``, because
     ``optax.inject_hyperparams`` binds every parameter by name."""
     return sgd(learning_rate, momentum, convention=convention)
 
 
-def _nesterov(learning_rate: LearningRate, momentum: float = 0.9, *, convention: str = "optax"
-              ) -> GT:  # fmt: skip
+def _nesterov(
+    learning_rate: LearningRate, momentum: float = 0.9, *, convention: str = "optax"
+) -> GT:
     """:func:`sgd` with Nesterov momentum, 0.9 by default."""
     return sgd(learning_rate, momentum, nesterov=True, convention=convention)
 

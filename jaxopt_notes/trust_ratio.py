@@ -101,10 +101,17 @@ def _mask(mask: Any) -> Any:
 
 @recorded
 def lars(
-    learning_rate, weight_decay: float = 0.0, weight_decay_mask: Any = True,
-    trust_coefficient: float = 0.001, eps: float = 0.0, trust_ratio_mask: Any = True,
-    momentum: float = 0.9, nesterov: bool = False, *, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate,
+    weight_decay: float = 0.0,
+    weight_decay_mask: Any = True,
+    trust_coefficient: float = 0.001,
+    eps: float = 0.0,
+    trust_ratio_mask: Any = True,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    *,
+    convention: str = "optax",
+) -> GT:
     r"""LARS (You et al. 2017, "Large batch training of convolutional networks"): SGD with
     momentum whose step is rescaled layer by layer by a trust ratio.
 
@@ -143,10 +150,17 @@ def lars(
 
 @recorded
 def lamb(
-    learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
-    eps_root: float = 0.0, weight_decay: float = 0.0, mask: Any = None, *,
-    mu_dtype: Any = None, convention: str = "optax",
-) -> GT:  # fmt: skip
+    learning_rate,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: float = 0.0,
+    mask: Any = None,
+    *,
+    mu_dtype: Any = None,
+    convention: str = "optax",
+) -> GT:
     r"""LAMB (You et al. 2020, "Large batch optimization for deep learning: training BERT in
     76 minutes"): AdamW's direction, rescaled layer by layer by a trust ratio.
 

@@ -39,9 +39,11 @@ def _lookahead_params(params: Any) -> LookaheadParams:
 
 @recorded
 def lookahead(
-    fast_optimizer: optax.GradientTransformation, sync_period: int = 6,
-    slow_step_size: float = 0.5, reset_state: bool = False,
-) -> optax.GradientTransformationExtraArgs:  # fmt: skip
+    fast_optimizer: optax.GradientTransformation,
+    sync_period: int = 6,
+    slow_step_size: float = 0.5,
+    reset_state: bool = False,
+) -> optax.GradientTransformationExtraArgs:
     r"""Lookahead (Zhang et al. 2019, "Lookahead optimizer: k steps forward, 1 step back"):
     ``fast_optimizer`` takes :math:`k` steps, then the slow weights move part of the way to
     where they ended and the fast weights restart from there.
@@ -89,8 +91,9 @@ def lookahead(
         slow_step = jax.tree.map(
             lambda d: jnp.where(sync, slow_step_size * d, jnp.zeros_like(d)), gap
         )
-        fast_step = jax.tree.map(lambda u, d: jnp.where(sync, u - (1 - slow_step_size) * d, u),
-                                 step, gap)  # fmt: skip
+        fast_step = jax.tree.map(
+            lambda u, d: jnp.where(sync, u - (1 - slow_step_size) * d, u), step, gap
+        )
         if reset_state:
             fresh = fast.init(params.fast)
             fast_state = jax.tree.map(lambda a, b: jnp.where(sync, b, a), fast_state, fresh)
@@ -128,9 +131,11 @@ class SAMState(NamedTuple):
 
 @recorded
 def sam(
-    optimizer: optax.GradientTransformation, adv_optimizer: optax.GradientTransformation,
-    sync_period: int = 2, reset_state: bool = True,
-) -> optax.GradientTransformationExtraArgs:  # fmt: skip
+    optimizer: optax.GradientTransformation,
+    adv_optimizer: optax.GradientTransformation,
+    sync_period: int = 2,
+    reset_state: bool = True,
+) -> optax.GradientTransformationExtraArgs:
     r"""SAM (Foret et al. 2021, "Sharpness-aware minimization for efficiently improving
     generalization"), as optax.contrib.sam defines it (its default, transparent mode).
 

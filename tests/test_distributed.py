@@ -15,8 +15,16 @@ import pytest
 from jaxopt_notes import train
 from jaxopt_notes.train import TrainConfig, distributed
 
-CFG = dict(model="mlp", depth=1, width=16, dataset="digits", batch_size=64, epochs=2,
-           learning_rate=0.01, dropout=0.1)  # fmt: skip
+CFG = dict(
+    model="mlp",
+    depth=1,
+    width=16,
+    dataset="digits",
+    batch_size=64,
+    epochs=2,
+    learning_rate=0.01,
+    dropout=0.1,
+)
 
 
 def _free_port() -> int:
@@ -43,10 +51,15 @@ def test_two_processes_match_one_and_only_process_0_writes(tmp_path):
     code = "CFG = " + repr(CFG) + "\n" + textwrap.dedent(WORKER)
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(pid), str(port), str(tmp_path)],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(pid), str(port), str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for pid in (0, 1)
-    ]  # fmt: skip
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
@@ -61,8 +74,9 @@ def test_two_processes_match_one_and_only_process_0_writes(tmp_path):
     assert summary["processes"] == 2 and summary["devices"] == 2
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
     run = train.load_run(tmp_path / "run")  # the run process 0 wrote reads back in one process
-    np.testing.assert_allclose(np.asarray(jax.tree.leaves(run.last_params)[0]), ref[0],
-                               rtol=2e-5, atol=2e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(jax.tree.leaves(run.last_params)[0]), ref[0], rtol=2e-5, atol=2e-6
+    )
 
 
 def test_initialize_refuses_bad_arguments_before_joining():

@@ -91,10 +91,13 @@ def test_matches_optax_and_the_paper(name):
 def test_a_schedule_is_stepped_like_optax():
     """Same schedule, same count: step 0 on the first update, one more per update."""
     theta0, grad_fn, unravel = ref.mlp_problem(seed=1)
-    schedule = jn.schedules.linear_warmup(jn.schedules.cosine_decay(0.02, decay_steps=250),
-                                          warmup_steps=50)  # fmt: skip
-    for ours, theirs in [(jn.adam(schedule), optax.adam(schedule)),
-                         (jn.sgd(schedule, 0.9), optax.sgd(schedule, 0.9))]:  # fmt: skip
+    schedule = jn.schedules.linear_warmup(
+        jn.schedules.cosine_decay(0.02, decay_steps=250), warmup_steps=50
+    )
+    for ours, theirs in [
+        (jn.adam(schedule), optax.adam(schedule)),
+        (jn.sgd(schedule, 0.9), optax.sgd(schedule, 0.9)),
+    ]:
         mine = run_jax(ours, theta0, grad_fn, unravel)
         assert rel_err(mine, run_jax(theirs, theta0, grad_fn, unravel)) < TOL
 
@@ -146,7 +149,7 @@ def torch_cases(torch):
             jn.adam(0.01, convention="pytorch"),
             lambda p: o.Adam(p, lr=0.01),
             ref.adam(0.01),
-        ),  # fmt: skip
+        ),
         "adamw": (
             jn.adamw(0.01, convention="pytorch"),
             lambda p: o.AdamW(p, lr=0.01),
@@ -184,8 +187,19 @@ def run_torch(torch, make, theta0, grad_fn, steps=STEPS):
         torch.set_default_dtype(previous)
 
 
-TORCH_NAMES = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_momentum", "adam",
-               "adamw", "amsgrad", "nadam", "adamax"]  # fmt: skip
+TORCH_NAMES = [
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "rmsprop_momentum",
+    "adam",
+    "adamw",
+    "amsgrad",
+    "nadam",
+    "adamax",
+]
 
 
 @pytest.mark.parametrize("name", TORCH_NAMES)

@@ -79,19 +79,37 @@ def _apply(tx):
 def torch_cases(torch):
     o = torch.optim
     return {  # name: (fused with convention="pytorch", torch factory, NumPy reference)
-        "momentum": (fused.sgd(0.05, 0.9, convention="pytorch"),
-                     lambda p: o.SGD(p, lr=0.05, momentum=0.9), ref.sgd(0.05, 0.9)),
-        "adagrad": (fused.adagrad(0.1, convention="pytorch"), lambda p: o.Adagrad(p, lr=0.1),
-                    ref.adagrad(0.1, 1e-10, 0.0, False)),
-        "rmsprop": (fused.rmsprop(0.01, convention="pytorch"), lambda p: o.RMSprop(p, lr=0.01),
-                    ref.rmsprop(0.01, 0.99, 1e-8, False)),
-        "adam": (fused.adam(0.01, convention="pytorch"), lambda p: o.Adam(p, lr=0.01),
-                 ref.adam(0.01)),
-        "adamw": (fused.OPTIMIZERS["adamw"](0.01, convention="pytorch"),
-                  lambda p: o.AdamW(p, lr=0.01), ref.adam(0.01, weight_decay=0.01)),
-        "amsgrad": (fused.adam(0.01, amsgrad=True, convention="pytorch"),
-                    lambda p: o.Adam(p, lr=0.01, amsgrad=True), ref.adam(0.01, amsgrad="raw")),
-    }  # fmt: skip
+        "momentum": (
+            fused.sgd(0.05, 0.9, convention="pytorch"),
+            lambda p: o.SGD(p, lr=0.05, momentum=0.9),
+            ref.sgd(0.05, 0.9),
+        ),
+        "adagrad": (
+            fused.adagrad(0.1, convention="pytorch"),
+            lambda p: o.Adagrad(p, lr=0.1),
+            ref.adagrad(0.1, 1e-10, 0.0, False),
+        ),
+        "rmsprop": (
+            fused.rmsprop(0.01, convention="pytorch"),
+            lambda p: o.RMSprop(p, lr=0.01),
+            ref.rmsprop(0.01, 0.99, 1e-8, False),
+        ),
+        "adam": (
+            fused.adam(0.01, convention="pytorch"),
+            lambda p: o.Adam(p, lr=0.01),
+            ref.adam(0.01),
+        ),
+        "adamw": (
+            fused.OPTIMIZERS["adamw"](0.01, convention="pytorch"),
+            lambda p: o.AdamW(p, lr=0.01),
+            ref.adam(0.01, weight_decay=0.01),
+        ),
+        "amsgrad": (
+            fused.adam(0.01, amsgrad=True, convention="pytorch"),
+            lambda p: o.Adam(p, lr=0.01, amsgrad=True),
+            ref.adam(0.01, amsgrad="raw"),
+        ),
+    }
 
 
 @pytest.mark.parametrize("name", ["momentum", "adagrad", "rmsprop", "adam", "adamw", "amsgrad"])
@@ -290,8 +308,9 @@ def test_flat_state_steps_as_the_per_leaf_state_bit_for_bit(name):
         params, state = step(params, state, grads)
         flat_params, flat_state = flat_step(flat_params, flat_state, grads)
     cut = flat.chain_state(flat_state, flat_params)
-    for a, b in zip(jax.tree.leaves((params, state)), jax.tree.leaves((flat_params, cut)),
-                    strict=True):  # fmt: skip
+    for a, b in zip(
+        jax.tree.leaves((params, state)), jax.tree.leaves((flat_params, cut)), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64))
 
 
@@ -305,8 +324,11 @@ def test_flat_state_without_kernels_runs_the_chain_and_needs_one_dtype(monkeypat
     with pytest.warns(UserWarning, match="running the chain"):
         chain, chain_state = opt.step(params, opt.init(params), grads)
     np.testing.assert_array_equal(chain["w"], want["w"])
-    for a, b in zip(jax.tree.leaves(opt.chain_state(chain_state, chain)),
-                    jax.tree.leaves(want_state), strict=True):  # fmt: skip
+    for a, b in zip(
+        jax.tree.leaves(opt.chain_state(chain_state, chain)),
+        jax.tree.leaves(want_state),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
     monkeypatch.undo()
     with jax.enable_x64(True):
@@ -404,8 +426,11 @@ def test_the_compiled_step_is_one_pass_over_the_arrays(flat_state):
         text = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile().as_text()
         entry = text.split("ENTRY")[1]
         ops = [line.split("=", 1)[1] for line in entry.splitlines() if " = " in line]
-        big = [op.split("(")[0].split()[-1] for op in ops
-               if op.strip().startswith(("f32[4096]", "f32[8192]"))]  # fmt: skip
+        big = [
+            op.split("(")[0].split()[-1]
+            for op in ops
+            if op.strip().startswith(("f32[4096]", "f32[8192]"))
+        ]
         return big, entry.count("custom-call(")
 
     fused_ops, fused_calls = compiled_ops(opt.step, opt.init(params))

@@ -105,7 +105,7 @@ INJECTED = {
     "adam_then_sgd": (
         jn.adam_then_sgd,
         {"learning_rate": 0.1, "sgd_learning_rate": 0.01, "switch_step": 2},
-    ),  # fmt: skip
+    ),
 }
 PARAMS = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.zeros(3)}
 
@@ -201,8 +201,11 @@ def test_a_bad_dtype_is_refused_by_name():
 
 
 def jn_state(state, cls_name):
-    found = [s for s in jax.tree.leaves(state, is_leaf=lambda s: type(s).__name__ == cls_name)
-             if type(s).__name__ == cls_name]  # fmt: skip
+    found = [
+        s
+        for s in jax.tree.leaves(state, is_leaf=lambda s: type(s).__name__ == cls_name)
+        if type(s).__name__ == cls_name
+    ]
     return found[0]
 
 
@@ -241,7 +244,13 @@ def test_the_stream_is_no_array_and_no_tuple():
 
 
 def test_optax_links_around_a_run_still_mix():
-    tx = jn.chain(optax.clip(1.0), jn.first_moment(0.9), jn.second_moment(),
-                  jn.bias_correction(0.9, 0.999), jn.ratio(), optax.scale(-0.1))  # fmt: skip
+    tx = jn.chain(
+        optax.clip(1.0),
+        jn.first_moment(0.9),
+        jn.second_moment(),
+        jn.bias_correction(0.9, 0.999),
+        jn.ratio(),
+        optax.scale(-0.1),
+    )
     u, _ = jax.jit(tx.update)(jnp.full(2, 5.0), tx.init(jnp.ones(2)))
     np.testing.assert_allclose(u, -0.1, rtol=1e-4)

@@ -35,8 +35,15 @@ def test_a_quadratic_slice_equals_its_closed_form_and_a_direct_loop():
     r1, r2 = xa @ np.asarray(d1["w"]), xa @ np.asarray(d2["w"]) + 1.0
     exact = np.array([[0.5 * np.mean((r0 + a * r1 + b * r2) ** 2) for a in xs] for b in ys])
     np.testing.assert_allclose(grid.values, exact, rtol=2e-6)
-    direct = np.array([[loss(jax.tree.map(lambda c, u, v: c + a * u + b * v, center, d1, d2),
-                             x, y) for a in xs] for b in ys])  # fmt: skip
+    direct = np.array(
+        [
+            [
+                loss(jax.tree.map(lambda c, u, v: c + a * u + b * v, center, d1, d2), x, y)
+                for a in xs
+            ]
+            for b in ys
+        ]
+    )
     np.testing.assert_allclose(grid.values, direct, rtol=1e-6)
     alphas, line = landscape.interpolate(loss, center, d1, x, y, alphas=[0.0, 1.0])
     assert line[0] == pytest.approx(float(loss(center, x, y)), rel=1e-6)
@@ -44,8 +51,11 @@ def test_a_quadratic_slice_equals_its_closed_form_and_a_direct_loop():
 
 
 def test_filter_normalisation_matches_each_filter_and_zeroes_biases():
-    params = {"conv": jax.random.normal(jax.random.key(0), (5, 5, 3, 8)), "bias": jnp.ones(4),
-              "dense": jax.random.normal(jax.random.key(1), (20, 4))}  # fmt: skip
+    params = {
+        "conv": jax.random.normal(jax.random.key(0), (5, 5, 3, 8)),
+        "bias": jnp.ones(4),
+        "dense": jax.random.normal(jax.random.key(1), (20, 4)),
+    }
     (d,) = landscape.random_directions(params, jax.random.key(2), num=1)
     for name, axes in (("conv", (0, 1, 2)), ("dense", (0,))):
         got = np.sqrt((np.asarray(d[name]) ** 2).sum(axis=axes))
@@ -71,8 +81,19 @@ def test_pca_of_a_path_on_a_plane_recovers_its_coordinates():
 
 @pytest.mark.slow  # two trainings and a Lanczos eigen slice: about a minute on 2 cores
 def test_cli_draws_one_and_two_runs(tmp_path, capsys):
-    tiny = ["--model", "mlp", "--depth", "1", "--width", "8", "--dataset", "digits",
-            "--epochs", "2", "--no-progress"]  # fmt: skip
+    tiny = [
+        "--model",
+        "mlp",
+        "--depth",
+        "1",
+        "--width",
+        "8",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--no-progress",
+    ]
     for name, batch in (("small", "16"), ("large", "256")):
         assert cli.main(["train", *tiny, "--batch-size", batch, "--out", str(tmp_path / name)]) == 0
     out = tmp_path / "ls"

@@ -143,9 +143,13 @@ def test_pool_2x2_matches_flax_pooling_values_and_gradients(kind):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     # tied maxima (values on a coarse grid): the gradient goes to the first, as in Flax
     tied = jnp.round(x)
-    got, want = (jax.grad(lambda x, p=p: loss(p, x))(tied) for p in (
-        lambda v: pool_2x2(v, kind),
-        lambda v: flax_pool(v, window_shape=(2, 2), strides=(2, 2))))  # fmt: skip
+    got, want = (
+        jax.grad(lambda x, p=p: loss(p, x))(tied)
+        for p in (
+            lambda v: pool_2x2(v, kind),
+            lambda v: flax_pool(v, window_shape=(2, 2), strides=(2, 2)),
+        )
+    )
     assert kind == "avg" or int(jnp.sum(got != 0)) == pool_2x2(tied, kind).size  # one per window
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
@@ -163,9 +167,14 @@ def test_max_pool_has_a_jvp_so_forward_over_reverse_hvps_work():
 
 
 @pytest.mark.parametrize(
-    "init, std", [("normal", 0.5), ("xavier", (2 / (400 + 120)) ** 0.5), ("he", (2 / 400) ** 0.5),
-                  ("lecun", (1 / 400) ** 0.5)],
-)  # fmt: skip
+    "init, std",
+    [
+        ("normal", 0.5),
+        ("xavier", (2 / (400 + 120)) ** 0.5),
+        ("he", (2 / 400) ** 0.5),
+        ("lecun", (1 / 400) ** 0.5),
+    ],
+)
 def test_lenet_init_schemes_give_their_std(init, std):
     net = LeNet(init=init, init_std=0.5, rngs=nnx.Rngs(0))
     kernel = np.asarray(net.fc1.kernel[...])  # 400 x 120

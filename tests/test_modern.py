@@ -283,8 +283,11 @@ def test_jit_and_inject_hyperparams_equal_the_plain_optimizer(name, x64):
         wu, w_state = w_step(g, w_state, params)
         np.testing.assert_allclose(pu["w"], eager["w"], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(wu["w"], pu["w"], rtol=1e-10, atol=1e-14)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14),
-                     w_state.inner_state, p_state)  # fmt: skip
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14),
+            w_state.inner_state,
+            p_state,
+        )
     # the learning rate is traced: a new value is taken at once
     w_state.hyperparams["learning_rate"] = jnp.asarray(0.0)
     wu, _ = w_step(g, w_state, params)

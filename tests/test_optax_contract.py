@@ -202,13 +202,25 @@ def test_multisteps_accumulates_like_optax(name, x64):
 
 # ------------------------------------------------------------------------- convergence
 LEARNING_RATES = {  # name: (on the parabola, 300 steps; on Rosenbrock, 5,000 steps)
-    "sgd": (0.01, 1e-3), "momentum": (0.01, 1e-3), "nesterov": (0.01, 1e-3),
-    "adagrad": (0.3, 0.3), "rmsprop": (0.03, 0.01), "adam": (0.03, 0.03),
-    "adamw": (0.03, 0.03), "amsgrad": (0.1, 0.1), "nadam": (0.03, 0.03), "adamax": (0.1, 0.1),
-    "lion": (0.03, 0.03), "adabelief": (0.03, 0.03), "yogi": (0.03, 0.03),
-    "radam": (0.03, 3e-3), "nadamw": (0.03, 0.03), "adadelta": (3.0, 1.0),
-    "lamb": (0.03, 0.03), "lars": (3.0, 3.0),
-}  # fmt: skip
+    "sgd": (0.01, 1e-3),
+    "momentum": (0.01, 1e-3),
+    "nesterov": (0.01, 1e-3),
+    "adagrad": (0.3, 0.3),
+    "rmsprop": (0.03, 0.01),
+    "adam": (0.03, 0.03),
+    "adamw": (0.03, 0.03),
+    "amsgrad": (0.1, 0.1),
+    "nadam": (0.03, 0.03),
+    "adamax": (0.1, 0.1),
+    "lion": (0.03, 0.03),
+    "adabelief": (0.03, 0.03),
+    "yogi": (0.03, 0.03),
+    "radam": (0.03, 3e-3),
+    "nadamw": (0.03, 0.03),
+    "adadelta": (3.0, 1.0),
+    "lamb": (0.03, 0.03),
+    "lars": (3.0, 3.0),
+}
 
 
 def parabola(x):
@@ -244,8 +256,10 @@ def test_converges_on_a_parabola_and_on_rosenbrock(name, dtype):
     @jax.jit
     def ratios():
         make = ALIASES[name][0]
-        return (_descend(make(lr_parabola), parabola, start([0.0, 0.0]), 300),
-                _descend(make(lr_rosenbrock), rosenbrock, start([-0.5, 0.5]), 5000))  # fmt: skip
+        return (
+            _descend(make(lr_parabola), parabola, start([0.0, 0.0]), 300),
+            _descend(make(lr_rosenbrock), rosenbrock, start([-0.5, 0.5]), 5000),
+        )
 
     on_parabola, on_rosenbrock = (float(r) for r in ratios())
     assert on_parabola < 0.1, (name, on_parabola)

@@ -14,8 +14,9 @@ from jaxopt_notes.train import TrainConfig, runs
 
 TINY = ["--model", "mlp", "--depth", "1", "--width", "16", "--dataset", "digits"]
 TINY += ["--batch-size", "64", "--learning-rate", "0.01", "--no-progress"]
-CFG = TrainConfig(model="mlp", depth=1, width=16, dataset="digits", batch_size=64,
-                  learning_rate=0.01, epochs=2)  # fmt: skip
+CFG = TrainConfig(
+    model="mlp", depth=1, width=16, dataset="digits", batch_size=64, learning_rate=0.01, epochs=2
+)
 
 
 def _leaves(tree):
@@ -42,8 +43,19 @@ def run_dir(tmp_path_factory):
 def test_config_toml_round_trips_and_repeats_the_run(run_dir, tmp_path):
     cfg = train.read_toml(run_dir / "config.toml")
     assert cfg == CFG.resolved() and train.from_toml(train.to_toml(cfg)) == cfg
-    assert cli.main(["train", "--config", str(run_dir / "config.toml"),
-                     "--out", str(tmp_path / "b"), "--no-progress"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                str(run_dir / "config.toml"),
+                "--out",
+                str(tmp_path / "b"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert train.read_toml(tmp_path / "b" / "config.toml") == cfg
     a, b = train.load_run(run_dir), train.load_run(tmp_path / "b")
     assert _same(a.last_params, b.last_params) and _same(a.params, b.params)
@@ -91,10 +103,12 @@ def test_bad_run_directories_are_one_error_line(run_dir, tmp_path, capsys):
         (["--out", str(tmp_path / "file")], "must be a directory, got the file"),
         (["--out", str(tmp_path / "file" / "sub")], "cannot be created"),
         (["--out", str(tmp_path / "none"), "--resume"], "`resume` needs a run directory"),
-        (["--out", str(run_dir), "--resume", "--learning-rate", "0.5"],
-         r"these differ: \['learning_rate'\]"),
+        (
+            ["--out", str(run_dir), "--resume", "--learning-rate", "0.5"],
+            r"these differ: \['learning_rate'\]",
+        ),
         (["--out", str(run_dir), "--resume", "--epochs", "1"], "`epochs` must be >= the 2"),
-    ]  # fmt: skip
+    ]
     for extra, match in cases:
         assert cli.main(["train", *TINY, *extra]) == 2, extra
         assert re.search(match, _error(capsys)), extra

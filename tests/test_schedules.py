@@ -23,27 +23,45 @@ def test_step_decay_is_resnets_recipe():
     assert lr[30] == pytest.approx(0.01) and lr[60] == pytest.approx(0.001)
 
 
-@pytest.mark.parametrize("ours, theirs", [
-    (S.constant(0.3), optax.constant_schedule(0.3)),
-    (S.exponential_decay(0.1, decay_rate=0.5, decay_steps=50),
-     optax.exponential_decay(0.1, 50, 0.5)),
-    (S.exponential_decay(0.1, decay_rate=0.5, decay_steps=50, staircase=True),
-     optax.exponential_decay(0.1, 50, 0.5, staircase=True)),
-    (S.cosine_decay(0.1, decay_steps=300, alpha=0.1), optax.cosine_decay_schedule(0.1, 300, 0.1)),
-    (S.linear_warmup(S.cosine_decay(0.1, decay_steps=300), warmup_steps=50),
-     optax.warmup_cosine_decay_schedule(0.0, 0.1, 50, 350)),
-    (S.cyclic(0.1, period=100), optax.sgdr_schedule(
-        [dict(init_value=0.0, peak_value=0.1, warmup_steps=0, decay_steps=100)] * 4)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (S.constant(0.3), optax.constant_schedule(0.3)),
+        (
+            S.exponential_decay(0.1, decay_rate=0.5, decay_steps=50),
+            optax.exponential_decay(0.1, 50, 0.5),
+        ),
+        (
+            S.exponential_decay(0.1, decay_rate=0.5, decay_steps=50, staircase=True),
+            optax.exponential_decay(0.1, 50, 0.5, staircase=True),
+        ),
+        (
+            S.cosine_decay(0.1, decay_steps=300, alpha=0.1),
+            optax.cosine_decay_schedule(0.1, 300, 0.1),
+        ),
+        (
+            S.linear_warmup(S.cosine_decay(0.1, decay_steps=300), warmup_steps=50),
+            optax.warmup_cosine_decay_schedule(0.0, 0.1, 50, 350),
+        ),
+        (
+            S.cyclic(0.1, period=100),
+            optax.sgdr_schedule(
+                [dict(init_value=0.0, peak_value=0.1, warmup_steps=0, decay_steps=100)] * 4
+            ),
+        ),
+    ],
+)
 def test_matches_optax(ours, theirs):
     np.testing.assert_allclose(values(ours), values(theirs), rtol=1e-5, atol=1e-7)
 
 
 def test_inverse_time_and_inverse_sqrt():
-    np.testing.assert_allclose(values(S.inverse_time_decay(1.0, decay_rate=0.5)),
-                               1 / (1 + 0.5 * T), rtol=1e-6)  # fmt: skip
-    np.testing.assert_allclose(values(S.inverse_time_decay(1.0, power=0.5)),
-                               1 / np.sqrt(1 + T), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        values(S.inverse_time_decay(1.0, decay_rate=0.5)), 1 / (1 + 0.5 * T), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        values(S.inverse_time_decay(1.0, power=0.5)), 1 / np.sqrt(1 + T), rtol=1e-6
+    )
 
 
 def test_cyclic_restarts_with_growing_periods():

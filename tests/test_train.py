@@ -179,8 +179,14 @@ def test_four_devices_match_one_device():
 
 
 def test_curvature_tracking_records_every_n_steps_and_matches_dense_eigenvalues(tmp_path):
-    cfg = TrainConfig(**{**TINY, "width": 8}, epochs=2, track_curvature=7, curvature_examples=200,
-                      curvature_iters=30, optimizer="adam")  # fmt: skip
+    cfg = TrainConfig(
+        **{**TINY, "width": 8},
+        epochs=2,
+        track_curvature=7,
+        curvature_examples=200,
+        curvature_iters=30,
+        optimizer="adam",
+    )
     result = train.train(cfg, out_dir=tmp_path / "run", progress=False)
     plain = train.train(dataclasses.replace(cfg, track_curvature=0), progress=False)
     for a, b in zip(jax.tree.leaves(result["state"]), jax.tree.leaves(plain["state"]), strict=True):

@@ -29,8 +29,9 @@ PARAMS = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2), "nested": [jnp.full(4, 0.5, 
 
 
 def grads_like(params, scale=1.0):
-    return jax.tree.map(lambda p: scale * (jnp.arange(p.size, dtype=p.dtype).reshape(p.shape)
-                                           - 1.5), params)  # fmt: skip
+    return jax.tree.map(
+        lambda p: scale * (jnp.arange(p.size, dtype=p.dtype).reshape(p.shape) - 1.5), params
+    )
 
 
 # ------------------------------------------------------------------------- composition
@@ -49,9 +50,14 @@ def test_adam_chain_equals_the_manual_formula():
 
 def test_pieces_compose_with_optax_transforms():
     """Our moment links inside optax.chain, optax's clipping before, our lr after."""
-    mixed = optax.chain(optax.clip_by_global_norm(1.0), jn.first_moment(0.9),
-                        jn.second_moment(0.999), jn.bias_correction(0.9, 0.999), jn.ratio(1e-8),
-                        optax.scale_by_learning_rate(0.01))  # fmt: skip
+    mixed = optax.chain(
+        optax.clip_by_global_norm(1.0),
+        jn.first_moment(0.9),
+        jn.second_moment(0.999),
+        jn.bias_correction(0.9, 0.999),
+        jn.ratio(1e-8),
+        optax.scale_by_learning_rate(0.01),
+    )
     fused = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.01))
     with jax.enable_x64(True):
         params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), PARAMS)
@@ -281,13 +287,16 @@ def run_steps(tx, f, p0, steps):
     return p
 
 
-@pytest.mark.parametrize("tx, steps, tol", [
-    (jn.adam(jn.schedules.cosine_decay(0.05, decay_steps=4000)), 4000, 1e-3),
-    (jn.sgd(1e-3, 0.9), 5000, 1e-2),
-    (jn.nadam(jn.schedules.cosine_decay(0.05, decay_steps=4000)), 4000, 1e-3),
-    # AMSGrad's max keeps the large early second moments, so its steps stay small: slower
-    (jn.amsgrad(jn.schedules.cosine_decay(0.05, decay_steps=8000)), 8000, 1e-2),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "tx, steps, tol",
+    [
+        (jn.adam(jn.schedules.cosine_decay(0.05, decay_steps=4000)), 4000, 1e-3),
+        (jn.sgd(1e-3, 0.9), 5000, 1e-2),
+        (jn.nadam(jn.schedules.cosine_decay(0.05, decay_steps=4000)), 4000, 1e-3),
+        # AMSGrad's max keeps the large early second moments, so its steps stay small: slower
+        (jn.amsgrad(jn.schedules.cosine_decay(0.05, decay_steps=8000)), 8000, 1e-2),
+    ],
+)
 def test_converges_on_rosenbrock(tx, steps, tol):
     p = run_steps(tx, rosenbrock, jnp.array([-1.0, 1.0]), steps)
     assert float(jnp.linalg.norm(p - 1.0)) < tol

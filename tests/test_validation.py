@@ -51,8 +51,10 @@ def assert_named(error: Exception, argument: str) -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(case=st.sampled_from(BETAS), value=st.one_of(st.floats(max_value=-1e-12),
-                                                    st.floats(min_value=1.0)))  # fmt: skip
+@given(
+    case=st.sampled_from(BETAS),
+    value=st.one_of(st.floats(max_value=-1e-12), st.floats(min_value=1.0)),
+)
 def test_betas_outside_zero_one_are_refused(case, value):
     factory, arg, rest = case
     with pytest.raises(ValueError) as info:
@@ -80,9 +82,16 @@ def test_non_finite_values_are_refused(case, value):
 
 
 @settings(max_examples=30, deadline=None)
-@given(case=st.sampled_from(ALL),
-       value=st.one_of(st.text(max_size=3), st.booleans(), st.lists(st.floats(), max_size=2),
-                       st.just(None), st.just(jnp.ones(2))))  # fmt: skip
+@given(
+    case=st.sampled_from(ALL),
+    value=st.one_of(
+        st.text(max_size=3),
+        st.booleans(),
+        st.lists(st.floats(), max_size=2),
+        st.just(None),
+        st.just(jnp.ones(2)),
+    ),
+)
 def test_wrong_types_are_refused(case, value):
     factory, arg, rest = case
     if value is None and inspect.signature(factory).parameters[arg].default is None:

@@ -81,9 +81,13 @@ def run(tx, theta0, grad_fn, unravel, lookahead, steps=STEPS):
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.slow) if n in ("lookahead_sgd_reset", "sam_adam_3_keep")
-     else n for n in sorted(CASES)],
-)  # fmt: skip
+    [
+        pytest.param(n, marks=pytest.mark.slow)
+        if n in ("lookahead_sgd_reset", "sam_adam_3_keep")
+        else n
+        for n in sorted(CASES)
+    ],
+)
 def test_own_trajectory_equals_optax(name, x64):
     ours, theirs, la = CASES[name]()
     theta0, grad_fn, unravel = ref.mlp_problem()
@@ -161,8 +165,10 @@ def test_averages_leave_the_updates_alone_and_keep_dtypes():
     g = {"w": jnp.ones(3, jnp.bfloat16)}
     plain = jn.sgd(0.5)
     v, _ = plain.update(g, plain.init(params), params)
-    for link, kept in ((jn.ema_params(0.9), jnp.bfloat16),
-                       (jn.polyak_params(accumulator_dtype=jnp.float32), jnp.float32)):  # fmt: skip
+    for link, kept in (
+        (jn.ema_params(0.9), jnp.bfloat16),
+        (jn.polyak_params(accumulator_dtype=jnp.float32), jnp.float32),
+    ):
         tx = jn.chain(jn.sgd(0.5), link)
         u, s = tx.update(g, tx.init(params), params)
         np.testing.assert_array_equal(u["w"], v["w"])

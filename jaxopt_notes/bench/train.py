@@ -62,8 +62,9 @@ class _StockLeNet(nnx.Module):
     def __init__(self, channels: int, flat: int, variant: str, rngs: nnx.Rngs):
         self.conv1 = nnx.Conv(channels, 6, kernel_size=(5, 5), padding=2, rngs=rngs)
         self.conv2 = nnx.Conv(6, 16, kernel_size=(5, 5), padding="VALID", rngs=rngs)
-        self.fcs = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in
-                             ((flat, 120), (120, 84), (84, 10))])  # fmt: skip
+        self.fcs = nnx.List(
+            [nnx.Linear(a, b, rngs=rngs) for a, b in ((flat, 120), (120, 84), (84, 10))]
+        )
         self.variant = variant
 
     def __call__(self, x):
@@ -122,10 +123,19 @@ def _torch_runner(ds: data_lib.Dataset, batch_size: int, variant: str) -> Callab
     nn = torch.nn
     act, pool = (nn.Sigmoid, nn.AvgPool2d) if variant == "classic" else (nn.ReLU, nn.MaxPool2d)
     net = nn.Sequential(
-        nn.Conv2d(ds.image_shape[2], 6, 5, padding=2), act(), pool(2),
-        nn.Conv2d(6, 16, 5), act(), pool(2), nn.Flatten(),
-        nn.Linear(_flat(ds), 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, 10),
-    )  # fmt: skip
+        nn.Conv2d(ds.image_shape[2], 6, 5, padding=2),
+        act(),
+        pool(2),
+        nn.Conv2d(6, 16, 5),
+        act(),
+        pool(2),
+        nn.Flatten(),
+        nn.Linear(_flat(ds), 120),
+        act(),
+        nn.Linear(120, 84),
+        act(),
+        nn.Linear(84, 10),
+    )
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.from_numpy(np.array(data_lib.normalize(ds.x_train, ds.mean, ds.std)))
     x, y = x.permute(0, 3, 1, 2).contiguous(), torch.from_numpy(ds.y_train.astype(np.int64))
@@ -157,8 +167,11 @@ def bench_train(out_dir: str | None = None, quick: bool = False) -> dict:
         for batch_size in (256, 64):
             key = f"{variant}_batch_{batch_size}"
             results[key] = _race(ds, batch_size, variant, repeats)
-            print(key, {k: round(v["samples_per_s"]) for k, v in results[key].items()
-                        if k != "scan_over"}, flush=True)  # fmt: skip
+            print(
+                key,
+                {k: round(v["samples_per_s"]) for k, v in results[key].items() if k != "scan_over"},
+                flush=True,
+            )
     report = {
         "benchmark": "LeNet + Adam train-step throughput",
         "dataset": ds.describe(),
@@ -192,8 +205,11 @@ def _race(ds: data_lib.Dataset, batch_size: int, variant: str, repeats: int) -> 
         name: {"samples_per_s": samples / statistics.median(t), "times_s": t}
         for name, t in times.items()
     }
-    row["scan_over"] = {name: row["scan"]["samples_per_s"] / row[name]["samples_per_s"]
-                        for name in runners if name != "scan"}  # fmt: skip
+    row["scan_over"] = {
+        name: row["scan"]["samples_per_s"] / row[name]["samples_per_s"]
+        for name in runners
+        if name != "scan"
+    }
     return row
 
 
@@ -205,17 +221,33 @@ def _torch_lenet_classic(params) -> Any:
     import torch
 
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2),
-        torch.nn.Conv2d(6, 16, 5), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
-        torch.nn.Linear(400, 120), torch.nn.Sigmoid(), torch.nn.Linear(120, 84),
-        torch.nn.Sigmoid(), torch.nn.Linear(84, 10),
-    )  # fmt: skip
+        torch.nn.Conv2d(1, 6, 5, padding=2),
+        torch.nn.Sigmoid(),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(6, 16, 5),
+        torch.nn.Sigmoid(),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(400, 120),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(120, 84),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(84, 10),
+    )
     p = jax.tree.map(np.asarray, params)
     fc1 = p["fc1"]["kernel"].reshape(5, 5, 16, 120).transpose(2, 0, 1, 3).reshape(400, 120)
-    weights = [p["conv1"]["kernel"].transpose(3, 2, 0, 1), p["conv1"]["bias"],
-               p["conv2"]["kernel"].transpose(3, 2, 0, 1), p["conv2"]["bias"], fc1.T,
-               p["fc1"]["bias"], p["fc2"]["kernel"].T, p["fc2"]["bias"], p["fc3"]["kernel"].T,
-               p["fc3"]["bias"]]  # fmt: skip
+    weights = [
+        p["conv1"]["kernel"].transpose(3, 2, 0, 1),
+        p["conv1"]["bias"],
+        p["conv2"]["kernel"].transpose(3, 2, 0, 1),
+        p["conv2"]["bias"],
+        fc1.T,
+        p["fc1"]["bias"],
+        p["fc2"]["kernel"].T,
+        p["fc2"]["bias"],
+        p["fc3"]["kernel"].T,
+        p["fc3"]["bias"],
+    ]
     with torch.no_grad():
         for tensor, value in zip(net.parameters(), weights, strict=True):
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(value, np.float32)))
@@ -235,8 +267,9 @@ def bench_landscape(out_dir: str | None = None, *, grid: int = 41, examples: int
     # loss-landscapes 3.0.6 divides by a zero norm on an all-zero bias vector (the init's):
     # small random biases, the same in both networks, avoid it
     keys = iter(jax.random.split(jax.random.key(1), 16))
-    params = jax.tree.map(lambda p: p if p.ndim > 1 else 0.01 * jax.random.normal(next(keys),
-                          p.shape), params)  # fmt: skip
+    params = jax.tree.map(
+        lambda p: p if p.ndim > 1 else 0.01 * jax.random.normal(next(keys), p.shape), params
+    )
     mean, std = ds.mean, ds.std
 
     def batch_loss(p, xb, yb):
@@ -250,8 +283,11 @@ def bench_landscape(out_dir: str | None = None, *, grid: int = 41, examples: int
     ours = landscape.surface(batch_loss, params, dirs, x, y, xs=coords, ys=coords)
     report["ours_s"] = time.perf_counter() - t  # one run, compile included
     report["center_loss"] = float(batch_loss(params, x, y))
-    loss_at = jax.jit(lambda a, b: batch_loss(
-        jax.tree.map(lambda c, u, v: c + a * u + b * v, params, *dirs), x, y))  # fmt: skip
+    loss_at = jax.jit(
+        lambda a, b: batch_loss(
+            jax.tree.map(lambda c, u, v: c + a * u + b * v, params, *dirs), x, y
+        )
+    )
     t = time.perf_counter()
     direct = np.array([[float(loss_at(a, b)) for a in coords] for b in coords])
     report["direct_loop_s"] = time.perf_counter() - t
@@ -289,35 +325,67 @@ def _torch_plane(params, ds, examples: int, grid: int) -> dict:
             net, metric, distance=1, steps=grid, normalization="filter", deepcopy_model=True
         )
         seconds = time.perf_counter() - t
-    return {"seconds": seconds, "version": "3.0.6", "torch_threads": torch.get_num_threads(),
-            "shape": list(np.asarray(values).shape), "center_loss": center}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "version": "3.0.6",
+        "torch_threads": torch.get_num_threads(),
+        "shape": list(np.asarray(values).shape),
+        "center_loss": center,
+    }
 
 
 def _machine() -> dict:
     import os
     import platform
 
-    return {"cpus": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "platform": platform.platform(), "jax": jax.__version__}  # fmt: skip
+    return {
+        "cpus": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+    }
 
 
-def bench_curvature(out_dir: str | None = None, *, epochs: int = 2,
-                    settings: tuple = ((50, 256, 8, 4), (50, 64, 4, 2))) -> dict:  # fmt: skip
+def bench_curvature(
+    out_dir: str | None = None,
+    *,
+    epochs: int = 2,
+    settings: tuple = ((50, 256, 8, 4), (50, 64, 4, 2)),
+) -> dict:
     """LeNet + Adam on mnist5k with ``--track-curvature 50``: the measurements' time as a
     fraction of the training steps' time, per (every, examples, Lanczos steps, probes)."""
     rows = []
     for every, n, iters, probes in settings:
-        cfg = train.TrainConfig(epochs=epochs, batch_size=32, learning_rate=1e-3, shift=1,
-                                track_curvature=every, curvature_examples=n,
-                                curvature_iters=iters, curvature_probes=probes)  # fmt: skip
+        cfg = train.TrainConfig(
+            epochs=epochs,
+            batch_size=32,
+            learning_rate=1e-3,
+            shift=1,
+            track_curvature=every,
+            curvature_examples=n,
+            curvature_iters=iters,
+            curvature_probes=probes,
+        )
         summary = train.train(cfg, progress=False)["summary"]
         c = summary["curvature"]
-        rows.append({"every": every, "examples": n, "lanczos_steps": iters, "probes": probes,
-                     "measurements": c["measurements"], "curvature_s": c["seconds_this_session"],
-                     "train_steps_s": summary["train_time_s"],
-                     "fraction_of_training_time": c["fraction_of_training_time"]})  # fmt: skip
-    report = {"model": "LeNet modern + Adam, mnist5k, batch 32 (lr 1e-3, shift 1)",
-              "epochs": epochs, "rows": rows, "machine": _machine()}  # fmt: skip
+        rows.append(
+            {
+                "every": every,
+                "examples": n,
+                "lanczos_steps": iters,
+                "probes": probes,
+                "measurements": c["measurements"],
+                "curvature_s": c["seconds_this_session"],
+                "train_steps_s": summary["train_time_s"],
+                "fraction_of_training_time": c["fraction_of_training_time"],
+            }
+        )
+    report = {
+        "model": "LeNet modern + Adam, mnist5k, batch 32 (lr 1e-3, shift 1)",
+        "epochs": epochs,
+        "rows": rows,
+        "machine": _machine(),
+    }
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "curvature_bench.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -27,16 +27,23 @@ KINDS = ("random", "eigen", "pca")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", action="append", required=True,
-                        help="a run directory (give two to compare them)")  # fmt: skip
+    parser.add_argument(
+        "--run", action="append", required=True, help="a run directory (give two to compare them)"
+    )
     parser.add_argument("--out", required=True, help="directory for the grids and figures")
-    parser.add_argument("--kinds", default="random,eigen,pca",
-                        help="slices of one run, comma-separated: random, eigen, pca; "
-                             "default: all three")  # fmt: skip
+    parser.add_argument(
+        "--kinds",
+        default="random,eigen,pca",
+        help="slices of one run, comma-separated: random, eigen, pca; default: all three",
+    )
     parser.add_argument("--grid", type=int, default=41, help="points per axis; default: 41")
-    parser.add_argument("--span", type=float, default=1.0,
-                        help="half-width of the random and eigen slices in units of the "
-                             "(filter-normalised) direction; default: 1.0")  # fmt: skip
+    parser.add_argument(
+        "--span",
+        type=float,
+        default=1.0,
+        help="half-width of the random and eigen slices in units of the "
+        "(filter-normalised) direction; default: 1.0",
+    )
     parser.add_argument(
         "--examples",
         type=int,
@@ -77,8 +84,10 @@ def run_cli(args: argparse.Namespace) -> int:
         kinds = _check(args)
         runs = [load_run(path) for path in args.run]
         evals = [run.arrays(args.split, args.examples) for run in runs]
-        hess = [run.loss_fn(args.split, min(args.hessian_examples, len(ev[1])))
-                for run, ev in zip(runs, evals, strict=True)]  # fmt: skip
+        hess = [
+            run.loss_fn(args.split, min(args.hessian_examples, len(ev[1])))
+            for run, ev in zip(runs, evals, strict=True)
+        ]
         if len(runs) == 2 and jax.tree.structure(runs[0].params) != jax.tree.structure(
             runs[1].params
         ):
@@ -88,16 +97,26 @@ def run_cli(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         print(f"jaxopt-notes landscape: error: {error}", file=sys.stderr)
         return 2
-    report = {"runs": [str(r.path) for r in runs], "split": args.split,
-              "examples": int(len(evals[0][1])), "grid": args.grid, "slices": {}}  # fmt: skip
+    report = {
+        "runs": [str(r.path) for r in runs],
+        "split": args.split,
+        "examples": int(len(evals[0][1])),
+        "grid": args.grid,
+        "slices": {},
+    }
     key = jax.random.key(args.seed)
     run = runs[0]
     x, y = jnp.asarray(evals[0][0]), jnp.asarray(evals[0][1])
-    lines = [(*landscape.interpolate(run.batch_loss, run.init_params, run.params, x, y),
-              "init -> final")]  # fmt: skip
+    lines = [
+        (*landscape.interpolate(run.batch_loss, run.init_params, run.params, x, y), "init -> final")
+    ]
     if len(runs) == 2:
-        lines.append((*landscape.interpolate(run.batch_loss, run.params, runs[1].params, x, y),
-                      "run A -> run B"))  # fmt: skip
+        lines.append(
+            (
+                *landscape.interpolate(run.batch_loss, run.params, runs[1].params, x, y),
+                "run A -> run B",
+            )
+        )
     landscape.plot_line(lines, out / "line.png", title="1-D interpolation (Goodfellow et al.)")
     report["lines"] = {label: {"alphas": a.tolist(), "losses": v.tolist()} for a, v, label in lines}
     coords = np.linspace(-args.span, args.span, args.grid)
@@ -137,8 +156,9 @@ def _slice(kind, run, loss_fn, x, y, coords, key, args) -> landscape.Surface:
         dirs, path, ratio = landscape.pca_directions([*trajectory[:-1], run.params])
         reach = 1.25 * np.abs(path).max(axis=0) + 1e-6  # the path fits inside the grid
         xs, ys = (np.linspace(-r, r, args.grid) for r in reach)
-    grid = landscape.surface(run.batch_loss, run.params, dirs, x, y, xs=xs, ys=ys, kind=kind,
-                             path=path, block=args.block)  # fmt: skip
+    grid = landscape.surface(
+        run.batch_loss, run.params, dirs, x, y, xs=xs, ys=ys, kind=kind, path=path, block=args.block
+    )
     info = {"seconds": time.perf_counter() - t}
     if kind == "eigen":
         info["eigenvalues"] = [float(v) for v in values]
@@ -150,6 +170,11 @@ def _slice(kind, run, loss_fn, x, y, coords, key, args) -> landscape.Surface:
 def _save(grid: landscape.Surface, prefix: Path) -> dict:
     grid.save(f"{prefix}.npz")
     pngs = landscape.plot_surface(grid, prefix, title=f"{grid.kind} slice")
-    return {**grid.info, "npz": f"{prefix.name}.npz", "png": [Path(p).name for p in pngs],
-            "min": float(np.min(grid.values)), "max": float(np.max(grid.values)),
-            "center": float(grid.values[len(grid.ys) // 2, len(grid.xs) // 2])}  # fmt: skip
+    return {
+        **grid.info,
+        "npz": f"{prefix.name}.npz",
+        "png": [Path(p).name for p in pngs],
+        "min": float(np.min(grid.values)),
+        "max": float(np.max(grid.values)),
+        "center": float(grid.values[len(grid.ys) // 2, len(grid.xs) // 2]),
+    }

@@ -16,8 +16,13 @@ from jaxopt_notes import data as data_lib
 from jaxopt_notes.train import TrainConfig, check_fit, make_mesh, read_toml, runs, train
 from jaxopt_notes.train import config as config_lib
 
-GROUPS = {"model": "model", "dataset": "data", "optimizer": "optimizer", "schedule": "schedule",
-          "epochs": "loop"}  # fmt: skip
+GROUPS = {
+    "model": "model",
+    "dataset": "data",
+    "optimizer": "optimizer",
+    "schedule": "schedule",
+    "epochs": "loop",
+}
 
 
 def _default_words(field: dataclasses.Field) -> str:
@@ -31,20 +36,27 @@ def _default_words(field: dataclasses.Field) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``jaxopt-notes train``: one per :class:`TrainConfig` field, plus the run's."""
     run = parser.add_argument_group("the run")
-    run.add_argument("--config", help="a run config (TOML), e.g. RUN/config.toml; options "
-                     "given beside it override its values")  # fmt: skip
+    run.add_argument(
+        "--config",
+        help="a run config (TOML), e.g. RUN/config.toml; options "
+        "given beside it override its values",
+    )
     run.add_argument("--out", required=True, help="the run directory (must be new or empty)")
-    run.add_argument("--resume", action="store_true",
-                     help="continue the run in --out from its newest intact checkpoint, with its "
-                          "config; only --epochs may change (raised)")  # fmt: skip
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest intact checkpoint, with its "
+        "config; only --epochs may change (raised)",
+    )
     run.add_argument(
         "--overwrite",
         action="store_true",
         help="clear the run files in --out first (refused if other files are there)",
     )
     run.add_argument("--test-data", help="outside test set: .npz with x (uint8 Nx28x28), y")
-    run.add_argument("--devices", type=int, default=1, help="data-parallel devices (0: all); "
-                     "default: 1")  # fmt: skip
+    run.add_argument(
+        "--devices", type=int, default=1, help="data-parallel devices (0: all); default: 1"
+    )
     run.add_argument(
         "--coordinator",
         help="HOST:PORT of process 0, for multi-process "
@@ -54,8 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--process-id", type=int, default=0, help="this process; default: 0")
     run.add_argument("--data-dir", help="tfds data directory (default: TFDS_DATA_DIR)")
     run.add_argument("--download", action="store_true", help="let tfds download the data set")
-    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                     help="a progress bar; default: on")  # fmt: skip
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a progress bar; default: on",
+    )
     group = None
     for field in dataclasses.fields(TrainConfig):
         if field.name in GROUPS:
@@ -67,17 +83,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = f"{field.metadata['help']}{listed}; {_default_words(field)}"
         kind = type(field.default) if field.default is not None else float
         if isinstance(field.default, bool) or field.name == "nesterov":
-            group.add_argument(flag, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text)  # fmt: skip
+            group.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
             continue
-        group.add_argument(flag, type=kind, default=argparse.SUPPRESS,
-                           metavar=field.name.upper(), help=help_text)  # fmt: skip
+        group.add_argument(
+            flag, type=kind, default=argparse.SUPPRESS, metavar=field.name.upper(), help=help_text
+        )
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults < --config (or the resumed run's config.toml) < the options given."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if hasattr(args, f.name)}  # fmt: skip
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if hasattr(args, f.name)
+    }
     source = args.config
     if source is None and args.resume and (Path(args.out) / "config.toml").is_file():
         source = Path(args.out) / "config.toml"
@@ -112,9 +136,14 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.process_id == 0:
             out = runs.prepare(args.out, resume=args.resume, overwrite=args.overwrite)
         result = train(
-            cfg, split, out_dir=out, resume=args.resume, devices=args.devices,
-            test_data=test_data, progress=args.progress,
-        )  # fmt: skip
+            cfg,
+            split,
+            out_dir=out,
+            resume=args.resume,
+            devices=args.devices,
+            test_data=test_data,
+            progress=args.progress,
+        )
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         print(f"jaxopt-notes train: error: {error}", file=sys.stderr)
         return 2

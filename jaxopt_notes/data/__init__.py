@@ -109,13 +109,22 @@ def split_validation(dataset: Dataset, *, fraction: float, seed: int = 0) -> Dat
         np.arange(n), test_size=size, stratify=dataset.y_train, random_state=seed
     )
     digest = hashlib.sha256(np.sort(idx_val).astype(np.int64).tobytes()).hexdigest()
-    split = {"fraction": fraction, "seed": seed, "train_size": len(idx_tr),
-             "val_size": len(idx_val), "val_indices_sha256": digest}  # fmt: skip
+    split = {
+        "fraction": fraction,
+        "seed": seed,
+        "train_size": len(idx_tr),
+        "val_size": len(idx_val),
+        "val_indices_sha256": digest,
+    }
     x, y = dataset.x_train, dataset.y_train
     return dataclasses.replace(
-        dataset, x_train=x[idx_tr], y_train=y[idx_tr], x_val=x[idx_val], y_val=y[idx_val],
+        dataset,
+        x_train=x[idx_tr],
+        y_train=y[idx_tr],
+        x_val=x[idx_val],
+        y_val=y[idx_val],
         split=split,
-    )  # fmt: skip
+    )
 
 
 def load(name: str, *, data_dir: str | None = None, download: bool = False) -> Dataset:

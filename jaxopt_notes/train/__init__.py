@@ -63,11 +63,30 @@ from jaxopt_notes.train.steps import (
 OPTIMIZER_NAMES = ("sgd", "adagrad", "rmsprop", "adam", "adamw", "amsgrad", "nadam", "adamax")
 
 __all__ = [
-    "OPTIMIZER_NAMES", "SCHEDULES", "Run", "TrainConfig", "TrainState", "available_optimizers",
-    "build_model", "check_fit", "cross_entropy", "eval_params", "from_toml", "init_state",
-    "load_run", "make_chunk_fns", "make_epoch_fn", "make_eval_fn", "make_mesh", "make_optimizer",
-    "make_schedule", "read_toml", "to_toml", "train", "with_validation",
-]  # fmt: skip
+    "OPTIMIZER_NAMES",
+    "SCHEDULES",
+    "Run",
+    "TrainConfig",
+    "TrainState",
+    "available_optimizers",
+    "build_model",
+    "check_fit",
+    "cross_entropy",
+    "eval_params",
+    "from_toml",
+    "init_state",
+    "load_run",
+    "make_chunk_fns",
+    "make_epoch_fn",
+    "make_eval_fn",
+    "make_mesh",
+    "make_optimizer",
+    "make_schedule",
+    "read_toml",
+    "to_toml",
+    "train",
+    "with_validation",
+]
 
 
 def available_optimizers() -> tuple[str, ...]:

@@ -24,8 +24,10 @@ def plot_curves(history: list[dict], out_dir: str | Path) -> None:
     for metric in ("loss", "accuracy"):
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for split, label in (("train", "train (augmented batches)"), ("val", "validation")):
-            values = [float("nan") if r[f"{split}_{metric}"] is None else r[f"{split}_{metric}"]
-                      for r in history]  # fmt: skip
+            values = [
+                float("nan") if r[f"{split}_{metric}"] is None else r[f"{split}_{metric}"]
+                for r in history
+            ]
             ax.plot([r["epoch"] for r in history], values, marker="o", label=label)
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
         ax.legend()

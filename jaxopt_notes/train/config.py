@@ -44,18 +44,21 @@ class TrainConfig:
     # the model
     model: str = _knob("lenet", "the network", ("lenet", "mlp"))
     variant: str = _knob(
-        "modern", "LeNet: classic (sigmoid, average pool) or modern (ReLU, max pool)",
+        "modern",
+        "LeNet: classic (sigmoid, average pool) or modern (ReLU, max pool)",
         models.VARIANTS,
-    )  # fmt: skip
+    )
     depth: int = _knob(2, "MLP hidden layers")
     width: int = _knob(256, "MLP hidden units per layer")
     activation: str = _knob("relu", "MLP activation", tuple(models.ACTIVATIONS))
     dropout: float = _knob(0.0, "MLP inverted dropout probability, in [0, 1)")
     batch_norm: bool = _knob(False, "MLP BatchNorm after each hidden layer")
     init: str = _knob(
-        "default", "weight init: the model's default (LeNet lecun, MLP he), normal with "
-        "--init-std, xavier (Glorot normal), he or lecun (normal)", INITS,
-    )  # fmt: skip
+        "default",
+        "weight init: the model's default (LeNet lecun, MLP he), normal with "
+        "--init-std, xavier (Glorot normal), he or lecun (normal)",
+        INITS,
+    )
     init_std: float = _knob(0.01, "std of --init normal")
     # the data
     dataset: str = _knob("mnist5k", "the data set", data_lib.DATASETS)
@@ -79,9 +82,11 @@ class TrainConfig:
     decay: float | None = _knob(None, "rmsprop's squared-gradient decay")
     weight_decay: float = _knob(0.0, "weight decay lambda (0: off)")
     weight_decay_mode: str = _knob(
-        "decoupled", "coupled (L2 added to the gradient) or decoupled (AdamW-style, after the "
-        "optimizer, times the learning rate)", ("coupled", "decoupled"),
-    )  # fmt: skip
+        "decoupled",
+        "coupled (L2 added to the gradient) or decoupled (AdamW-style, after the "
+        "optimizer, times the learning rate)",
+        ("coupled", "decoupled"),
+    )
     clip_value: float = _knob(0.0, "clip each gradient coordinate to +-this (0: off)")
     clip_norm: float = _knob(0.0, "clip the gradient's global norm to this (0: off)")
     skip_nonfinite: bool = _knob(False, "skip steps whose gradient holds a NaN or Inf")
@@ -99,13 +104,15 @@ class TrainConfig:
     # the loop
     epochs: int = _knob(20, "passes over the training data (may be raised on --resume)")
     seed: int = _knob(0, "seed of the init, the shuffles, dropout and augmentation")
-    patience: int = _knob(0, "early stop after this many epochs without a better validation "
-                          "accuracy (0: off)")  # fmt: skip
+    patience: int = _knob(
+        0, "early stop after this many epochs without a better validation accuracy (0: off)"
+    )
     select: str = _knob(
         "best", "parameters tested at the end: best validation epoch or last", ("best", "last")
     )
-    ema: float = _knob(0.0, "evaluate an exponential moving average of the parameters with "
-                       "this decay (0: off)")  # fmt: skip
+    ema: float = _knob(
+        0.0, "evaluate an exponential moving average of the parameters with this decay (0: off)"
+    )
     track_curvature: int = _knob(0, "every this many steps, record Hessian eigenvalues (0: off)")
     curvature_examples: int = _knob(
         256, "training images the curvature is measured on (0: the whole training set)"
@@ -120,8 +127,15 @@ class TrainConfig:
                 _one_of(field.name, getattr(self, field.name), choices)
         for name in ("epochs", "batch_size", "lr_every", "cycle_epochs"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("depth", "shift", "cutout", "patience", "track_curvature", "schedule_epochs",
-                     "curvature_examples"):  # fmt: skip
+        for name in (
+            "depth",
+            "shift",
+            "cutout",
+            "patience",
+            "track_curvature",
+            "schedule_epochs",
+            "curvature_examples",
+        ):
             _at_least(name, getattr(self, name), 0)
         for name in ("curvature_iters", "curvature_probes"):
             _at_least(name, getattr(self, name), 2)

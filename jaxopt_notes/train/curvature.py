@@ -74,8 +74,9 @@ class CurvatureTracker:
         n = cfg.curvature_examples or len(data.y_train)
         x = data.x_train[:n]
         onehot = jax.nn.one_hot(data.y_train[:n], data.num_classes)
-        view = nnx.view(model, deterministic=True, use_running_average=True,
-                        raise_if_not_found=False)  # fmt: skip
+        view = nnx.view(
+            model, deterministic=True, use_running_average=True, raise_if_not_found=False
+        )
         graphdef, _, stats, rest = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
         self.cfg, self.records, self.v = cfg, [], None
         self.seconds = self.compile_seconds = 0.0
@@ -102,16 +103,21 @@ class CurvatureTracker:
             ext = hessian.lanczos_extremes(hv, v_top, k1, k=1, which="both", max_iter=num_iter)
             z = jax.random.rademacher(k2, (probes, flat.size), flat.dtype)
             samples = jnp.sum(z * jax.vmap(hv)(z), axis=1)
-            out = {"top": ext.values[0], "bottom": ext.values[-1], "trace": samples.mean(),
-                   "trace_se": samples.std(ddof=1) / np.sqrt(probes)}  # fmt: skip
+            out = {
+                "top": ext.values[0],
+                "bottom": ext.values[-1],
+                "trace": samples.mean(),
+                "trace_se": samples.std(ddof=1) / np.sqrt(probes),
+            }
             nu = find_field(opt_state, "nu")
             if adam_like and nu is not None:
                 nu_hat = ravel_pytree(nu)[0]
                 if b2 is not None:
                     nu_hat = nu_hat / (1 - b2 ** jnp.maximum(count, 1).astype(flat.dtype))
                 d = 1 / jnp.sqrt(jnp.sqrt(nu_hat) + eps)
-                pre = hessian.lanczos_extremes(lambda u: d * hv(d * u), v_pre, k3, k=1,
-                                               which="largest", max_iter=num_iter)  # fmt: skip
+                pre = hessian.lanczos_extremes(
+                    lambda u: d * hv(d * u), v_pre, k3, k=1, which="largest", max_iter=num_iter
+                )
                 out["preconditioned"] = jnp.where(count > 0, pre.values[0], jnp.nan)  # nu set
                 v_pre = pre.vectors[0]
             return out, ext.vectors[0], v_pre
@@ -127,17 +133,27 @@ class CurvatureTracker:
             start = jax.random.normal(k, (size,))
             self.v = (start, start)
         self.key, k = jax.random.split(self.key)
-        args = (state.params, state.batch_stats, state.opt_state, jnp.asarray(step, jnp.int32),
-                *self.v, k)  # fmt: skip
+        args = (
+            state.params,
+            state.batch_stats,
+            state.opt_state,
+            jnp.asarray(step, jnp.int32),
+            *self.v,
+            k,
+        )
         if not isinstance(self._measure, jax.stages.Compiled):
             self._measure = self._measure.lower(*args).compile()
             self.compile_seconds += time.perf_counter() - t
             t = time.perf_counter()
         out, v_top, v_pre = self._measure(*args)
         self.v = (v_top, v_pre)
-        record = {"kind": "curvature", "step": step, "lr": lr,
-                  **{k: float(v) for k, v in jax.device_get(out).items()},
-                  **thresholds(self.cfg, lr)}  # fmt: skip
+        record = {
+            "kind": "curvature",
+            "step": step,
+            "lr": lr,
+            **{k: float(v) for k, v in jax.device_get(out).items()},
+            **thresholds(self.cfg, lr),
+        }
         self.seconds += time.perf_counter() - t
         record["seconds"] = time.perf_counter() - t
         self.records.append(record)
@@ -207,8 +223,12 @@ def plot_curvature(records: list[dict], path) -> None:
     axes[0].plot(steps, col("edge"), "k--", label="edge (2/lr, with momentum 2(1+b)/lr)")
     top = np.nanmax(col("top") + [1e-12])
     edge = np.nanmin(col("edge") + [np.inf])  # the edge is drawn when it is within 4x the top
-    axes[0].set(xlabel="step", ylabel="eigenvalue", title="sharpness",
-                ylim=(0, 1.15 * (edge if edge < 4 * top else top)))  # fmt: skip
+    axes[0].set(
+        xlabel="step",
+        ylabel="eigenvalue",
+        title="sharpness",
+        ylim=(0, 1.15 * (edge if edge < 4 * top else top)),
+    )
     axes[0].legend(fontsize=7)
     if pre:
         axes[1].plot(steps, col("preconditioned"), label="top of P^-1/2 H P^-1/2")

@@ -129,9 +129,11 @@ def load_run(run_dir: str | Path) -> Run:
         raise ValueError(f"`run_dir` {str(path)!r} has no checkpoint yet")
     trees, run = restored
     state = trees["state"]
-    chosen = trees["best"] if cfg.select == "best" else (
-        state.params if state.ema is None else state.ema, state.batch_stats
-    )  # fmt: skip
+    chosen = (
+        trees["best"]
+        if cfg.select == "best"
+        else (state.params if state.ema is None else state.ema, state.batch_stats)
+    )
     view = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
     graphdef, _, _, rest = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
     net = nnx.merge(graphdef, *chosen, rest)
@@ -139,8 +141,16 @@ def load_run(run_dir: str | Path) -> Run:
     summary_path = path / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     return Run(
-        path=path, config=cfg, model=net, params=chosen[0], batch_stats=chosen[1],
-        init_params=init_params, last_params=state.params, data=data,
-        epoch=len(run["history"]), history=run["history"], summary=summary,
+        path=path,
+        config=cfg,
+        model=net,
+        params=chosen[0],
+        batch_stats=chosen[1],
+        init_params=init_params,
+        last_params=state.params,
+        data=data,
+        epoch=len(run["history"]),
+        history=run["history"],
+        summary=summary,
         _graph=(graph, others),
-    )  # fmt: skip
+    )

@@ -119,9 +119,13 @@ def train(
         if run.get("curvature"):
             plot_curvature(run["curvature"], store.out / "curvature.png")
     return {
-        "state": state, "best": best, "model": model, "history": run["history"],
-        "summary": summary, "data": data,
-    }  # fmt: skip
+        "state": state,
+        "best": best,
+        "model": model,
+        "history": run["history"],
+        "summary": summary,
+        "data": data,
+    }
 
 
 def _epoch_runner(model, tx, data, cfg, mesh, state, arrays):
@@ -163,8 +167,9 @@ def _final_metrics(eval_fn, chosen, data, test_data, mesh) -> dict[str, Any]:
     return final
 
 
-def _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoch_end, store,
-          tracker):  # fmt: skip
+def _loop(
+    cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoch_end, store, tracker
+):
     """The epochs: one compiled call each, then one host sync for the metrics."""
     x_tr, y_tr, x_val, y_val = arrays
     k_data = jax.random.split(jax.random.key(cfg.seed))[1]
@@ -198,8 +203,11 @@ def _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, *, progress, on_epoc
         if store is not None:
             trees = distributed.fetch({"state": state, "best": best})
             store.save(epoch + 1, trees, runs.clean_json(run))
-            runs.save_point(store.out, epoch + 1, trees["state"].params if state.ema is None
-                            else trees["state"].ema)  # fmt: skip
+            runs.save_point(
+                store.out,
+                epoch + 1,
+                trees["state"].params if state.ema is None else trees["state"].ema,
+            )
             lines = runs.clean_json(measured) + [runs.clean_json(record)]
             write_jsonl(store.out / "metrics.jsonl", lines, mode="a")
         bar.update(1)
@@ -227,8 +235,12 @@ def _update_run(run: dict, record: dict, patience: int) -> dict:
     scored = [r for r in history if np.isfinite(r["val_accuracy"] or np.nan)]
     best = max(scored, key=lambda r: r["val_accuracy"])["epoch"] if scored else record["epoch"]
     stale = record["epoch"] - best
-    return {**run, "history": history, "best_epoch": best,
-            "stopped": bool(patience and stale >= patience)}  # fmt: skip
+    return {
+        **run,
+        "history": history,
+        "best_epoch": best,
+        "stopped": bool(patience and stale >= patience),
+    }
 
 
 def _summary(cfg, data, model, run, mesh, start, compile_time, resumed_from, final) -> dict:

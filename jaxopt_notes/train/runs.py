@@ -27,9 +27,18 @@ from jaxopt_notes._extras import require
 from jaxopt_notes.train import config as config_lib
 
 RUN_FILES = (
-    "config.toml", "run.json", "metrics.jsonl", "summary.json", "checksums.json", "checkpoints",
-    "loss.png", "accuracy.png", "curvature.png", "curvature.json", "trajectory",
-)  # fmt: skip
+    "config.toml",
+    "run.json",
+    "metrics.jsonl",
+    "summary.json",
+    "checksums.json",
+    "checkpoints",
+    "loss.png",
+    "accuracy.png",
+    "curvature.png",
+    "curvature.json",
+    "trajectory",
+)
 
 
 def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
@@ -153,9 +162,12 @@ def _manager(out: Path, *, read_only: bool = False):
     # process 0 alone writes: the others never join the checkpoint's barriers
     alone = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=2, enable_async_checkpointing=False, read_only=read_only, create=False,
+        max_to_keep=2,
+        enable_async_checkpointing=False,
+        read_only=read_only,
+        create=False,
         multiprocessing_options=alone if several else ocp.options.MultiprocessingOptions(),
-    )  # fmt: skip
+    )
     return ocp.CheckpointManager((out / "checkpoints").absolute(), options=options)
 
 

@@ -40,9 +40,13 @@ def build_model(cfg: TrainConfig, info: dict[str, Any], key: jax.Array) -> nnx.M
     init = cfg.resolved().init
     if cfg.model == "lenet":
         return models.LeNet(
-            in_shape=shape, num_classes=classes, variant=cfg.variant, init=init,
-            init_std=cfg.init_std, rngs=rngs,
-        )  # fmt: skip
+            in_shape=shape,
+            num_classes=classes,
+            variant=cfg.variant,
+            init=init,
+            init_std=cfg.init_std,
+            rngs=rngs,
+        )
     mlp_fields = ("depth", "width", "activation", "dropout", "batch_norm", "init_std")
     kwargs = {name: getattr(cfg, name) for name in mlp_fields}
     return models.MLP(
