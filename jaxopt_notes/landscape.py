@@ -33,8 +33,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_notes import _checks
+from jaxopt_notes._types import PyTree
 
-PyTree = Any
 BatchLoss = Callable[[PyTree, jax.Array, jax.Array], jax.Array]
 
 

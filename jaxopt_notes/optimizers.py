@@ -14,6 +14,7 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded, resolved
+from jaxopt_notes._types import LearningRate
 from jaxopt_notes.adadelta import adadelta
 from jaxopt_notes.combine import chain, switch
 from jaxopt_notes.modern import adabelief, lion, radam, yogi
@@ -30,8 +31,6 @@ from jaxopt_notes.moments import (
 from jaxopt_notes.transforms import add_decayed_weights, scale_by_learning_rate, trace
 from jaxopt_notes.trust_ratio import lamb, lars
 
-Schedule = Callable
-LearningRate = float | Schedule
 GT = optax.GradientTransformationExtraArgs
 
 

@@ -10,14 +10,11 @@ Steps count from 0. Any of them can be passed wherever a ``learning_rate`` is ac
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 
 from jaxopt_notes import _checks
-
-Schedule = Callable[[jax.Array], jax.Array]
+from jaxopt_notes._types import Schedule
 
 
 def _as_float(step) -> jax.Array:

@@ -16,10 +16,9 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
+from jaxopt_notes._types import Schedule
 from jaxopt_notes.combine import increment, zero_count
 from jaxopt_notes.moments import Moments, abs_sq
-
-Schedule = Callable[[jax.Array], jax.Array]
 
 
 def _plain(name: str, updates: Any) -> None:
