@@ -36,6 +36,6 @@ def test_the_conventions_table_is_what_its_script_prints():
     printed = subprocess.run(
         [sys.executable, str(DOCS / "conventions_demo.py")], capture_output=True, text=True
     ).stdout.splitlines()
-    table = [line for line in (DOCS / "conventions.md").read_text().splitlines()]
-    rows = [line for line in table if line.startswith("| `") and line.count("|") == 5]
+    lines = (DOCS / "conventions.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| `") and line.count("|") == 5]
     assert printed and printed == rows[-len(printed) :]
