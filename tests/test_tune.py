@@ -102,10 +102,11 @@ def test_one_compile_for_both_stages_and_values_in_the_state(digits):
 
 def test_a_trial_takes_the_steps_train_takes(digits):
     # the search scores exactly the run `jaxopt-notes train --config` would make
-    values = {"learning_rate": np.array([3e-3, TINY.learning_rate])}
+    # two rates far from each other and from the default, so the trials must differ
+    values = {"learning_rate": np.array([3e-2, 1e-4])}
     program = _trials.build(TINY, digits, ("learning_rate",))
     trials = run_stage(program, TINY, digits, values)
-    alone = train(dataclasses.replace(TINY, learning_rate=3e-3), digits, progress=False)
+    alone = train(dataclasses.replace(TINY, learning_rate=3e-2), digits, progress=False)
     assert trials[0]["val_accuracy"] == pytest.approx(
         alone["history"][-1]["val_accuracy"], abs=1e-6
     )
