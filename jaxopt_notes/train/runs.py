@@ -161,8 +161,9 @@ def _manager(out: Path, *, read_only: bool = False):
         (out / "checkpoints").mkdir(exist_ok=True)
     # process 0 alone writes: the others never join the checkpoint's barriers
     alone = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=2,
+    options = ocp.CheckpointManagerOptions(  # read-only: the values orbax would warn it forces
+        max_to_keep=None if read_only else 2,
+        save_interval_steps=0 if read_only else 1,
         enable_async_checkpointing=False,
         read_only=read_only,
         create=False,
