@@ -216,44 +216,6 @@ def _race(ds: data_lib.Dataset, batch_size: int, variant: str, repeats: int) -> 
 # ----- the lab: a landscape grid against the loss-landscapes library, curvature's cost -----
 
 
-def _torch_lenet_classic(params) -> Any:
-    """d2l's classic LeNet in torch with the weights of our ``LeNet(variant="classic")``."""
-    import torch
-
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 5, padding=2),
-        torch.nn.Sigmoid(),
-        torch.nn.AvgPool2d(2),
-        torch.nn.Conv2d(6, 16, 5),
-        torch.nn.Sigmoid(),
-        torch.nn.AvgPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(400, 120),
-        torch.nn.Sigmoid(),
-        torch.nn.Linear(120, 84),
-        torch.nn.Sigmoid(),
-        torch.nn.Linear(84, 10),
-    )
-    p = jax.tree.map(np.asarray, params)
-    fc1 = p["fc1"]["kernel"].reshape(5, 5, 16, 120).transpose(2, 0, 1, 3).reshape(400, 120)
-    weights = [
-        p["conv1"]["kernel"].transpose(3, 2, 0, 1),
-        p["conv1"]["bias"],
-        p["conv2"]["kernel"].transpose(3, 2, 0, 1),
-        p["conv2"]["bias"],
-        fc1.T,
-        p["fc1"]["bias"],
-        p["fc2"]["kernel"].T,
-        p["fc2"]["bias"],
-        p["fc3"]["kernel"].T,
-        p["fc3"]["bias"],
-    ]
-    with torch.no_grad():
-        for tensor, value in zip(net.parameters(), weights, strict=True):
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value, np.float32)))
-    return net
-
-
 def bench_landscape(out_dir: str | None = None, *, grid: int = 41, examples: int = 1000) -> dict:
     """A ``grid`` x ``grid`` filter-normalised random slice of the classic LeNet on ``examples``
     mnist5k images: our one-program grid vs a direct loop vs ``loss_landscapes.random_plane``
@@ -313,7 +275,9 @@ def _torch_plane(params, ds, examples: int, grid: int) -> dict:
         import torch
     except ImportError as error:
         return {"skipped": f"loss-landscapes or torch not installed ({error})"}
-    net = _torch_lenet_classic(params)
+    from jaxopt_notes.bench.hessian import torch_lenet  # the same torch twin as the peers'
+
+    net = torch_lenet(params)
     xs = (ds.x_train[:examples].astype(np.float32) / 255.0 - ds.mean) / ds.std
     x = torch.from_numpy(np.ascontiguousarray(xs.transpose(0, 3, 1, 2)))
     y = torch.from_numpy(ds.y_train[:examples].astype(np.int64))
