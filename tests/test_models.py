@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxopt_notes.models import MLP, LeNet, count_params, functional, pool_2x2
+from jaxopt_notes.models import MLP, LeNet, count_params, functional, pool_2x2, split
 
 
 @pytest.mark.parametrize(
@@ -124,6 +124,52 @@ def test_functional_view_is_pure_and_matches_eval_mode():
     assert jax.tree.structure(grads) == jax.tree.structure(params)
     doubled = jax.tree.map(lambda p: 2 * p, params)
     assert not np.allclose(apply(doubled, x), apply(params, x))
+
+
+def test_split_round_trip_gives_back_the_same_model():
+    model = LeNet(variant="modern", rngs=nnx.Rngs(0))
+    model.eval()
+    pure = split(model)
+    assert count_params(pure.merge()) == count_params(model) == 61706
+    x = jax.random.normal(jax.random.key(1), (3, 28, 28, 1))
+    assert np.array_equal(pure.merge()(x), model(x))
+    doubled = jax.tree.map(lambda p: 2 * p, pure.params)
+    assert not np.allclose(pure.merge(doubled)(x), model(x))
+
+
+def test_split_views_set_the_modes_and_leave_the_model_alone():
+    model = MLP(in_features=6, depth=1, width=64, dropout=0.5, batch_norm=True, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (8, 6)) + 3.0
+    train, evaluate = split(model, train=True), split(model, train=False)
+    k1, k2 = jax.random.key(1), jax.random.key(2)
+    assert not np.allclose(train.merge()(x, rngs=k1), train.merge()(x, rngs=k2))  # dropout on
+    assert np.array_equal(evaluate.merge()(x, rngs=k1), evaluate.merge()(x, rngs=k2))
+    assert model.dropout.deterministic is False and model.norms[0].use_running_average is False
+
+
+def test_split_batch_norm_statistics_update_only_in_the_training_view():
+    model = MLP(in_features=3, depth=1, width=4, batch_norm=True, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (16, 3)) + 5.0
+    for train in (True, False):
+        pure = split(model, train=train)
+        assert jax.tree.leaves(pure.stats)  # the running mean and variance are split off
+        net = pure.merge(copy=True)
+        net(x)
+        moved = not np.allclose(nnx.state(net, nnx.BatchStat)["norms"][0]["mean"][...], 0.0)
+        assert moved is train
+        assert np.allclose(pure.stats["norms"][0]["mean"][...], 0.0)  # copy=True: untouched
+    # a traced step reads the new statistics out of the merged copy
+    pure = split(model, train=True)
+
+    @jax.jit
+    def stats_after(params, stats):
+        net = pure.merge(params, stats, copy=True)
+        net(x)
+        return nnx.state(net, nnx.BatchStat)
+
+    new = stats_after(pure.params, pure.stats)
+    assert jax.tree.structure(new) == jax.tree.structure(pure.stats)
+    assert not np.allclose(new["norms"][0]["mean"][...], 0.0)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])

@@ -4,7 +4,9 @@ Images are NHWC. Every hyperparameter is keyword-only and checked before any arr
 Modules follow NNX's modes: as built they are in training mode (dropout on, BatchNorm on batch
 statistics); ``model.eval()`` or ``nnx.view(model, deterministic=True, use_running_average=True)``
 switches both off. :func:`functional` crosses into pure functions for the Hessian tools and the
-gradient transforms: ``apply(params, x) -> logits`` over a params pytree.
+gradient transforms: ``apply(params, x) -> logits`` over a params pytree; :func:`split` and
+:meth:`Split.merge` are the one way to cut a model into parameters, BatchNorm statistics and the
+rest, and to put it back.
 
 >>> from flax import nnx
 >>> model = LeNet(rngs=nnx.Rngs(0))
@@ -26,6 +28,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxopt_notes import _checks
+from jaxopt_notes.models._split import Split as Split
+from jaxopt_notes.models._split import split
 from jaxopt_notes.models.conv import conv_nhwc
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -257,13 +261,12 @@ def functional(model: nnx.Module) -> tuple[Callable[[Any, jax.Array], jax.Array]
     >>> apply(params, jnp.ones((5, 4))).shape
     (5, 10)
     """
-    view = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
-    graphdef, params, rest = nnx.split(view, nnx.Param, ...)
+    pure = split(model, train=False)
 
     def apply(params: Any, x: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, params, rest)(x)
+        return pure.merge(params)(x)
 
-    return apply, params
+    return apply, pure.params
 
 
 def _image_shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
