@@ -70,13 +70,12 @@ def make_chunk_fns(model, tx, data: data_lib.Dataset, cfg: TrainConfig, mesh: Me
     """``(plan, steps)``: ``plan(key) -> (order, keys)`` for an epoch, and
     ``steps(state, x, y, order, keys[, valid]) -> (state, (losses, accuracies))`` over any
     slice of it; rows whose ``valid`` is False are padding and take no step."""
-    view = nnx.view(model, deterministic=False, use_running_average=False, raise_if_not_found=False)
-    graphdef, _, _, other = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
+    pure = models.split(model, train=True)
     bs, n_steps = cfg.batch_size, len(data.y_train) // cfg.batch_size
     batch = NamedSharding(mesh, P("data"))
 
     def loss_fn(params, stats, x, onehot, key):
-        net = nnx.merge(graphdef, params, stats, other, copy=True)
+        net = pure.merge(params, stats, copy=True)
         loss, correct = cross_entropy(net(x, rngs=key), onehot)
         return loss.mean(), (correct.mean(), nnx.state(net, nnx.BatchStat))
 
@@ -138,8 +137,7 @@ def make_eval_fn(model, data: data_lib.Dataset, mesh: Mesh, batch_size: int = 50
     ``state`` is a :class:`TrainState` (its :func:`eval_params` are used) or a pair
     ``(params, batch_stats)``. An empty set gives NaN, which callers must not write as JSON.
     """
-    view = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
-    graphdef, _, _, other = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
+    pure = models.split(model, train=False)
     batch_size = -(-batch_size // mesh.size) * mesh.size
     batch = NamedSharding(mesh, P(None, "data"))
 
@@ -153,7 +151,7 @@ def make_eval_fn(model, data: data_lib.Dataset, mesh: Mesh, batch_size: int = 50
         y = jnp.pad(y, (0, pad))
         chunks = [a.reshape(-1, batch_size, *a.shape[1:]) for a in (x, y, mask)]
         chunks[0] = jax.lax.with_sharding_constraint(chunks[0], batch)
-        net = nnx.merge(graphdef, params, stats, other)
+        net = pure.merge(params, stats)
 
         def body(totals, inputs):
             xb, yb, mb = inputs
@@ -182,7 +180,7 @@ def make_mesh(devices: int = 1) -> Mesh:
 def init_state(cfg: TrainConfig, data: data_lib.Dataset, tx, mesh: Mesh):
     """The model (for its structure) and the replicated initial ``TrainState``."""
     model = build_model(cfg, data.describe(), jax.random.split(jax.random.key(cfg.seed))[0])
-    _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    _, params, stats, _ = models.split(model)
     ema = jax.tree.map(jnp.copy, params) if cfg.ema else None
     state = TrainState(params, stats, tx.init(params), ema)
     from jaxopt_notes.train.distributed import place
