@@ -266,18 +266,36 @@ class Augment:
       flip: random horizontal flips (for CIFAR, not for digits).
       cutout: side of a random square set to zero (0: off).
       mixup: Beta(mixup, mixup) parameter of mixup (0: off).
+      rotate: random rotation by up to this many degrees either way (0: off).
+      scale: random zoom by a factor in [1 - scale, 1 + scale] (0: off).
+      elastic: elastic distortion (Simard et al. 2003): the largest displacement, in pixels,
+        of a random field smoothed by a Gaussian of std ``elastic_sigma`` pixels (0: off).
+      elastic_sigma: the smoothing std of the elastic field, in pixels.
     """
 
     shift: int = 0
     flip: bool = False
     cutout: int = 0
     mixup: float = 0.0
+    rotate: float = 0.0
+    scale: float = 0.0
+    elastic: float = 0.0
+    elastic_sigma: float = 4.0
 
     def __post_init__(self):
         _checks.integer("shift", self.shift)
         _checks.flag("flip", self.flip)
         _checks.integer("cutout", self.cutout)
         _checks.non_negative("mixup", self.mixup)
+        _checks.real("rotate", self.rotate, low=0.0, high=180.0)
+        _checks.real("scale", self.scale, low=0.0, high=1.0, high_open=True)
+        _checks.non_negative("elastic", self.elastic)
+        _checks.positive("elastic_sigma", self.elastic_sigma)
+
+    @property
+    def warps(self) -> bool:
+        """Whether a resampling warp (rotation, zoom or elastic distortion) is on."""
+        return bool(self.rotate or self.scale or self.elastic)
 
 
 def random_shift(key: jax.Array, x: jax.Array, *, max_shift: int) -> jax.Array:
@@ -329,6 +347,89 @@ def mixup(
     return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
 
 
+def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
+    """The n x n matrix that smooths a length-n signal by a Gaussian of std ``sigma`` (zero
+    outside the signal), each row summing to 1 before the edge is cut."""
+    d = np.arange(n)[:, None] - np.arange(n)[None, :]
+    radius = np.arange(-int(np.ceil(3 * sigma)), int(np.ceil(3 * sigma)) + 1)
+    g = np.exp(-0.5 * (d / sigma) ** 2) / np.exp(-0.5 * (radius / sigma) ** 2).sum()
+    return np.where(np.abs(d) <= radius[-1], g, 0.0).astype(np.float32)
+
+
+def warp_field(
+    key: jax.Array,
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    rotate: float = 0.0,
+    scale: float = 0.0,
+    elastic: float = 0.0,
+    elastic_sigma: float = 4.0,
+) -> jax.Array:
+    """Source coordinates (B, 2, H, W) of a random rotation, zoom and elastic distortion.
+
+    Output pixel (i, j) of image b is read at ``field[b, :, i, j]`` (row, column) of the input.
+    The rotation angle is uniform in [-rotate, rotate] degrees and the zoom factor uniform in
+    [1 - scale, 1 + scale], both about the image centre; the elastic part is uniform noise in
+    [-1, 1] per pixel and axis, smoothed by a Gaussian of std ``elastic_sigma`` and scaled so
+    its largest displacement in the batch is ``elastic`` pixels.
+    """
+    k_rot, k_zoom, k_el = jax.random.split(key, 3)
+    angle = jnp.deg2rad(jax.random.uniform(k_rot, (batch, 1, 1), minval=-rotate, maxval=rotate))
+    zoom = jax.random.uniform(k_zoom, (batch, 1, 1), minval=1 - scale, maxval=1 + scale)
+    rows = jnp.arange(height, dtype=jnp.float32)[:, None] - (height - 1) / 2
+    cols = jnp.arange(width, dtype=jnp.float32)[None, :] - (width - 1) / 2
+    cos, sin = jnp.cos(angle) / zoom, jnp.sin(angle) / zoom  # the inverse map: output -> input
+    src_r = cos * rows - sin * cols + (height - 1) / 2
+    src_c = sin * rows + cos * cols + (width - 1) / 2
+    field = jnp.stack([src_r, src_c], axis=1)
+    if elastic:
+        noise = jax.random.uniform(k_el, (batch, 2, height, width), minval=-1.0, maxval=1.0)
+        g_r = jnp.asarray(_gaussian_matrix(height, elastic_sigma))
+        g_c = jnp.asarray(_gaussian_matrix(width, elastic_sigma))
+        smooth = jnp.einsum("ij,bajk,lk->bail", g_r, noise, g_c)
+        peak = jnp.abs(smooth).max()
+        field = field + elastic * smooth / jnp.where(peak > 0, peak, 1.0)
+    return field
+
+
+def random_warp(
+    key: jax.Array,
+    x: jax.Array,
+    *,
+    rotate: float = 0.0,
+    scale: float = 0.0,
+    elastic: float = 0.0,
+    elastic_sigma: float = 4.0,
+) -> jax.Array:
+    """Each image of ``x`` (B, H, W, C) resampled bilinearly along a random :func:`warp_field`,
+    reading zeros outside the image.
+
+    >>> x = jnp.zeros((2, 8, 8, 1)).at[:, 3:5, 3:5].set(1.0)
+    >>> random_warp(jax.random.key(0), x).shape  # nothing on: the identity
+    (2, 8, 8, 1)
+    """
+    b, h, w, c = x.shape
+    field = warp_field(
+        key, b, h, w, rotate=rotate, scale=scale, elastic=elastic, elastic_sigma=elastic_sigma
+    )
+    r0, c0 = jnp.floor(field[:, 0]), jnp.floor(field[:, 1])
+    fr, fc = (field[:, 0] - r0)[..., None], (field[:, 1] - c0)[..., None]
+    r0, c0 = r0.astype(jnp.int32), c0.astype(jnp.int32)
+
+    def read(image, r, col):  # the pixels at integer (r, col), zero outside the image
+        inside = ((r >= 0) & (r < h) & (col >= 0) & (col < w))[..., None]
+        return jnp.where(inside, image[jnp.clip(r, 0, h - 1), jnp.clip(col, 0, w - 1)], 0.0)
+
+    def one(image, r, col, fr, fc):
+        top = read(image, r, col) * (1 - fc) + read(image, r, col + 1) * fc
+        bottom = read(image, r + 1, col) * (1 - fc) + read(image, r + 1, col + 1) * fc
+        return top * (1 - fr) + bottom * fr
+
+    return jax.vmap(one)(x, r0, c0, fr, fc).astype(x.dtype)
+
+
 def augment(
     key: jax.Array, x: jax.Array, y: jax.Array, spec: Augment
 ) -> tuple[jax.Array, jax.Array]:
@@ -342,6 +443,15 @@ def augment(
     [(4, 8, 8, 1), (4, 10)]
     """
     k_shift, k_flip, k_cut, k_mix = jax.random.split(key, 4)
+    if spec.warps:  # a key of its own, so turning a warp on leaves the other draws as they were
+        x = random_warp(
+            jax.random.fold_in(key, 4),
+            x,
+            rotate=spec.rotate,
+            scale=spec.scale,
+            elastic=spec.elastic,
+            elastic_sigma=spec.elastic_sigma,
+        )
     x = random_shift(k_shift, x, max_shift=spec.shift)
     if spec.flip:
         x = random_flip(k_flip, x)

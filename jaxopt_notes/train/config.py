@@ -69,6 +69,12 @@ class TrainConfig:
     flip: bool = _knob(False, "augmentation: random horizontal flips")
     cutout: int = _knob(0, "augmentation: side of a random zeroed square (0: off)")
     mixup: float = _knob(0.0, "augmentation: mixup Beta parameter (0: off)")
+    rotate: float = _knob(0.0, "augmentation: random rotation by up to this many degrees")
+    scale: float = _knob(0.0, "augmentation: random zoom by a factor in [1 - this, 1 + this]")
+    elastic: float = _knob(
+        0.0, "augmentation: elastic distortion, largest displacement in pixels (0: off)"
+    )
+    elastic_sigma: float = _knob(4.0, "augmentation: smoothing std of the elastic field, pixels")
     label_smoothing: float = _knob(0.0, "label smoothing of the cross-entropy, in [0, 1)")
     # the optimizer
     optimizer: str = _knob("adam", "the optimizer (jn.OPTIMIZERS)", tuple(jn.OPTIMIZERS))
@@ -150,13 +156,18 @@ class TrainConfig:
         for name in ("weight_decay", "clip_value", "clip_norm", "warmup_epochs", "mixup"):
             _real(name, getattr(self, name), low=0.0)
         _real("lr_alpha", self.lr_alpha, low=0.0, high=1.0)
+        _real("rotate", self.rotate, low=0.0, high=180.0)
+        _real("scale", self.scale, low=0.0, high=1.0, high_open=True)
+        _real("elastic", self.elastic, low=0.0)
+        _real("elastic_sigma", self.elastic_sigma, low=0.0, low_open=True)
         _real("cycle_mult", self.cycle_mult, low=1.0)
         _at_least("width", self.width, 1)
         self.hyperparameters()  # refuses knobs the optimizer does not take
 
     @property
     def augment(self) -> data_lib.Augment:
-        return data_lib.Augment(self.shift, self.flip, self.cutout, self.mixup)
+        names = ("shift", "flip", "cutout", "mixup", "rotate", "scale", "elastic", "elastic_sigma")
+        return data_lib.Augment(**{name: getattr(self, name) for name in names})
 
     def resolved(self) -> TrainConfig:
         """The config with its defaults made explicit: what ``config.toml`` records."""
