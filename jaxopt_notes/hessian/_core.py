@@ -345,12 +345,12 @@ def from_nnx(module: Any, loss: Callable[[Any], jax.Array]) -> tuple[LossFn, Any
     ``loss(module) -> scalar`` evaluates the (eval-mode) module on fixed data. Keep the returned
     ``loss_fn`` and pass new params to it: a new ``loss_fn`` means a new compilation.
     """
-    from flax import nnx
+    from jaxopt_notes import models
 
     check_eval_mode(module)
-    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    pure = models.split(module)
 
     def loss_fn(p):
-        return loss(nnx.merge(graphdef, p, rest))
+        return loss(pure.merge(p))
 
-    return loss_fn, params
+    return loss_fn, pure.params

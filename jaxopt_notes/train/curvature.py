@@ -27,10 +27,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_notes import hessian
+from jaxopt_notes import hessian, models
 from jaxopt_notes.train.config import TrainConfig
 from jaxopt_notes.train.steps import cross_entropy, make_chunk_fns
 
@@ -74,10 +73,7 @@ class CurvatureTracker:
         n = cfg.curvature_examples or len(data.y_train)
         x = data.x_train[:n]
         onehot = jax.nn.one_hot(data.y_train[:n], data.num_classes)
-        view = nnx.view(
-            model, deterministic=True, use_running_average=True, raise_if_not_found=False
-        )
-        graphdef, _, stats, rest = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
+        pure = models.split(model, train=False)
         self.cfg, self.records, self.v = cfg, [], None
         self.seconds = self.compile_seconds = 0.0
         self.key = jax.random.fold_in(jax.random.key(cfg.seed), 7)
@@ -90,7 +86,7 @@ class CurvatureTracker:
         def loss(params, stats):
             from jaxopt_notes import data as data_lib
 
-            net = nnx.merge(graphdef, params, stats, rest)
+            net = pure.merge(params, stats)
             logits = net(data_lib.normalize(xs, mean, std))
             return cross_entropy(logits, onehot)[0].mean()
 

@@ -14,6 +14,7 @@ import optax
 from flax import nnx
 
 from jaxopt_notes import data as data_lib
+from jaxopt_notes import models
 from jaxopt_notes.train import runs
 from jaxopt_notes.train.config import TrainConfig, make_optimizer, read_toml
 from jaxopt_notes.train.loop import with_validation
@@ -50,12 +51,11 @@ class Run:
     epoch: int
     history: list[dict]
     summary: dict | None
-    _graph: Any = dataclasses.field(repr=False)
+    _pure: models.Split = dataclasses.field(repr=False)
 
     def apply(self, params: Any, x: jax.Array) -> jax.Array:
         """Logits of uint8 images ``x`` (normalised as in training) under ``params``."""
-        graphdef, rest = self._graph
-        net = nnx.merge(graphdef, params, self.batch_stats, rest)
+        net = self._pure.merge(params, self.batch_stats)
         return net(data_lib.normalize(jnp.asarray(x), self.data.mean, self.data.std))
 
     def batch_loss(self, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -134,10 +134,7 @@ def load_run(run_dir: str | Path) -> Run:
         if cfg.select == "best"
         else (state.params if state.ema is None else state.ema, state.batch_stats)
     )
-    view = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
-    graphdef, _, _, rest = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
-    net = nnx.merge(graphdef, *chosen, rest)
-    graph, _, _, others = nnx.split(net, nnx.Param, nnx.BatchStat, ...)
+    net = models.split(model, train=False).merge(*chosen)
     summary_path = path / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     return Run(
@@ -152,5 +149,5 @@ def load_run(run_dir: str | Path) -> Run:
         epoch=len(run["history"]),
         history=run["history"],
         summary=summary,
-        _graph=(graph, others),
+        _pure=models.split(net),
     )

@@ -23,6 +23,7 @@ from flax import nnx
 
 import jaxopt_notes as jn
 from jaxopt_notes import data as data_lib
+from jaxopt_notes import models
 from jaxopt_notes.train import TrainConfig, build_model, make_schedule
 
 # the run-config fields a trial may vary: they reach the optimizer as injected arrays
@@ -100,11 +101,10 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable:
 def make_loss(model: nnx.Module, cfg: TrainConfig) -> Callable:
     """``loss(params, batch_stats, x, onehot, key) -> (mean loss, (accuracy, batch_stats))`` of
     ``model`` in training mode (dropout on, BatchNorm on batch statistics)."""
-    view = nnx.view(model, deterministic=False, use_running_average=False, raise_if_not_found=False)
-    graphdef, _, _, other = nnx.split(view, nnx.Param, nnx.BatchStat, ...)
+    pure = models.split(model, train=True)
 
     def loss_fn(params, stats, x, onehot, key):
-        net = nnx.merge(graphdef, params, stats, other, copy=True)
+        net = pure.merge(params, stats, copy=True)
         logits = net(x, rngs=key)
         acc = (logits.argmax(-1) == onehot.argmax(-1)).mean()
         if cfg.label_smoothing:
@@ -142,10 +142,7 @@ def build(
     factor = lr_factor(cfg, len(data.y_train) // cfg.batch_size)
 
     loss_fn = make_loss(model, cfg)
-    eval_view = nnx.view(
-        model, deterministic=True, use_running_average=True, raise_if_not_found=False
-    )
-    eval_def, _, _, eval_other = nnx.split(eval_view, nnx.Param, nnx.BatchStat, ...)
+    eval_pure = models.split(model, train=False)
     stats0 = nnx.state(model, nnx.BatchStat)
     tx = make_optimizer(cfg, base, average)  # its update reads the state's hyperparameters
 
@@ -197,7 +194,7 @@ def build(
         return jax.lax.map(one, (states, hypers, active), batch_size=chunk)
 
     def logits_one(state: TrialState, x):
-        net = nnx.merge(eval_def, state.params, state.batch_stats, eval_other)
+        net = eval_pure.merge(state.params, state.batch_stats)
         return net(data_lib.normalize(x, data.mean, data.std))
 
     def logits(states, x):
