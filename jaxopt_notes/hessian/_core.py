@@ -239,11 +239,15 @@ def problem(loss_fn: Any, params: PyTree, wrt: Wrt) -> tuple[Spec, Any]:
     return Spec(loss_fn, mask), None
 
 
-@jax.jit(static_argnames="spec", donate_argnames="state")  # the basis is updated in place
-def _lanczos_step_jit(params, data, state, v, key, *, spec):
+@jax.jit(static_argnames=("spec", "steps"), donate_argnames="state")  # basis updated in place
+def _lanczos_chunk_jit(params, data, state, v, key, *, spec, steps):
+    """``steps`` Lanczos steps, products included, unrolled in one call (no loop body)."""
     from jaxopt_notes.hessian import krylov
 
-    return krylov.step(state, matvec_fn(spec, params, data)(v), key)
+    matvec = matvec_fn(spec, params, data)
+    for _ in range(steps):
+        state, v = krylov.step(state, matvec(v), key)
+    return state, v
 
 
 def resolve_loop(loop: str) -> str:
@@ -269,13 +273,28 @@ class Operator:
             *[leaf for leaf, m in zip(jax.tree.leaves(params), spec.mask, strict=True) if m]
         )
 
-    def lanczos_step(self, state: Any, v: jax.Array, key: jax.Array):
-        """One Lanczos step, product included: one jitted call (a data set: one per batch)."""
+    @property
+    def per_batch(self) -> bool:
+        """Whether products are summed over a data set's batches from the host."""
+        return self.spec.kind == "dataset" and self.loop == "host"
+
+    def each(self, vs: jax.Array) -> jax.Array:
+        """``self(vs)`` one vector at a time: reuses the one-vector compilation (a block of
+        another size would compile anew, which costs more than it saves for a few vectors)."""
+        return jnp.stack([self(v[None])[0] for v in vs])
+
+    def lanczos_advance(self, state: Any, v: jax.Array, key: jax.Array, steps: int):
+        """``steps`` Lanczos steps, products included: one jitted call (a data set on the host
+        loop: one call per batch and step)."""
         from jaxopt_notes.hessian import krylov
 
-        if self.spec.kind == "dataset" and self.loop == "host":
-            return krylov.step_jit(state, self(v[None])[0], key)
-        return _lanczos_step_jit(self.params, self.data, state, v, key, spec=self.spec)
+        if self.per_batch:
+            for _ in range(steps):
+                state, v = krylov.step_jit(state, self(v[None])[0], key)
+            return state, v
+        return _lanczos_chunk_jit(
+            self.params, self.data, state, v, key, spec=self.spec, steps=steps
+        )
 
     def __call__(self, vs: jax.Array) -> jax.Array:
         if self.spec.kind != "dataset" or self.loop == "device":

@@ -145,21 +145,37 @@ def extract(state: State, *, k: int, which: str) -> Extremes:
     return Extremes(theta[idx], s[:, idx].T @ state.q[:-1], resid[idx], state.j, scale)
 
 
-def host_converged(state: State, n: int, k: int, which: str, tol: float) -> bool:
-    """The convergence test of :func:`_converged` on the host, over the ``j x j`` block only."""
-    j = int(state.j)
+def host_ritz(alpha: np.ndarray, beta: np.ndarray, j: int):
+    """Ritz values (ascending), eigenvectors of ``T_j`` and residual estimates, on the host.
+
+    ``T`` is tiny: NumPy's ``eigh`` on the ``j x j`` block beats a device call (XLA:CPU's
+    ``eigh`` of the full ``max_iter``-sized matrix costs more than a product on small models).
+    """
+    a, b = np.asarray(alpha, np.float64)[:j], np.asarray(beta, np.float64)[:j]
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):  # callers report the NaN
+        return np.full(j, np.nan), np.full((j, j), np.nan), np.full(j, np.nan)
+    theta, s = np.linalg.eigh(np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1))
+    return theta, s, np.abs(b[-1] * s[-1])
+
+
+def _host_wanted(theta: np.ndarray, k: int, which: str) -> np.ndarray:
+    """Indices of the wanted Ritz values (``theta`` ascending), eigenvalues descending."""
+    m = len(theta)
+    k = min(k, m)
+    top, bottom = np.arange(m - 1, m - 1 - k, -1), np.arange(k - 1, -1, -1)
+    return {"largest": top, "smallest": bottom, "both": np.r_[top, bottom]}[which]
+
+
+def host_converged(alpha, beta, j: int, n: int, k: int, which: str, tol: float) -> bool:
+    """The convergence test of :func:`_converged` on host copies of ``alpha`` and ``beta``."""
     if j >= n:
         return True
-    if j < num_wanted(k, which):
+    if j < num_wanted(k, which) or beta[j - 1] == 0:  # a zero beta: the step broke down, go on
         return False
-    a, b = (np.asarray(t, np.float64)[:j] for t in jax.device_get((state.alpha, state.beta)))
-    if b[-1] == 0:  # the step broke down (`step` stores a zero beta then): go on
-        return False
-    theta, s = np.linalg.eigh(np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1))
-    resid = np.abs(b[-1] * s[-1])
-    order = np.argsort(theta)
-    idx = {"largest": order[-k:], "smallest": order[:k], "both": np.r_[order[:k], order[-k:]]}
-    return bool(np.all(resid[idx[which]] <= tol * np.abs(theta).max()))
+    theta, _, resid = host_ritz(alpha, beta, j)
+    if np.isnan(theta).any():  # non-finite products: more steps cannot help
+        return True
+    return bool(np.all(resid[_host_wanted(theta, k, which)] <= tol * np.abs(theta).max()))
 
 
 def run_host(
@@ -172,15 +188,41 @@ def run_host(
     which: str,
     tol: float | None,
     n: int,
+    min_iter: int = 0,
+    chunk: int = 1,
 ) -> State:
-    """Steps until converged (``tol``; None: always ``max_iter``) from the host;
-    ``advance(state, v, key) -> (state, next v)`` is one step, product included."""
+    """Steps until converged (``tol``; None: always ``max_iter``), at least ``min_iter``, from
+    the host; ``advance(state, v, key, steps) -> (state, next v)`` runs ``steps`` steps,
+    products included, and convergence is tested after each such call of ``chunk`` steps."""
     state, v = init_jit(v0, max_iter)
-    for _ in range(max_iter):
-        state, v = advance(state, v, key)
-        if tol is not None and host_converged(state, n, k, which, tol):
+    done = 0
+    while done < max_iter:
+        steps = min(chunk, max_iter - done)
+        state, v = advance(state, v, key, steps)
+        done += steps
+        if tol is None or done < min_iter:
+            continue
+        alpha, beta = jax.device_get((state.alpha, state.beta))
+        if host_converged(alpha, beta, done, n, k, which, tol):
             break
     return state
+
+
+@jax.jit
+def _ritz_vectors(q: jax.Array, s: jax.Array) -> jax.Array:
+    return s @ q[: s.shape[1]]
+
+
+def extract_host(state: State, *, k: int, which: str) -> Extremes:
+    """:func:`extract` with ``T`` solved on the host: one transfer, one small device matmul."""
+    alpha, beta, j = jax.device_get((state.alpha, state.beta, state.j))
+    theta, s, resid = host_ritz(alpha, beta, int(j))
+    idx = _host_wanted(theta, k, which)
+    pad = np.zeros((len(idx), alpha.shape[0]), alpha.dtype)
+    pad[:, : int(j)] = s[:, idx].T  # padded to max_iter rows: one compiled shape per problem
+    vectors = _ritz_vectors(state.q, jnp.asarray(pad))
+    values = jnp.asarray(theta[idx], alpha.dtype)
+    return Extremes(values, vectors, resid[idx], int(j), float(np.abs(theta).max()))
 
 
 def lanczos_extremes(
@@ -242,7 +284,12 @@ def lanczos(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array) -> T
     _checks.integer("num_iter", num_iter, low=1)
     if num_iter > v0.shape[0]:
         raise ValueError(f"`num_iter` must be <= the vector size {v0.shape[0]}, got {num_iter}")
-    advance = lambda state, v, key: step_jit(state, matvec(v), key)  # noqa: E731
+
+    def advance(state, v, key, steps):
+        for _ in range(steps):
+            state, v = step_jit(state, matvec(v), key)
+        return state, v
+
     state = run_host(
         advance, v0, key, max_iter=num_iter, k=1, which="largest", tol=None, n=v0.shape[0]
     )

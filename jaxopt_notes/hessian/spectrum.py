@@ -16,6 +16,8 @@ from jaxopt_notes.hessian import _core as core
 from jaxopt_notes.hessian import krylov as lz
 
 METHODS = ("auto", "dense", "lanczos")
+STARTS = ("normal", "rademacher")
+STEPS_PER_CALL = 2  # host loop: Lanczos steps per jitted call between convergence tests
 
 
 def hvp(loss_fn: core.LossFn, params: PyTree, v: PyTree) -> PyTree:
@@ -112,6 +114,7 @@ class Eigenpairs:
     iterations: int = 0  # Lanczos steps run (dense: 0)
     scale: float = 0.0  # largest |Ritz value| seen: what `tol` is relative to
     loop: str = "none"  # "host" or "device" for Lanczos
+    tridiagonal: lz.Tridiagonal | None = None  # host Lanczos: T's alpha, beta (no basis)
 
     @property
     def vectors(self) -> list[PyTree]:
@@ -131,20 +134,38 @@ def _lanczos_device(params, data, v0, key, *, spec, k, which, max_iter, tol):
     return lz.lanczos_extremes(mv, v0, key, k=k, which=which, max_iter=max_iter, tol=tol)
 
 
-def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop):
+def _start_vector(key, size, dtype, start):
+    if start == "rademacher":  # what a Hutchinson / SLQ probe draws: the run doubles as one
+        return jax.random.rademacher(key, (size,), dtype)
+    return jax.random.normal(key, (size,), dtype)
+
+
+def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, start, chunk):
     op = core.Operator(spec, params, data, loop)
-    v0 = jax.random.normal(key, (op.size,), op.dtype)
+    v0 = _start_vector(key, op.size, op.dtype, start)
     key = jax.random.fold_in(key, 1)
     if op.loop == "device":
         res = _lanczos_device(
             params, data, v0, key, spec=spec, k=k, which=which, max_iter=max_iter, tol=tol
         )
-    else:
-        state = lz.run_host(
-            op.lanczos_step, v0, key, max_iter=max_iter, k=k, which=which, tol=tol, n=op.size
-        )
-        res = lz.extract(state, k=k, which=which)
-    return op, res
+        return op, res, None
+    if chunk is None:  # a data set's product is already one call per batch: test every step
+        chunk = 1 if spec.kind == "dataset" else STEPS_PER_CALL
+    state = lz.run_host(
+        op.lanczos_advance,
+        v0,
+        key,
+        max_iter=max_iter,
+        k=k,
+        which=which,
+        tol=tol,
+        n=op.size,
+        min_iter=min_iter,
+        chunk=chunk,
+    )
+    res = lz.extract_host(state, k=k, which=which)
+    alpha, beta = jax.device_get((state.alpha, state.beta))
+    return op, res, lz.Tridiagonal(alpha[: res.steps], beta[: res.steps], None)
 
 
 @jax.jit
@@ -178,6 +199,9 @@ def eigenvalues(
     loop: str = "auto",
     residuals: bool = True,
     check_finite: bool = True,
+    min_iter: int = 0,
+    start: str = "normal",
+    steps_per_call: int | None = None,
 ) -> Eigenpairs:
     """The ``k`` largest, ``k`` smallest or both ends of the Hessian spectrum at ``params``.
 
@@ -190,6 +214,12 @@ def eigenvalues(
     A non-finite loss or gradient raises (Lanczos checks them only when a Ritz value comes out
     non-finite; ``check_finite=False`` skips the check for a caller that has made it);
     non-finite eigenvalues raise either way.
+
+    ``min_iter`` runs at least that many Lanczos steps and ``start="rademacher"`` starts from a
+    Rademacher vector: the run then doubles as an SLQ probe and a Hutchinson sample (its
+    ``tridiagonal``, see :func:`~jaxopt_notes.hessian.analyse`). On the host loop
+    ``steps_per_call`` steps run per jitted call between convergence tests (default 2; 1 for
+    a data set): fewer round trips for cheap products, at most that many - 1 extra steps.
 
     >>> res = eigenvalues(lambda p: p[0] ** 2 - p[1] ** 2, jnp.zeros(2), k=1, which="both")
     >>> res.values, res.method
@@ -239,14 +269,33 @@ def eigenvalues(
         raise ValueError(
             f"`max_iter` must be >= {lz.num_wanted(k, which)} for k={k} at {which!r}, got {steps}"
         )
+    if start not in STARTS:
+        raise ValueError(f"`start` must be one of {STARTS}, got {start!r}")
+    _checks.integer("min_iter", min_iter)
+    if steps_per_call is not None:
+        _checks.integer("steps_per_call", steps_per_call, low=1)
     key = jax.random.PRNGKey(0) if key is None else key
-    op, res = _lanczos(spec, params, data, key, k, which, steps, stop, loop)
+    op, res, tri = _lanczos(
+        spec,
+        params,
+        data,
+        key,
+        k,
+        which,
+        steps,
+        stop,
+        loop,
+        min(min_iter, steps),
+        start,
+        steps_per_call,
+    )
     if check_finite and not np.all(np.isfinite(np.asarray(res.values))):
         core.check_finite_loss(spec, params, data, "eigenvalues")  # the loss's sentence first
     core.check_finite_values(res.values, "the Ritz values")
     resid, hvps = np.asarray(res.residuals, np.float64), int(res.steps)
     if residuals:
-        resid = np.asarray(_residual_norms(op(res.vectors), res.values, res.vectors), np.float64)
+        products = op.each(res.vectors) if op.per_batch else op(res.vectors)
+        resid = np.asarray(_residual_norms(products, res.values, res.vectors), np.float64)
         hvps += len(resid)
     scale = float(res.scale)
     return Eigenpairs(
@@ -263,4 +312,5 @@ def eigenvalues(
         int(res.steps),
         scale,
         op.loop,
+        tri,
     )
