@@ -9,8 +9,10 @@ r"""Loss landscapes: 1-D interpolations and 2-D slices of a network's loss aroun
 
 Every grid is one compiled program: the parameters are flattened, each grid point's vector is
 ``center + x d1 + y d2``, and the loss over the whole evaluation set is ``vmap``-ped over a block
-of points and ``lax.map``-ped over the blocks. ``batch_loss(params, x, y) -> scalar`` is the
-loss of one parameter set on a batch (e.g. :meth:`jaxopt_notes.train.Run.batch_loss`).
+of points, the host calling it block after block. ``batch_loss(params, x, y) -> scalar`` is the
+loss of one parameter set on a batch (e.g. :meth:`jaxopt_notes.train.Run.batch_loss`). With a
+:class:`FirstLayerSplit` (:func:`first_layer_split`), the first layer, linear in its parameters, is
+computed once per direction instead of once per point.
 
 >>> import jax.numpy as jnp
 >>> loss = lambda p, x, y: jnp.mean((x @ p["w"] - y) ** 2)
@@ -24,15 +26,17 @@ loss of one parameter set on a batch (e.g. :meth:`jaxopt_notes.train.Run.batch_l
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_notes import _checks
+from jaxopt_notes import _checks, models
 from jaxopt_notes._types import PyTree
 
 BatchLoss = Callable[[PyTree, jax.Array, jax.Array], jax.Array]
@@ -59,6 +63,21 @@ def _flat(tree: PyTree) -> jax.Array:
     return ravel_pytree(tree)[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class FirstLayerSplit:
+    """A loss cut after the network's first layer, which is linear in the parameters:
+    ``batch_loss(p, x, y) == rest(p, first(p, x), y)`` with ``first(p, x)`` linear in ``p``
+    (a convolution or dense layer with its bias, on a fixed ``x``).
+
+    The grid then computes ``first`` three times (at the centre and the two directions) and
+    each point's features as ``h0 + a h1 + b h2``: the same values up to float rounding, without
+    the first layer's cost per point. :func:`first_layer_split` builds one for an ``nnx`` model.
+    """
+
+    first: Callable[[PyTree, jax.Array], jax.Array]
+    rest: Callable[[PyTree, jax.Array, jax.Array], jax.Array]
+
+
 def grid_values(
     batch_loss: BatchLoss,
     center: PyTree,
@@ -67,24 +86,43 @@ def grid_values(
     x: jax.Array,
     y: jax.Array,
     *,
-    block: int = 8,
+    block: int | None = None,
+    split: FirstLayerSplit | None = None,
 ) -> jax.Array:
     """The loss at ``center + sum_k coords[i, k] directions[k]`` for every row ``i`` of
-    ``coords`` (points x directions), over all of ``x``, ``y``: one jitted program."""
+    ``coords`` (points x directions), over all of ``x``, ``y``.
+
+    One compiled program evaluates ``block`` points (``vmap``-ped) on the whole evaluation set;
+    the host runs it over the blocks. The default ``block`` is 1 on the CPU, where the
+    convolution kernels run a ``vmap`` one point after another anyway, and 16 elsewhere."""
+    block = (1 if jax.default_backend() == "cpu" else 16) if block is None else block
     _checks.integer("block", block, low=1)
     c, unravel = ravel_pytree(center)
     d = jnp.stack([_flat(v).astype(c.dtype) for v in directions])
-    coords = jnp.asarray(coords, c.dtype).reshape(-1, d.shape[0])
-    return _grid_program(batch_loss, unravel, block)(c, d, coords, x, y)
+    coords = np.asarray(coords, c.dtype).reshape(-1, d.shape[0])
+    if split is None:
+        features = ()
+        one = lambda c, d, feats, coord, x, y: batch_loss(unravel(c + coord @ d), x, y)  # noqa: E731
+    else:
+        features = _features(split, unravel, c, d, x)
+
+        def one(c, d, feats, coord, x, y):
+            h = feats[0] + jnp.tensordot(coord, feats[1:], axes=1)
+            return split.rest(unravel(c + coord @ d), h, y)
+
+    run = jax.jit(one if block == 1 else jax.vmap(one, (None, None, None, 0, None, None)))
+    n = len(coords)
+    padded = np.concatenate([coords, np.repeat(coords[-1:], -n % block, axis=0)])
+    out = [
+        run(c, d, features, padded[i] if block == 1 else padded[i : i + block], x, y)
+        for i in range(0, n, block)
+    ]
+    return jnp.ravel(jnp.stack(out))[:n]
 
 
-def _grid_program(batch_loss, unravel, block):
-    @jax.jit
-    def run(c, d, coords, x, y):
-        loss_at = lambda coord: batch_loss(unravel(c + coord @ d), x, y)  # noqa: E731
-        return jax.lax.map(loss_at, coords, batch_size=block)
-
-    return run
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _features(split, unravel, c, d, x):
+    return jnp.stack([split.first(unravel(v), x) for v in (c, *d)])
 
 
 def surface(
@@ -98,7 +136,8 @@ def surface(
     ys: Any,
     kind: str = "random",
     path: np.ndarray | None = None,
-    block: int = 8,
+    block: int | None = None,
+    split: FirstLayerSplit | None = None,
 ) -> Surface:
     """The loss on the grid ``xs`` x ``ys`` of the plane through ``center`` along the two
     ``directions``, over the whole evaluation set ``x``, ``y``."""
@@ -107,7 +146,7 @@ def surface(
     xs, ys = np.asarray(xs, np.float32), np.asarray(ys, np.float32)
     gx, gy = np.meshgrid(xs, ys)
     coords = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    values = grid_values(batch_loss, center, directions, coords, x, y, block=block)
+    values = grid_values(batch_loss, center, directions, coords, x, y, block=block, split=split)
     values = np.asarray(values).reshape(len(ys), len(xs))
     return Surface(xs, ys, values, kind, path)
 
@@ -120,14 +159,61 @@ def interpolate(
     y: jax.Array,
     *,
     alphas: Any = None,
-    block: int = 8,
+    block: int | None = None,
+    split: FirstLayerSplit | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(alphas, losses)`` along ``(1 - alpha) start + alpha end`` (default alpha in
     [-0.5, 1.5], 41 points): the 1-D plot of Goodfellow et al. 2015."""
     alphas = np.linspace(-0.5, 1.5, 41) if alphas is None else np.asarray(alphas, np.float32)
     delta = jax.tree.map(lambda a, b: b - a, start, end)
-    values = grid_values(batch_loss, start, [delta], alphas[:, None], x, y, block=block)
+    values = grid_values(
+        batch_loss, start, [delta], alphas[:, None], x, y, block=block, split=split
+    )
     return alphas, np.asarray(values)
+
+
+def first_layer_split(
+    model: nnx.Module,
+    layer: str,
+    loss: Callable[[jax.Array, jax.Array], jax.Array],
+    *,
+    prepare: Callable[[jax.Array], jax.Array] = lambda x: x,
+) -> FirstLayerSplit:
+    """The :class:`FirstLayerSplit` of ``loss(model(prepare(x)), y)`` after ``model.<layer>``,
+    over the ``nnx.Param`` state of ``model`` (its other state, e.g. BatchNorm averages, as it
+    is now).
+
+    ``model.__call__`` must apply ``model.<layer>`` to its input first (LeNet's ``conv1``); the
+    rest runs ``model`` with that layer replaced by the identity on the features.
+
+    >>> from flax import nnx
+    >>> from jaxopt_notes import models
+    >>> net = models.LeNet(in_shape=(8, 8, 1), rngs=nnx.Rngs(0))
+    >>> ce = lambda logits, y: -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
+    >>> split = first_layer_split(net, "conv1", ce)
+    >>> params = nnx.state(net, nnx.Param)
+    >>> x, y = jnp.ones((3, 8, 8, 1)), jnp.array([0, 1, 2])
+    >>> bool(jnp.allclose(split.rest(params, split.first(params, x), y), ce(net(x), y)))
+    True
+    """
+    pure = models.split(model)
+    if not isinstance(getattr(model, layer, None), nnx.Module):
+        raise ValueError(f"`layer` must name a sub-module of `model`, got {layer!r}")
+
+    def first(params, x):
+        return getattr(pure.merge(params), layer)(prepare(x))
+
+    def rest(params, h, y):
+        net = pure.merge(params)
+        setattr(net, layer, _Identity())
+        return loss(net(h), y)
+
+    return FirstLayerSplit(first, rest)
+
+
+class _Identity(nnx.Module):
+    def __call__(self, h: jax.Array) -> jax.Array:
+        return h
 
 
 # ----- directions -----
