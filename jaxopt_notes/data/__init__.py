@@ -373,7 +373,7 @@ def warp_field(
     The rotation angle is uniform in [-rotate, rotate] degrees and the zoom factor uniform in
     [1 - scale, 1 + scale], both about the image centre; the elastic part is uniform noise in
     [-1, 1] per pixel and axis, smoothed by a Gaussian of std ``elastic_sigma`` and scaled so
-    its largest displacement in the batch is ``elastic`` pixels.
+    its largest displacement in each image is ``elastic`` pixels.
     """
     k_rot, k_zoom, k_el = jax.random.split(key, 3)
     angle = jnp.deg2rad(jax.random.uniform(k_rot, (batch, 1, 1), minval=-rotate, maxval=rotate))
@@ -389,7 +389,7 @@ def warp_field(
         g_r = jnp.asarray(_gaussian_matrix(height, elastic_sigma))
         g_c = jnp.asarray(_gaussian_matrix(width, elastic_sigma))
         smooth = jnp.einsum("ij,bajk,lk->bail", g_r, noise, g_c)
-        peak = jnp.abs(smooth).max()
+        peak = jnp.abs(smooth).max(axis=(1, 2, 3), keepdims=True)
         field = field + elastic * smooth / jnp.where(peak > 0, peak, 1.0)
     return field
 

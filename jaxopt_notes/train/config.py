@@ -31,6 +31,7 @@ SCHEDULES = ("constant", "step", "exponential", "inverse_time", "cosine", "cycli
 INITS = ("default",) + models.INITS
 MODEL_INIT = {"lenet": "lecun", "mlp": "he"}  # "default" means the model's own scheme
 HYPERPARAMETERS = ("momentum", "nesterov", "b1", "b2", "eps", "decay")
+LOSSES = ("cross_entropy", "mse")
 
 
 def _knob(default: Any, help_text: str, choices: tuple | None = None) -> Any:
@@ -65,6 +66,12 @@ class TrainConfig:
     val_fraction: float = _knob(0.1, "fraction of the training data held out for validation")
     val_seed: int = _knob(0, "seed of the stratified validation split")
     batch_size: int = _knob(64, "examples per step")
+    data_shards: int = _knob(
+        1,
+        "the training data as this many fixed shards (example i in shard i mod S), each "
+        "shuffled alone and giving batch_size / S examples of every step; a run on several "
+        "processes needs a multiple of its devices, and is the same run on any of them",
+    )
     shift: int = _knob(2, "augmentation: random shift by up to this many pixels")
     flip: bool = _knob(False, "augmentation: random horizontal flips")
     cutout: int = _knob(0, "augmentation: side of a random zeroed square (0: off)")
@@ -76,6 +83,12 @@ class TrainConfig:
     )
     elastic_sigma: float = _knob(4.0, "augmentation: smoothing std of the elastic field, pixels")
     label_smoothing: float = _knob(0.0, "label smoothing of the cross-entropy, in [0, 1)")
+    loss: str = _knob(
+        "cross_entropy",
+        "training loss: softmax cross_entropy, or mse (half the squared error of the logits "
+        "against the one-hot labels, summed over classes: Cohen et al. 2021's square loss)",
+        LOSSES,
+    )
     # the optimizer
     optimizer: str = _knob("adam", "the optimizer (jn.OPTIMIZERS)", tuple(jn.OPTIMIZERS))
     learning_rate: float = _knob(3e-3, "peak learning rate")
@@ -131,8 +144,13 @@ class TrainConfig:
             choices = field.metadata.get("choices")
             if choices is not None and getattr(self, field.name) not in choices:
                 _one_of(field.name, getattr(self, field.name), choices)
-        for name in ("epochs", "batch_size", "lr_every", "cycle_epochs"):
+        for name in ("epochs", "batch_size", "lr_every", "cycle_epochs", "data_shards"):
             _at_least(name, getattr(self, name), 1)
+        if self.batch_size % self.data_shards:
+            raise ValueError(
+                f"`batch_size` must be divisible by `data_shards` ({self.data_shards}), "
+                f"got {self.batch_size}"
+            )
         for name in (
             "depth",
             "shift",

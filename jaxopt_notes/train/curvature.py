@@ -31,7 +31,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_notes import hessian, models
 from jaxopt_notes.train.config import TrainConfig
-from jaxopt_notes.train.steps import cross_entropy, make_chunk_fns
+from jaxopt_notes.train.steps import example_loss, make_chunk_fns
 
 ADAM_LIKE = ("adam", "adamw", "amsgrad", "nadam", "nadamw", "radam", "adamax", "yogi", "adabelief")
 
@@ -88,7 +88,7 @@ class CurvatureTracker:
 
             net = pure.merge(params, stats)
             logits = net(data_lib.normalize(xs, mean, std))
-            return cross_entropy(logits, onehot)[0].mean()
+            return example_loss(cfg.loss, logits, onehot)[0].mean()
 
         def measure(params, stats, opt_state, count, v_top, v_pre, key):
             flat, unravel = ravel_pytree(params)

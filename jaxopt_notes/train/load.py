@@ -18,7 +18,7 @@ from jaxopt_notes import models
 from jaxopt_notes.train import runs
 from jaxopt_notes.train.config import TrainConfig, make_optimizer, read_toml
 from jaxopt_notes.train.loop import with_validation
-from jaxopt_notes.train.steps import cross_entropy, init_state, make_mesh
+from jaxopt_notes.train.steps import example_loss, init_state, make_mesh
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -59,11 +59,11 @@ class Run:
         return net(data_lib.normalize(jnp.asarray(x), self.data.mean, self.data.std))
 
     def batch_loss(self, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-        """The run's mean cross-entropy (with its label smoothing, no augmentation) on a batch."""
+        """The run's mean loss (its `loss`, label smoothing, no augmentation) on a batch."""
         onehot = jax.nn.one_hot(jnp.asarray(y), self.data.num_classes)
         if self.config.label_smoothing:
             onehot = optax.smooth_labels(onehot, self.config.label_smoothing)
-        return cross_entropy(self.apply(params, x), onehot)[0].mean()
+        return example_loss(self.config.loss, self.apply(params, x), onehot)[0].mean()
 
     def arrays(self, split: str = "train", num_examples: int | None = None):
         """``(x, y)`` of ``split`` ("train", "val" or "test"), its first ``num_examples``."""

@@ -103,7 +103,7 @@ def train(
         (data.x_train, data.y_train, data.x_val, data.y_val), NamedSharding(mesh, P())
     )
     epoch_fn, tracker = _epoch_runner(model, tx, data, cfg, mesh, state, arrays)
-    eval_fn = make_eval_fn(model, data, mesh)
+    eval_fn = make_eval_fn(model, data, mesh, loss=cfg.loss)
     eval_fn(state, *arrays[2:])  # compiles, so epoch times are compute only
     compile_time = time.perf_counter() - t
     loop = dict(progress=progress, on_epoch_end=on_epoch_end, store=store, tracker=tracker)

@@ -8,6 +8,7 @@ and still take exactly the same steps.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -60,45 +61,112 @@ def cross_entropy(logits: jax.Array, onehot: jax.Array) -> tuple[jax.Array, jax.
     return loss, (logits.argmax(-1) == onehot.argmax(-1)).astype(jnp.float32)
 
 
-def _plan(key: jax.Array, n: int, steps: int, bs: int) -> tuple[jax.Array, jax.Array]:
+def example_loss(kind: str, logits: jax.Array, onehot: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-example loss ``kind`` (``TrainConfig.loss``) and correctness: ``"cross_entropy"``
+    (:func:`cross_entropy`) or ``"mse"``, half the squared error of the logits against the
+    targets summed over classes (the square loss of Cohen et al. 2021).
+
+    >>> float(example_loss("mse", jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]]))[0][0])
+    1.0
+    """
+    if kind == "mse":
+        loss = 0.5 * jnp.sum((logits - onehot) ** 2, axis=-1)
+        return loss, (logits.argmax(-1) == onehot.argmax(-1)).astype(jnp.float32)
+    if kind != "cross_entropy":
+        raise ValueError(f"`loss` must be one of ('cross_entropy', 'mse'), got {kind!r}")
+    return cross_entropy(logits, onehot)
+
+
+def _plan(
+    key: jax.Array, n: int, steps: int, bs: int, shards: int = 1
+) -> tuple[jax.Array, jax.Array]:
+    """(steps, shards, bs / shards) positions within each shard of ``n // shards`` examples,
+    each shard shuffled alone, and a key per step; one shard is one shuffle of all ``n``."""
     k_perm, k_steps = jax.random.split(key)
-    order = jax.random.permutation(k_perm, n)[: steps * bs].reshape(steps, bs)
+    per, rows = n // shards, bs // shards
+    perms = (
+        [jax.random.permutation(k_perm, n)]
+        if shards == 1
+        else [jax.random.permutation(jax.random.fold_in(k_perm, s), per) for s in range(shards)]
+    )
+    order = jnp.stack([p[: steps * rows].reshape(steps, rows) for p in perms], axis=1)
     return order, jax.random.split(k_steps, steps)
+
+
+def as_shards(a: jax.Array, shards: int) -> jax.Array:
+    """(N, ...) as (shards, N // shards, ...), example i in shard i mod shards (the last
+    N mod shards examples left out)."""
+    per = a.shape[0] // shards
+    return jnp.swapaxes(a[: per * shards].reshape(per, shards, *a.shape[1:]), 0, 1)
+
+
+def make_step(
+    model: nnx.Module,
+    tx: optax.GradientTransformation,
+    *,
+    loss: Callable = cross_entropy,
+    ema: float = 0.0,
+    probe: Callable | None = None,
+) -> Callable:
+    """``step(state, x, targets, key) -> (state, (loss, accuracy, probed))``: one step of ``tx``
+    on a prepared batch, ``model`` in training mode (dropout from ``key``, BatchNorm on batch
+    statistics).
+
+    ``state`` is a :class:`TrainState` (or any NamedTuple with its first three fields);
+    ``loss(logits, targets) -> (per-example loss, correct)`` is averaged over the batch (the
+    targets are what ``loss`` takes: one-hot rows for :func:`cross_entropy`); a state
+    holding a moving average moves it by ``ema``; ``probe(params, new_params, grads)`` gives
+    ``probed`` (``()`` without one), a pytree to record at every step.
+    """
+    pure = models.split(model, train=True)
+
+    def loss_fn(params, stats, x, targets, key):
+        net = pure.merge(params, stats, copy=True)
+        values, correct = loss(net(x, rngs=key), targets)
+        return values.mean(), (correct.mean(), nnx.state(net, nnx.BatchStat))
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def step(state, x: jax.Array, targets: jax.Array, key: jax.Array):
+        (value, (acc, stats)), grads = grad_fn(state.params, state.batch_stats, x, targets, key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new = state._replace(params=params, batch_stats=stats, opt_state=opt_state)
+        if getattr(state, "ema", None) is not None:
+            new = new._replace(
+                ema=jax.tree.map(lambda e, p: ema * e + (1 - ema) * p, state.ema, params)
+            )
+        probed = probe(state.params, params, grads) if probe is not None else ()
+        return new, (value, acc, probed)
+
+    return step
 
 
 def make_chunk_fns(model, tx, data: data_lib.Dataset, cfg: TrainConfig, mesh: Mesh):
     """``(plan, steps)``: ``plan(key) -> (order, keys)`` for an epoch, and
     ``steps(state, x, y, order, keys[, valid]) -> (state, (losses, accuracies))`` over any
     slice of it; rows whose ``valid`` is False are padding and take no step."""
-    pure = models.split(model, train=True)
+    loss = functools.partial(example_loss, cfg.loss)
+    train_step = make_step(model, tx, loss=loss, ema=cfg.ema)
     bs, n_steps = cfg.batch_size, len(data.y_train) // cfg.batch_size
     batch = NamedSharding(mesh, P("data"))
 
-    def loss_fn(params, stats, x, onehot, key):
-        net = pure.merge(params, stats, copy=True)
-        loss, correct = cross_entropy(net(x, rngs=key), onehot)
-        return loss.mean(), (correct.mean(), nnx.state(net, nnx.BatchStat))
-
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
     def step(x_all, y_all, state: TrainState, inputs):
-        idx, key = inputs
+        idx, key = inputs  # idx (shards, bs / shards): positions within each shard
         k_aug, k_drop = jax.random.split(key)
-        x = jax.lax.with_sharding_constraint(x_all[idx], batch)
-        onehot = jax.nn.one_hot(y_all[idx], data.num_classes)
+        take = jax.vmap(lambda a, i: a[i])  # per shard, so a sharded set is gathered in place
+        x = jax.lax.with_sharding_constraint(take(x_all, idx).reshape(bs, *x_all.shape[2:]), batch)
+        onehot = jax.nn.one_hot(take(y_all, idx).reshape(bs), data.num_classes)
         if cfg.label_smoothing:
             onehot = optax.smooth_labels(onehot, cfg.label_smoothing)
         x, onehot = data_lib.augment(k_aug, data_lib.to_unit(x), onehot, cfg.augment)
         x = data_lib.normalize(x, data.mean, data.std)
-        (loss, (acc, stats)), grads = grad_fn(state.params, state.batch_stats, x, onehot, k_drop)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        ema = state.ema
-        if ema is not None:
-            ema = jax.tree.map(lambda e, p: cfg.ema * e + (1 - cfg.ema) * p, ema, params)
-        return TrainState(params, stats, opt_state, ema), (loss, acc)
+        state, (loss, acc, _) = train_step(state, x, onehot, k_drop)
+        return state, (loss, acc)
 
     def steps(state, x_all, y_all, order, keys, valid=None):
+        if y_all.ndim == 1:  # the whole set, (N, ...): its shards, example i in shard i mod S
+            x_all, y_all = (as_shards(a, cfg.data_shards) for a in (x_all, y_all))
         if valid is None:
             return jax.lax.scan(lambda s, i: step(x_all, y_all, s, i), state, (order, keys))
 
@@ -109,13 +177,15 @@ def make_chunk_fns(model, tx, data: data_lib.Dataset, cfg: TrainConfig, mesh: Me
 
         return jax.lax.scan(masked, state, (order, keys, valid))
 
-    return (lambda key: _plan(key, len(data.y_train), n_steps, bs)), steps
+    return (lambda key: _plan(key, len(data.y_train), n_steps, bs, cfg.data_shards)), steps
 
 
 def make_epoch_fn(model, tx, data: data_lib.Dataset, cfg: TrainConfig, mesh: Mesh) -> Callable:
     """``epoch(state, x, y, key) -> (state, {"loss", "accuracy"})``, jitted, one ``lax.scan``.
 
-    ``x``, ``y`` are the whole training set on the device; the last partial batch is dropped.
+    ``x``, ``y`` are the whole training set on the device, (N, ...) and (N,), or its
+    ``cfg.data_shards`` shards stacked, (S, N // S, ...) and (S, N // S) (see
+    :func:`jaxopt_notes.train.distributed.shard_training`); the last partial batch is dropped.
     """
     plan, steps = make_chunk_fns(model, tx, data, cfg, mesh)
 
@@ -131,12 +201,16 @@ def eval_params(state: TrainState) -> Any:
     return state.params if state.ema is None else state.ema
 
 
-def make_eval_fn(model, data: data_lib.Dataset, mesh: Mesh, batch_size: int = 500) -> Callable:
-    """``evaluate(state, x_uint8, y) -> {"loss", "accuracy"}`` over the whole set, jitted.
+def make_eval_fn(
+    model, data: data_lib.Dataset, mesh: Mesh, batch_size: int = 500, loss: str = "cross_entropy"
+) -> Callable:
+    """``evaluate(state, x_uint8, y) -> {"loss", "accuracy"}`` over the whole set, jitted;
+    ``loss`` is the :func:`example_loss` it reports.
 
     ``state`` is a :class:`TrainState` (its :func:`eval_params` are used) or a pair
     ``(params, batch_stats)``. An empty set gives NaN, which callers must not write as JSON.
     """
+    kind = loss  # the name `loss` is the running sum below
     pure = models.split(model, train=False)
     batch_size = -(-batch_size // mesh.size) * mesh.size
     batch = NamedSharding(mesh, P(None, "data"))
@@ -156,7 +230,8 @@ def make_eval_fn(model, data: data_lib.Dataset, mesh: Mesh, batch_size: int = 50
         def body(totals, inputs):
             xb, yb, mb = inputs
             xb = data_lib.normalize(xb, data.mean, data.std)
-            loss, correct = cross_entropy(net(xb), jax.nn.one_hot(yb, data.num_classes))
+            onehot = jax.nn.one_hot(yb, data.num_classes)
+            loss, correct = example_loss(kind, net(xb), onehot)
             return (totals[0] + (loss * mb).sum(), totals[1] + (correct * mb).sum()), None
 
         (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), tuple(chunks))
