@@ -219,3 +219,74 @@ def test_escape_saddles_by_lanczos_on_a_network():
         before, after = float(loss(params)), float(loss(new))
     assert lam_min < -1e-8 and int(state.escapes) == 1  # the zero network is a strict saddle
     assert after < before and step == pytest.approx(0.1, rel=1e-10)
+
+
+def rotated_quadratic(n=60, seed=0):
+    """``0.5 p^T A p`` with a known spectrum (two separated tops, the rest in [0.1, 1]) rotated
+    by a random orthogonal matrix, so the start vector's components are not trivial."""
+    q = np.linalg.qr(np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (n, n))))[0]
+    spectrum = np.r_[8.0, 6.0, np.linspace(0.1, 1.0, n - 2)]
+    a = jnp.asarray(q @ np.diag(spectrum) @ q.T)
+    return (lambda p: 0.5 * p @ (a @ p)), jnp.zeros(n) + 0.1
+
+
+def test_min_iter_runs_past_convergence_and_keeps_the_answer():
+    with jax.enable_x64(True):
+        loss, params = rotated_quadratic()
+        ref = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(params)))
+        early = hessian.eigenvalues(loss, params, method="lanczos", tol=1e-3, steps_per_call=1)
+        longer = hessian.eigenvalues(
+            loss, params, method="lanczos", tol=1e-3, steps_per_call=1, min_iter=40
+        )
+    assert early.iterations < 40  # so min_iter=40 has something to change
+    assert longer.iterations == 40 and longer.num_hvps == 41
+    assert len(longer.tridiagonal.alpha) == len(longer.tridiagonal.beta) == 40
+    for res in (early, longer):
+        assert res.values[0] == pytest.approx(ref[-1], rel=1e-3) and res.converged.all()
+
+
+def test_steps_per_call_changes_only_when_convergence_is_tested():
+    with jax.enable_x64(True):
+        loss, params = rotated_quadratic()
+        ref = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(params)))
+        runs = {
+            c: hessian.eigenvalues(
+                loss, params, k=2, method="lanczos", tol=1e-8, steps_per_call=c, loop="host"
+            )
+            for c in (1, 3, 7)
+        }
+    base = runs[1].iterations
+    for c, res in runs.items():
+        np.testing.assert_allclose(res.values, ref[::-1][:2], rtol=1e-8)
+        assert res.converged.all() and res.loop == "host"
+        assert base <= res.iterations < base + c and res.iterations % c == 0
+        np.testing.assert_allclose(  # the same Krylov sequence, however it is chunked
+            res.tridiagonal.alpha[:base], runs[1].tridiagonal.alpha, rtol=1e-9, atol=1e-12
+        )
+    with pytest.raises(ValueError, match="`steps_per_call` must be"):
+        hessian.eigenvalues(loss, params, method="lanczos", steps_per_call=0)
+
+
+def test_rademacher_start_doubles_as_hutchinson_sample_and_slq_probe():
+    """With ``start="rademacher"`` the run's start is the probe ``z`` that
+    ``jax.random.rademacher(key, (n,))`` draws, so ``n * alpha_0 = z^T H z`` (a Hutchinson
+    sample) and the tridiagonal's Ritz values and weights are an SLQ probe: with every step
+    run they are the whole spectrum, weighted by ``(q_i . z)^2 / n``."""
+    with jax.enable_x64(True):
+        loss, params = rotated_quadratic(n=30)
+        h = np.asarray(jax.hessian(loss)(params))
+        lam, vecs = np.linalg.eigh(h)
+        key = jax.random.PRNGKey(5)
+        res = hessian.eigenvalues(
+            loss, params, method="lanczos", key=key, start="rademacher", min_iter=30, tol=1e-6
+        )
+        z = np.asarray(jax.random.rademacher(key, (30,), jnp.float64))
+    tri = res.tridiagonal
+    assert res.iterations == 30 and set(np.abs(z)) == {1.0}
+    assert 30 * tri.alpha[0] == pytest.approx(z @ h @ z, rel=1e-10)
+    t = np.diag(tri.alpha) + np.diag(tri.beta[:-1], 1) + np.diag(tri.beta[:-1], -1)
+    theta, s = np.linalg.eigh(t)
+    np.testing.assert_allclose(theta, lam, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(s[0] ** 2, (vecs.T @ z) ** 2 / 30, rtol=1e-6, atol=1e-12)
+    with pytest.raises(ValueError, match="`start` must be one of"):
+        hessian.eigenvalues(loss, params, method="lanczos", start="ones")
