@@ -11,6 +11,7 @@ Array([0.999, 0.999, 0.999], dtype=float32)
 from jaxopt_notes import fused, schedules
 from jaxopt_notes._hyperparams import hyperparams
 from jaxopt_notes.adadelta import adadelta, delta_ratio
+from jaxopt_notes.adam_family import adam, adamax, adamw, amsgrad, nadam, nadamw
 from jaxopt_notes.combine import (
     SkipNonfiniteState,
     SwitchState,
@@ -41,19 +42,7 @@ from jaxopt_notes.moments import (
     scale_by_sum_of_squares,
     second_moment,
 )
-from jaxopt_notes.optimizers import (
-    OPTIMIZERS,
-    adagrad,
-    adam,
-    adam_then_sgd,
-    adamax,
-    adamw,
-    amsgrad,
-    nadam,
-    nadamw,
-    rmsprop,
-    sgd,
-)
+from jaxopt_notes.optimizers import OPTIMIZERS, adagrad, adam_then_sgd, rmsprop, sgd
 from jaxopt_notes.transforms import (
     add_decayed_weights,
     clip,

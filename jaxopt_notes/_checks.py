@@ -111,6 +111,15 @@ def convention(value: Any) -> str:
     return value
 
 
+def by_convention(value: Any, chosen: str, *, optax: Any, pytorch: Any) -> Any:
+    """``value``, or where it was left as None the default of the ``chosen`` convention
+    (checked even when ``value`` is given)."""
+    convention(chosen)
+    if value is not None:
+        return value
+    return optax if chosen == "optax" else pytorch
+
+
 def transform(name: str, value: Any) -> None:
     if not (hasattr(value, "init") and hasattr(value, "update")):
         raise TypeError(

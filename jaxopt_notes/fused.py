@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_notes import _checks, _native, optimizers
+from jaxopt_notes import _checks, _native, adam_family, optimizers
 from jaxopt_notes._hyperparams import hyperparams
 from jaxopt_notes.combine import apply_updates, increment
 from jaxopt_notes.moments import (
@@ -325,11 +325,11 @@ def adam(
     if moment_dtype is not None and (weight_decay is not None or amsgrad):
         raise ValueError("`moment_dtype` is for plain Adam: `weight_decay` and `amsgrad` unset")
     if weight_decay is not None:
-        tx = optimizers.adamw(learning_rate, b1, b2, eps, weight_decay, convention=convention)
+        tx = adam_family.adamw(learning_rate, b1, b2, eps, weight_decay, convention=convention)
     elif amsgrad:
-        tx = optimizers.amsgrad(learning_rate, b1, b2, eps, convention=convention)
+        tx = adam_family.amsgrad(learning_rate, b1, b2, eps, convention=convention)
     else:
-        tx = optimizers.adam(
+        tx = adam_family.adam(
             learning_rate,
             b1,
             b2,
@@ -463,7 +463,7 @@ OPTIMIZERS: dict[str, Callable[..., FusedOptimizer]] = {
         convention=convention,
         **kw,
         weight_decay=hyperparams(
-            optimizers.adamw(learning_rate, weight_decay=weight_decay, convention=convention)
+            adam_family.adamw(learning_rate, weight_decay=weight_decay, convention=convention)
         )["weight_decay"],
     ),
     "amsgrad": lambda learning_rate, *a, **kw: adam(learning_rate, *a, amsgrad=True, **kw),

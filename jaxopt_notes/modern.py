@@ -1,14 +1,15 @@
 r"""The modern optimizers as visible chains: Lion, AdaBelief, Yogi and RAdam.
 
 Each adds one new link to the moment links of :mod:`jaxopt_notes.moments` and the transforms
-of :mod:`jaxopt_notes.transforms`; the rest of its chain is Adam's:
+of :mod:`jaxopt_notes.transforms`; the rest of its chain is Adam's
+(:func:`~jaxopt_notes.adam_family.adam_direction`, given other moments):
 
 .. code-block:: text
 
     lion       sign_momentum -> add_decayed_weights -> learning rate
-    adabelief  first_moment -> belief_moment -> bias_correction -> ratio -> learning rate
-    yogi       first_moment (from 1e-6) -> yogi_moment -> bias_correction -> ratio -> lr
-    radam      first_moment -> second_moment -> bias_correction -> rectify -> learning rate
+    adabelief  adam_direction(moments: first_moment -> belief_moment) -> learning rate
+    yogi       adam_direction(moments: first_moment from 1e-6 -> yogi_moment) -> lr
+    radam      adam_moments -> bias_correction -> rectify -> learning rate
 
 :func:`sign_momentum` is a plain link (trees in, trees out). :func:`belief_moment` and
 :func:`yogi_moment` are moment links: they fill ``nu`` of the :class:`~jaxopt_notes.Moments`
@@ -27,8 +28,10 @@ import optax
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes._stream import Moments
+from jaxopt_notes.adam_family import adam_direction, adam_moments
 from jaxopt_notes.combine import chain, increment, zero_count
 from jaxopt_notes.moments import (
+    SecondMomentState,
     _ema_sq,
     _open,
     _real,
@@ -37,8 +40,6 @@ from jaxopt_notes.moments import (
     abs_sq,
     bias_correction,
     first_moment,
-    ratio,
-    second_moment,
 )
 from jaxopt_notes.transforms import _plain, add_decayed_weights, scale_by_learning_rate
 
@@ -86,10 +87,6 @@ def sign_momentum(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-class BeliefMomentState(NamedTuple):
-    nu: Any
-
-
 @recorded
 def belief_moment(
     b2: float = 0.999, eps_root: float = 1e-16, *, dtype: Any = None
@@ -108,7 +105,7 @@ def belief_moment(
     dtype = _checks.dtype("dtype", dtype)
 
     def init_fn(params):
-        return BeliefMomentState(nu=_real_zeros(params, dtype=dtype))
+        return SecondMomentState(nu=_real_zeros(params, dtype=dtype))
 
     def update_fn(updates, state, params=None):
         del params
@@ -119,13 +116,9 @@ def belief_moment(
             )
         surprise = lambda g, mu, t: _ema_sq(g - mu, t, b2) + eps_root  # noqa: E731
         nu = jax.tree.map(surprise, m.grad, m.mu, state.nu)
-        return m._replace(nu=nu), BeliefMomentState(nu=_store(nu, dtype))
+        return m._replace(nu=nu), SecondMomentState(nu=_store(nu, dtype))
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-class YogiMomentState(NamedTuple):
-    nu: Any
 
 
 @recorded
@@ -146,7 +139,7 @@ def yogi_moment(
     _checks.non_negative("initial_accumulator_value", initial_accumulator_value)
 
     def init_fn(params):
-        return YogiMomentState(nu=_real_zeros(params, initial_accumulator_value))
+        return SecondMomentState(nu=_real_zeros(params, initial_accumulator_value))
 
     def update_fn(updates, state, params=None):
         del params
@@ -157,7 +150,7 @@ def yogi_moment(
             return v - (1 - b2) * jnp.sign(v - sq) * sq
 
         nu = jax.tree.map(additive, m.grad, state.nu)
-        return m._replace(nu=nu), YogiMomentState(nu=nu)
+        return m._replace(nu=nu), SecondMomentState(nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -312,11 +305,12 @@ def adabelief(
     Array([-0.2], dtype=float32)
     """
     _checks.convention(convention)
-    return chain(
+    moments = [
         first_moment(b1, dtype=_checks.dtype("mu_dtype", mu_dtype)),
         belief_moment(b2, eps_root),
-        bias_correction(b1, b2, nesterov=nesterov),
-        ratio(eps),
+    ]
+    return chain(
+        *adam_direction(b1, b2, eps, nesterov=nesterov, moments=moments),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -355,11 +349,12 @@ def yogi(
     Array([-0.1], dtype=float32)
     """
     _checks.convention(convention)
-    return chain(
+    moments = [
         _started_at(first_moment(b1), initial_accumulator_value),
         yogi_moment(b2, initial_accumulator_value),
-        bias_correction(b1, b2),
-        ratio(eps, eps_root),
+    ]
+    return chain(
+        *adam_direction(b1, b2, eps, eps_root, moments=moments),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -410,8 +405,7 @@ def radam(
     Array([-0.5], dtype=float32)
     """
     return chain(
-        first_moment(b1, dtype=_checks.dtype("mu_dtype", mu_dtype)),
-        second_moment(b2),
+        *adam_moments(b1, b2, mu_dtype=mu_dtype),
         bias_correction(b1, b2, nesterov=nesterov),
         rectify(b2, eps, eps_root, threshold, convention=convention),
         scale_by_learning_rate(learning_rate),

@@ -7,8 +7,7 @@ scale of its gradients (You et al. 2017). The chains:
 .. code-block:: text
 
     lars  add_decayed_weights -> trust_ratio(0.001) -> learning rate -> trace (momentum)
-    lamb  first_moment -> second_moment -> bias_correction -> ratio -> add_decayed_weights
-          -> trust_ratio -> learning rate
+    lamb  adam_direction -> add_decayed_weights -> trust_ratio -> learning rate
 
 :func:`trust_ratio` is a plain link (trees in, trees out): it stands after the moment run is
 closed, and may follow any direction (Adam's, SGD's, Lion's...).
@@ -24,8 +23,9 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
+from jaxopt_notes.adam_family import adam_direction
 from jaxopt_notes.combine import chain
-from jaxopt_notes.moments import abs_sq, bias_correction, first_moment, ratio, second_moment
+from jaxopt_notes.moments import abs_sq
 from jaxopt_notes.transforms import (
     _plain,
     add_decayed_weights,
@@ -187,10 +187,7 @@ def lamb(
     """
     _checks.convention(convention)
     return chain(
-        first_moment(b1, dtype=_checks.dtype("mu_dtype", mu_dtype)),
-        second_moment(b2),
-        bias_correction(b1, b2),
-        ratio(eps, eps_root),
+        *adam_direction(b1, b2, eps, eps_root, mu_dtype=mu_dtype),
         add_decayed_weights(weight_decay, mask),
         trust_ratio(),
         scale_by_learning_rate(learning_rate),
