@@ -278,11 +278,6 @@ class Operator:
         """Whether products are summed over a data set's batches from the host."""
         return self.spec.kind == "dataset" and self.loop == "host"
 
-    def each(self, vs: jax.Array) -> jax.Array:
-        """``self(vs)`` one vector at a time: reuses the one-vector compilation (a block of
-        another size would compile anew, which costs more than it saves for a few vectors)."""
-        return jnp.stack([self(v[None])[0] for v in vs])
-
     def lanczos_advance(self, state: Any, v: jax.Array, key: jax.Array, steps: int):
         """``steps`` Lanczos steps, products included: one jitted call (a data set on the host
         loop: one call per batch and step)."""

@@ -45,12 +45,16 @@ class State(NamedTuple):
     beta: jax.Array  # (m,)
     j: jax.Array  # steps taken
     broke: jax.Array  # whether the last step found an invariant subspace
+    hq: jax.Array | None = None  # (m, n) the products H q_j, when kept (see `init`)
 
 
-def init(v0: jax.Array, max_iter: int) -> State:
+def init(v0: jax.Array, max_iter: int, products: bool = False) -> State:
+    """The state before the first step; ``products=True`` keeps every ``H q_j`` (memory as
+    the basis) so a Ritz vector's product ``H y = sum_j s_j H q_j`` costs no new product."""
     q = jnp.zeros((max_iter + 1, v0.shape[0]), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
     zeros = jnp.zeros(max_iter, v0.dtype)
-    return State(q, zeros, zeros, jnp.zeros([], jnp.int32), jnp.zeros([], bool))
+    hq = jnp.zeros((max_iter, v0.shape[0]), v0.dtype) if products else None
+    return State(q, zeros, zeros, jnp.zeros([], jnp.int32), jnp.zeros([], bool), hq)
 
 
 def _orthogonalize(q: jax.Array, w: jax.Array) -> jax.Array:
@@ -61,7 +65,8 @@ def _orthogonalize(q: jax.Array, w: jax.Array) -> jax.Array:
 
 def step(state: State, w: jax.Array, key: jax.Array) -> tuple[State, jax.Array]:
     """One step given ``w = H q_j``; returns the new state and the next vector to multiply."""
-    q, alpha, beta, j, _ = state
+    q, alpha, beta, j, _, hq = state
+    hq = None if hq is None else hq.at[j].set(w)
     a = jnp.vdot(q[j], w)
     w = _orthogonalize(q, w)
     b = jnp.linalg.norm(w)
@@ -74,12 +79,15 @@ def step(state: State, w: jax.Array, key: jax.Array) -> tuple[State, jax.Array]:
 
     nxt = jax.lax.cond(broke, restart, lambda _: w / jnp.where(broke, 1, b), None)
     q = q.at[j + 1].set(nxt)
-    new = State(q, alpha.at[j].set(a), beta.at[j].set(jnp.where(broke, 0, b)), j + 1, broke)
+    new = State(q, alpha.at[j].set(a), beta.at[j].set(jnp.where(broke, 0, b)), j + 1, broke, hq)
     return new, nxt
 
 
 step_jit = jax.jit(step, donate_argnums=0)  # the basis is updated in place
-init_jit = jax.jit(lambda v0, m: (init(v0, m), v0 / jnp.linalg.norm(v0)), static_argnums=1)
+init_jit = jax.jit(
+    lambda v0, m, products=False: (init(v0, m, products), v0 / jnp.linalg.norm(v0)),
+    static_argnums=(1, 2),
+)
 block_step = jax.vmap(step)  # a block of independent runs (SLQ probes)
 block_step_jit = jax.jit(block_step)
 
@@ -134,6 +142,12 @@ class Extremes(NamedTuple):
     residuals: jax.Array  # residual estimates |beta_j s_{j,i}|
     steps: jax.Array  # Lanczos steps run (= products spent)
     scale: jax.Array  # largest |Ritz value|: what `tol` is relative to
+    products: jax.Array | None = None  # H times each vector, from the kept H q_j (or None)
+
+
+def _products(state: State, s: jax.Array) -> jax.Array | None:
+    """``H y`` for Ritz vectors ``y = s @ q`` from the kept products (rows of ``s``)."""
+    return None if state.hq is None else s @ state.hq
 
 
 @jax.jit(static_argnames=("k", "which"))
@@ -142,7 +156,10 @@ def extract(state: State, *, k: int, which: str) -> Extremes:
     theta, s, active, resid = _masked_ritz(state.alpha, state.beta, state.j)
     idx = _wanted_indices(theta, active, k, which)
     scale = jnp.max(jnp.where(active, jnp.abs(theta), 0))
-    return Extremes(theta[idx], s[:, idx].T @ state.q[:-1], resid[idx], state.j, scale)
+    coef = s[:, idx].T
+    return Extremes(
+        theta[idx], coef @ state.q[:-1], resid[idx], state.j, scale, _products(state, coef)
+    )
 
 
 def host_ritz(alpha: np.ndarray, beta: np.ndarray, j: int):
@@ -190,11 +207,13 @@ def run_host(
     n: int,
     min_iter: int = 0,
     chunk: int = 1,
+    products: bool = False,
 ) -> State:
     """Steps until converged (``tol``; None: always ``max_iter``), at least ``min_iter``, from
     the host; ``advance(state, v, key, steps) -> (state, next v)`` runs ``steps`` steps,
-    products included, and convergence is tested after each such call of ``chunk`` steps."""
-    state, v = init_jit(v0, max_iter)
+    products included, and convergence is tested after each such call of ``chunk`` steps.
+    ``products`` keeps every ``H q_j`` (see :func:`init`)."""
+    state, v = init_jit(v0, max_iter, products)
     done = 0
     while done < max_iter:
         steps = min(chunk, max_iter - done)
@@ -209,8 +228,8 @@ def run_host(
 
 
 @jax.jit
-def _ritz_vectors(q: jax.Array, s: jax.Array) -> jax.Array:
-    return s @ q[: s.shape[1]]
+def _ritz_vectors(state: State, s: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+    return s @ state.q[: s.shape[1]], _products(state, s)
 
 
 def extract_host(state: State, *, k: int, which: str) -> Extremes:
@@ -220,9 +239,10 @@ def extract_host(state: State, *, k: int, which: str) -> Extremes:
     idx = _host_wanted(theta, k, which)
     pad = np.zeros((len(idx), alpha.shape[0]), alpha.dtype)
     pad[:, : int(j)] = s[:, idx].T  # padded to max_iter rows: one compiled shape per problem
-    vectors = _ritz_vectors(state.q, jnp.asarray(pad))
+    vectors, products = _ritz_vectors(state, jnp.asarray(pad))
     values = jnp.asarray(theta[idx], alpha.dtype)
-    return Extremes(values, vectors, resid[idx], int(j), float(np.abs(theta).max()))
+    scale = float(np.abs(theta).max())
+    return Extremes(values, vectors, resid[idx], int(j), scale, products)
 
 
 def lanczos_extremes(
@@ -234,10 +254,12 @@ def lanczos_extremes(
     which: str = "largest",
     max_iter: int = 100,
     tol: float | None = None,
+    products: bool = False,
 ) -> Extremes:
     """Traceable Lanczos in one ``while_loop``, returning the wanted :class:`Extremes`.
 
-    ``matvec(v) -> H v`` on flat vectors; ``tol=None`` runs all ``max_iter`` steps. Usable
+    ``matvec(v) -> H v`` on flat vectors; ``tol=None`` runs all ``max_iter`` steps;
+    ``products=True`` also returns ``H y`` of each Ritz vector (from the kept ``H q_j``). Usable
     inside ``jit`` (e.g. in an optax update) and on accelerators, where no host round trip is
     wanted. Values descending; ``max_iter`` is capped at ``v0.size``.
 
@@ -268,7 +290,8 @@ def lanczos_extremes(
     def cond(carry):
         return (carry[0].j < max_iter) & ~check(carry[0])
 
-    state = jax.lax.while_loop(cond, body, (init(v0, max_iter), v0 / jnp.linalg.norm(v0)))[0]
+    start = (init(v0, max_iter, products), v0 / jnp.linalg.norm(v0))
+    state = jax.lax.while_loop(cond, body, start)[0]
     return extract(state, k=min(k, max_iter), which=which)
 
 

@@ -103,7 +103,7 @@ class Eigenpairs:
 
     values: jax.Array
     flat_vectors: jax.Array  # (num values, n): the eigenvectors over the selected parameters
-    residuals: np.ndarray  # ||H v - lambda v|| per pair (recomputed; estimates if not)
+    residuals: np.ndarray  # ||H v - lambda v|| per pair (from the products; estimates if not)
     converged: np.ndarray  # residual <= tol * scale
     method: str  # "dense" or "lanczos"
     size: int  # number of parameters the Hessian covers
@@ -128,10 +128,12 @@ def _pick(m: int, k: int, which: str) -> np.ndarray:
     return np.array(sorted(set(chosen), reverse=True))
 
 
-@jax.jit(static_argnames=("spec", "k", "which", "max_iter", "tol"))
-def _lanczos_device(params, data, v0, key, *, spec, k, which, max_iter, tol):
+@jax.jit(static_argnames=("spec", "k", "which", "max_iter", "tol", "products"))
+def _lanczos_device(params, data, v0, key, *, spec, k, which, max_iter, tol, products):
     mv = core.matvec_fn(spec, params, data)
-    return lz.lanczos_extremes(mv, v0, key, k=k, which=which, max_iter=max_iter, tol=tol)
+    return lz.lanczos_extremes(
+        mv, v0, key, k=k, which=which, max_iter=max_iter, tol=tol, products=products
+    )
 
 
 def _start_vector(key, size, dtype, start):
@@ -140,13 +142,22 @@ def _start_vector(key, size, dtype, start):
     return jax.random.normal(key, (size,), dtype)
 
 
-def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, start, chunk):
+def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, start, chunk, keep):
     op = core.Operator(spec, params, data, loop)
     v0 = _start_vector(key, op.size, op.dtype, start)
     key = jax.random.fold_in(key, 1)
     if op.loop == "device":
         res = _lanczos_device(
-            params, data, v0, key, spec=spec, k=k, which=which, max_iter=max_iter, tol=tol
+            params,
+            data,
+            v0,
+            key,
+            spec=spec,
+            k=k,
+            which=which,
+            max_iter=max_iter,
+            tol=tol,
+            products=keep,
         )
         return op, res, None
     if chunk is None:  # a data set's product is already one call per batch: test every step
@@ -162,6 +173,7 @@ def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, s
         n=op.size,
         min_iter=min_iter,
         chunk=chunk,
+        products=keep,
     )
     res = lz.extract_host(state, k=k, which=which)
     alpha, beta = jax.device_get((state.alpha, state.beta))
@@ -209,8 +221,10 @@ def eigenvalues(
     full reorthogonalization. Lanczos stops once every wanted pair's residual is at most
     ``tol * scale`` (default ``tol = sqrt(eps)`` of the dtype; ``scale`` the largest ``|Ritz
     value|``), or after ``max_iter`` steps (default ``max(100, 4k)``); ``num_iter`` instead runs
-    exactly that many steps. ``residuals=True`` recomputes ``||H v - lambda v||`` (one product
-    per pair, counted in ``num_hvps``) so ``converged`` does not trust the estimate.
+    exactly that many steps. ``residuals=True`` computes the true ``||H v - lambda v||`` from
+    the products the run made (``H v = sum_j s_j H q_j``, so the run keeps each ``H q_j``:
+    memory as its basis, no extra product) so ``converged`` does not trust the recurrence's
+    estimate ``|beta_j s_j|``; ``residuals=False`` keeps that estimate and halves the memory.
     A non-finite loss or gradient raises (Lanczos checks them only when a Ritz value comes out
     non-finite; ``check_finite=False`` skips the check for a caller that has made it);
     non-finite eigenvalues raise either way.
@@ -288,15 +302,14 @@ def eigenvalues(
         min(min_iter, steps),
         start,
         steps_per_call,
+        residuals,
     )
     if check_finite and not np.all(np.isfinite(np.asarray(res.values))):
         core.check_finite_loss(spec, params, data, "eigenvalues")  # the loss's sentence first
     core.check_finite_values(res.values, "the Ritz values")
-    resid, hvps = np.asarray(res.residuals, np.float64), int(res.steps)
-    if residuals:
-        products = op.each(res.vectors) if op.per_batch else op(res.vectors)
-        resid = np.asarray(_residual_norms(products, res.values, res.vectors), np.float64)
-        hvps += len(resid)
+    resid = np.asarray(res.residuals, np.float64)
+    if residuals:  # the true residual from the products the run made: no new product
+        resid = np.asarray(_residual_norms(res.products, res.values, res.vectors), np.float64)
     scale = float(res.scale)
     return Eigenpairs(
         res.values,
@@ -305,7 +318,7 @@ def eigenvalues(
         resid <= tol * max(scale, 1e-300),
         "lanczos",
         n,
-        hvps,
+        int(res.steps),
         tol,
         dict(loss_info or {}),
         embed,
