@@ -5,7 +5,8 @@ the first moment, the second moment, then the parameters, which read both moment
 is 40 bytes of memory traffic per float32 parameter where one pass needs 28 (read
 :math:`\theta, g, m, v`; write :math:`\theta, m, v`). A fused optimizer runs the same
 operations in one C++ pass (``_native/csrc/fused_kernels.cc``, through ``jax.ffi``) that updates
-the parameters and moments in place, over all leaves at once, on XLA's intra-op threads.
+the parameters and moments in place, over all leaves at once, split among helper threads of
+the kernels' own (not XLA's pool; see :mod:`jaxopt_notes._native`).
 
 >>> import jax, jax.numpy as jnp
 >>> from jaxopt_notes import fused
@@ -44,258 +45,46 @@ with the compiled chain to rounding (1e-5 after 50 steps) and bit for bit with a
 transcription; in float64 with optax, torch and the papers to 1e-9 (``tests/test_fused.py``).
 float32 and float64 leaves only (and, opt-in, float32 params with bfloat16 Adam moments).
 
-The kernels are compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``
-or ``c++``) into ``$JAXOPT_NOTES_CACHE`` (default ``~/.cache/jaxopt_notes``). Where no
-compiler is found, ``step`` runs the chain instead; :func:`available` tells which. Where the
-default backend is not the CPU (GPU/TPU, whose XLA compilers can merge the chain's loops
-themselves), ``step`` runs the chain without building anything, also for arrays put on the
-CPU there. A step over 64K params or more shares its chunks with helper threads of the
-kernels' own (one per further core), which spin for 300 us after each step before they sleep.
+The kernels are built by ``jaxopt-notes build-kernels``, or else on first use (with a notice),
+with the system's C++ compiler (``$CXX``, else ``g++`` or ``c++``) into ``$JAXOPT_NOTES_CACHE``
+(default ``~/.cache/jaxopt_notes``; see :mod:`jaxopt_notes._native` for the flags and the
+checks before loading). Where no compiler is found, ``step`` runs the chain instead;
+:func:`available` tells which. Where the default backend is not the CPU (GPU/TPU, whose XLA
+compilers can merge the chain's loops themselves), ``step`` runs the chain without building
+anything, also for arrays put on the CPU there. A step of more than one chunk (32K elements)
+shares its chunks with the helper threads (``JAXOPT_NOTES_THREADS``, default one per further
+core), which spin for ``JAXOPT_NOTES_SPIN_US`` (default 300 us) after each step, then sleep.
 """
 
 from __future__ import annotations
 
-import itertools
-import warnings
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax
 import jax.numpy as jnp
-import optax
 
-from jaxopt_notes import _checks, _native, adam_family, optimizers
+from jaxopt_notes import _checks, adam_family, optimizers
 from jaxopt_notes._hyperparams import hyperparams
-from jaxopt_notes.combine import apply_updates, increment
+from jaxopt_notes.combine import increment
+from jaxopt_notes.fused_step import (
+    FusedOptimizer,
+    Spec,
+    available,
+    build,
+    chain_step,
+    find,
+    guard,
+    learning_rate_of,
+)
 from jaxopt_notes.moments import (
     AmsgradMaxState,
     BiasCorrectionState,
     FirstMomentState,
     SecondMomentState,
 )
-from jaxopt_notes.transforms import AddDecayedWeightsState, ScheduleState, TraceState
+from jaxopt_notes.transforms import AddDecayedWeightsState, TraceState
 
-
-class FusedOptimizer(NamedTuple):
-    """``init(params) -> state``; ``step(params, state, grads) -> (params, state)``; ``tx``,
-    the chain; ``chain_state(state, params)``, the state as ``tx`` keeps it (the same state,
-    unless the optimizer was made with ``flat_state=True``)."""
-
-    init: Callable[[Any], Any]
-    step: Callable[[Any, Any, Any], tuple[Any, Any]]
-    tx: optax.GradientTransformation
-    chain_state: Callable[[Any, Any], Any]
-
-
-def _registered() -> str | None:
-    """Builds and registers the kernels (once); returns why not, or None."""
-    return _native.registered("fused")
-
-
-def available() -> bool:
-    """Whether the fused kernels are built and registered (compiling them if needed)."""
-    return _registered() is None
-
-
-# --- the shared step --------------------------------------------------------------------------
-
-
-def _find(state: Any, cls: type) -> Any:
-    """The first link state of type ``cls`` in a chain's (nested) state, or None."""
-    found = [
-        s
-        for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, cls))
-        if isinstance(s, cls)
-    ]
-    return found[0] if found else None
-
-
-def _swap(state: Any, cls: type, **fields: Any) -> Any:
-    """``state`` with the fields of its ``cls`` link replaced."""
-    is_link = lambda s: isinstance(s, cls)  # noqa: E731
-    return jax.tree.map(lambda s: s._replace(**fields) if is_link(s) else s, state, is_leaf=is_link)
-
-
-def _learning_rate(learning_rate: Any, state: Any, dtype: Any) -> jax.Array:
-    """:math:`-\\eta` as ``scale_by_learning_rate`` multiplies it (a float or a schedule)."""
-    if callable(learning_rate):
-        return -jnp.asarray(learning_rate(_find(state, ScheduleState).count), dtype)
-    return jnp.asarray(-learning_rate, dtype)
-
-
-class Spec(NamedTuple):
-    """What a kernel needs: its target and attributes, where the chain keeps the moments it
-    updates (``(link state type, field)``), the step's scalars, and the moments' storage."""
-
-    target: str
-    attributes: dict
-    moments: list[tuple[type, str]]
-    coef: Callable[[Any, Any], list]  # (state, dtype) -> scalars
-    moment_dtype: Any = None
-
-
-def _check_dtypes(leaves: list, grads: list, moments: list[list], moment_dtype: Any) -> None:
-    for p, g, *ms in zip(leaves, grads, *moments, strict=True):
-        kept = p.dtype if moment_dtype is None else moment_dtype
-        if (
-            p.dtype not in (jnp.float32, jnp.float64)
-            or g.dtype != p.dtype
-            or any(m.dtype != kept for m in ms)
-            or (moment_dtype is not None and p.dtype != jnp.float32)
-        ):
-            raise ValueError(
-                "fused optimizers need float32 or float64 params with grads of the same dtype "
-                "and moments of that dtype (or bfloat16 with float32 params and "
-                f"`moment_dtype=jnp.bfloat16`), got params {p.dtype}, grads {g.dtype}, moments "
-                f"{[str(m.dtype) for m in ms]}"
-            )
-
-
-def _kernel(target: str, attributes: dict, coef: jax.Array, leaves: list[list]) -> list[list]:
-    """One ffi call over ``leaves`` (each [param, grad, moments...]); returns per leaf
-    [param, moments...], each aliased to its input so that a donated step runs in place."""
-    per = len(leaves[0])
-    written = [0, *range(2, per)]  # the grad is only read
-    outs = [leaf[a] for leaf in leaves for a in written]
-    aliases = {
-        1 + per * j + a: len(written) * j + r
-        for j in range(len(leaves))
-        for r, a in enumerate(written)
-    }
-    shapes = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in outs]
-    call = jax.ffi.ffi_call(target, shapes, input_output_aliases=aliases)
-    results = call(coef, *[x for leaf in leaves for x in leaf], **attributes, flat_state=False)
-    return [results[len(written) * j : len(written) * (j + 1)] for j in range(len(leaves))]
-
-
-def _flat_kernel(
-    target: str, attributes: dict, coef: jax.Array, leaves: list, grads: list, flats: list
-) -> tuple[list, list]:
-    """One ffi call with the moments as flat buffers (the leaves' elements in order); returns
-    the params and the flat moments, each aliased to its input."""
-    count = len(leaves)
-    aliases = {1 + 2 * j: j for j in range(count)}
-    aliases |= {1 + 2 * count + k: count + k for k in range(len(flats))}
-    shapes = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in [*leaves, *flats]]
-    call = jax.ffi.ffi_call(target, shapes, input_output_aliases=aliases)
-    pairs = [x for p, g in zip(leaves, grads, strict=True) for x in (p, g)]
-    results = call(coef, *pairs, *flats, **attributes, flat_state=True)
-    return results[:count], results[count:]
-
-
-def _call(tx: Any, spec: Spec, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
-    target, attributes, moments, coef, moment_dtype = spec
-    leaves, treedef = jax.tree.flatten(params)
-    flat_grads = treedef.flatten_up_to(grads)
-    flat_moments = [treedef.flatten_up_to(getattr(_find(state, c), f)) for c, f in moments]
-    _check_dtypes(leaves, flat_grads, flat_moments, moment_dtype)
-    new = [None] * len(leaves)  # per leaf: [param, moments...]
-    for dtype in sorted({p.dtype for p in leaves}, key=str):  # the kernel takes one type
-        index = [i for i, p in enumerate(leaves) if p.dtype == dtype]
-        arrays = [[leaves[i], flat_grads[i], *(m[i] for m in flat_moments)] for i in index]
-        k = jnp.stack([jnp.asarray(c, dtype) for c in coef(state, dtype)])
-        for i, out in zip(index, _kernel(target, attributes, k, arrays), strict=True):
-            new[i] = out
-    # Counts and other scalars come from the chain's own update: its array outputs are unused,
-    # so they are dropped from the compiled step, and only the bookkeeping remains.
-    _, new_state = tx.update(grads, state, params)
-    for k, (cls, field) in enumerate(moments):
-        new_state = _swap(new_state, cls, **{field: treedef.unflatten([n[1 + k] for n in new])})
-    return treedef.unflatten([n[0] for n in new]), new_state
-
-
-def _flatten(state: Any, moments: list[tuple[type, str]]) -> Any:
-    """The chain's ``state`` with each moment tree as one flat buffer (its leaves in order)."""
-    for cls, field in moments:
-        leaves = jax.tree.leaves(getattr(_find(state, cls), field))
-        flat = jnp.concatenate([x.ravel() for x in leaves]) if leaves else jnp.zeros(0)
-        state = _swap(state, cls, **{field: flat})
-    return state
-
-
-def _unflatten(state: Any, moments: list[tuple[type, str]], params: Any) -> Any:
-    """The inverse of :func:`_flatten`: each flat moment cut into the shapes of ``params``."""
-    leaves, treedef = jax.tree.flatten(params)
-    ends = list(itertools.accumulate(x.size for x in leaves))
-    for cls, field in moments:
-        flat = getattr(_find(state, cls), field)
-        parts = [flat[e - x.size : e].reshape(x.shape) for x, e in zip(leaves, ends, strict=True)]
-        state = _swap(state, cls, **{field: treedef.unflatten(parts)})
-    return state
-
-
-def _flat_call(tx: Any, spec: Spec, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
-    target, attributes, moments, coef, moment_dtype = spec
-    leaves, treedef = jax.tree.flatten(params)
-    flat_grads = treedef.flatten_up_to(grads)
-    flats = [getattr(_find(state, c), f) for c, f in moments]
-    kept = jnp.dtype(moment_dtype or (leaves[0].dtype if leaves else jnp.float32))
-    if len({p.dtype for p in leaves}) > 1 or any(m.dtype != kept for m in flats):
-        raise ValueError(
-            "`flat_state=True` needs params of one dtype and moments of the kept dtype, got "
-            f"params {sorted({str(p.dtype) for p in leaves})}, moments "
-            f"{[str(m.dtype) for m in flats]}"
-        )
-    _check_dtypes(leaves, flat_grads, [[m] * len(leaves) for m in flats], moment_dtype)
-    # bookkeeping from the chain, on the moments cut to shape (unused slices: dropped)
-    _, new_state = tx.update(grads, _unflatten(state, moments, params), params)
-    if not leaves:
-        return params, _flatten(new_state, moments)
-    k = jnp.stack([jnp.asarray(c, leaves[0].dtype) for c in coef(state, leaves[0].dtype)])
-    new_leaves, new_flats = _flat_kernel(target, attributes, k, leaves, flat_grads, flats)
-    for (cls, field), flat in zip(moments, new_flats, strict=True):
-        new_state = _swap(new_state, cls, **{field: flat})
-    return treedef.unflatten(new_leaves), new_state
-
-
-def _chain_step(tx: optax.GradientTransformation) -> Callable:
-    def chain_step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return apply_updates(params, updates), state
-
-    return chain_step
-
-
-def _fused(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> FusedOptimizer:
-    _checks.flag("flat_state", flat_state)
-    chain_step = _chain_step(tx)
-    if flat_state:
-        moments = spec.moments
-
-        def init(params):
-            return _flatten(tx.init(params), moments)
-
-        def chain_state(state, params):
-            return _unflatten(state, moments, params)
-
-        def fallback(params, state, grads):
-            params, state = chain_step(params, chain_state(state, params), grads)
-            return params, _flatten(state, moments)
-
-        call = _flat_call
-    else:
-        init, chain_state, fallback, call = tx.init, lambda state, params: state, chain_step, _call
-
-    def step(params, state, grads):
-        if jax.default_backend() != "cpu":  # the chain, as intended there; nothing is built
-            return fallback(params, state, grads)
-        if _registered() is not None:
-            warnings.warn(
-                f"fused kernels unavailable ({_registered()}): running the chain", stacklevel=2
-            )
-            return fallback(params, state, grads)
-        kernel = lambda p, s, g: call(tx, spec, g, s, p)  # noqa: E731
-        return jax.lax.platform_dependent(params, state, grads, cpu=kernel, default=fallback)
-
-    return FusedOptimizer(init, step, tx, chain_state)
-
-
-def _guard(eps: Any) -> bool:
-    """Whether the chain's ``ratio(eps)`` guards a zero denominator (see ``moments.ratio``)."""
-    return not (isinstance(eps, int | float) and eps > 0)
-
-
-# --- the optimizers ---------------------------------------------------------------------------
+__all__ = ["OPTIMIZERS", "FusedOptimizer", "adagrad", "adam", "available", "rmsprop", "sgd"]
 
 
 def adam(
@@ -341,8 +130,8 @@ def adam(
     torch_max = convention == "pytorch"
 
     def coef(state, dtype):
-        t = increment(_find(state, BiasCorrectionState).count)
-        decay = _find(state, AddDecayedWeightsState)
+        t = increment(find(state, BiasCorrectionState).count)
+        decay = find(state, AddDecayedWeightsState)
         lam = weight_decay(decay.count) if callable(weight_decay) else (weight_decay or 0.0)
         return [
             1 - b1,
@@ -353,7 +142,7 @@ def adam(
             1 / (1 - b2**t).astype(dtype),
             eps,
             eps_root,
-            _learning_rate(learning_rate, state, dtype),
+            learning_rate_of(learning_rate, state, dtype),
             lam,
         ]
 
@@ -362,10 +151,10 @@ def adam(
     attributes = {
         "amsgrad": (2 if torch_max else 1) if amsgrad else 0,
         "decay": weight_decay is not None,
-        "guard": _guard(eps),
+        "guard": guard(eps),
         "bf16_moments": moment_dtype is not None,
     }
-    return _fused(tx, Spec("jn_fused_adam", attributes, moments, coef, moment_dtype), flat_state)
+    return build(tx, Spec("jn_fused_adam", attributes, moments, coef, moment_dtype), flat_state)
 
 
 def sgd(
@@ -382,17 +171,17 @@ def sgd(
     tx = optimizers.sgd(learning_rate, momentum, nesterov, convention=convention)
     if momentum is None:
         _checks.flag("flat_state", flat_state)
-        return FusedOptimizer(tx.init, _chain_step(tx), tx, lambda state, params: state)
+        return FusedOptimizer(tx.init, chain_step(tx), tx, lambda state, params: state)
     if not momentum:
         raise ValueError(f"`momentum` must be > 0 for a fused sgd, got {momentum!r}")
     hp = hyperparams(tx)
 
     def coef(state, dtype):
-        return [hp["momentum"], _learning_rate(learning_rate, state, dtype)]
+        return [hp["momentum"], learning_rate_of(learning_rate, state, dtype)]
 
     kind = 2 if hp["nesterov"] else 1
     spec = Spec("jn_fused_sgd", {"momentum": kind}, [(TraceState, "trace")], coef)
-    return _fused(tx, spec, flat_state)
+    return build(tx, spec, flat_state)
 
 
 def _scaled(
@@ -405,12 +194,12 @@ def _scaled(
     traced = momentum is not None
 
     def coef(state, dtype):
-        lr = _learning_rate(learning_rate, state, dtype)
+        lr = learning_rate_of(learning_rate, state, dtype)
         return [c2, rho, eps_root, eps_out, lr, momentum if traced else 0.0]
 
     moments = [(SecondMomentState, "nu")] + ([(TraceState, "trace")] if traced else [])
-    attributes = {"guard": _guard(eps_out), "momentum": (2 if nesterov else 1) if traced else 0}
-    return _fused(tx, Spec("jn_fused_scaled", attributes, moments, coef), flat_state)
+    attributes = {"guard": guard(eps_out), "momentum": (2 if nesterov else 1) if traced else 0}
+    return build(tx, Spec("jn_fused_scaled", attributes, moments, coef), flat_state)
 
 
 def rmsprop(

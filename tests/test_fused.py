@@ -18,7 +18,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxopt_notes import _native, fused
+from jaxopt_notes import _native, fused, fused_step
 from tests import reference as ref
 from tests.test_equivalence import STEPS, TOL, rel_err, run_jax, run_steps, run_torch
 
@@ -320,7 +320,7 @@ def test_flat_state_without_kernels_runs_the_chain_and_needs_one_dtype(monkeypat
     want, want_state = _apply(opt.tx)(params, opt.tx.init(params), grads)
     got, _ = opt.step(params, opt.init(params), grads)
     np.testing.assert_allclose(got["w"], want["w"], rtol=1e-6)  # the kernel: up to rounding
-    monkeypatch.setattr(fused, "_registered", lambda: "no compiler (test)")
+    monkeypatch.setattr(fused_step, "registered", lambda: "no compiler (test)")
     with pytest.warns(UserWarning, match="running the chain"):
         chain, chain_state = opt.step(params, opt.init(params), grads)
     np.testing.assert_array_equal(chain["w"], want["w"])
@@ -392,7 +392,7 @@ def test_bad_input_is_refused_with_a_sentence():
 def test_without_kernels_the_step_runs_the_chain(monkeypatch):
     opt = fused.adam(0.1)
     params, grads = {"w": jnp.ones(3)}, {"w": jnp.full(3, 2.0)}
-    monkeypatch.setattr(fused, "_registered", lambda: "no compiler (test)")
+    monkeypatch.setattr(fused_step, "registered", lambda: "no compiler (test)")
     with pytest.warns(UserWarning, match="running the chain"):
         got, _ = opt.step(params, opt.init(params), grads)
     want, _ = _apply(opt.tx)(params, opt.init(params), grads)
@@ -404,7 +404,7 @@ def test_off_the_cpu_the_step_runs_the_chain_and_builds_nothing(monkeypatch):
         raise AssertionError("built the CPU kernels for another backend")
 
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    monkeypatch.setattr(fused, "_registered", no_build)
+    monkeypatch.setattr(fused_step, "registered", no_build)
     opt = fused.adam(0.1, flat_state=True)
     params, grads = {"w": jnp.ones(3)}, {"w": jnp.full(3, 2.0)}
     got, state = opt.step(params, opt.init(params), grads)  # no warning: the intended path
