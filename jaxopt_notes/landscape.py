@@ -346,13 +346,16 @@ def plot_pair(grids: Sequence[Surface], labels: Sequence[str], path) -> None:
 
     logs = [np.log10(np.maximum(g.values, 1e-12)) for g in grids]
     levels = np.linspace(min(v.min() for v in logs), max(v.max() for v in logs), 21)
-    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), 4.4), squeeze=False)
+    # constrained layout keeps each panel's y label clear of its neighbour and the colour bar
+    fig, axes = plt.subplots(
+        1, len(grids), figsize=(5 * len(grids), 4.4), squeeze=False, layout="constrained"
+    )
     for ax, grid, value, label in zip(axes[0], grids, logs, labels, strict=True):
         gx, gy = np.meshgrid(grid.xs, grid.ys)
         cs = ax.contourf(gx, gy, value, levels=levels, cmap="viridis")
         ax.plot([0], [0], "w*", markersize=10)
         ax.set(xlabel="direction 1", ylabel="direction 2", title=label)
-    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 loss")
+    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 loss", format="%.2f")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

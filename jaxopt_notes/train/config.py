@@ -134,10 +134,10 @@ class TrainConfig:
     )
     track_curvature: int = _knob(0, "every this many steps, record Hessian eigenvalues (0: off)")
     curvature_examples: int = _knob(
-        256, "training images the curvature is measured on (0: the whole training set)"
+        32, "training images the curvature is measured on (0: the whole training set)"
     )
-    curvature_iters: int = _knob(8, "Lanczos steps per curvature measurement (warm-started)")
-    curvature_probes: int = _knob(4, "Hutchinson probes of the trace per measurement")
+    curvature_iters: int = _knob(4, "Lanczos steps per curvature measurement (warm-started)")
+    curvature_probes: int = _knob(2, "Hutchinson probes of the trace per measurement")
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -163,7 +163,6 @@ class TrainConfig:
             _at_least(name, getattr(self, name), 0)
         for name in ("curvature_iters", "curvature_probes"):
             _at_least(name, getattr(self, name), 2)
-            _at_least(name, getattr(self, name), 0)
         _real("learning_rate", self.learning_rate, low=0.0, low_open=True)
         _real("val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
         _real("dropout", self.dropout, low=0.0, high=1.0, high_open=True)

@@ -102,6 +102,9 @@ class CurvatureTracker:
             out = {
                 "top": ext.values[0],
                 "bottom": ext.values[-1],
+                # the Ritz residual estimates, relative to the spectrum's scale: how converged
+                "top_residual": ext.residuals[0] / jnp.maximum(ext.scale, 1e-30),
+                "bottom_residual": ext.residuals[-1] / jnp.maximum(ext.scale, 1e-30),
                 "trace": samples.mean(),
                 "trace_se": samples.std(ddof=1) / np.sqrt(probes),
             }
