@@ -19,9 +19,8 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
-from jaxopt_notes._stream import Moments
 from jaxopt_notes.combine import chain
-from jaxopt_notes.moments import _ema_sq, _real_zeros, second_moment
+from jaxopt_notes.moments import _ema_sq, _needs, _real_zeros, second_moment
 from jaxopt_notes.transforms import add_decayed_weights, scale_by_learning_rate
 
 GT = optax.GradientTransformationExtraArgs
@@ -62,8 +61,7 @@ def delta_ratio(rho: float = 0.9, eps: float = 1e-6) -> optax.GradientTransforma
 
     def update_fn(updates, state, params=None):
         del params
-        if not isinstance(updates, Moments) or updates.nu is None:
-            raise ValueError("`delta_ratio` needs a second moment before it in the chain, got none")
+        _needs(updates, "delta_ratio", "nu")
 
         def step(g, v, x):
             return (jnp.sqrt(x + eps) / jnp.sqrt(v + eps)).astype(g.dtype) * g

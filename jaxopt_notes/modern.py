@@ -27,19 +27,19 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
-from jaxopt_notes._stream import Moments
 from jaxopt_notes.adam_family import adam_direction, adam_moments
 from jaxopt_notes.combine import chain, increment, zero_count
 from jaxopt_notes.moments import (
     SecondMomentState,
     _ema_sq,
-    _open,
+    _needs,
     _real,
     _real_zeros,
     _store,
     abs_sq,
     bias_correction,
     first_moment,
+    moment_link,
 )
 from jaxopt_notes.transforms import _plain, add_decayed_weights, scale_by_learning_rate
 
@@ -104,21 +104,12 @@ def belief_moment(
     _checks.non_negative("eps_root", eps_root)
     dtype = _checks.dtype("dtype", dtype)
 
-    def init_fn(params):
-        return SecondMomentState(nu=_real_zeros(params, dtype=dtype))
+    def surprise(m, nu):
+        m = _needs(m, "belief_moment", "mu")
+        return jax.tree.map(lambda g, mu, t: _ema_sq(g - mu, t, b2) + eps_root, m.grad, m.mu, nu)
 
-    def update_fn(updates, state, params=None):
-        del params
-        m = _open(updates)
-        if m.mu is None:
-            raise ValueError(
-                "`belief_moment` needs a first moment before it in the chain, got none"
-            )
-        surprise = lambda g, mu, t: _ema_sq(g - mu, t, b2) + eps_root  # noqa: E731
-        nu = jax.tree.map(surprise, m.grad, m.mu, state.nu)
-        return m._replace(nu=nu), SecondMomentState(nu=_store(nu, dtype))
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    init = lambda p: _real_zeros(p, dtype=dtype)  # noqa: E731
+    return moment_link("nu", SecondMomentState, init, surprise, dtype)
 
 
 @recorded
@@ -138,21 +129,14 @@ def yogi_moment(
     _checks.beta("b2", b2)
     _checks.non_negative("initial_accumulator_value", initial_accumulator_value)
 
-    def init_fn(params):
-        return SecondMomentState(nu=_real_zeros(params, initial_accumulator_value))
+    def additive(g, t):
+        sq, v = abs_sq(g), t.astype(_real(g))
+        return v - (1 - b2) * jnp.sign(v - sq) * sq
 
-    def update_fn(updates, state, params=None):
-        del params
-        m = _open(updates)
-
-        def additive(g, t):
-            sq, v = abs_sq(g), t.astype(_real(g))
-            return v - (1 - b2) * jnp.sign(v - sq) * sq
-
-        nu = jax.tree.map(additive, m.grad, state.nu)
-        return m._replace(nu=nu), SecondMomentState(nu=nu)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    init = lambda p: _real_zeros(p, initial_accumulator_value)  # noqa: E731
+    return moment_link(
+        "nu", SecondMomentState, init, lambda m, nu: jax.tree.map(additive, m.grad, nu)
+    )
 
 
 class RectifyState(NamedTuple):
@@ -197,8 +181,7 @@ def rectify(
 
     def update_fn(updates, state, params=None):
         del params
-        if not isinstance(updates, Moments) or updates.mu is None or updates.nu is None:
-            raise ValueError("`rectify` needs a first and a second moment before it, got none")
+        _needs(updates, "rectify", "mu", "nu")
         t = increment(state.count)
         b2t = b2**t
         rho = rho_inf - 2 * t * b2t / (1 - b2t)

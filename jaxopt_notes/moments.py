@@ -26,6 +26,7 @@ mix freely around it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -70,6 +71,37 @@ def _store(tree: Any, dtype: Any) -> Any:
     return tree if dtype is None else jax.tree.map(lambda x: x.astype(dtype), tree)
 
 
+def _needs(updates: Any, link: str, *fields: str) -> Moments:
+    """The stream, after checking that the links before ``link`` filled ``fields``."""
+    if not isinstance(updates, Moments) or any(getattr(updates, f) is None for f in fields):
+        what = " and a ".join({"mu": "first", "nu": "second"}[f] for f in fields)
+        raise ValueError(f"`{link}` needs a {what} moment before it in the chain, got none")
+    return updates
+
+
+def moment_link(
+    sets: str,
+    state: type,
+    init: Callable[[Any], Any],
+    step: Callable[[Moments, Any], Any],
+    dtype: Any = None,
+) -> optax.GradientTransformation:
+    """A moment link from its math alone: ``init(params)`` is the kept tree, ``step(stream,
+    kept)`` its new value, which fills the field ``sets`` of the stream and is kept (in
+    ``dtype`` when given) as the one field of ``state``. The plumbing every moment link shares."""
+
+    def init_fn(params):
+        return state(init(params))
+
+    def update_fn(updates, kept_state, params=None):
+        del params
+        m = _open(updates)
+        value = step(m, kept_state[0])
+        return m._replace(**{sets: value}), state(_store(value, dtype))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 class FirstMomentState(NamedTuple):
     mu: Any
 
@@ -86,16 +118,10 @@ def first_moment(b1: float = 0.9, *, dtype: Any = None) -> optax.GradientTransfo
     _checks.beta("b1", b1)
     dtype = _checks.dtype("dtype", dtype)
 
-    def init_fn(params):
-        return FirstMomentState(mu=_zeros(params, dtype=dtype))
+    def ema(m, mu):
+        return jax.tree.map(lambda g, t: (1 - b1) * g + b1 * t.astype(g.dtype), m.grad, mu)
 
-    def update_fn(updates, state, params=None):
-        del params
-        m = _open(updates)
-        mu = jax.tree.map(lambda g, t: (1 - b1) * g + b1 * t.astype(g.dtype), m.grad, state.mu)
-        return m._replace(mu=mu), FirstMomentState(mu=_store(mu, dtype))
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return moment_link("mu", FirstMomentState, lambda p: _zeros(p, dtype=dtype), ema, dtype)
 
 
 class SecondMomentState(NamedTuple):
@@ -117,16 +143,11 @@ def second_moment(
     _checks.non_negative("initial_scale", initial_scale)
     dtype = _checks.dtype("dtype", dtype)
 
-    def init_fn(params):
-        return SecondMomentState(nu=_real_zeros(params, initial_scale, dtype))
+    def ema(m, nu):
+        return jax.tree.map(lambda g, t: _ema_sq(g, t, b2), m.grad, nu)
 
-    def update_fn(updates, state, params=None):
-        del params
-        m = _open(updates)
-        nu = jax.tree.map(lambda g, t: _ema_sq(g, t, b2), m.grad, state.nu)
-        return m._replace(nu=nu), SecondMomentState(nu=_store(nu, dtype))
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    init = lambda p: _real_zeros(p, initial_scale, dtype)  # noqa: E731
+    return moment_link("nu", SecondMomentState, init, ema, dtype)
 
 
 @recorded
@@ -135,16 +156,11 @@ def accumulate_squares(initial_accumulator_value: float = 0.0) -> optax.Gradient
     = ``initial_accumulator_value``. Opens or extends a :class:`Moments` stream (``nu``)."""
     _checks.non_negative("initial_accumulator_value", initial_accumulator_value)
 
-    def init_fn(params):
-        return SecondMomentState(nu=_real_zeros(params, initial_accumulator_value))
+    def add(m, nu):
+        return jax.tree.map(lambda g, t: abs_sq(g) + t.astype(_real(g)), m.grad, nu)
 
-    def update_fn(updates, state, params=None):
-        del params
-        m = _open(updates)
-        nu = jax.tree.map(lambda g, t: abs_sq(g) + t.astype(_real(g)), m.grad, state.nu)
-        return m._replace(nu=nu), SecondMomentState(nu=nu)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    init = lambda p: _real_zeros(p, initial_accumulator_value)  # noqa: E731
+    return moment_link("nu", SecondMomentState, init, add)
 
 
 @recorded
@@ -154,16 +170,10 @@ def infinity_moment(b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTrans
     _checks.beta("b2", b2)
     _checks.non_negative("eps", eps)
 
-    def init_fn(params):
-        return SecondMomentState(nu=_real_zeros(params))
+    def decayed_max(m, nu):
+        return jax.tree.map(lambda g, t: jnp.maximum(jnp.abs(g) + eps, b2 * t), m.grad, nu)
 
-    def update_fn(updates, state, params=None):
-        del params
-        m = _open(updates)
-        nu = jax.tree.map(lambda g, t: jnp.maximum(jnp.abs(g) + eps, b2 * t), m.grad, state.nu)
-        return m._replace(nu=nu), SecondMomentState(nu=nu)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return moment_link("nu", SecondMomentState, _real_zeros, decayed_max)
 
 
 class BiasCorrectionState(NamedTuple):
@@ -256,18 +266,10 @@ def amsgrad_max() -> optax.GradientTransformation:
     maxes the raw :math:`v` and the correction divides the max (torch.optim).
     """
 
-    def init_fn(params):
-        return AmsgradMaxState(nu_max=_real_zeros(params))
+    def running_max(m, nu_max):
+        return jax.tree.map(jnp.maximum, nu_max, _needs(m, "amsgrad_max", "nu").nu)
 
-    def update_fn(updates, state, params=None):
-        del params
-        m = _open(updates)
-        if m.nu is None:
-            raise ValueError("`amsgrad_max` needs a second moment before it in the chain, got none")
-        nu_max = jax.tree.map(jnp.maximum, state.nu_max, m.nu)
-        return m._replace(nu=nu_max), AmsgradMaxState(nu_max=nu_max)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return moment_link("nu", AmsgradMaxState, _real_zeros, running_max)
 
 
 @recorded
@@ -298,8 +300,7 @@ def ratio(eps: float = 1e-8, eps_root: float = 0.0, power: float = 0.5):
 
     def update_fn(updates, state, params=None):
         del params
-        if not isinstance(updates, Moments) or updates.nu is None:
-            raise ValueError("`ratio` needs a second moment before it in the chain, got none")
+        _needs(updates, "ratio", "nu")
         num = updates.grad if updates.mu is None else updates.mu
         return jax.tree.map(divide, num, updates.nu), state
 
