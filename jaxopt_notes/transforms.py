@@ -28,6 +28,30 @@ def _plain(name: str, updates: Any) -> None:
         )
 
 
+def stateless(name: str, fn: Callable[[Any], Any]) -> optax.GradientTransformation:
+    """A link with no state whose update is ``fn(updates)``, on plain trees only (a Moments
+    stream is refused by ``name``); the plumbing of scale, clip, normalize and the like."""
+
+    def update_fn(updates, state, params=None):
+        del params
+        _plain(name, updates)
+        return fn(updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+def with_params(name: str, updates: Any, params: Any, mask: Any = None) -> Any:
+    """Checks what a link that reads the params needs (``params`` given, plain ``updates`` of
+    their structure) and returns ``mask`` resolved to a tree of bools (``None``: every leaf;
+    a callable: applied to the params)."""
+    if params is None:
+        raise ValueError(f"`{name}` needs `params` in `update`, got None")
+    _plain(name, updates)
+    _checks.same_structure(name, updates, params)
+    keep = mask(params) if callable(mask) else mask
+    return jax.tree.map(lambda _: True, params) if keep is None else keep
+
+
 class TraceState(NamedTuple):
     trace: Any
 
@@ -81,13 +105,7 @@ def trace(
 def scale(step_size: float) -> optax.GradientTransformation:
     r""":math:`u = s \cdot g` for a constant ``step_size`` :math:`s` (of either sign)."""
     _checks.real("step_size", step_size)
-
-    def update_fn(updates, state, params=None):
-        del params
-        _plain("scale", updates)
-        return jax.tree.map(lambda g: step_size * g, updates), state
-
-    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+    return stateless("scale", lambda updates: jax.tree.map(lambda g: step_size * g, updates))
 
 
 class ScheduleState(NamedTuple):
@@ -181,13 +199,9 @@ def clip(max_delta: float) -> optax.GradientTransformation:
     Array([1. , 0.5], dtype=float32)
     """
     _checks.non_negative("max_delta", max_delta)
-
-    def update_fn(updates, state, params=None):
-        del params
-        _plain("clip", updates)
-        return jax.tree.map(lambda g: jnp.clip(g, -max_delta, max_delta), updates), state
-
-    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+    return stateless(
+        "clip", lambda u: jax.tree.map(lambda g: jnp.clip(g, -max_delta, max_delta), u)
+    )
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -210,17 +224,14 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     """
     _checks.positive("max_norm", max_norm)
 
-    def update_fn(updates, state, params=None):
-        del params
-        _plain("clip_by_global_norm", updates)
+    def rescale(updates):
         norm = global_norm(updates)
         small = norm < max_norm
-        clipped = jax.tree.map(
+        return jax.tree.map(
             lambda g: jnp.where(small, g, (g / norm.astype(g.dtype)) * max_norm), updates
         )
-        return clipped, state
 
-    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+    return stateless("clip_by_global_norm", rescale)
 
 
 class AddDecayedWeightsState(NamedTuple):
@@ -247,14 +258,8 @@ def add_decayed_weights(
         return AddDecayedWeightsState(count=zero_count())
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("`add_decayed_weights` needs `params` in `update`, got None")
-        _plain("add_decayed_weights", updates)
-        _checks.same_structure("add_decayed_weights", updates, params)
+        keep = with_params("add_decayed_weights", updates, params, mask)
         lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
-        keep = mask(params) if callable(mask) else mask
-        if keep is None:
-            keep = jax.tree.map(lambda _: True, params)
         decay = lambda g, p, k: g + jnp.asarray(lam, p.dtype) * p if k else g  # noqa: E731
         updates = jax.tree.map(decay, updates, params, keep)
         return updates, AddDecayedWeightsState(count=increment(state.count))

@@ -27,10 +27,10 @@ from jaxopt_notes.adam_family import adam_direction
 from jaxopt_notes.combine import chain
 from jaxopt_notes.moments import abs_sq
 from jaxopt_notes.transforms import (
-    _plain,
     add_decayed_weights,
     scale_by_learning_rate,
     trace,
+    with_params,
 )
 
 GT = optax.GradientTransformationExtraArgs
@@ -82,13 +82,7 @@ def trust_ratio(
         return u * r.astype(u.dtype)
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("`trust_ratio` needs `params` in `update`, got None")
-        _plain("trust_ratio", updates)
-        _checks.same_structure("trust_ratio", updates, params)
-        keep = mask(params) if callable(mask) else mask
-        if keep is None:
-            keep = jax.tree.map(lambda _: True, params)
+        keep = with_params("trust_ratio", updates, params, mask)
         return jax.tree.map(rescale, updates, params, keep), state
 
     return optax.GradientTransformation(optax.init_empty_state, update_fn)

@@ -8,6 +8,7 @@ state, an average of the parameters the updates lead to, read with :func:`averag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -17,7 +18,7 @@ import optax
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes.combine import increment, zero_count
-from jaxopt_notes.transforms import _plain, global_norm
+from jaxopt_notes.transforms import global_norm, stateless, with_params
 
 LookaheadParams = optax.LookaheadParams
 
@@ -113,13 +114,11 @@ def normalize() -> optax.GradientTransformation:
     Array([0.6, 0.8], dtype=float32)
     """
 
-    def update_fn(updates, state, params=None):
-        del params
-        _plain("normalize", updates)
+    def unit(updates):
         norm = global_norm(updates)
-        return jax.tree.map(lambda g: g / norm.astype(g.dtype), updates), state
+        return jax.tree.map(lambda g: g / norm.astype(g.dtype), updates)
 
-    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+    return stateless("normalize", unit)
 
 
 class SAMState(NamedTuple):
@@ -199,12 +198,25 @@ class ParamsAverageState(NamedTuple):
     average: Any  # the averaged parameters, a tree like the params
 
 
-def _next_params(name: str, updates: Any, params: Any) -> Any:
-    if params is None:
-        raise ValueError(f"`{name}` needs `params` in `update`, got None")
-    _plain(name, updates)
-    _checks.same_structure(name, updates, params)
-    return jax.tree.map(lambda p, u: (p + u).astype(jnp.result_type(p)), params, updates)
+def _averaging(
+    name: str, dtype: Any, mix: Callable[[jax.Array, Any, Any], Any]
+) -> optax.GradientTransformation:
+    """A link that passes the updates through and keeps an average of the params after the
+    step (in ``dtype``, else the params'), starting from the params it is initialised with:
+    ``mix(t, average, params)`` is the average after step ``t``, leaf by leaf."""
+
+    def init_fn(params):
+        average = jax.tree.map(lambda p: jnp.asarray(p, dtype or jnp.result_type(p)), params)
+        return ParamsAverageState(zero_count(), average)
+
+    def update_fn(updates, state, params=None):
+        with_params(name, updates, params)
+        theta = jax.tree.map(lambda p, u: (p + u).astype(jnp.result_type(p)), params, updates)
+        t = increment(state.count)
+        average = jax.tree.map(lambda a, x: mix(t, a, x), state.average, theta)
+        return updates, ParamsAverageState(t, average)
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 @recorded
@@ -243,25 +255,15 @@ def ema_params(
     _checks.flag("debias", debias)
     dtype = _checks.dtype("accumulator_dtype", accumulator_dtype)
 
-    def init_fn(params):
-        average = jax.tree.map(lambda p: jnp.asarray(p, dtype or jnp.result_type(p)), params)
-        return ParamsAverageState(zero_count(), average)
-
-    def update_fn(updates, state, params=None):
-        theta = _next_params("ema_params", updates, params)
-        t = increment(state.count)
+    def mix(t, a, x):
         if debias:  # the debiased average kept directly: weight of the past, of the new
             keep = decay * (1 - decay ** (t - 1)) / (1 - decay**t)
         else:
             keep = jnp.asarray(decay)
+        w = keep.astype(jnp.result_type(a))
+        return (w * a + (1 - w) * x.astype(a.dtype)).astype(a.dtype)
 
-        def mix(a, x):
-            w = keep.astype(jnp.result_type(a))
-            return (w * a + (1 - w) * x.astype(a.dtype)).astype(a.dtype)
-
-        return updates, ParamsAverageState(t, jax.tree.map(mix, state.average, theta))
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _averaging("ema_params", dtype, mix)
 
 
 @recorded
@@ -291,22 +293,11 @@ def polyak_params(*, accumulator_dtype: Any = None) -> optax.GradientTransformat
     """
     dtype = _checks.dtype("accumulator_dtype", accumulator_dtype)
 
-    def init_fn(params):
-        average = jax.tree.map(lambda p: jnp.asarray(p, dtype or jnp.result_type(p)), params)
-        return ParamsAverageState(zero_count(), average)
+    def mean(t, a, x):
+        step = (x.astype(a.dtype) - a) / t.astype(jnp.finfo(a.dtype).dtype)
+        return (a + step).astype(a.dtype)
 
-    def update_fn(updates, state, params=None):
-        theta = _next_params("polyak_params", updates, params)
-        t = increment(state.count)
-
-        def mean(a, x):
-            return (a + (x.astype(a.dtype) - a) / t.astype(jnp.finfo(a.dtype).dtype)).astype(
-                a.dtype
-            )
-
-        return updates, ParamsAverageState(t, jax.tree.map(mean, state.average, theta))
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _averaging("polyak_params", dtype, mean)
 
 
 def averaged_params(state: Any) -> Any:
