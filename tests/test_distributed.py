@@ -79,6 +79,78 @@ def test_two_processes_match_one_and_only_process_0_writes(tmp_path):
     )
 
 
+SHARDED_WORKER = """
+import sys, numpy as np, jax
+from jaxopt_notes import data as data_lib
+from jaxopt_notes.train import TrainConfig, distributed, make_mesh, train
+pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+epochs, resume = int(sys.argv[4]), sys.argv[5] == "1"
+distributed.initialize(f"127.0.0.1:{port}", 2, pid)
+ds = data_lib.load("digits")
+x, y = distributed.shard_training(ds.x_train, ds.y_train, 2, make_mesh())
+(mine,) = x.addressable_shards  # this process holds its own shard of the images, no other
+assert mine.index[0] == slice(pid, pid + 1), mine.index
+per = len(ds.y_train) // 2
+assert np.array_equal(np.asarray(mine.data)[0], ds.x_train[pid : 2 * per : 2])
+cfg = TrainConfig(**{**CFG, "epochs": epochs, "data_shards": 2, "schedule_epochs": 2})
+result = train(cfg, out_dir=out + "/run", resume=resume, progress=False)
+leaves = distributed.fetch(jax.tree.leaves(result["state"].params))
+np.savez(out + f"/params{pid}.npz", *leaves)
+"""
+
+
+def _two_processes(code: str, tmp_path, *args: str) -> None:
+    port = _free_port()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(pid), str(port), str(tmp_path), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for pid in (0, 1)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+
+
+def test_each_process_holds_its_shard_and_a_resumed_two_process_run_matches_one(tmp_path):
+    code = "CFG = " + repr(CFG) + "\n" + textwrap.dedent(SHARDED_WORKER)
+    _two_processes(code, tmp_path, "1", "0")  # one epoch, then stop
+    _two_processes(code, tmp_path, "2", "1")  # resumed to two, across the two processes
+    # the schedule's horizon is the two epochs in both halves, as in the uninterrupted run
+    one = train.train(
+        TrainConfig(**{**CFG, "data_shards": 2, "schedule_epochs": 2}), progress=False
+    )
+    ref = [np.asarray(x) for x in jax.tree.leaves(one["state"].params)]
+    for pid in (0, 1):
+        with np.load(tmp_path / f"params{pid}.npz") as got:
+            for i, want in enumerate(ref):
+                np.testing.assert_allclose(got[f"arr_{i}"], want, rtol=2e-5, atol=2e-6)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_data_shards_must_be_a_multiple_of_the_devices():
+    from jaxopt_notes import data as data_lib
+
+    ds = data_lib.load("digits")
+    mesh = train.make_mesh()
+    with pytest.raises(ValueError, match=r"`data_shards` must be a multiple of the 2 devices"):
+        distributed.shard_training(ds.x_train, ds.y_train, 3, _FakeMesh(2))
+    x, y = distributed.shard_training(ds.x_train, ds.y_train, 3, mesh)
+    assert x.shape[:2] == (3, len(ds.y_train) // 3) and y.shape == x.shape[:2]
+    np.testing.assert_array_equal(np.asarray(y)[1], ds.y_train[1 : 3 * x.shape[1] : 3])
+
+
+class _FakeMesh:
+    def __init__(self, size: int):
+        self.size = size
+
+
 def test_initialize_refuses_bad_arguments_before_joining():
     with pytest.raises(ValueError, match="`coordinator` must be HOST:PORT"):
         distributed.initialize("localhost", 2, 0)

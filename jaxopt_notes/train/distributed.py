@@ -8,8 +8,13 @@ of every batch, and XLA averages them across processes (an all-reduce over the n
 CPUs). The state is replicated, so every process holds the same parameters after every step,
 equal to a one-process run up to float32 rounding (the mean is summed in another order).
 
-Each process holds the (small, embedded) data set and gathers only its shard of each batch on
-its own devices. Process 0 alone writes the run directory; the others train with no output.
+With ``data_shards = S`` (a multiple of the devices), the training set is cut into ``S`` fixed
+shards (example i in shard i mod S) and each process puts on its devices only its own shards
+(:func:`shard_training`): every step takes ``batch_size / S`` examples from each shard, so a
+process never needs another's training images. With one shard each process holds the whole
+(small, embedded) set and gathers its part of each batch. Process 0 alone writes the run
+directory, and on ``--resume`` alone reads it, sending the restored state to the others
+(:func:`share_from_writer`); the others train with no output.
 
 On several hosts, run on each (the same command, its own ``--process-id``)::
 
@@ -39,6 +44,60 @@ def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
 def is_writer() -> bool:
     """Whether this process writes the run's files: process 0 of the runtime."""
     return jax.process_index() == 0
+
+
+def shard_training(x, y, shards: int, mesh):
+    """``(x, y)`` of the training set as global ``(shards, N // shards, ...)`` arrays, the shard
+    axis over the mesh's devices (``"data"``): each process builds only the shards of its own
+    devices, shard ``s`` being examples ``s, s + shards, ...``; ``shards == 1``: replicated
+    ``(N, ...)`` arrays instead."""
+    import numpy as np
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    if shards == 1:
+        return place((x, y), NamedSharding(mesh, P()))
+    if shards % mesh.size:
+        raise ValueError(
+            f"`data_shards` must be a multiple of the {mesh.size} devices, got {shards}"
+        )
+    sharding = NamedSharding(mesh, P("data"))
+
+    def one(a):
+        a, per = np.asarray(a), len(a) // shards
+
+        def local(index):  # index[0]: this device's slice of the shard axis
+            wanted = range(*index[0].indices(shards))
+            return np.stack([a[s : per * shards : shards] for s in wanted])
+
+        return jax.make_array_from_callback((shards, per, *a.shape[1:]), sharding, local)
+
+    return one(x), one(y)
+
+
+def share_from_writer(tree):
+    """``tree`` as process 0 holds it, on every process (one broadcast; one process: ``tree``).
+    Leaves are arrays of the same shapes everywhere; the result is host NumPy arrays."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return fetch(multihost_utils.broadcast_one_to_all(fetch(tree)))
+
+
+def share_json_from_writer(value):
+    """A JSON-able ``value`` as process 0 holds it, on every process."""
+    if jax.process_count() == 1:
+        return value
+    import json
+
+    import numpy as np
+
+    data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+    size = int(share_from_writer(np.asarray(len(data), np.int64)))
+    padded = np.zeros(size, np.uint8)
+    padded[: min(size, len(data))] = data[:size]
+    return json.loads(bytes(share_from_writer(padded)).decode())
 
 
 def put_replicated(tree, sharding):

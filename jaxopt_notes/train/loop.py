@@ -77,8 +77,6 @@ def train(
     best = (eval_params(state), state.batch_stats)
     run: dict[str, Any] = {"config": dataclasses.asdict(cfg), "history": [], "stopped": False}
     store, run_id = None, None
-    if jax.process_count() > 1 and resume:
-        raise ValueError("`resume` is not supported across several processes yet, got resume=True")
     if out_dir is not None and distributed.is_writer():
         out = runs.prepare(out_dir, resume=resume, overwrite=overwrite)
         if resume:
@@ -97,10 +95,16 @@ def train(
             run_id = runs.start(out, cfg, data.split or {})
             runs.save_point(out, 0, distributed.fetch(eval_params(state)))
         run["run_id"] = run_id
+    if resume and jax.process_count() > 1:  # process 0 read the run: the others take its state
+        replicated = NamedSharding(mesh, P())
+        trees = distributed.share_from_writer({"state": state, "best": best})
+        state, best = distributed.place((trees["state"], trees["best"]), replicated)
+        run = distributed.share_json_from_writer(run)
     resumed_from = len(run["history"])
     t = time.perf_counter()
-    arrays = distributed.place(
-        (data.x_train, data.y_train, data.x_val, data.y_val), NamedSharding(mesh, P())
+    arrays = (
+        *distributed.shard_training(data.x_train, data.y_train, cfg.data_shards, mesh),
+        *distributed.place((data.x_val, data.y_val), NamedSharding(mesh, P())),
     )
     epoch_fn, tracker = _epoch_runner(model, tx, data, cfg, mesh, state, arrays)
     eval_fn = make_eval_fn(model, data, mesh, loss=cfg.loss)
@@ -172,6 +176,7 @@ def _loop(
 ):
     """The epochs: one compiled call each, then one host sync for the metrics."""
     x_tr, y_tr, x_val, y_val = arrays
+    steps_per_epoch = y_tr.size // cfg.batch_size  # y_tr is (N,) or its shards (S, N // S)
     k_data = jax.random.split(jax.random.key(cfg.seed))[1]
     done = len(run["history"])
     if store is not None:
@@ -193,7 +198,7 @@ def _loop(
             **{f"val_{k}": float(v) for k, v in evaluated.items()},
             "train_time_s": t_train,
             "epoch_time_s": time.perf_counter() - t,
-            "train_samples_per_s": (len(y_tr) // cfg.batch_size) * cfg.batch_size / t_train,
+            "train_samples_per_s": steps_per_epoch * cfg.batch_size / t_train,
         }
         run = _update_run(run, record, cfg.patience)
         if measured:

@@ -274,3 +274,7 @@ def check_fit(cfg: TrainConfig, data: data_lib.Dataset, mesh: Mesh) -> None:
         raise ValueError(
             f"`batch_size` must be divisible by the {mesh.size} devices, got {cfg.batch_size}"
         )
+    if cfg.data_shards > 1 and cfg.data_shards % mesh.size:
+        raise ValueError(
+            f"`data_shards` must be a multiple of the {mesh.size} devices, got {cfg.data_shards}"
+        )
