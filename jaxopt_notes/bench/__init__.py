@@ -25,48 +25,54 @@ import jaxopt_notes as jn
 from jaxopt_notes import fused
 from jaxopt_notes._extras import require
 
+
+def _peers(
+    factory: str,
+    kw: dict | None = None,
+    *,
+    torch: tuple[str, dict],
+    optax_kw: dict | None = None,
+    fused_factory: str | None = None,
+    fused_kw: dict | None = None,
+) -> tuple:
+    """One row of :data:`PAIRS`: ``factory`` of ours and of optax with the keywords ``kw``
+    (optax's own: ``optax_kw``), torch.optim's ``(class, keywords)``, and our fused
+    ``fused_factory`` (default: the same name) with ``kw`` (or ``fused_kw``)."""
+    kw = kw or {}
+    optax_kw = kw if optax_kw is None else optax_kw
+    fused_kw = kw if fused_kw is None else fused_kw
+    ours_fused = getattr(fused, fused_factory or factory)
+    return (
+        lambda: getattr(jn, factory)(1e-3, **kw),
+        lambda: getattr(optax, factory)(1e-3, **optax_kw),
+        torch,
+        lambda **more: ours_fused(1e-3, **fused_kw, **more),
+    )
+
+
 PAIRS = {  # name: (ours, optax's, torch.optim factory name and keywords, our fused one(**kw))
-    "adam": (
-        lambda: jn.adam(1e-3),
-        lambda: optax.adam(1e-3),
-        ("Adam", {}),
-        lambda **kw: fused.adam(1e-3, **kw),
+    "adam": _peers("adam", torch=("Adam", {})),
+    "momentum": _peers("sgd", {"momentum": 0.9}, torch=("SGD", {"momentum": 0.9})),
+    "rmsprop": _peers("rmsprop", torch=("RMSprop", {})),
+    "adagrad": _peers("adagrad", torch=("Adagrad", {})),
+    "amsgrad": _peers(
+        "amsgrad",
+        torch=("Adam", {"amsgrad": True}),
+        fused_factory="adam",
+        fused_kw={"amsgrad": True},
     ),
-    "momentum": (
-        lambda: jn.sgd(1e-3, 0.9),
-        lambda: optax.sgd(1e-3, 0.9),
-        ("SGD", {"momentum": 0.9}),
-        lambda **kw: fused.sgd(1e-3, 0.9, **kw),
+    "adamw": _peers(
+        "adamw",
+        {"weight_decay": 1e-2},
+        torch=("AdamW", {"weight_decay": 1e-2}),
+        fused_factory="adam",
     ),
-    "rmsprop": (
-        lambda: jn.rmsprop(1e-3),
-        lambda: optax.rmsprop(1e-3),
-        ("RMSprop", {}),
-        lambda **kw: fused.rmsprop(1e-3, **kw),
-    ),
-    "adagrad": (
-        lambda: jn.adagrad(1e-3),
-        lambda: optax.adagrad(1e-3),
-        ("Adagrad", {}),
-        lambda **kw: fused.adagrad(1e-3, **kw),
-    ),
-    "amsgrad": (
-        lambda: jn.amsgrad(1e-3),
-        lambda: optax.amsgrad(1e-3),
-        ("Adam", {"amsgrad": True}),
-        lambda **kw: fused.adam(1e-3, amsgrad=True, **kw),
-    ),
-    "adamw": (
-        lambda: jn.adamw(1e-3, weight_decay=1e-2),
-        lambda: optax.adamw(1e-3, weight_decay=1e-2),
-        ("AdamW", {"weight_decay": 1e-2}),
-        lambda **kw: fused.adam(1e-3, weight_decay=1e-2, **kw),
-    ),
-    "adam_bf16": (  # opt-in bfloat16 moments (optax can store only mu in bfloat16)
-        lambda: jn.adam(1e-3, moment_dtype=jnp.bfloat16),
-        lambda: optax.adam(1e-3, mu_dtype=jnp.bfloat16),
-        ("Adam", {}),
-        lambda **kw: fused.adam(1e-3, moment_dtype=jnp.bfloat16, **kw),
+    # opt-in bfloat16 moments (optax can store only mu in bfloat16)
+    "adam_bf16": _peers(
+        "adam",
+        {"moment_dtype": jnp.bfloat16},
+        optax_kw={"mu_dtype": jnp.bfloat16},
+        torch=("Adam", {}),
     ),
 }
 

@@ -21,9 +21,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_notes import hessian, landscape
+from jaxopt_notes.cli._options import Option, add_options
 from jaxopt_notes.train import load_run
 
 KINDS = ("random", "eigen", "pca")
+
+
+OPTIONS = (
+    Option(
+        "--kinds", "slices of one run, comma-separated: random, eigen, pca", str, ",".join(KINDS)
+    ),
+    Option("--grid", "points per axis", int, 41),
+    Option(
+        "--span",
+        "half-width of the random and eigen slices in units of the (filter-normalised) direction",
+        float,
+        1.0,
+    ),
+    Option("--examples", "evaluation images (the first of --split)", int, 1000),
+    Option("--split", "the split the loss is evaluated on", str, "train", ("train", "val", "test")),
+    Option("--hessian-examples", "images for the Hessian eigenvectors and values", int, 500),
+    Option("--block", "grid points evaluated together under vmap", int, 8),
+    Option("--seed", "seed of the random directions", int, 0),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,36 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--run", action="append", required=True, help="a run directory (give two to compare them)"
     )
     parser.add_argument("--out", required=True, help="directory for the grids and figures")
-    parser.add_argument(
-        "--kinds",
-        default="random,eigen,pca",
-        help="slices of one run, comma-separated: random, eigen, pca; default: all three",
-    )
-    parser.add_argument("--grid", type=int, default=41, help="points per axis; default: 41")
-    parser.add_argument(
-        "--span",
-        type=float,
-        default=1.0,
-        help="half-width of the random and eigen slices in units of the "
-        "(filter-normalised) direction; default: 1.0",
-    )
-    parser.add_argument(
-        "--examples",
-        type=int,
-        default=1000,
-        help="evaluation images (the first of --split); default: 1000",
-    )
-    parser.add_argument("--split", default="train", help="train, val or test; default: train")
-    parser.add_argument(
-        "--hessian-examples",
-        type=int,
-        default=500,
-        help="images for the Hessian eigenvectors and values; default: 500",
-    )
-    parser.add_argument(
-        "--block", type=int, default=8, help="grid points evaluated together under vmap; default: 8"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+    add_options(parser, OPTIONS)
 
 
 def _check(args: argparse.Namespace) -> list[str]:
