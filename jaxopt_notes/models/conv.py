@@ -130,41 +130,29 @@ def _input_grad(g: jax.Array, w: jax.Array) -> jax.Array:
     return correlate(g, jnp.flip(w, (0, 1)).swapaxes(2, 3))
 
 
-@jax.custom_vjp
+def _bilinear(cotangents: Any) -> Any:
+    """Makes ``op(a, b)``, bilinear in ``a`` and ``b``, a ``jax.custom_vjp`` whose backward pass
+    is ``cotangents(a, b, c)``: the gradients in ``a`` and ``b`` for an output gradient ``c``."""
+
+    def wrap(op):
+        op = jax.custom_vjp(op)
+        op.defvjp(lambda a, b: (op(a, b), (a, b)), lambda ab, c: cotangents(*ab, c))
+        return op
+
+    return wrap
+
+
+@_bilinear(lambda x, w, g: (_input_grad(g, w), kernel_grad(x, g)))
 def correlate(x: jax.Array, w: jax.Array) -> jax.Array:
     """VALID correlation of ``x`` (NHWC) with ``w`` (HWIO), stride 1."""
     return _dispatch(_ffi_correlate, _xla_correlate, x, w)
 
 
-def _correlate_fwd(x, w):
-    return correlate(x, w), (x, w)
-
-
-def _correlate_bwd(residuals, g):
-    x, w = residuals
-    return _input_grad(g, w), kernel_grad(x, g)
-
-
-correlate.defvjp(_correlate_fwd, _correlate_bwd)
-
-
-@jax.custom_vjp
+# <kernel_grad(x, g), c> = <correlate(x, c), g>: the derivatives are correlate's
+@_bilinear(lambda x, g, c: (_input_grad(g, c), correlate(x, c)))
 def kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
     """The gradient of ``sum(correlate(x, w) * g)`` in ``w``."""
     return _dispatch(_ffi_kernel_grad, _xla_kernel_grad, x, g)
-
-
-def _kernel_grad_fwd(x, g):
-    return kernel_grad(x, g), (x, g)
-
-
-def _kernel_grad_bwd(residuals, c):
-    # <kernel_grad(x, g), c> = <correlate(x, c), g>: the derivatives are correlate's
-    x, g = residuals
-    return _input_grad(g, c), correlate(x, c)
-
-
-kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
 
 
 def conv_nhwc(x, w, window_strides, padding, *args, dimension_numbers=None, **kwargs):
