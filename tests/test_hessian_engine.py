@@ -259,6 +259,8 @@ def test_steps_per_call_changes_only_when_convergence_is_tested():
             )
             for c in (1, 3, 7)
         }
+        with pytest.raises(ValueError, match="`steps_per_call` must be"):
+            hessian.eigenvalues(loss, params, method="lanczos", steps_per_call=0)
     base = runs[1].iterations
     for c, res in runs.items():
         np.testing.assert_allclose(res.values, ref[::-1][:2], rtol=1e-8)
@@ -267,8 +269,6 @@ def test_steps_per_call_changes_only_when_convergence_is_tested():
         np.testing.assert_allclose(  # the same Krylov sequence, however it is chunked
             res.tridiagonal.alpha[:base], runs[1].tridiagonal.alpha, rtol=1e-9, atol=1e-12
         )
-    with pytest.raises(ValueError, match="`steps_per_call` must be"):
-        hessian.eigenvalues(loss, params, method="lanczos", steps_per_call=0)
 
 
 def test_rademacher_start_doubles_as_hutchinson_sample_and_slq_probe():
@@ -285,6 +285,8 @@ def test_rademacher_start_doubles_as_hutchinson_sample_and_slq_probe():
             loss, params, method="lanczos", key=key, start="rademacher", min_iter=30, tol=1e-6
         )
         z = np.asarray(jax.random.rademacher(key, (30,), jnp.float64))
+        with pytest.raises(ValueError, match="`start` must be one of"):
+            hessian.eigenvalues(loss, params, method="lanczos", start="ones")
     tri = res.tridiagonal
     assert res.iterations == 30 and set(np.abs(z)) == {1.0}
     assert 30 * tri.alpha[0] == pytest.approx(z @ h @ z, rel=1e-10)
@@ -292,5 +294,3 @@ def test_rademacher_start_doubles_as_hutchinson_sample_and_slq_probe():
     theta, s = np.linalg.eigh(t)
     np.testing.assert_allclose(theta, lam, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(s[0] ** 2, (vecs.T @ z) ** 2 / 30, rtol=1e-6, atol=1e-12)
-    with pytest.raises(ValueError, match="`start` must be one of"):
-        hessian.eigenvalues(loss, params, method="lanczos", start="ones")

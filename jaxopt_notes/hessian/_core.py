@@ -106,34 +106,53 @@ def embedder(params: PyTree, mask: tuple[bool, ...]) -> Callable[[jax.Array], Py
     return embed
 
 
-def _uses_custom_vjp(f: Callable, x: PyTree) -> bool:
-    """Whether ``f`` contains a ``custom_vjp`` op, which JAX cannot differentiate forward."""
-
-    def walk(jaxpr) -> bool:
-        for eqn in jaxpr.eqns:
-            if "custom_vjp" in eqn.primitive.name:
-                return True
-            for value in eqn.params.values():
-                for sub in value if isinstance(value, tuple | list) else (value,):
-                    inner = getattr(sub, "jaxpr", sub)
-                    if hasattr(inner, "eqns") and walk(inner):
-                        return True
-        return False
-
-    return walk(jax.make_jaxpr(f)(x).jaxpr)
-
-
-def hvp_flat(f: Callable, x: PyTree, v: PyTree) -> PyTree:
-    """``H v`` by forward-over-reverse; by reverse-over-reverse where JAX cannot go forward
-    (a ``custom_vjp`` op in the loss, such as ``conv.conv_nhwc`` in LeNet)."""
-    if not _uses_custom_vjp(f, x):
-        return jax.jvp(jax.grad(f), (x,), (v,))[1]
-
+def _reverse_hvp(f: Callable, x: PyTree, v: PyTree) -> PyTree:
     def grad_dot_v(y):
         pairs = zip(jax.tree.leaves(jax.grad(f)(y)), jax.tree.leaves(v), strict=True)
         return sum(jnp.vdot(a, b) for a, b in pairs)
 
     return jax.grad(grad_dot_v)(x)
+
+
+def hvp_flat(f: Callable, x: PyTree, v: PyTree, forward: bool = True) -> PyTree:
+    """``H v`` by forward-over-reverse, or reverse-over-reverse (``forward=False``: where JAX
+    cannot go forward, see :func:`forward_mode`)."""
+    return jax.jvp(jax.grad(f), (x,), (v,))[1] if forward else _reverse_hvp(f, x, v)
+
+
+def linear_hvp(f: Callable, x: jax.Array, forward: bool = True) -> Callable:
+    """``v -> H v`` at ``x``, the forward pass linearised once (``jax.linearize``) so that
+    several products at one point share it; reverse-over-reverse when not ``forward``."""
+    if forward:
+        return jax.linearize(jax.grad(f), x)[1]
+    return lambda v: _reverse_hvp(f, x, v)
+
+
+def hessian_flat(f: Callable, x: jax.Array, forward: bool = True) -> jax.Array:
+    """The dense Hessian by ``jacfwd(grad)``, or ``jacrev(grad)`` when not ``forward``."""
+    return (jax.jacfwd if forward else jax.jacrev)(jax.grad(f))(x)
+
+
+_FORWARD: dict = {}
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), tree)
+
+
+def forward_mode(key: Any, fn: Callable, *args: Any) -> bool:
+    """Whether ``fn(*args)``, built with forward mode, lowers on the default backend; cached
+    under ``key``. An op without a forward rule (the ``custom_vjp`` CPU kernels of
+    ``conv.conv_nhwc``) fails only when lowered for its platform, so tracing cannot tell;
+    one lowering (no XLA compile) per problem and shape does."""
+    key = (key, jax.default_backend(), jax.tree.structure(args), *jax.tree.leaves(_abstract(args)))
+    if key not in _FORWARD:
+        try:
+            jax.jit(fn).lower(*_abstract(args))
+            _FORWARD[key] = True
+        except TypeError:  # "can't apply forward-mode autodiff (jvp) to a custom_vjp function"
+            _FORWARD[key] = False
+    return _FORWARD[key]
 
 
 def eps(dtype: Any) -> float:
@@ -149,6 +168,7 @@ class Spec:
     mask: tuple[bool, ...]
     kind: str = "loss"  # "loss" | "dataset" | "ggn"
     output_loss: Callable | None = None  # "ggn": the loss of the model's outputs
+    forward: bool = True  # products forward-over-reverse (False: reverse-over-reverse)
 
 
 def value_fn(spec: Spec, params: PyTree, data: Any) -> Callable[[jax.Array], jax.Array]:
@@ -168,9 +188,9 @@ def matvec_fn(spec: Spec, params: PyTree, data: Any) -> Callable[[jax.Array], ja
         return lambda v: ggn_flat(lambda y: spec.fn(rebuild(y)), spec.output_loss, x, v)
     if spec.kind == "dataset":
         return lambda v: _dataset_sum(
-            lambda b: hvp_flat(lambda y: spec.fn(rebuild(y), b), x, v), data
+            lambda b: hvp_flat(lambda y: spec.fn(rebuild(y), b), x, v, spec.forward), data
         )
-    return lambda v: hvp_flat(lambda y: spec.fn(rebuild(y)), x, v)
+    return linear_hvp(lambda y: spec.fn(rebuild(y)), x, spec.forward)
 
 
 def ggn_flat(model_fn: Callable, output_loss: Callable, x: jax.Array, v: jax.Array) -> jax.Array:
@@ -216,7 +236,7 @@ def batch_matvec_jit(params, batch, vs, *, spec):
     """``sum over the batch's examples`` of ``H_batch v`` for a block ``vs`` (a data set's part)."""
     x, rebuild = flat_view(params, spec.mask)
     n = jax.tree.leaves(batch)[0].shape[0]
-    hv = lambda v: hvp_flat(lambda y: spec.fn(rebuild(y), batch), x, v)  # noqa: E731
+    hv = linear_hvp(lambda y: spec.fn(rebuild(y), batch), x, spec.forward)
     return n * (hv(vs[0])[None] if vs.shape[0] == 1 else jax.vmap(hv)(vs))
 
 
@@ -234,9 +254,20 @@ def problem(loss_fn: Any, params: PyTree, wrt: Wrt) -> tuple[Spec, Any]:
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
     mask = selection(params, wrt)
-    if hasattr(loss_fn, "_hessian_spec"):
-        return loss_fn._hessian_spec(mask)
-    return Spec(loss_fn, mask), None
+    spec, data = (
+        loss_fn._hessian_spec(mask)
+        if hasattr(loss_fn, "_hessian_spec")
+        else (
+            Spec(loss_fn, mask),
+            None,
+        )
+    )
+    if spec.kind == "ggn":  # its J v is forward mode either way
+        return spec, data
+    x = flat_view(params, mask)[0]
+    probe = lambda p, d, v: matvec_fn(spec, p, d)(v)  # noqa: E731
+    forward = forward_mode(spec, probe, params, data, x)
+    return dataclasses.replace(spec, forward=forward), data
 
 
 @jax.jit(static_argnames=("spec", "steps"), donate_argnames="state")  # basis updated in place

@@ -31,15 +31,16 @@ def hvp(loss_fn: core.LossFn, params: PyTree, v: PyTree) -> PyTree:
     """
     _checks.function("loss_fn", loss_fn)
     if not hasattr(loss_fn, "_hessian_spec"):
-        return core.hvp_flat(loss_fn, params, v)
+        forward = core.forward_mode(loss_fn, lambda p, u: core.hvp_flat(loss_fn, p, u), params, v)
+        return core.hvp_flat(loss_fn, params, v, forward)
     spec, data = core.problem(loss_fn, params, None)
     flat_v = core.flat_view(v, spec.mask)[0]
     return core.embedder(params, spec.mask)(core.Operator(spec, params, data)(flat_v[None])[0])
 
 
-@jax.jit(static_argnums=0)
-def _batch_hvp(batch_loss_fn, params, v, batch):
-    return core.hvp_flat(lambda p: batch_loss_fn(p, batch), params, v)
+@jax.jit(static_argnums=(0, 4))
+def _batch_hvp(batch_loss_fn, params, v, batch, forward):
+    return core.hvp_flat(lambda p: batch_loss_fn(p, batch), params, v, forward)
 
 
 def dataset_hvp(
@@ -54,7 +55,9 @@ def dataset_hvp(
     total, count = None, 0
     for batch in batches:
         n = int(jax.tree.leaves(batch)[0].shape[0])
-        h = jax.tree.map(lambda a: a * n, _batch_hvp(batch_loss_fn, params, v, batch))
+        probe = lambda p, u, b: core.hvp_flat(lambda q: batch_loss_fn(q, b), p, u)  # noqa: E731
+        forward = core.forward_mode(batch_loss_fn, probe, params, v, batch)
+        h = jax.tree.map(lambda a: a * n, _batch_hvp(batch_loss_fn, params, v, batch, forward))
         total = h if total is None else jax.tree.map(jnp.add, total, h)
         count += n
     if count == 0:
@@ -65,8 +68,7 @@ def dataset_hvp(
 @jax.jit(static_argnames="spec")
 def _dense_loss(params, *, spec):
     x, f, _ = core.flat_problem(spec.fn, params, spec.mask)
-    jacobian = jax.jacrev if core._uses_custom_vjp(f, x) else jax.jacfwd  # see `hvp_flat`
-    return jacobian(jax.grad(f))(x)
+    return core.hessian_flat(f, x, spec.forward)
 
 
 def dense_matrix(spec: core.Spec, params: PyTree, data: Any, block: int = 256) -> jax.Array:
