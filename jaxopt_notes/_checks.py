@@ -8,7 +8,7 @@ Each check raises a sentence that names the argument, the rule and the value, e.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -105,10 +105,16 @@ def dtype(name: str, value: Any) -> Any:
     return jax.dtypes.canonicalize_dtype(dt)
 
 
-def convention(value: Any) -> str:
-    if value not in CONVENTIONS:
-        raise ValueError(f"`convention` must be one of {CONVENTIONS}, got {value!r}")
+def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """``value``, checked to be one of ``choices`` (shown as a tuple in the sentence)."""
+    choices = tuple(choices)
+    if not any(value is c or (isinstance(value, type(c)) and value == c) for c in choices):
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}")
     return value
+
+
+def convention(value: Any) -> str:
+    return one_of("convention", value, CONVENTIONS)
 
 
 def by_convention(value: Any, chosen: str, *, optax: Any, pytorch: Any) -> Any:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from jaxopt_notes import _checks
+
 EXTRAS = ("train", "experiments", "torch", "docs", "test", "all")
 
 # import name -> distribution name, where they differ
@@ -35,8 +37,7 @@ class MissingExtra(ModuleNotFoundError):
 def require(module: str, extra: str) -> ModuleType:
     """Imports ``module`` (e.g. ``"matplotlib.pyplot"``); if its package is not installed,
     raises :class:`MissingExtra` naming ``extra``, the one of :data:`EXTRAS` that installs it."""
-    if extra not in EXTRAS:
-        raise ValueError(f"`extra` must be one of {EXTRAS}, got {extra!r}")
+    _checks.one_of("extra", extra, EXTRAS)
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as error:

@@ -211,6 +211,5 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
 
 def get(name: str, **hyperparameters) -> GT:
     """The optimizer called ``name`` (a key of ``OPTIMIZERS``) built with ``hyperparameters``."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"`name` must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    _checks.one_of("name", name, sorted(OPTIMIZERS))
     return OPTIMIZERS[name](**hyperparameters)

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from jaxopt_notes import _checks
 from jaxopt_notes import experiments as lab
 
 
@@ -66,8 +67,11 @@ def run_cli(args: argparse.Namespace) -> int:
         return 0
     if args.all == bool(args.name):
         return _fail("experiments run: give one NAME or --all, not both or neither")
-    if args.name and args.name not in lab.NAMES:
-        return _fail(f"`NAME` must be one of {', '.join(lab.NAMES)}, got {args.name!r}")
+    try:
+        if args.name:
+            _checks.one_of("NAME", args.name, lab.NAMES)
+    except ValueError as error:
+        return _fail(str(error))
     bad = [item for item in args.set if "=" not in item]
     if bad:
         return _fail(f"`--set` takes FIELD=VALUE, got {bad[0]!r}")

@@ -133,8 +133,7 @@ def load(name: str, *, data_dir: str | None = None, download: bool = False) -> D
     >>> load("digits").describe()["train_size"]
     1437
     """
-    if name not in DATASETS:
-        raise ValueError(f"`dataset` must be one of {DATASETS}, got {name!r}")
+    _checks.one_of("dataset", name, DATASETS)
     if name == "mnist5k":
         return load_mnist5k()
     if name == "digits":

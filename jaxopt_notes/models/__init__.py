@@ -41,19 +41,13 @@ VARIANTS = ("classic", "modern")
 INITS = ("normal", "xavier", "he", "lecun")
 
 
-def _choice(name: str, value: Any, options: Sequence[str]) -> str:
-    if value not in options:
-        raise ValueError(f"`{name}` must be one of {tuple(options)}, got {value!r}")
-    return value
-
-
 def kernel_init(init: str, std: float = 0.01) -> nnx.initializers.Initializer:
     """The weight initializer named ``init``; ``std`` is used by ``"normal"`` only.
 
     ``"xavier"`` is Glorot normal (std sqrt(2 / (fan_in + fan_out))), ``"he"`` is He normal
     (std sqrt(2 / fan_in)), ``"lecun"`` is LeCun normal (std sqrt(1 / fan_in), Flax's default).
     """
-    _choice("init", init, INITS)
+    _checks.one_of("init", init, INITS)
     _checks.positive("init_std", std)
     return {
         "normal": lambda: nnx.initializers.normal(stddev=std),
@@ -143,7 +137,7 @@ class LeNet(nnx.Module):
     ):
         height, width, channels = _image_shape(in_shape)
         _checks.integer("num_classes", num_classes, low=2)
-        self.variant = _choice("variant", variant, VARIANTS)
+        self.variant = _checks.one_of("variant", variant, VARIANTS)
         w_init = kernel_init(init, init_std)
         pad2 = 0 if min(height, width) // 2 >= 10 else 2
         conv = dict(
@@ -217,7 +211,7 @@ class MLP(nnx.Module):
         _checks.integer("width", width, low=1)
         _checks.real("dropout", dropout, low=0.0, high=1.0, high_open=True)
         _checks.flag("batch_norm", batch_norm)
-        self.activation = _choice("activation", activation, tuple(ACTIVATIONS))
+        self.activation = _checks.one_of("activation", activation, ACTIVATIONS)
         w_init = kernel_init(init, init_std)
         sizes = [in_features] + [width] * depth
         self.hidden = nnx.List(

@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from jaxopt_notes import _checks
+
 SCALES = ("log", "linear", "log1m")
 
 
@@ -32,10 +34,7 @@ class Range:
     scale: str = "log"
 
     def __post_init__(self):
-        if self.scale not in SCALES:
-            raise ValueError(
-                f"`scale` of {self.name!r} must be one of {SCALES}, got {self.scale!r}"
-            )
+        _checks.one_of(f"{self.name}.scale", self.scale, SCALES)
         for end in (self.low, self.high):
             if not (isinstance(end, int | float) and math.isfinite(end)):
                 raise ValueError(f"the range of {self.name!r} must have finite ends, got {end!r}")
