@@ -30,3 +30,24 @@ def test_bad_optimizer_and_unwritable_out_end_in_one_error_line(tmp_path, capsys
     assert cli.main(["bench", "step", "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error:" in err[0]
+
+
+def test_each_kind_writes_one_file_set(tmp_path, monkeypatch, capsys):
+    """The library's bench functions get no folder, so only the command's files are written."""
+    import importlib
+
+    def fake(out_dir=None, quick=False):
+        if out_dir is not None:  # what the library does with a folder: its own copy
+            (tmp_path / "copy_written").write_text("x")
+        return {"quick": quick}
+
+    expected = {"train": {"train.json"}, "hessian": {"hessian.json", "hessian.md"}}
+    for kind, files in expected.items():
+        module = importlib.import_module(f"jaxopt_notes.bench.{kind}")
+        monkeypatch.setattr(module, f"bench_{kind}", fake)
+        monkeypatch.setattr(module, "markdown", lambda result: "| table |", raising=False)
+        out = tmp_path / kind
+        assert cli.main(["bench", kind, "--quick", "--out", str(out)]) == 0
+        assert {p.name for p in out.iterdir()} == files
+    assert not (tmp_path / "copy_written").exists()
+    capsys.readouterr()

@@ -1,8 +1,10 @@
 """``jaxopt-notes bench``: times optimizer steps, the Hessian tools and training (JSON, PNG).
 
-Each benchmark writes one ``KIND.json`` (with the machine and versions) and its figures into a
+Each benchmark writes one file set, ``KIND.json`` (with the machine and versions) and its
+table or figures (``step``: ``step.md``, ``step.png``; ``hessian``: ``hessian.md``), into a
 fresh folder, ``runs/bench/KIND-<UTC time>`` unless ``--out`` names one; ``--update`` writes into
-``bench_results/KIND/`` instead, the committed results the README quotes.
+``bench_results/KIND/`` instead, the committed results the README quotes. The library's bench
+functions are called without a folder, so they write nothing of their own beside it.
 """
 
 from __future__ import annotations
@@ -69,8 +71,10 @@ def run_cli(args: argparse.Namespace) -> int:
         result = _step(names, args.quick, out)
     else:
         module = importlib.import_module(f"jaxopt_notes.bench.{args.what}")
-        result = getattr(module, f"bench_{args.what}")(out_dir=str(out), quick=args.quick)
+        result = getattr(module, f"bench_{args.what}")(out_dir=None, quick=args.quick)
         print(json.dumps(result, indent=2, default=str))
+        if args.what == "hessian":
+            (out / "hessian.md").write_text(module.markdown(result) + "\n")
     result = {"benchmark": args.what, "machine": machine(), **result}
     (out / f"{args.what}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {out / (args.what + '.json')}")
