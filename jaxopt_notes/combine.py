@@ -169,9 +169,8 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
         return SkipNonfiniteState(inner.init(params), zero_count(), zero_count())
 
     def update_fn(updates, state, params=None, **extra_args):
-        # One flag for the whole tree, then one cond around `inner`. A `where` per leaf of the
-        # updates and of inner's state (as before) made XLA's compile time grow faster than
-        # the number of leaves: 300 leaves took 42-47 s, against 1.9 s for optax's cond.
+        # one flag for the whole tree and one cond around `inner`: a `where` per leaf would make
+        # XLA's compile time grow faster than the number of leaves
         finite = jnp.all(
             jnp.stack(
                 [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(updates)] or [jnp.asarray(True)]

@@ -93,8 +93,8 @@ def pool_2x2(x: jax.Array, kind: str) -> jax.Array:
 
     Same values and gradients as ``nnx.max_pool``/``nnx.avg_pool`` (a window's gradient goes
     to its first maximum), in elementwise XLA loops instead of a reduce-window and its
-    select-and-scatter gradient, which XLA:CPU runs several times slower (on LeNet's first
-    layer at batch 256, the pooling's gradient took 12 ms, this one 2.4)."""
+    select-and-scatter gradient, which XLA:CPU runs several times slower (``jaxopt-notes bench
+    train`` times the LeNet it is part of)."""
     n, h, w, c = x.shape
     x = x[:, : h // 2 * 2, : w // 2 * 2]
     if kind == "max":
