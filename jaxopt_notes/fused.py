@@ -51,9 +51,9 @@ with the system's C++ compiler (``$CXX``, else ``g++`` or ``c++``) into ``$JAXOP
 checks before loading). Where no compiler is found, ``step`` runs the chain instead;
 :func:`available` tells which. Where the default backend is not the CPU (GPU/TPU, whose XLA
 compilers can merge the chain's loops themselves), ``step`` runs the chain without building
-anything, also for arrays put on the CPU there. A step of more than one chunk (32K elements)
-shares its chunks with the helper threads (``JAXOPT_NOTES_THREADS``, default one per further
-core), which spin for ``JAXOPT_NOTES_SPIN_US`` (default 300 us) after each step, then sleep.
+anything, also for arrays put on the CPU there. A step of 64K parameters or more (two chunks
+of 32K) shares its chunks with the helper threads (``JAXOPT_NOTES_THREADS``, default one per
+further core), which spin for ``JAXOPT_NOTES_SPIN_US`` (default 300 us) after a step, then sleep.
 """
 
 from __future__ import annotations
