@@ -294,3 +294,34 @@ def test_rademacher_start_doubles_as_hutchinson_sample_and_slq_probe():
     theta, s = np.linalg.eigh(t)
     np.testing.assert_allclose(theta, lam, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(s[0] ** 2, (vecs.T @ z) ** 2 / 30, rtol=1e-6, atol=1e-12)
+
+
+def test_analyse_shares_one_lanczos_run_between_ends_density_and_trace():
+    """On Lanczos, the classification's run (Rademacher start, >= num_iter steps) is also the
+    first SLQ probe and the first Hutchinson sample: the products add up to that, and the
+    answers still match eigh and the exact trace."""
+    with jax.enable_x64(True):
+        loss, params = rotated_quadratic(n=60)
+        h = np.asarray(jax.hessian(loss)(params))
+        lam = np.linalg.eigvalsh(h)
+        kw = dict(k=1, tol=1e-6, max_iter=40, num_iter=20, trace_samples=30, method="lanczos")
+        one = hessian.analyse(loss, params, jax.random.PRNGKey(0), num_probes=1, **kw)
+        two = hessian.analyse(loss, params, jax.random.PRNGKey(0), num_probes=2, **kw)
+        c = hessian.classify(
+            loss,
+            params,
+            k=1,
+            key=jax.random.split(jax.random.PRNGKey(0), 3)[0],
+            tol=1e-6,
+            max_iter=40,
+            method="lanczos",
+            min_iter=20,
+            start="rademacher",
+        )
+    assert one["shared_lanczos_run"] and c.num_hvps >= 20
+    assert one["num_hvps"] == c.num_hvps + 29 and two["num_hvps"] == one["num_hvps"] + 20
+    assert one["largest"][0] == pytest.approx(lam[-1], rel=1e-8)
+    assert one["smallest"][-1] == pytest.approx(lam[0], rel=1e-6)
+    tr = one["trace"]
+    assert tr["samples"] == 30 and abs(tr["estimate"] - np.trace(h)) <= 4 * tr["std_error"]
+    assert one["density"]["num_iter"] == 20 and 0 <= one["minimum_ratio"] <= 1

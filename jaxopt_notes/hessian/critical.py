@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,7 @@ class Classification:
     converged: bool = True  # every computed eigenvalue converged (dense: always)
     num_hvps: int = 0
     loss: float | None = None
+    tridiagonal: Any = None  # the host Lanczos run's T (``Eigenpairs.tridiagonal``), if any
 
     def explain(self) -> str:
         """The classification in words, with the numbers that decided it."""
@@ -81,11 +82,15 @@ def classify(
     wrt: core.Wrt = None,
     loss_info: Mapping | None = None,
     loop: str = "auto",
+    min_iter: int = 0,
+    start: str = "normal",
 ) -> Classification:
     """Minimum / maximum / saddle / degenerate / not_critical, from the gradient and spectrum.
 
     Dense: every eigenvalue; Lanczos: the ``k`` at each end. Tolerances default to
     ``sqrt(eps)`` of the params' dtype. A non-finite loss, gradient or eigenvalue raises.
+    ``min_iter`` and ``start`` go to :func:`~jaxopt_notes.hessian.eigenvalues` (a run that
+    doubles as an SLQ probe: the result's ``tridiagonal``).
 
     >>> classify(lambda p: p[0] ** 2 - p[1] ** 2, jnp.zeros(2)).kind
     'saddle'
@@ -113,6 +118,8 @@ def classify(
         loss_info=loss_info,
         loop=loop,
         check_finite=False,
+        min_iter=min_iter,
+        start=start,
     )
     grad_norm = float(jnp.linalg.norm(grad))
     lam = np.asarray(eig.values, dtype=np.float64)
@@ -139,6 +146,7 @@ def classify(
         converged=bool(np.all(eig.converged)),
         num_hvps=eig.num_hvps,
         loss=loss,
+        tridiagonal=eig.tridiagonal,
     )
 
 

@@ -8,7 +8,7 @@ from the host, so no product sits in a loop body (slow on XLA:CPU; see ``_core``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -42,11 +42,14 @@ def trace(
     rtol: float | None = None,
     loop: str = "auto",
     check_finite: bool = True,
+    prior: Sequence[float] = (),
 ) -> TraceEstimate:
     """The trace by Hutchinson's estimator with Rademacher probes (one HVP each).
 
     Probes run ``block_size`` at a time. With ``rtol`` it stops after the first block at which
     ``std_error <= rtol * |estimate|`` (``num_samples`` is then the cap); else it uses all.
+    ``prior`` are samples ``z^T H z`` already drawn with independent probes (e.g. ``n alpha_0``
+    of a Lanczos run started from a Rademacher ``z``): they count among the ``num_samples``.
 
     >>> est = trace(lambda p: jnp.sum(p**2), jnp.zeros(3), 4, jax.random.PRNGKey(0))
     >>> est.estimate, est.std_error
@@ -60,8 +63,11 @@ def trace(
     if check_finite:  # False: the caller has checked the loss and gradient
         core.check_finite_loss(spec, params, data, "a trace")
     op = core.Operator(spec, params, data, loop)
-    keys, samples = jax.random.split(key, num_samples), []
-    for start in range(0, num_samples, block_size):
+    samples = [float(v) for v in prior]
+    if len(samples) >= num_samples:
+        raise ValueError(f"`prior` must hold fewer than `num_samples`={num_samples} samples")
+    keys = jax.random.split(key, num_samples - len(samples))
+    for start in range(0, len(keys), block_size):
         z = jax.vmap(lambda k: jax.random.rademacher(k, (op.size,), op.dtype))(
             keys[start : start + block_size]
         )
@@ -170,6 +176,37 @@ def spectral_density(
     nodes, weights = slq_nodes(
         spec, params, data, key, num_probes=num_probes, num_iter=num_iter, loop=loop
     )
+    return from_nodes(
+        nodes,
+        weights,
+        n,
+        sigma=sigma,
+        num_points=num_points,
+        info=loss_info,
+        num_hvps=num_probes * num_iter,
+    )
+
+
+def tridiagonal_nodes(tri: lz.Tridiagonal, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """One SLQ probe of ``steps`` steps from a longer Lanczos run: the Ritz values of ``T``'s
+    leading block and its eigenvectors' squared first components (the run must have started
+    from the probe, e.g. a Rademacher vector: the leading block is that probe's own ``T``)."""
+    a, b = (np.asarray(t[:steps], np.float64) for t in (tri.alpha, tri.beta))
+    theta, s = np.linalg.eigh(np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1))
+    return theta[None], s[:1] ** 2
+
+
+def from_nodes(
+    nodes: np.ndarray,
+    weights: np.ndarray,
+    size: int,
+    *,
+    sigma: float | None = None,
+    num_points: int = 512,
+    info: Mapping | None = None,
+    num_hvps: int = 0,
+) -> SpectralDensity:
+    """The smoothed density of SLQ ``nodes`` and ``weights``, each ``(num_probes, steps)``."""
     core.check_finite_values(nodes, "the spectral density's Ritz values")
     spread = nodes.max() - nodes.min()
     sigma = float(0.01 * spread or 0.01 * abs(nodes).max() or 1e-3) if sigma is None else sigma
@@ -178,13 +215,4 @@ def spectral_density(
     z = (grid[None, None, :] - nodes[..., None]) / sigma
     gauss = np.exp(-0.5 * z**2) / (sigma * np.sqrt(2 * np.pi))
     density = np.mean(np.sum(weights[..., None] * gauss, axis=1), axis=0)
-    return SpectralDensity(
-        grid,
-        density,
-        nodes,
-        weights,
-        sigma,
-        n,
-        dict(loss_info or {}),
-        num_hvps=num_probes * num_iter,
-    )
+    return SpectralDensity(grid, density, nodes, weights, sigma, size, dict(info or {}), num_hvps)

@@ -18,7 +18,7 @@ import numpy as np
 from jaxopt_notes._types import PyTree
 from jaxopt_notes.hessian import _core as core
 from jaxopt_notes.hessian.critical import classify
-from jaxopt_notes.hessian.density import spectral_density, trace
+from jaxopt_notes.hessian.density import from_nodes, spectral_density, trace, tridiagonal_nodes
 from jaxopt_notes.hessian.sharpness import plot_spectral_density
 
 
@@ -56,18 +56,45 @@ def analyse(
     """Classifies ``params``, with both ends of the spectrum, the trace and the density.
 
     ``tol`` is Lanczos' relative residual (each eigenvalue's error is at most ``tol`` times the
-    largest, usually far less); ``out_dir`` gets ``spectral_density.png``. Costs about
-    ``max_iter + 2k + num_probes * num_iter + trace_samples`` products.
+    largest, usually far less); ``out_dir`` gets ``spectral_density.png``.
+
+    The Lanczos run of the classification starts from a Rademacher probe and runs at least
+    ``num_iter`` steps, so it is also the first SLQ probe and its ``n alpha_0 = z^T H z`` the
+    first Hutchinson sample: it costs about ``max(steps to tol, num_iter) + (num_probes - 1) *
+    num_iter + trace_samples - 1`` products (dense: ``n + num_probes * num_iter +
+    trace_samples``).
     """
     k1, k2, k3 = jax.random.split(key, 3)
     start = time.perf_counter()
     c = classify(
-        loss_fn, params, k=k, key=k1, tol=tol, max_iter=max_iter, loss_info=loss_info, method=method
+        loss_fn,
+        params,
+        k=k,
+        key=k1,
+        tol=tol,
+        max_iter=max_iter,
+        loss_info=loss_info,
+        method=method,
+        min_iter=num_iter,
+        start="rademacher",
     )
-    tr = trace(loss_fn, params, trace_samples, k2, check_finite=False)  # classify checked
-    dens = spectral_density(
-        loss_fn, params, k3, num_probes=num_probes, num_iter=num_iter, check_finite=False
-    )
+    tri = c.tridiagonal
+    steps = min(num_iter, c.size)
+    shared = tri is not None and len(tri.alpha) >= steps
+    prior = [c.size * float(tri.alpha[0])] if shared else []
+    tr = trace(loss_fn, params, trace_samples, k2, check_finite=False, prior=prior)
+    if shared:
+        nodes, weights = tridiagonal_nodes(tri, steps)
+        if num_probes > 1:
+            more = spectral_density(
+                loss_fn, params, k3, num_probes=num_probes - 1, num_iter=steps, check_finite=False
+            )
+            nodes, weights = np.r_[nodes, more.nodes], np.r_[weights, more.weights]
+        dens = from_nodes(nodes, weights, c.size, info=loss_info, num_hvps=(num_probes - 1) * steps)
+    else:
+        dens = spectral_density(
+            loss_fn, params, k3, num_probes=num_probes, num_iter=num_iter, check_finite=False
+        )
     ratio = c.minimum_ratio if c.complete else dens.fraction_positive(c.eig_tol)
     result = {
         "kind": c.kind,
@@ -88,10 +115,11 @@ def analyse(
         "minimum_ratio": ratio,
         "minimum_ratio_source": "all eigenvalues"
         if c.complete
-        else f"density estimate ({num_probes} probe(s) x {num_iter} Lanczos steps)",
+        else f"density estimate ({num_probes} probe(s) x {steps} Lanczos steps)",
         "trace": {"estimate": tr.estimate, "std_error": tr.std_error, "samples": tr.num_samples},
-        "density": {"sigma": dens.sigma, "num_probes": num_probes, "num_iter": num_iter},
-        "num_hvps": c.num_hvps + tr.num_samples + dens.num_hvps,
+        "density": {"sigma": dens.sigma, "num_probes": num_probes, "num_iter": steps},
+        "num_hvps": c.num_hvps + tr.num_samples - len(prior) + dens.num_hvps,
+        "shared_lanczos_run": shared,
         "explanation": _words(c, tr, ratio),
         "info": dict(loss_info or {}),
     }
