@@ -9,22 +9,24 @@ from flax import nnx
 
 from jaxopt_notes import hessian, models
 from jaxopt_notes.bench import hessian as hb
+from jaxopt_notes.bench import hessian_losses as hl
+from jaxopt_notes.bench import hessian_peer as hp
 
 
 def test_hand_written_lenet_is_models_lenet():
-    x, y = hb.mnist_batch(4)
+    x, y = hl.mnist_batch(4)
     apply, params = models.functional(models.LeNet(rngs=nnx.Rngs(0)))
     np.testing.assert_allclose(
-        hb.classic_lenet_apply(hb.lenet_weights(0), x), apply(params, x), rtol=1e-5, atol=1e-6
+        hl.classic_lenet_apply(hl.lenet_weights(0), x), apply(params, x), rtol=1e-5, atol=1e-6
     )
 
 
 def test_torch_twin_has_the_same_loss():
     torch = pytest.importorskip("torch")
-    x, y = hb.mnist_batch(8)
-    weights = hb.lenet_weights(0)
-    ours = float(hb.cross_entropy(hb.classic_lenet_apply(weights, x), y))
-    net = hb.torch_lenet(weights)
+    x, y = hl.mnist_batch(8)
+    weights = hl.lenet_weights(0)
+    ours = float(hl.cross_entropy(hl.classic_lenet_apply(weights, x), y))
+    net = hp.torch_lenet(weights)
     logits = net(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()))
     labels = torch.from_numpy(np.asarray(y).astype(np.int64))
     theirs = float(torch.nn.functional.cross_entropy(logits, labels))
@@ -33,8 +35,8 @@ def test_torch_twin_has_the_same_loss():
 
 def test_pyhessian_peer_on_the_twin():
     pytest.importorskip("pyhessian", reason="PyHessian is the optional torch peer")
-    x, y = hb.mnist_batch(4)
-    peer = hb.Peer(hb.lenet_weights(0), x, y)
+    x, y = hl.mnist_batch(4)
+    peer = hp.Peer(hl.lenet_weights(0), x, y)
     trace = peer.trace(2)
     assert len(trace) == 2 and np.all(np.isfinite(trace))
     failure = peer.density(3)

@@ -31,10 +31,21 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from jaxopt_notes import data, hessian, models
+from jaxopt_notes import hessian, models
+from jaxopt_notes.bench.hessian_losses import (
+    classic_lenet_apply,
+    cross_entropy,
+    digits,
+    lenet_weights,
+    mlp_batch_loss,
+    mlp_loss_in,
+    mlp_problem,
+    mnist_batch,
+)
+from jaxopt_notes.bench.hessian_peer import Peer, pyhessian_version
+from jaxopt_notes.bench.hessian_peer import torch_lenet as torch_lenet  # bench.train's import
 
 TARGET = 1e-3  # relative error of the top eigenvalue against the float64 reference
 OUR_TOLS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4)
@@ -60,65 +71,6 @@ def _settings(quick: bool) -> dict:
         "loop_steps": 20,
         "mlp_examples": 1797,
     }
-
-
-# ------------------------------------------------------------------------------- the losses
-def lenet_weights(seed: int = 0) -> dict:
-    """``models.LeNet(rngs=nnx.Rngs(seed))``'s weights as a plain dict of arrays."""
-    params = models.functional(models.LeNet(rngs=nnx.Rngs(seed)))[1]
-    return jax.tree.map(jnp.asarray, nnx.to_pure_dict(params))
-
-
-def classic_lenet_apply(p: dict, x: jax.Array) -> jax.Array:
-    """LeNet-5 by hand: 5x5 convs (pad 2, then valid), sigmoid, 2x2 mean pooling, 120-84-10."""
-
-    def conv(h, layer, pad):
-        out = jax.lax.conv_general_dilated(
-            h, layer["kernel"], (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        return out + layer["bias"]
-
-    def pool(h):
-        n, hh, ww, c = h.shape
-        return h.reshape(n, hh // 2, 2, ww // 2, 2, c).mean(axis=(2, 4))
-
-    h = pool(jax.nn.sigmoid(conv(x, p["conv1"], ((2, 2), (2, 2)))))
-    h = pool(jax.nn.sigmoid(conv(h, p["conv2"], "VALID"))).reshape(x.shape[0], -1)
-    h = jax.nn.sigmoid(h @ p["fc1"]["kernel"] + p["fc1"]["bias"])
-    h = jax.nn.sigmoid(h @ p["fc2"]["kernel"] + p["fc2"]["bias"])
-    return h @ p["fc3"]["kernel"] + p["fc3"]["bias"]
-
-
-def mnist_batch(num_examples: int) -> tuple[jax.Array, jax.Array]:
-    mnist = data.load("mnist5k")
-    return data.to_unit(jnp.asarray(mnist.x_train[:num_examples])), jnp.asarray(
-        mnist.y_train[:num_examples]
-    )
-
-
-def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-
-def mlp_problem(num_examples: int, seed: int = 0):
-    """``(loss_fn, params)`` of the 64-35-10 tanh MLP on the digits (pixels / 16)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = jnp.asarray(digits.data[:num_examples] / 16.0, jnp.float32)
-    y = jnp.asarray(digits.target[:num_examples])
-    keys = jax.random.split(jax.random.PRNGKey(seed), 2)
-    params = {
-        "w0": jax.random.normal(keys[0], (64, 35)) / 8.0,
-        "b0": jnp.zeros(35),
-        "w1": jax.random.normal(keys[1], (35, 10)) / np.sqrt(35.0),
-        "b1": jnp.zeros(10),
-    }
-
-    def loss_fn(p):
-        return cross_entropy(jnp.tanh(x @ p["w0"] + p["b0"]) @ p["w1"] + p["b1"], y)
-
-    return loss_fn, params
 
 
 # ------------------------------------------------------------------------------ the timing
@@ -200,87 +152,6 @@ def ladder(run: Callable[[float], float], tols, reference: float) -> list[dict]:
         if rows[-1]["error"] <= TARGET:
             break
     return rows
-
-
-# ------------------------------------------------------------------------------- the peer
-def torch_lenet(weights: dict):
-    """A ``torch.nn`` LeNet-5 (classic) holding ``weights`` (HWIO / NHWC-flatten converted)."""
-    import torch
-
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 5, padding=2),
-        torch.nn.Sigmoid(),
-        torch.nn.AvgPool2d(2),
-        torch.nn.Conv2d(6, 16, 5),
-        torch.nn.Sigmoid(),
-        torch.nn.AvgPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(400, 120),
-        torch.nn.Sigmoid(),
-        torch.nn.Linear(120, 84),
-        torch.nn.Sigmoid(),
-        torch.nn.Linear(84, 10),
-    )
-    w = jax.tree.map(np.asarray, weights)
-    # our fc1 reads the (h, w, c) flatten, torch's the (c, h, w) one
-    fc1 = w["fc1"]["kernel"].reshape(5, 5, 16, 120).transpose(2, 0, 1, 3).reshape(400, 120)
-    pairs = [
-        (net[0], w["conv1"]["kernel"].transpose(3, 2, 0, 1), w["conv1"]["bias"]),
-        (net[3], w["conv2"]["kernel"].transpose(3, 2, 0, 1), w["conv2"]["bias"]),
-        (net[7], fc1.T, w["fc1"]["bias"]),
-        (net[9], w["fc2"]["kernel"].T, w["fc2"]["bias"]),
-        (net[11], w["fc3"]["kernel"].T, w["fc3"]["bias"]),
-    ]
-    with torch.no_grad():
-        for layer, kernel, bias in pairs:
-            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
-            layer.bias.copy_(torch.from_numpy(np.ascontiguousarray(bias)))
-    return net
-
-
-def pyhessian_version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        import pyhessian  # noqa: F401
-
-        return version("pyhessian")
-    except ImportError:
-        return None
-
-
-class Peer:
-    """PyHessian on the torch twin: ``top(tol)``, ``trace(probes)``, ``density(iters)``."""
-
-    def __init__(self, weights: dict, x: jax.Array, y: jax.Array):
-        import torch
-
-        self.torch = torch
-        self.net = torch_lenet(weights)
-        self.x = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
-        self.y = torch.from_numpy(np.asarray(y).astype(np.int64))
-        self.loss = float(torch.nn.functional.cross_entropy(self.net(self.x), self.y))
-
-    def _hessian(self):
-        from pyhessian import hessian as pyh
-
-        self.net.zero_grad()
-        return pyh(self.net, self.torch.nn.CrossEntropyLoss(), data=(self.x, self.y), cuda=False)
-
-    def top(self, tol: float, seed: int = 0) -> float:
-        self.torch.manual_seed(seed)
-        return float(self._hessian().eigenvalues(maxIter=1000, tol=tol, top_n=1)[0][0])
-
-    def trace(self, probes: int) -> list[float]:
-        return self._hessian().trace(maxIter=probes, tol=-float("inf"))  # never stops early
-
-    def density(self, iters: int) -> str | None:
-        """None when it works, else its error (PyHessian 0.1 calls the removed ``torch.eig``)."""
-        try:
-            self._hessian().density(iter=iters, n_v=1)
-        except Exception as error:  # noqa: BLE001  (any failure is the finding)
-            return f"{type(error).__name__}: {error}"
-        return None
 
 
 # ----------------------------------------------------------------------------- the sections
@@ -416,7 +287,7 @@ def _mlp(s: dict) -> dict:
 
     def make(dtype):
         with jax.enable_x64(dtype == jnp.float64):
-            return _mlp_loss_in(dtype, s["mlp_examples"])
+            return mlp_loss_in(dtype, s["mlp_examples"])
 
     reference = reference_top(make, params)
     key = jax.random.PRNGKey(0)
@@ -433,7 +304,7 @@ def _mlp(s: dict) -> dict:
     )
     size = 16 if s["quick"] else 128
     spread = hessian.batch_spread(
-        hessian.over_dataset(_mlp_batch_loss, _digits(s["mlp_examples"]), batch_size=size),
+        hessian.over_dataset(mlp_batch_loss, digits(s["mlp_examples"]), batch_size=size),
         params,
         num_batches=4,
     )
@@ -457,23 +328,6 @@ def _mlp(s: dict) -> dict:
             "relative_spread": spread.relative_spread,
         },
     }
-
-
-def _digits(n: int, dtype=jnp.float32):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    return jnp.asarray(digits.data[:n] / 16.0, dtype), jnp.asarray(digits.target[:n])
-
-
-def _mlp_batch_loss(p, batch):
-    x, y = batch
-    return cross_entropy(jnp.tanh(x @ p["w0"] + p["b0"]) @ p["w1"] + p["b1"], y)
-
-
-def _mlp_loss_in(dtype, n: int) -> Callable:
-    batch = _digits(n, dtype)
-    return lambda p: _mlp_batch_loss(p, batch)
 
 
 def markdown(result: dict) -> str:
