@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -67,59 +66,45 @@ def default_rtol(params: PyTree) -> float:
     return float(np.sqrt(core.eps(jnp.result_type(*jax.tree.leaves(params)))))
 
 
+def _gradient_and_ends(loss_fn, params, what: str, k_of, options: dict):
+    """The loss and gradient (finite, or a one-sentence error naming ``what``) and both ends
+    of the spectrum, ``k_of(n, full)`` at each; ``options`` go to :func:`eigenvalues`."""
+    spec, data = core.problem(loss_fn, params, options.get("wrt"))
+    n = core.num_selected(params, spec.mask)
+    method = options.get("method", "auto")
+    full = method == "dense" or (method == "auto" and n <= core.DENSE_MAX)
+    loss, grad = core.check_finite_loss(spec, params, data, what, with_loss=True)
+    eig = eigenvalues(loss_fn, params, k=k_of(n, full), which="both", check_finite=False, **options)
+    return spec, n, full, loss, grad, eig
+
+
 def classify(
     loss_fn: core.LossFn,
     params: PyTree,
     *,
     k: int = 5,
-    method: str = "auto",
     grad_rtol: float | None = None,
     eig_rtol: float | None = None,
-    key: jax.Array | None = None,
-    num_iter: int | None = None,
-    max_iter: int | None = None,
-    tol: float | None = None,
-    wrt: core.Wrt = None,
-    loss_info: Mapping | None = None,
-    loop: str = "auto",
-    min_iter: int = 0,
-    start: str = "normal",
+    **options: Any,
 ) -> Classification:
     """Minimum / maximum / saddle / degenerate / not_critical, from the gradient and spectrum.
 
     Dense: every eigenvalue; Lanczos: the ``k`` at each end. Tolerances default to
     ``sqrt(eps)`` of the params' dtype. A non-finite loss, gradient or eigenvalue raises.
-    ``min_iter`` and ``start`` go to :func:`~jaxopt_notes.hessian.eigenvalues` (a run that
-    doubles as an SLQ probe: the result's ``tridiagonal``).
+    ``options`` go to :func:`~jaxopt_notes.hessian.eigenvalues` (``method``, ``key``, ``tol``,
+    ``max_iter``, ``num_iter``, ``wrt``, ``loss_info``, ``loop``; ``min_iter`` and
+    ``start="rademacher"`` make the run double as an SLQ probe: the result's ``tridiagonal``).
 
     >>> classify(lambda p: p[0] ** 2 - p[1] ** 2, jnp.zeros(2)).kind
     'saddle'
     """
-    spec, data = core.problem(loss_fn, params, wrt)
-    n = core.num_selected(params, spec.mask)
     _checks.integer("k", k, low=1)
     grad_rtol = default_rtol(params) if grad_rtol is None else grad_rtol
     eig_rtol = default_rtol(params) if eig_rtol is None else eig_rtol
     _checks.non_negative("grad_rtol", grad_rtol)
     _checks.non_negative("eig_rtol", eig_rtol)
-    loss, grad = core.check_finite_loss(spec, params, data, "a classification", with_loss=True)
-    full = method == "dense" or (method == "auto" and n <= core.DENSE_MAX)
-    eig = eigenvalues(
-        loss_fn,
-        params,
-        k=n if full else min(k, n),
-        which="both",
-        method=method,
-        key=key,
-        num_iter=num_iter,
-        max_iter=max_iter,
-        tol=tol,
-        wrt=wrt,
-        loss_info=loss_info,
-        loop=loop,
-        check_finite=False,
-        min_iter=min_iter,
-        start=start,
+    spec, n, full, loss, grad, eig = _gradient_and_ends(
+        loss_fn, params, "a classification", lambda n, full: n if full else min(k, n), options
     )
     grad_norm = float(jnp.linalg.norm(grad))
     lam = np.asarray(eig.values, dtype=np.float64)
@@ -195,41 +180,20 @@ def downhill(v: jax.Array, g: jax.Array) -> jax.Array:
 
 
 def escape_direction(
-    loss_fn: core.LossFn,
-    params: PyTree,
-    *,
-    method: str = "auto",
-    eig_rtol: float | None = None,
-    key: jax.Array | None = None,
-    num_iter: int | None = None,
-    max_iter: int | None = None,
-    tol: float | None = None,
-    wrt: core.Wrt = None,
-    loop: str = "auto",
+    loss_fn: core.LossFn, params: PyTree, *, eig_rtol: float | None = None, **options: Any
 ) -> PyTree | None:
     """The unit direction of most negative curvature, signed to go downhill, or None.
 
     None when the smallest eigenvalue is not below ``-eig_rtol * max|lambda|``; a non-finite
     loss, gradient or eigenvalue raises (never a NaN direction). Signed by :func:`downhill`.
+    ``options`` go to :func:`~jaxopt_notes.hessian.eigenvalues` (``method``, ``key``, ``tol``,
+    ``max_iter``, ``num_iter``, ``wrt``, ``loop``).
 
     >>> escape_direction(lambda p: p[0] ** 2 - p[1] ** 2, jnp.zeros(2))
     Array([0., 1.], dtype=float32)
     """
-    spec, data = core.problem(loss_fn, params, wrt)
-    grad = core.check_finite_loss(spec, params, data, "an escape direction")
-    eig = eigenvalues(
-        loss_fn,
-        params,
-        k=1,
-        which="both",
-        method=method,
-        key=key,
-        tol=tol,
-        num_iter=num_iter,
-        max_iter=max_iter,
-        wrt=wrt,
-        loop=loop,
-        check_finite=False,
+    *_, grad, eig = _gradient_and_ends(
+        loss_fn, params, "an escape direction", lambda n, full: 1, options
     )
     lam = np.asarray(eig.values, dtype=np.float64)
     eig_rtol = default_rtol(params) if eig_rtol is None else eig_rtol
