@@ -199,11 +199,11 @@ class ParamsAverageState(NamedTuple):
 
 
 def _averaging(
-    name: str, dtype: Any, mix: Callable[[jax.Array, Any, Any], Any]
+    name: str, dtype: Any, mix: Callable[[jax.Array], Callable[[Any, Any], Any]]
 ) -> optax.GradientTransformation:
     """A link that passes the updates through and keeps an average of the params after the
     step (in ``dtype``, else the params'), starting from the params it is initialised with:
-    ``mix(t, average, params)`` is the average after step ``t``, leaf by leaf."""
+    ``mix(t)(average, params)`` is a leaf's average after step ``t``."""
 
     def init_fn(params):
         average = jax.tree.map(lambda p: jnp.asarray(p, dtype or jnp.result_type(p)), params)
@@ -213,7 +213,7 @@ def _averaging(
         with_params(name, updates, params)
         theta = jax.tree.map(lambda p, u: (p + u).astype(jnp.result_type(p)), params, updates)
         t = increment(state.count)
-        average = jax.tree.map(lambda a, x: mix(t, a, x), state.average, theta)
+        average = jax.tree.map(mix(t), state.average, theta)
         return updates, ParamsAverageState(t, average)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -255,13 +255,17 @@ def ema_params(
     _checks.flag("debias", debias)
     dtype = _checks.dtype("accumulator_dtype", accumulator_dtype)
 
-    def mix(t, a, x):
+    def mix(t):
         if debias:  # the debiased average kept directly: weight of the past, of the new
             keep = decay * (1 - decay ** (t - 1)) / (1 - decay**t)
         else:
             keep = jnp.asarray(decay)
-        w = keep.astype(jnp.result_type(a))
-        return (w * a + (1 - w) * x.astype(a.dtype)).astype(a.dtype)
+
+        def leaf(a, x):
+            w = keep.astype(jnp.result_type(a))
+            return (w * a + (1 - w) * x.astype(a.dtype)).astype(a.dtype)
+
+        return leaf
 
     return _averaging("ema_params", dtype, mix)
 
@@ -293,9 +297,13 @@ def polyak_params(*, accumulator_dtype: Any = None) -> optax.GradientTransformat
     """
     dtype = _checks.dtype("accumulator_dtype", accumulator_dtype)
 
-    def mean(t, a, x):
-        step = (x.astype(a.dtype) - a) / t.astype(jnp.finfo(a.dtype).dtype)
-        return (a + step).astype(a.dtype)
+    def mean(t):
+        def leaf(a, x):
+            return (a + (x.astype(a.dtype) - a) / t.astype(jnp.finfo(a.dtype).dtype)).astype(
+                a.dtype
+            )
+
+        return leaf
 
     return _averaging("polyak_params", dtype, mean)
 

@@ -135,8 +135,16 @@ def _bilinear(cotangents: Any) -> Any:
     is ``cotangents(a, b, c)``: the gradients in ``a`` and ``b`` for an output gradient ``c``."""
 
     def wrap(op):
-        op = jax.custom_vjp(op)
-        op.defvjp(lambda a, b: (op(a, b), (a, b)), lambda ab, c: cotangents(*ab, c))
+        name, op = op.__name__, jax.custom_vjp(op)
+
+        def fwd(a, b):
+            return op(a, b), (a, b)
+
+        def bwd(ab, c):
+            return cotangents(*ab, c)
+
+        fwd.__name__, bwd.__name__ = f"_{name}_fwd", f"_{name}_bwd"  # named so in jaxprs
+        op.defvjp(fwd, bwd)
         return op
 
     return wrap
