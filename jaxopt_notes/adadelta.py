@@ -19,11 +19,10 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
+from jaxopt_notes._types import GT, LearningRate
 from jaxopt_notes.combine import chain
 from jaxopt_notes.moments import _ema_sq, _needs, _real_zeros, second_moment
 from jaxopt_notes.transforms import add_decayed_weights, scale_by_learning_rate
-
-GT = optax.GradientTransformationExtraArgs
 
 
 class DeltaRatioState(NamedTuple):
@@ -75,7 +74,7 @@ def delta_ratio(rho: float = 0.9, eps: float = 1e-6) -> optax.GradientTransforma
 
 @recorded
 def adadelta(
-    learning_rate=1.0,
+    learning_rate: LearningRate = 1.0,
     rho: float = 0.9,
     eps: float = 1e-6,
     weight_decay: float = 0.0,

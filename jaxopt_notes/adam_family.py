@@ -22,7 +22,7 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded, resolved
-from jaxopt_notes._types import LearningRate
+from jaxopt_notes._types import GT, LearningRate
 from jaxopt_notes.combine import chain
 from jaxopt_notes.moments import (
     amsgrad_max,
@@ -33,8 +33,6 @@ from jaxopt_notes.moments import (
     second_moment,
 )
 from jaxopt_notes.transforms import add_decayed_weights, scale_by_learning_rate
-
-GT = optax.GradientTransformationExtraArgs
 
 
 def adam_moments(

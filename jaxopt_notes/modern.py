@@ -27,6 +27,7 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
+from jaxopt_notes._types import GT, LearningRate
 from jaxopt_notes.adam_family import adam_direction, adam_moments
 from jaxopt_notes.combine import chain, increment, zero_count
 from jaxopt_notes.moments import (
@@ -42,8 +43,6 @@ from jaxopt_notes.moments import (
     moment_link,
 )
 from jaxopt_notes.transforms import _plain, add_decayed_weights, scale_by_learning_rate
-
-GT = optax.GradientTransformationExtraArgs
 
 
 # ------------------------------------------------------------------------------ the links
@@ -212,7 +211,7 @@ def _started_at(link: optax.GradientTransformation, value: float) -> optax.Gradi
 # ------------------------------------------------------------------------- the optimizers
 @recorded
 def lion(
-    learning_rate,
+    learning_rate: LearningRate,
     b1: float = 0.9,
     b2: float = 0.99,
     *,
@@ -254,7 +253,7 @@ def lion(
 
 @recorded
 def adabelief(
-    learning_rate,
+    learning_rate: LearningRate,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-16,
@@ -300,7 +299,7 @@ def adabelief(
 
 @recorded
 def yogi(
-    learning_rate,
+    learning_rate: LearningRate,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-3,
@@ -344,7 +343,7 @@ def yogi(
 
 @recorded
 def radam(
-    learning_rate,
+    learning_rate: LearningRate,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import optax
-
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded, resolved
-from jaxopt_notes._types import LearningRate
+from jaxopt_notes._types import GT, LearningRate
 from jaxopt_notes.adadelta import adadelta
 from jaxopt_notes.adam_family import adam, adamax, adamw, amsgrad, nadam, nadamw
 from jaxopt_notes.combine import chain, switch
@@ -25,8 +23,6 @@ from jaxopt_notes.modern import adabelief, lion, radam, yogi
 from jaxopt_notes.moments import scale_by_rms, scale_by_sum_of_squares
 from jaxopt_notes.transforms import scale_by_learning_rate, trace
 from jaxopt_notes.trust_ratio import lamb, lars
-
-GT = optax.GradientTransformationExtraArgs
 
 
 @recorded

@@ -23,6 +23,7 @@ import optax
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
+from jaxopt_notes._types import GT, LearningRate
 from jaxopt_notes.adam_family import adam_direction
 from jaxopt_notes.combine import chain
 from jaxopt_notes.moments import abs_sq
@@ -32,8 +33,6 @@ from jaxopt_notes.transforms import (
     trace,
     with_params,
 )
-
-GT = optax.GradientTransformationExtraArgs
 
 
 def _norm(x: jax.Array, min_norm: float) -> jax.Array:
@@ -95,7 +94,7 @@ def _mask(mask: Any) -> Any:
 
 @recorded
 def lars(
-    learning_rate,
+    learning_rate: LearningRate,
     weight_decay: float = 0.0,
     weight_decay_mask: Any = True,
     trust_coefficient: float = 0.001,
@@ -144,7 +143,7 @@ def lars(
 
 @recorded
 def lamb(
-    learning_rate,
+    learning_rate: LearningRate,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-6,
