@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
     parser.add_argument(
-        "--optimizers", default="adam", help=f"step only: a comma list of {', '.join(PAIRS)}"
+        "--optimizers",
+        default="adam",
+        help=f"step only: a comma list of {', '.join(PAIRS)} (default: %(default)s)",
     )
 
 
