@@ -15,6 +15,7 @@ import pytest
 
 from jaxopt_notes import cli, data, train
 from jaxopt_notes.train import TrainConfig, loop
+from jaxopt_notes.train.curvature import edge_ratios
 
 TINY = dict(
     model="mlp", depth=1, width=32, dataset="digits", batch_size=64, shift=0, schedule="constant"
@@ -216,3 +217,36 @@ def test_curvature_tracking_records_every_n_steps_and_matches_dense_eigenvalues(
     dense = hessian.eigenvalues(loss, final.params, k=1, which="both", method="dense").values
     assert got["top"] == pytest.approx(float(dense[0]), rel=1e-3)
     assert got["bottom"] == pytest.approx(float(dense[-1]), rel=0.05, abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lr, at_edge", [(0.3, True), (0.03, False)])
+def test_full_batch_gd_rises_to_the_edge_from_below_and_hovers(tmp_path, lr, at_edge):
+    # the band [0.8, 1.2] x 2/lr, the start below 0.75 x 2/lr: experiments/edge_of_stability's
+    # at lr 0.03 the edge (66.7) is far out of reach in 300 steps: the verdict must flip
+    cfg = TrainConfig(
+        model="mlp",
+        dataset="digits",
+        activation="tanh",
+        width=128,
+        init="normal",
+        init_std=0.03,
+        batch_size=1293,
+        epochs=300,
+        optimizer="sgd",
+        momentum=0.0,
+        learning_rate=lr,
+        schedule="constant",
+        loss="mse",
+        shift=0,
+        track_curvature=10,
+        curvature_examples=0,
+        curvature_iters=12,
+    )
+    loop.train(cfg, out_dir=tmp_path / "run", progress=False)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    records = [r for r in map(json.loads, lines) if r.get("kind") == "curvature"]
+    ratios = edge_ratios(records)
+    assert ratios["measurements"] == 30
+    verdict = ratios["first"] < 0.75 and 0.8 <= ratios["second_half_median"] <= 1.2
+    assert verdict is at_edge, ratios

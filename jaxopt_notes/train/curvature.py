@@ -206,6 +206,30 @@ def make_tracked_epoch(model, tx, data, cfg: TrainConfig, mesh, tracker: Curvatu
     return epoch
 
 
+def edge_ratios(records: list[dict], band: tuple[float, float] = (0.8, 1.2)) -> dict[str, Any]:
+    """The top eigenvalue over its edge (2/lr, with momentum 2(1+b)/lr) through a run's curvature
+    records: at the first measurement, the median over the second half and the share of the
+    second half within ``band`` (Cohen et al. 2021: full-batch GD rises to the edge from below
+    and hovers there). Records without a finite top or edge are left out.
+
+    >>> r = [{"top": t, "edge": 10.0} for t in (4.0, 9.0, 10.5, 9.5, 11.0, 13.0)]
+    >>> edge_ratios(r)
+    {'first': 0.4, 'second_half_median': 1.1, 'second_half_in_band': 0.667, 'measurements': 6}
+    """
+    ratio = np.array(
+        [r["top"] / r["edge"] for r in records if r.get("top") is not None and r.get("edge")]
+    )
+    if not len(ratio):
+        raise ValueError("`records` must hold measurements with a top eigenvalue and an edge")
+    half = ratio[len(ratio) // 2 :]
+    return {
+        "first": round(float(ratio[0]), 3),
+        "second_half_median": round(float(np.median(half)), 3),
+        "second_half_in_band": round(float(np.mean((half >= band[0]) & (half <= band[1]))), 3),
+        "measurements": len(ratio),
+    }
+
+
 def plot_curvature(records: list[dict], path) -> None:
     """``curvature.png``: top eigenvalue beside its edge, the preconditioned one beside the
     adaptive edge (Adam), and the bottom eigenvalue and trace, against the step."""
@@ -217,16 +241,17 @@ def plot_curvature(records: list[dict], path) -> None:
     steps = [r["step"] for r in records]
     pre = any("preconditioned" in r for r in records)
     fig, axes = plt.subplots(1, 3 if pre else 2, figsize=(13 if pre else 9, 3.6))
-    col = lambda k: [r.get(k, np.nan) for r in records]  # noqa: E731
+    # a value JSON could not hold (NaN, Inf) is None in the records: drawn as a gap
+    col = lambda k: [np.nan if r.get(k) is None else r[k] for r in records]  # noqa: E731
     axes[0].plot(steps, col("top"), label="top eigenvalue")
     axes[0].plot(steps, col("edge"), "k--", label="edge (2/lr, with momentum 2(1+b)/lr)")
     top = np.nanmax(col("top") + [1e-12])
-    edge = np.nanmin(col("edge") + [np.inf])  # the edge is drawn when it is within 4x the top
+    edge = np.nanmin(col("edge") + [np.inf])  # the edge is in view when it is within 4x the top
     axes[0].set(
         xlabel="step",
         ylabel="eigenvalue",
         title="sharpness",
-        ylim=(0, 1.15 * (edge if edge < 4 * top else top)),
+        ylim=(0, 1.15 * (max(edge, top) if edge < 4 * top else top)),
     )
     axes[0].legend(fontsize=7)
     if pre:
@@ -240,7 +265,8 @@ def plot_curvature(records: list[dict], path) -> None:
     twin = ax.twinx()
     twin.plot(steps, col("trace"), color="C2", label="trace (Hutchinson)")
     twin.set_ylabel("trace")
-    fig.legend(loc="lower right", fontsize=7)
+    lines = ax.get_lines() + twin.get_lines()  # one legend for both y axes, inside the panel
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
