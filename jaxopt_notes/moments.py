@@ -81,23 +81,23 @@ def _needs(updates: Any, link: str, *fields: str) -> Moments:
 
 def moment_link(
     sets: str,
-    state: type,
+    state_type: type,
     init: Callable[[Any], Any],
     step: Callable[[Moments, Any], Any],
     dtype: Any = None,
 ) -> optax.GradientTransformation:
     """A moment link from its math alone: ``init(params)`` is the kept tree, ``step(stream,
     kept)`` its new value, which fills the field ``sets`` of the stream and is kept (in
-    ``dtype`` when given) as the one field of ``state``. The plumbing every moment link shares."""
+    ``dtype`` when given) as the one field of ``state_type``: the plumbing of every moment link."""
 
     def init_fn(params):
-        return state(init(params))
+        return state_type(init(params))
 
-    def update_fn(updates, kept_state, params=None):
+    def update_fn(updates, state, params=None):
         del params
         m = _open(updates)
-        value = step(m, kept_state[0])
-        return m._replace(**{sets: value}), state(_store(value, dtype))
+        value = step(m, state[0])
+        return m._replace(**{sets: value}), state_type(_store(value, dtype))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
