@@ -116,3 +116,21 @@ def test_cli_draws_one_and_two_runs(tmp_path, capsys):
         assert (out / png).stat().st_size > 0
     assert cli.main(["landscape", "--run", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "`run_dir` must be a run directory" in capsys.readouterr().err
+
+
+def test_a_lenet_runs_first_layer_split_gives_the_plain_grid(tmp_path):
+    argv = ["train", "--dataset", "digits", "--epochs", "1", "--no-progress"]
+    assert cli.main([*argv, "--label-smoothing", "0.1", "--out", str(tmp_path / "r")]) == 0
+    run = train.load_run(tmp_path / "r")
+    x, y = (jnp.asarray(a) for a in run.arrays("train", 64))
+    split = run.landscape_split()
+    assert split is not None
+    dirs = landscape.random_directions(run.params, jax.random.key(0))
+    coords = np.linspace(-1, 1, 3)
+    plain = landscape.surface(run.batch_loss, run.params, dirs, x, y, xs=coords, ys=coords)
+    cut = landscape.surface(
+        run.batch_loss, run.params, dirs, x, y, xs=coords, ys=coords, split=split
+    )
+    np.testing.assert_allclose(cut.values, plain.values, rtol=1e-5)
+    assert cut.values[1, 1] == pytest.approx(float(run.batch_loss(run.params, x, y)), rel=1e-5)
+    assert np.ptp(plain.values) > 1e-3  # the grid moves: equal values are not constant ones

@@ -41,7 +41,9 @@ OPTIONS = (
     Option("--examples", "evaluation images (the first of --split)", int, 1000),
     Option("--split", "the split the loss is evaluated on", str, "train", ("train", "val", "test")),
     Option("--hessian-examples", "images for the Hessian eigenvectors and values", int, 500),
-    Option("--block", "grid points evaluated together under vmap", int, 8),
+    Option(
+        "--block", "grid points evaluated together under vmap (0: 1 on CPU, 16 elsewhere)", int, 0
+    ),
     Option("--seed", "seed of the random directions", int, 0),
 )
 
@@ -65,8 +67,8 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise ValueError(f"`grid` must be an integer >= 2, got {args.grid}")
     if not (np.isfinite(args.span) and args.span > 0):
         raise ValueError(f"`span` must be a finite number > 0, got {args.span}")
-    if args.block < 1:
-        raise ValueError(f"`block` must be an integer >= 1, got {args.block}")
+    if args.block < 0:
+        raise ValueError(f"`block` must be an integer >= 0, got {args.block}")
     return kinds
 
 
@@ -98,13 +100,17 @@ def run_cli(args: argparse.Namespace) -> int:
     key = jax.random.key(args.seed)
     run = runs[0]
     x, y = jnp.asarray(evals[0][0]), jnp.asarray(evals[0][1])
+    cut = run.landscape_split()
     lines = [
-        (*landscape.interpolate(run.batch_loss, run.init_params, run.params, x, y), "init -> final")
+        (
+            *landscape.interpolate(run.batch_loss, run.init_params, run.params, x, y, split=cut),
+            "init -> final",
+        )
     ]
     if len(runs) == 2:
         lines.append(
             (
-                *landscape.interpolate(run.batch_loss, run.params, runs[1].params, x, y),
+                *landscape.interpolate(run.batch_loss, run.params, runs[1].params, x, y, split=cut),
                 "run A -> run B",
             )
         )
@@ -148,7 +154,17 @@ def _slice(kind, run, loss_fn, x, y, coords, key, args) -> landscape.Surface:
         reach = 1.25 * np.abs(path).max(axis=0) + 1e-6  # the path fits inside the grid
         xs, ys = (np.linspace(-r, r, args.grid) for r in reach)
     grid = landscape.surface(
-        run.batch_loss, run.params, dirs, x, y, xs=xs, ys=ys, kind=kind, path=path, block=args.block
+        run.batch_loss,
+        run.params,
+        dirs,
+        x,
+        y,
+        xs=xs,
+        ys=ys,
+        kind=kind,
+        path=path,
+        block=args.block or None,
+        split=run.landscape_split(),  # LeNet: the first convolution once per direction
     )
     info = {"seconds": time.perf_counter() - t}
     if kind == "eigen":

@@ -85,6 +85,26 @@ class Run:
         unravel = ravel_pytree(self.init_params)[1]
         return [unravel(jnp.asarray(v)) for v in runs.read_path(self.path)]
 
+    def landscape_split(self) -> Any:
+        """The :class:`~jaxopt_notes.landscape.FirstLayerSplit` of :meth:`batch_loss` after
+        LeNet's first convolution (linear in its parameters), so a landscape grid computes
+        that layer once per direction; ``None`` for the MLP, whose first layer is a cheap
+        matmul. Pass it as ``split=`` to :func:`~jaxopt_notes.landscape.surface`."""
+        from jaxopt_notes import landscape
+
+        if self.config.model != "lenet":
+            return None
+        smoothing, classes = self.config.label_smoothing, self.data.num_classes
+
+        def loss(logits, y):
+            onehot = jax.nn.one_hot(jnp.asarray(y), classes)
+            if smoothing:
+                onehot = optax.smooth_labels(onehot, smoothing)
+            return example_loss(self.config.loss, logits, onehot)[0].mean()
+
+        prepare = lambda x: data_lib.normalize(jnp.asarray(x), self.data.mean, self.data.std)  # noqa: E731
+        return landscape.first_layer_split(self.model, "conv1", loss, prepare=prepare)
+
     def loss_fn(self, split: str = "train", num_examples: int | None = None) -> Callable:
         """``loss_fn(params) -> scalar``: :meth:`batch_loss` over ``split``'s examples (all, or
         the first ``num_examples``), closed over them; what the Hessian tools take."""
