@@ -231,8 +231,7 @@ def filter_normalize(direction: PyTree, params: PyTree, *, biases: str = "zero")
     >>> d["k"].tolist(), d["b"].tolist()  # column norms 5 and 1
     ([[3.535533905029297, 0.7071067690849304], [3.535533905029297, 0.7071067690849304]], [0.0, 0.0])
     """
-    if biases not in ("zero", "keep"):
-        raise ValueError(f"`biases` must be one of ('zero', 'keep'), got {biases!r}")
+    _checks.one_of("biases", biases, ("zero", "keep"))
 
     def one(d, p):
         if p.ndim <= 1:

@@ -24,8 +24,8 @@ from typing import Any
 import optax
 
 import jaxopt_notes as jn
+from jaxopt_notes import _checks, models, schedules
 from jaxopt_notes import data as data_lib
-from jaxopt_notes import models, schedules
 
 SCHEDULES = ("constant", "step", "exponential", "inverse_time", "cosine", "cyclic")
 INITS = ("default",) + models.INITS
@@ -76,13 +76,13 @@ class TrainConfig:
     flip: bool = _knob(False, "augmentation: random horizontal flips")
     cutout: int = _knob(0, "augmentation: side of a random zeroed square (0: off)")
     mixup: float = _knob(0.0, "augmentation: mixup Beta parameter (0: off)")
-    rotate: float = _knob(0.0, "augmentation: random rotation by up to this many degrees")
-    scale: float = _knob(0.0, "augmentation: random zoom by a factor in [1 - this, 1 + this]")
+    rotate: float = _knob(10.0, "augmentation: random rotation by up to this many degrees")
+    scale: float = _knob(0.1, "augmentation: random zoom by a factor in [1 - this, 1 + this]")
     elastic: float = _knob(
-        0.0, "augmentation: elastic distortion, largest displacement in pixels (0: off)"
+        2.0, "augmentation: elastic distortion, largest displacement in pixels (0: off)"
     )
     elastic_sigma: float = _knob(4.0, "augmentation: smoothing std of the elastic field, pixels")
-    label_smoothing: float = _knob(0.0, "label smoothing of the cross-entropy, in [0, 1)")
+    label_smoothing: float = _knob(0.1, "label smoothing of the cross-entropy, in [0, 1)")
     loss: str = _knob(
         "cross_entropy",
         "training loss: softmax cross_entropy, or mse (half the squared error of the logits "
@@ -121,7 +121,7 @@ class TrainConfig:
     cycle_epochs: int = _knob(2, "cyclic: epochs of the first cycle (SGDR restarts)")
     cycle_mult: float = _knob(1.0, "cyclic: each cycle this many times longer")
     # the loop
-    epochs: int = _knob(20, "passes over the training data (may be raised on --resume)")
+    epochs: int = _knob(60, "passes over the training data (may be raised on --resume)")
     seed: int = _knob(0, "seed of the init, the shuffles, dropout and augmentation")
     patience: int = _knob(
         0, "early stop after this many epochs without a better validation accuracy (0: off)"
@@ -143,7 +143,7 @@ class TrainConfig:
         for field in dataclasses.fields(self):
             choices = field.metadata.get("choices")
             if choices is not None and getattr(self, field.name) not in choices:
-                _one_of(field.name, getattr(self, field.name), choices)
+                _checks.one_of(field.name, getattr(self, field.name), choices)
         for name in ("epochs", "batch_size", "lr_every", "cycle_epochs", "data_shards"):
             _at_least(name, getattr(self, name), 1)
         if self.batch_size % self.data_shards:
@@ -205,11 +205,6 @@ class TrainConfig:
                     f"(it takes {takes}), got {given[name]!r}"
                 )
         return given
-
-
-def _one_of(name: str, value: Any, options: tuple) -> None:
-    if value not in options:
-        raise ValueError(f"`{name}` must be one of {tuple(options)}, got {value!r}")
 
 
 def _at_least(name: str, value: Any, low: int) -> None:

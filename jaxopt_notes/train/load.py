@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from jaxopt_notes import _checks, models
 from jaxopt_notes import data as data_lib
-from jaxopt_notes import models
 from jaxopt_notes.train import runs
 from jaxopt_notes.train.config import TrainConfig, make_optimizer, read_toml
 from jaxopt_notes.train.loop import with_validation
@@ -67,8 +67,7 @@ class Run:
 
     def arrays(self, split: str = "train", num_examples: int | None = None):
         """``(x, y)`` of ``split`` ("train", "val" or "test"), its first ``num_examples``."""
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"`split` must be one of ('train', 'val', 'test'), got {split!r}")
+        _checks.one_of("split", split, ("train", "val", "test"))
         x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
         if num_examples is not None:
             if not 1 <= num_examples <= len(y):

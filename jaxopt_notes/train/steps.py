@@ -20,8 +20,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxopt_notes import _checks, models
 from jaxopt_notes import data as data_lib
-from jaxopt_notes import models
 from jaxopt_notes.train.config import TrainConfig
 
 
@@ -69,11 +69,9 @@ def example_loss(kind: str, logits: jax.Array, onehot: jax.Array) -> tuple[jax.A
     >>> float(example_loss("mse", jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]]))[0][0])
     1.0
     """
-    if kind == "mse":
+    if _checks.one_of("loss", kind, ("cross_entropy", "mse")) == "mse":
         loss = 0.5 * jnp.sum((logits - onehot) ** 2, axis=-1)
         return loss, (logits.argmax(-1) == onehot.argmax(-1)).astype(jnp.float32)
-    if kind != "cross_entropy":
-        raise ValueError(f"`loss` must be one of ('cross_entropy', 'mse'), got {kind!r}")
     return cross_entropy(logits, onehot)
 
 
