@@ -100,17 +100,16 @@ def run_cli(args: argparse.Namespace) -> int:
     key = jax.random.key(args.seed)
     run = runs[0]
     x, y = jnp.asarray(evals[0][0]), jnp.asarray(evals[0][1])
-    cut = run.landscape_split()
     lines = [
         (
-            *landscape.interpolate(run.batch_loss, run.init_params, run.params, x, y, split=cut),
+            *landscape.interpolate(run.batch_loss, run.init_params, run.params, x, y),
             "init -> final",
         )
     ]
     if len(runs) == 2:
         lines.append(
             (
-                *landscape.interpolate(run.batch_loss, run.params, runs[1].params, x, y, split=cut),
+                *landscape.interpolate(run.batch_loss, run.params, runs[1].params, x, y),
                 "run A -> run B",
             )
         )
@@ -164,7 +163,6 @@ def _slice(kind, run, loss_fn, x, y, coords, key, args) -> landscape.Surface:
         kind=kind,
         path=path,
         block=args.block or None,
-        split=run.landscape_split(),  # LeNet: the first convolution once per direction
     )
     info = {"seconds": time.perf_counter() - t}
     if kind == "eigen":

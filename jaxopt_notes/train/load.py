@@ -86,9 +86,11 @@ class Run:
 
     def landscape_split(self) -> Any:
         """The :class:`~jaxopt_notes.landscape.FirstLayerSplit` of :meth:`batch_loss` after
-        LeNet's first convolution (linear in its parameters), so a landscape grid computes
-        that layer once per direction; ``None`` for the MLP, whose first layer is a cheap
-        matmul. Pass it as ``split=`` to :func:`~jaxopt_notes.landscape.surface`."""
+        LeNet's first convolution (linear in its parameters), for ``split=`` of
+        :func:`~jaxopt_notes.landscape.surface`; ``None`` for the MLP. Exact, but on the CPU
+        not faster for LeNet: its first convolution is a small share of the work, and the
+        three stored feature maps cost more memory traffic than computing it again
+        (``bench_results/landscape/``); the command line does not use it."""
         from jaxopt_notes import landscape
 
         if self.config.model != "lenet":
