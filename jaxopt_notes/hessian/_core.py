@@ -264,7 +264,8 @@ def problem(loss_fn: Any, params: PyTree, wrt: Wrt) -> tuple[Spec, Any]:
     )
     if spec.kind == "ggn":  # its J v is forward mode either way
         return spec, data
-    x = flat_view(params, mask)[0]
+    chosen = [leaf for leaf, m in zip(jax.tree.leaves(params), mask, strict=True) if m]
+    x = jax.ShapeDtypeStruct((num_selected(params, mask),), jnp.result_type(*chosen))
     probe = lambda p, d, v: matvec_fn(spec, p, d)(v)  # noqa: E731
     forward = forward_mode(spec, probe, params, data, x)
     return dataclasses.replace(spec, forward=forward), data

@@ -208,41 +208,51 @@ def run_host(
     min_iter: int = 0,
     chunk: int = 1,
     products: bool = False,
-) -> State:
+    start: tuple[State, jax.Array] | None = None,
+) -> tuple[State, tuple | None]:
     """Steps until converged (``tol``; None: always ``max_iter``), at least ``min_iter``, from
     the host; ``advance(state, v, key, steps) -> (state, next v)`` runs ``steps`` steps,
     products included, and convergence is tested after each such call of ``chunk`` steps.
-    ``products`` keeps every ``H q_j`` (see :func:`init`)."""
-    state, v = init_jit(v0, max_iter, products)
-    done = 0
+    ``products`` keeps every ``H q_j`` (see :func:`init`); ``start`` is an initial
+    ``(state, v)`` made by the caller (else from ``v0``). Returns the state and the host copy
+    ``(alpha, beta, steps)`` of the last test when it saw the final state (else None)."""
+    state, v = init_jit(v0, max_iter, products) if start is None else start
+    done, host = 0, None
     while done < max_iter:
         steps = min(chunk, max_iter - done)
         state, v = advance(state, v, key, steps)
         done += steps
         if tol is None or done < min_iter:
             continue
-        alpha, beta = jax.device_get((state.alpha, state.beta))
-        if host_converged(alpha, beta, done, n, k, which, tol):
+        host = (*jax.device_get((state.alpha, state.beta)), done)
+        if host_converged(host[0], host[1], done, n, k, which, tol):
             break
-    return state
+    return state, (host if host is not None and host[2] == done else None)
 
 
 @jax.jit
-def _ritz_vectors(state: State, s: jax.Array) -> tuple[jax.Array, jax.Array | None]:
-    return s @ state.q[: s.shape[1]], _products(state, s)
+def _ritz_vectors(state: State, s: jax.Array, values: jax.Array):
+    """Ritz vectors, their products (from the kept ``H q_j``) and true residual norms."""
+    vectors, products = s @ state.q[: s.shape[1]], _products(state, s)
+    if products is None:
+        return vectors, None, None
+    return vectors, products, jnp.linalg.norm(products - values[:, None] * vectors, axis=1)
 
 
-def extract_host(state: State, *, k: int, which: str) -> Extremes:
-    """:func:`extract` with ``T`` solved on the host: one transfer, one small device matmul."""
-    alpha, beta, j = jax.device_get((state.alpha, state.beta, state.j))
+def extract_host(state: State, *, k: int, which: str, host: tuple | None = None) -> Extremes:
+    """:func:`extract` with ``T`` solved on the host: one transfer (none when ``host`` is
+    :func:`run_host`'s copy), one small device call. With kept products the residuals are the
+    true ``||H y - theta y||``, else the estimates ``|beta_j s_j|``."""
+    alpha, beta, j = jax.device_get((state.alpha, state.beta, state.j)) if host is None else host
     theta, s, resid = host_ritz(alpha, beta, int(j))
     idx = _host_wanted(theta, k, which)
     pad = np.zeros((len(idx), alpha.shape[0]), alpha.dtype)
     pad[:, : int(j)] = s[:, idx].T  # padded to max_iter rows: one compiled shape per problem
-    vectors, products = _ritz_vectors(state, jnp.asarray(pad))
     values = jnp.asarray(theta[idx], alpha.dtype)
+    vectors, products, true = _ritz_vectors(state, jnp.asarray(pad), values)
+    resid = resid[idx] if true is None else np.asarray(true, np.float64)
     scale = float(np.abs(theta).max())
-    return Extremes(values, vectors, resid[idx], int(j), scale, products)
+    return Extremes(values, vectors, resid, int(j), scale, products)
 
 
 def lanczos_extremes(
@@ -315,5 +325,5 @@ def lanczos(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array) -> T
 
     state = run_host(
         advance, v0, key, max_iter=num_iter, k=1, which="largest", tol=None, n=v0.shape[0]
-    )
+    )[0]
     return tridiagonal(state)

@@ -144,11 +144,18 @@ def _start_vector(key, size, dtype, start):
     return jax.random.normal(key, (size,), dtype)
 
 
+@jax.jit(static_argnames=("size", "dtype", "start", "max_iter", "products"))
+def _host_start(key, *, size, dtype, start, max_iter, products):
+    """The start vector, the initial state and the restart key in one call."""
+    v0 = _start_vector(key, size, dtype, start)
+    return lz.init(v0, max_iter, products), v0 / jnp.linalg.norm(v0), jax.random.fold_in(key, 1)
+
+
 def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, start, chunk, keep):
     op = core.Operator(spec, params, data, loop)
-    v0 = _start_vector(key, op.size, op.dtype, start)
-    key = jax.random.fold_in(key, 1)
     if op.loop == "device":
+        v0 = _start_vector(key, op.size, op.dtype, start)
+        key = jax.random.fold_in(key, 1)
         res = _lanczos_device(
             params,
             data,
@@ -164,9 +171,12 @@ def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, s
         return op, res, None
     if chunk is None:  # a data set's product is already one call per batch: test every step
         chunk = 1 if spec.kind == "dataset" else STEPS_PER_CALL
-    state = lz.run_host(
+    state, v, key = _host_start(
+        key, size=op.size, dtype=op.dtype, start=start, max_iter=max_iter, products=keep
+    )
+    state, host = lz.run_host(
         op.lanczos_advance,
-        v0,
+        None,
         key,
         max_iter=max_iter,
         k=k,
@@ -176,9 +186,10 @@ def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, s
         min_iter=min_iter,
         chunk=chunk,
         products=keep,
+        start=(state, v),
     )
-    res = lz.extract_host(state, k=k, which=which)
-    alpha, beta = jax.device_get((state.alpha, state.beta))
+    res = lz.extract_host(state, k=k, which=which, host=host)
+    alpha, beta = host[:2] if host is not None else jax.device_get((state.alpha, state.beta))
     return op, res, lz.Tridiagonal(alpha[: res.steps], beta[: res.steps], None)
 
 
@@ -310,7 +321,7 @@ def eigenvalues(
         core.check_finite_loss(spec, params, data, "eigenvalues")  # the loss's sentence first
     core.check_finite_values(res.values, "the Ritz values")
     resid = np.asarray(res.residuals, np.float64)
-    if residuals:  # the true residual from the products the run made: no new product
+    if residuals and op.loop == "device":  # the host loop's extraction computed them already
         resid = np.asarray(_residual_norms(res.products, res.values, res.vectors), np.float64)
     scale = float(res.scale)
     return Eigenpairs(
