@@ -17,8 +17,15 @@ from jaxopt_notes import cli, data, train
 from jaxopt_notes.train import TrainConfig, loop
 from jaxopt_notes.train.curvature import edge_ratios
 
+NO_AUGMENT = dict(shift=0, rotate=0.0, scale=0.0, elastic=0.0)  # 8x8 digits: warps are large
 TINY = dict(
-    model="mlp", depth=1, width=32, dataset="digits", batch_size=64, shift=0, schedule="constant"
+    model="mlp",
+    depth=1,
+    width=32,
+    dataset="digits",
+    batch_size=64,
+    schedule="constant",
+    **NO_AUGMENT,
 )
 
 
@@ -238,7 +245,7 @@ def test_full_batch_gd_rises_to_the_edge_from_below_and_hovers(tmp_path, lr, at_
         learning_rate=lr,
         schedule="constant",
         loss="mse",
-        shift=0,
+        **NO_AUGMENT,
         track_curvature=10,
         curvature_examples=0,
         curvature_iters=12,

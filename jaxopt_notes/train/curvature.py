@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_notes import hessian, models
@@ -73,6 +74,8 @@ class CurvatureTracker:
         n = cfg.curvature_examples or len(data.y_train)
         x = data.x_train[:n]
         onehot = jax.nn.one_hot(data.y_train[:n], data.num_classes)
+        if cfg.label_smoothing:  # the curvature of the loss the run trains on
+            onehot = optax.smooth_labels(onehot, cfg.label_smoothing)
         pure = models.split(model, train=False)
         self.cfg, self.records, self.v = cfg, [], None
         self.seconds = self.compile_seconds = 0.0
