@@ -118,6 +118,7 @@ def test_cli_draws_one_and_two_runs(tmp_path, capsys):
     assert "`run_dir` must be a run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains and compiles a LeNet: ~30-90 s here, for an option the CLI leaves off
 def test_a_lenet_runs_first_layer_split_gives_the_plain_grid(tmp_path):
     argv = ["train", "--dataset", "digits", "--epochs", "1", "--no-progress"]
     assert cli.main([*argv, "--label-smoothing", "0.1", "--out", str(tmp_path / "r")]) == 0
