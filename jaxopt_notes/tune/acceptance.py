@@ -26,7 +26,9 @@ from jaxopt_notes.tune.space import parse_range
 SPACE = ("learning_rate=1e-4:1e-1", "b1=0.5:0.99:log1m", "weight_decay=1e-5:1e-1")
 
 # runs on the 8x8 digits built to show each of the doctor's cases, and two healthy ones
+# no augmentation or label smoothing: the setting the doctor's cases were measured in
 DOCTOR_BASE = dict(model="mlp", dataset="digits", width=64, depth=1, shift=0, epochs=8)
+DOCTOR_BASE |= dict(rotate=0.0, scale=0.0, elastic=0.0, label_smoothing=0.0)
 DOCTOR_CASES = {
     "healthy": {},
     "healthy_sgd": dict(optimizer="sgd", momentum=0.9, learning_rate=0.05),
