@@ -325,3 +325,21 @@ def test_analyse_shares_one_lanczos_run_between_ends_density_and_trace():
     tr = one["trace"]
     assert tr["samples"] == 30 and abs(tr["estimate"] - np.trace(h)) <= 4 * tr["std_error"]
     assert one["density"]["num_iter"] == 20 and 0 <= one["minimum_ratio"] <= 1
+
+
+def test_forward_mode_is_what_lowering_allows():
+    """Forward-over-reverse where the loss lowers in forward mode; reverse-over-reverse for
+    LeNet's conv exactly where its kernels (a custom_vjp) are used: what conv says of itself."""
+    from flax import nnx
+
+    from jaxopt_notes import models
+    from jaxopt_notes.hessian import _core as core
+    from jaxopt_notes.models import conv
+
+    net = models.LeNet(in_shape=(8, 8, 1), num_classes=10, variant="classic", rngs=nnx.Rngs(0))
+    apply, params = models.functional(net)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
+    lenet = core.problem(lambda p: jnp.mean(apply(p, x) ** 2), params, None)[0]
+    plain = core.problem(lambda p: jnp.sum(jnp.tanh(p) ** 2), jnp.ones(3), None)[0]
+    kernels = not conv.forward_mode_safe() and conv.kernels_available()
+    assert plain.forward and lenet.forward == (not kernels)

@@ -14,6 +14,7 @@ loops: ``"host"`` drives a jitted step from Python (CPU), ``"device"`` runs one 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -133,7 +134,8 @@ def hessian_flat(f: Callable, x: jax.Array, forward: bool = True) -> jax.Array:
     return (jax.jacfwd if forward else jax.jacrev)(jax.grad(f))(x)
 
 
-_FORWARD: dict = {}
+_FORWARD: collections.OrderedDict = collections.OrderedDict()
+_FORWARD_MAX = 256  # problems remembered: each entry keeps its loss function (and data) alive
 
 
 def _abstract(tree: Any) -> Any:
@@ -152,6 +154,9 @@ def forward_mode(key: Any, fn: Callable, *args: Any) -> bool:
             _FORWARD[key] = True
         except TypeError:  # "can't apply forward-mode autodiff (jvp) to a custom_vjp function"
             _FORWARD[key] = False
+        if len(_FORWARD) > _FORWARD_MAX:
+            _FORWARD.popitem(last=False)
+    _FORWARD.move_to_end(key)
     return _FORWARD[key]
 
 
