@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxopt_notes import _checks
 from jaxopt_notes._types import PyTree
 
 LossFn = Callable[[PyTree], jax.Array]
@@ -288,8 +289,7 @@ def _lanczos_chunk_jit(params, data, state, v, key, *, spec, steps):
 
 
 def resolve_loop(loop: str) -> str:
-    if loop not in LOOPS:
-        raise ValueError(f"`loop` must be one of {LOOPS}, got {loop!r}")
+    _checks.one_of("loop", loop, LOOPS)
     if loop == "auto":
         return "host" if jax.default_backend() == "cpu" else "device"
     return loop

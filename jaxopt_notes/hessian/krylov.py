@@ -280,8 +280,7 @@ def lanczos_extremes(
     ([5.0, 1.0], 5)
     """
     _checks.integer("k", k, low=1)
-    if which not in WHICH:
-        raise ValueError(f"`which` must be one of {WHICH}, got {which!r}")
+    _checks.one_of("which", which, WHICH)
     n = v0.shape[0]
     max_iter = min(max_iter, n)
     if max_iter < num_wanted(k, which) and max_iter < n:

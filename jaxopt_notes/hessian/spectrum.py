@@ -202,10 +202,8 @@ def _validate(k, which, method, n):
     _checks.integer("k", k, low=1)
     if k > n:
         raise ValueError(f"`k` must be <= the number of parameters {n}, got {k}")
-    if which not in lz.WHICH:
-        raise ValueError(f"`which` must be one of {lz.WHICH}, got {which!r}")
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
+    _checks.one_of("which", which, lz.WHICH)
+    _checks.one_of("method", method, METHODS)
 
 
 def eigenvalues(
@@ -296,8 +294,7 @@ def eigenvalues(
         raise ValueError(
             f"`max_iter` must be >= {lz.num_wanted(k, which)} for k={k} at {which!r}, got {steps}"
         )
-    if start not in STARTS:
-        raise ValueError(f"`start` must be one of {STARTS}, got {start!r}")
+    _checks.one_of("start", start, STARTS)
     _checks.integer("min_iter", min_iter)
     if steps_per_call is not None:
         _checks.integer("steps_per_call", steps_per_call, low=1)
