@@ -46,6 +46,7 @@ print("summary", result["summary"]["processes"], result["summary"]["devices"])
 """
 
 
+@pytest.mark.slow  # the sharded, resumed two-process test below runs by default
 def test_two_processes_match_one_and_only_process_0_writes(tmp_path):
     port = _free_port()
     code = "CFG = " + repr(CFG) + "\n" + textwrap.dedent(WORKER)
