@@ -48,29 +48,12 @@ print("summary", result["summary"]["processes"], result["summary"]["devices"])
 
 @pytest.mark.slow  # the sharded, resumed two-process test below runs by default
 def test_two_processes_match_one_and_only_process_0_writes(tmp_path):
-    port = _free_port()
     code = "CFG = " + repr(CFG) + "\n" + textwrap.dedent(WORKER)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(pid), str(port), str(tmp_path)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for pid in (0, 1)
-    ]
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
+    for out in _two_processes(code, tmp_path):
         assert "summary 2 2" in out
     one = train.train(TrainConfig(**CFG), progress=False)
     ref = [np.asarray(x) for x in jax.tree.leaves(one["state"].params)]
-    for pid in (0, 1):
-        with np.load(tmp_path / f"params{pid}.npz") as got:
-            for i, want in enumerate(ref):
-                np.testing.assert_allclose(got[f"arr_{i}"], want, rtol=2e-5, atol=2e-6)
+    _assert_both_processes_hold(ref, tmp_path)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["devices"] == 2
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
@@ -100,7 +83,16 @@ np.savez(out + f"/params{pid}.npz", *leaves)
 """
 
 
-def _two_processes(code: str, tmp_path, *args: str) -> None:
+def _assert_both_processes_hold(ref: list[np.ndarray], tmp_path) -> None:
+    """Each process's saved parameters equal ``ref`` up to float32 rounding."""
+    for pid in (0, 1):
+        with np.load(tmp_path / f"params{pid}.npz") as got:
+            for i, want in enumerate(ref):
+                np.testing.assert_allclose(got[f"arr_{i}"], want, rtol=2e-5, atol=2e-6)
+
+
+def _two_processes(code: str, tmp_path, *args: str) -> list[str]:
+    """Runs ``code`` as processes 0 and 1 of one ``jax.distributed`` job; their stdouts."""
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     procs = [
@@ -116,6 +108,7 @@ def _two_processes(code: str, tmp_path, *args: str) -> None:
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in outs]
 
 
 def test_each_process_holds_its_shard_and_a_resumed_two_process_run_matches_one(tmp_path):
@@ -127,10 +120,7 @@ def test_each_process_holds_its_shard_and_a_resumed_two_process_run_matches_one(
         TrainConfig(**{**CFG, "data_shards": 2, "schedule_epochs": 2}), progress=False
     )
     ref = [np.asarray(x) for x in jax.tree.leaves(one["state"].params)]
-    for pid in (0, 1):
-        with np.load(tmp_path / f"params{pid}.npz") as got:
-            for i, want in enumerate(ref):
-                np.testing.assert_allclose(got[f"arr_{i}"], want, rtol=2e-5, atol=2e-6)
+    _assert_both_processes_hold(ref, tmp_path)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
