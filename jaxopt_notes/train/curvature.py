@@ -27,12 +27,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_notes import hessian, models
 from jaxopt_notes.train.config import TrainConfig
-from jaxopt_notes.train.steps import example_loss, make_chunk_fns
+from jaxopt_notes.train.steps import label_loss, make_chunk_fns
 
 ADAM_LIKE = ("adam", "adamw", "amsgrad", "nadam", "nadamw", "radam", "adamax", "yogi", "adabelief")
 
@@ -73,9 +72,7 @@ class CurvatureTracker:
         num_iter, probes = cfg.curvature_iters, cfg.curvature_probes
         n = cfg.curvature_examples or len(data.y_train)
         x = data.x_train[:n]
-        onehot = jax.nn.one_hot(data.y_train[:n], data.num_classes)
-        if cfg.label_smoothing:  # the curvature of the loss the run trains on
-            onehot = optax.smooth_labels(onehot, cfg.label_smoothing)
+        labels = jnp.asarray(data.y_train[:n])
         pure = models.split(model, train=False)
         self.cfg, self.records, self.v = cfg, [], None
         self.seconds = self.compile_seconds = 0.0
@@ -91,7 +88,7 @@ class CurvatureTracker:
 
             net = pure.merge(params, stats)
             logits = net(data_lib.normalize(xs, mean, std))
-            return example_loss(cfg.loss, logits, onehot)[0].mean()
+            return label_loss(cfg, logits, labels, data.num_classes)  # the loss the run trains on
 
         def measure(params, stats, opt_state, count, v_top, v_pre, key):
             flat, unravel = ravel_pytree(params)

@@ -10,7 +10,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from jaxopt_notes import _checks, models
@@ -18,7 +17,7 @@ from jaxopt_notes import data as data_lib
 from jaxopt_notes.train import runs
 from jaxopt_notes.train.config import TrainConfig, make_optimizer, read_toml
 from jaxopt_notes.train.loop import with_validation
-from jaxopt_notes.train.steps import example_loss, init_state, make_mesh
+from jaxopt_notes.train.steps import init_state, label_loss, make_mesh
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -60,10 +59,8 @@ class Run:
 
     def batch_loss(self, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
         """The run's mean loss (its `loss`, label smoothing, no augmentation) on a batch."""
-        onehot = jax.nn.one_hot(jnp.asarray(y), self.data.num_classes)
-        if self.config.label_smoothing:
-            onehot = optax.smooth_labels(onehot, self.config.label_smoothing)
-        return example_loss(self.config.loss, self.apply(params, x), onehot)[0].mean()
+        logits = self.apply(params, x)
+        return label_loss(self.config, logits, jnp.asarray(y), self.data.num_classes)
 
     def arrays(self, split: str = "train", num_examples: int | None = None):
         """``(x, y)`` of ``split`` ("train", "val" or "test"), its first ``num_examples``."""
@@ -95,13 +92,8 @@ class Run:
 
         if self.config.model != "lenet":
             return None
-        smoothing, classes = self.config.label_smoothing, self.data.num_classes
-
-        def loss(logits, y):
-            onehot = jax.nn.one_hot(jnp.asarray(y), classes)
-            if smoothing:
-                onehot = optax.smooth_labels(onehot, smoothing)
-            return example_loss(self.config.loss, logits, onehot)[0].mean()
+        cfg, classes = self.config, self.data.num_classes
+        loss = lambda logits, y: label_loss(cfg, logits, jnp.asarray(y), classes)  # noqa: E731
 
         prepare = lambda x: data_lib.normalize(jnp.asarray(x), self.data.mean, self.data.std)  # noqa: E731
         return landscape.first_layer_split(self.model, "conv1", loss, prepare=prepare)

@@ -75,6 +75,15 @@ def example_loss(kind: str, logits: jax.Array, onehot: jax.Array) -> tuple[jax.A
     return cross_entropy(logits, onehot)
 
 
+def label_loss(cfg: TrainConfig, logits: jax.Array, labels: jax.Array, classes: int) -> jax.Array:
+    """The mean loss ``cfg`` trains on (``cfg.loss``, ``cfg.label_smoothing``) against integer
+    ``labels``, without augmentation: what evaluations of the training objective use."""
+    onehot = jax.nn.one_hot(labels, classes)
+    if cfg.label_smoothing:
+        onehot = optax.smooth_labels(onehot, cfg.label_smoothing)
+    return example_loss(cfg.loss, logits, onehot)[0].mean()
+
+
 def _plan(
     key: jax.Array, n: int, steps: int, bs: int, shards: int = 1
 ) -> tuple[jax.Array, jax.Array]:
