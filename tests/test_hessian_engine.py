@@ -271,6 +271,36 @@ def test_steps_per_call_changes_only_when_convergence_is_tested():
         )
 
 
+def test_lanczos_chunks_use_the_linearisation_made_once_per_run():
+    from jaxopt_notes.hessian import _core, krylov
+
+    with jax.enable_x64(True):
+        batch_loss, data, params = data_problem()
+        loss = lambda p: batch_loss(p, data)  # noqa: E731
+        other = jax.tree.map(lambda a: 1.5 * a, params)
+        spec, extra = _core.problem(loss, params, None)
+        n = _core.num_selected(params, spec.mask)
+        v0 = jnp.linspace(1.0, 2.0, n)
+
+        def first_products(lin, at):
+            state, v = krylov.init_jit(v0, 4, True)
+            state = _core._lanczos_chunk_jit(
+                at, extra, state, v, jax.random.PRNGKey(0), lin, spec=spec, steps=4, rows=8
+            )[0]
+            return np.asarray(state.hq)
+
+        own = first_products(_core._linearization_jit(params, extra, spec=spec), params)
+        # the point's arrays are taken from the linearisation, not recomputed at `at`: given
+        # another point's linearisation, the products are that point's
+        swapped = first_products(_core._linearization_jit(other, extra, spec=spec), params)
+        np.testing.assert_allclose(own, first_products(None, params), rtol=1e-12)
+        np.testing.assert_allclose(swapped, first_products(None, other), rtol=1e-12)
+        assert not np.allclose(own, swapped)
+        h = full_hessian(loss, params)
+        q0 = np.asarray(v0) / np.linalg.norm(v0)
+        np.testing.assert_allclose(own[0], h @ q0, rtol=1e-10)
+
+
 def test_rademacher_start_doubles_as_hutchinson_sample_and_slq_probe():
     """With ``start="rademacher"`` the run's start is the probe ``z`` that
     ``jax.random.rademacher(key, (n,))`` draws, so ``n * alpha_0 = z^T H z`` (a Hutchinson

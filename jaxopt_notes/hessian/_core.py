@@ -277,14 +277,32 @@ def problem(loss_fn: Any, params: PyTree, wrt: Wrt) -> tuple[Spec, Any]:
     return dataclasses.replace(spec, forward=forward), data
 
 
-@jax.jit(static_argnames=("spec", "steps"), donate_argnames="state")  # basis updated in place
-def _lanczos_chunk_jit(params, data, state, v, key, *, spec, steps):
-    """``steps`` Lanczos steps, products included, unrolled in one call (no loop body)."""
+def _reuses_linearization(spec: Spec) -> bool:
+    return spec.kind == "loss" and spec.forward
+
+
+@jax.jit(static_argnames="spec")
+def _linearization_jit(params, data, *, spec):
+    """The arrays of the point's linearisation (its forward and backward pass), computed once
+    so that each chunk of products does not redo them; see :func:`_lanczos_chunk_jit`."""
+    return jax.tree.leaves(matvec_fn(spec, params, data))
+
+
+@jax.jit(static_argnames=("spec", "steps", "rows"), donate_argnames="state")  # in place
+def _lanczos_chunk_jit(params, data, state, v, key, linearization, *, spec, steps, rows):
+    """``steps`` Lanczos steps, products included, unrolled in one call (no loop body).
+
+    With a ``linearization`` (the leaves :func:`_linearization_jit` returned for this point)
+    the products use those arrays instead of the ones traced here, which XLA then drops: the
+    same function traced at the same shapes lists its arrays in the same order.
+    """
     from jaxopt_notes.hessian import krylov
 
     matvec = matvec_fn(spec, params, data)
+    if linearization is not None:
+        matvec = jax.tree.unflatten(jax.tree.structure(matvec), linearization)
     for _ in range(steps):
-        state, v = krylov.step(state, matvec(v), key)
+        state, v = krylov.step(state, matvec(v), key, rows)
     return state, v
 
 
@@ -304,6 +322,7 @@ class Operator:
 
     def __init__(self, spec: Spec, params: PyTree, data: Any, loop: str = "auto"):
         self.spec, self.params, self.data = spec, params, data
+        self._linearization = None  # made by the first Lanczos chunk, reused by the others
         self.loop = resolve_loop(loop)
         self.size = num_selected(params, spec.mask)
         self.dtype = jnp.result_type(
@@ -315,17 +334,27 @@ class Operator:
         """Whether products are summed over a data set's batches from the host."""
         return self.spec.kind == "dataset" and self.loop == "host"
 
-    def lanczos_advance(self, state: Any, v: jax.Array, key: jax.Array, steps: int):
-        """``steps`` Lanczos steps, products included: one jitted call (a data set on the host
-        loop: one call per batch and step)."""
+    def lanczos_advance(self, state: Any, v: jax.Array, key: jax.Array, steps: int, rows: int):
+        """``steps`` Lanczos steps, products included, against the first ``rows`` basis rows:
+        one jitted call (a data set on the host loop: one call per batch and step)."""
         from jaxopt_notes.hessian import krylov
 
         if self.per_batch:
             for _ in range(steps):
-                state, v = krylov.step_jit(state, self(v[None])[0], key)
+                state, v = krylov.step_jit(state, self(v[None])[0], key, rows)
             return state, v
+        if self._linearization is None and _reuses_linearization(self.spec):
+            self._linearization = _linearization_jit(self.params, self.data, spec=self.spec)
         return _lanczos_chunk_jit(
-            self.params, self.data, state, v, key, spec=self.spec, steps=steps
+            self.params,
+            self.data,
+            state,
+            v,
+            key,
+            self._linearization,
+            spec=self.spec,
+            steps=steps,
+            rows=rows,
         )
 
     def __call__(self, vs: jax.Array) -> jax.Array:

@@ -139,8 +139,8 @@ def slq_nodes(
     else:
         states = jax.vmap(lambda v: lz.init(v, num_iter))(v0)
         vs = v0 / jnp.linalg.norm(v0, axis=1, keepdims=True)
-        for _ in range(num_iter):
-            states, vs = lz.block_step_jit(states, op(vs), keys)
+        for i in range(num_iter):
+            states, vs = lz.block_step_jit(states, op(vs), keys, lz.rows_for(i + 1, num_iter + 1))
     theta, s = jax.vmap(lambda a, b: lz.ritz(lz.Tridiagonal(a, b, None)))(states.alpha, states.beta)
     return np.asarray(theta, np.float64), np.asarray(s[:, 0, :] ** 2, np.float64)
 

@@ -63,18 +63,31 @@ def _orthogonalize(q: jax.Array, w: jax.Array) -> jax.Array:
     return w
 
 
-def step(state: State, w: jax.Array, key: jax.Array) -> tuple[State, jax.Array]:
-    """One step given ``w = H q_j``; returns the new state and the next vector to multiply."""
+def rows_for(steps_done: int, capacity: int) -> int:
+    """A static bound on the basis rows in use after ``steps_done`` steps: the next power of
+    two (at least 8) above ``steps_done + 1``, at most ``capacity``; few shapes to compile."""
+    return min(capacity, max(8, 1 << steps_done.bit_length()))
+
+
+def step(
+    state: State, w: jax.Array, key: jax.Array, rows: int | None = None
+) -> tuple[State, jax.Array]:
+    """One step given ``w = H q_j``; returns the new state and the next vector to multiply.
+
+    ``rows`` (static, ``> j``): orthogonalise against only the first ``rows`` basis rows, the
+    rest being still zero; the default, all of them, costs ``max_iter / j`` times more.
+    """
     q, alpha, beta, j, _, hq = state
     hq = None if hq is None else hq.at[j].set(w)
     a = jnp.vdot(q[j], w)
-    w = _orthogonalize(q, w)
+    used = q if rows is None else q[:rows]
+    w = _orthogonalize(used, w)
     b = jnp.linalg.norm(w)
     scale = jnp.maximum(jnp.maximum(jnp.abs(a), b), jnp.max(jnp.abs(alpha)))
     broke = b <= jnp.finfo(w.dtype).eps ** 0.75 * jnp.maximum(scale, jnp.max(beta))
 
     def restart(_):  # invariant subspace: go on from a random vector orthogonal to the basis
-        r = _orthogonalize(q, jax.random.normal(jax.random.fold_in(key, j), w.shape, w.dtype))
+        r = _orthogonalize(used, jax.random.normal(jax.random.fold_in(key, j), w.shape, w.dtype))
         return r / jnp.linalg.norm(r)
 
     nxt = jax.lax.cond(broke, restart, lambda _: w / jnp.where(broke, 1, b), None)
@@ -83,13 +96,19 @@ def step(state: State, w: jax.Array, key: jax.Array) -> tuple[State, jax.Array]:
     return new, nxt
 
 
-step_jit = jax.jit(step, donate_argnums=0)  # the basis is updated in place
+step_jit = jax.jit(step, donate_argnums=0, static_argnames="rows")  # basis updated in place
 init_jit = jax.jit(
     lambda v0, m, products=False: (init(v0, m, products), v0 / jnp.linalg.norm(v0)),
     static_argnums=(1, 2),
 )
-block_step = jax.vmap(step)  # a block of independent runs (SLQ probes)
-block_step_jit = jax.jit(block_step)
+
+
+def block_step(states: State, ws: jax.Array, keys: jax.Array, rows: int | None = None):
+    """:func:`step` over a block of independent runs (SLQ probes)."""
+    return jax.vmap(lambda s, w, k: step(s, w, k, rows))(states, ws, keys)
+
+
+block_step_jit = jax.jit(block_step, static_argnames="rows")
 
 
 def ritz(tri: Tridiagonal) -> tuple[jax.Array, jax.Array]:
@@ -211,8 +230,9 @@ def run_host(
     start: tuple[State, jax.Array] | None = None,
 ) -> tuple[State, tuple | None]:
     """Steps until converged (``tol``; None: always ``max_iter``), at least ``min_iter``, from
-    the host; ``advance(state, v, key, steps) -> (state, next v)`` runs ``steps`` steps,
-    products included, and convergence is tested after each such call of ``chunk`` steps.
+    the host; ``advance(state, v, key, steps, rows) -> (state, next v)`` runs ``steps`` steps,
+    products included, orthogonalising against the first ``rows`` basis rows (static, see
+    :func:`rows_for`), and convergence is tested after each such call of ``chunk`` steps.
     ``products`` keeps every ``H q_j`` (see :func:`init`); ``start`` is an initial
     ``(state, v)`` made by the caller (else from ``v0``). Returns the state and the host copy
     ``(alpha, beta, steps)`` of the last test when it saw the final state (else None)."""
@@ -220,7 +240,7 @@ def run_host(
     done, host = 0, None
     while done < max_iter:
         steps = min(chunk, max_iter - done)
-        state, v = advance(state, v, key, steps)
+        state, v = advance(state, v, key, steps, rows_for(done + steps, max_iter + 1))
         done += steps
         if tol is None or done < min_iter:
             continue
@@ -317,9 +337,9 @@ def lanczos(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array) -> T
     if num_iter > v0.shape[0]:
         raise ValueError(f"`num_iter` must be <= the vector size {v0.shape[0]}, got {num_iter}")
 
-    def advance(state, v, key, steps):
+    def advance(state, v, key, steps, rows):
         for _ in range(steps):
-            state, v = step_jit(state, matvec(v), key)
+            state, v = step_jit(state, matvec(v), key, rows)
         return state, v
 
     state = run_host(
