@@ -97,32 +97,49 @@ def grid_values(
     convolution kernels run a ``vmap`` one point after another anyway, and 16 elsewhere."""
     block = (1 if jax.default_backend() == "cpu" else 16) if block is None else block
     _checks.integer("block", block, low=1)
-    c, unravel = ravel_pytree(center)
-    d = jnp.stack([_flat(v).astype(c.dtype) for v in directions])
-    coords = np.asarray(coords, c.dtype).reshape(-1, d.shape[0])
-    if split is None:
-        features = ()
-        one = lambda c, d, feats, coord, x, y: batch_loss(unravel(c + coord @ d), x, y)  # noqa: E731
-    else:
-        features = _features(split, unravel, c, d, x)
-
-        def one(c, d, feats, coord, x, y):
-            h = feats[0] + jnp.tensordot(coord, feats[1:], axes=1)
-            return split.rest(unravel(c + coord @ d), h, y)
-
-    run = jax.jit(one if block == 1 else jax.vmap(one, (None, None, None, 0, None, None)))
+    dtype = jnp.result_type(*jax.tree.leaves(center))
+    directions = [jax.tree.map(lambda d, c: d.astype(c.dtype), v, center) for v in directions]
+    coords = np.asarray(coords, dtype).reshape(-1, len(directions))
+    feats = () if split is None else _features(split, center, directions, x)
     n = len(coords)
     padded = np.concatenate([coords, np.repeat(coords[-1:], -n % block, axis=0)])
+    static = dict(batch_loss=batch_loss, rest=None if split is None else split.rest, block=block)
     out = [
-        run(c, d, features, padded[i] if block == 1 else padded[i : i + block], x, y)
+        _block_losses(center, directions, feats, padded[i : i + block], x, y, **static)
         for i in range(0, n, block)
     ]
     return jnp.ravel(jnp.stack(out))[:n]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _features(split, unravel, c, d, x):
-    return jnp.stack([split.first(unravel(v), x) for v in (c, *d)])
+def _point(center, directions, coord):
+    """``center + sum_k coord[k] directions[k]``, leaf by leaf (as a direct loop writes it)."""
+    return jax.tree.map(
+        lambda c, *ds: functools.reduce(lambda a, k: a + coord[k] * ds[k], range(len(ds)), c),
+        center,
+        *directions,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("batch_loss", "rest", "block"))
+def _block_losses(center, directions, feats, coords, x, y, *, batch_loss, rest, block):
+    """The losses at ``block`` grid points: one compiled program per loss and shapes, reused
+    by every block and every later grid of that loss."""
+
+    def one(coord):
+        params = _point(center, directions, coord)
+        if rest is None:
+            return batch_loss(params, x, y)
+        h = feats[0]  # elementwise, not a tensordot: XLA fuses it into the next layer
+        for k in range(len(feats) - 1):
+            h = h + coord[k] * feats[k + 1]
+        return rest(params, h, y)
+
+    return one(coords[0])[None] if block == 1 else jax.vmap(one)(coords)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _features(split, center, directions, x):
+    return jnp.stack([split.first(v, x) for v in (center, *directions)])
 
 
 def surface(

@@ -227,14 +227,24 @@ def _dataset_sum(per_batch: Callable[[Any], Any], data: Any) -> Any:
     return jax.tree.map(lambda a: a / total, acc)
 
 
-@jax.jit(static_argnames="spec")
-def matvec_jit(params, data, v, *, spec):
-    return matvec_fn(spec, params, data)(v)
+def _matvec(spec, params, data, linearization):
+    """:func:`matvec_fn`, its arrays taken from ``linearization`` when given (the leaves
+    :func:`_linearization_jit` returned at this point): the same function traced at the same
+    shapes lists its arrays in the same order, and XLA drops the ones traced here."""
+    matvec = matvec_fn(spec, params, data)
+    if linearization is None:
+        return matvec
+    return jax.tree.unflatten(jax.tree.structure(matvec), linearization)
 
 
 @jax.jit(static_argnames="spec")
-def block_matvec_jit(params, data, vs, *, spec):
-    return jax.vmap(matvec_fn(spec, params, data))(vs)
+def matvec_jit(params, data, v, linearization=None, *, spec):
+    return _matvec(spec, params, data, linearization)(v)
+
+
+@jax.jit(static_argnames="spec")
+def block_matvec_jit(params, data, vs, linearization=None, *, spec):
+    return jax.vmap(_matvec(spec, params, data, linearization))(vs)
 
 
 @jax.jit(static_argnames="spec")
@@ -292,15 +302,11 @@ def _linearization_jit(params, data, *, spec):
 def _lanczos_chunk_jit(params, data, state, v, key, linearization, *, spec, steps, rows):
     """``steps`` Lanczos steps, products included, unrolled in one call (no loop body).
 
-    With a ``linearization`` (the leaves :func:`_linearization_jit` returned for this point)
-    the products use those arrays instead of the ones traced here, which XLA then drops: the
-    same function traced at the same shapes lists its arrays in the same order.
+    With a ``linearization`` the products reuse it (see :func:`_matvec`).
     """
     from jaxopt_notes.hessian import krylov
 
-    matvec = matvec_fn(spec, params, data)
-    if linearization is not None:
-        matvec = jax.tree.unflatten(jax.tree.structure(matvec), linearization)
+    matvec = _matvec(spec, params, data, linearization)
     for _ in range(steps):
         state, v = krylov.step(state, matvec(v), key, rows)
     return state, v
@@ -343,25 +349,31 @@ class Operator:
             for _ in range(steps):
                 state, v = krylov.step_jit(state, self(v[None])[0], key, rows)
             return state, v
-        if self._linearization is None and _reuses_linearization(self.spec):
-            self._linearization = _linearization_jit(self.params, self.data, spec=self.spec)
         return _lanczos_chunk_jit(
             self.params,
             self.data,
             state,
             v,
             key,
-            self._linearization,
+            self.linearization(),
             spec=self.spec,
             steps=steps,
             rows=rows,
         )
 
+    def linearization(self) -> list | None:
+        """The point's linearisation (forward and backward pass), made on first use and
+        shared by every later product; None where products are not linearised once."""
+        if self._linearization is None and _reuses_linearization(self.spec):
+            self._linearization = _linearization_jit(self.params, self.data, spec=self.spec)
+        return self._linearization
+
     def __call__(self, vs: jax.Array) -> jax.Array:
         if self.spec.kind != "dataset" or self.loop == "device":
+            args = (self.params, self.data, vs[0] if vs.shape[0] == 1 else vs, self.linearization())
             if vs.shape[0] == 1:  # unbatched: vmap of one gives XLA a batched conv to plan
-                return matvec_jit(self.params, self.data, vs[0], spec=self.spec)[None]
-            return block_matvec_jit(self.params, self.data, vs, spec=self.spec)
+                return matvec_jit(*args, spec=self.spec)[None]
+            return block_matvec_jit(*args, spec=self.spec)
         stacked, tail, total = self.data
         acc = None
         for i in range(jax.tree.leaves(stacked)[0].shape[0]):
