@@ -16,6 +16,7 @@ TINY = ["--model", "mlp", "--depth", "1", "--width", "16", "--dataset", "digits"
 TINY += ["--batch-size", "64", "--learning-rate", "0.01", "--no-progress"]
 # no warps (made for 28x28) and no label smoothing, so the recorded loss is load_run's loss
 TINY += ["--rotate", "0", "--scale", "0", "--elastic", "0", "--label-smoothing", "0"]
+TINY += ["--tta-shift", "0"]  # accuracy of the images as they are, as load_run computes it
 CFG = TrainConfig(
     model="mlp",
     depth=1,
@@ -28,6 +29,7 @@ CFG = TrainConfig(
     scale=0.0,
     elastic=0.0,
     label_smoothing=0.0,
+    tta_shift=0,
 )
 
 

@@ -9,15 +9,16 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from jaxopt_notes import cli, data, train
+from jaxopt_notes import cli, data, models, train
 from jaxopt_notes.train import TrainConfig, loop
 from jaxopt_notes.train.curvature import edge_ratios
 
-NO_AUGMENT = dict(shift=0, rotate=0.0, scale=0.0, elastic=0.0)  # 8x8 digits: warps are large
+NO_AUGMENT = dict(shift=0, rotate=0.0, scale=0.0, elastic=0.0, tta_shift=0)  # 8x8: warps are large
 TINY = dict(
     model="mlp",
     depth=1,
@@ -74,6 +75,46 @@ def test_early_stopping_counts_epochs_without_improvement():
     for epoch, acc in enumerate([0.5, 0.7, 0.6, 0.65], start=1):
         run = loop._update_run(run, {"epoch": epoch, "val_accuracy": acc}, patience=2)
     assert run["stopped"] and len(run["history"]) == 4 and run["best_epoch"] == 2
+
+
+def test_best_epoch_breaks_accuracy_ties_by_validation_loss():
+    run = {"history": [], "stopped": False}
+    records = [(0.9, 0.5), (0.95, 0.40), (0.95, 0.30), (0.95, 0.35), (0.93, 0.2)]
+    for epoch, (acc, loss) in enumerate(records, start=1):
+        record = {"epoch": epoch, "val_accuracy": acc, "val_loss": loss}
+        run = loop._update_run(run, record, patience=0)
+    assert run["best_epoch"] == 3  # not the first of the tie (2), nor the lowest loss (5)
+    tied = {"history": [], "stopped": False}
+    for epoch in (1, 2):  # an exact tie: the earlier
+        tied = loop._update_run(tied, {"epoch": epoch, "val_accuracy": 0.9, "val_loss": 0.1}, 0)
+    assert tied["best_epoch"] == 1
+
+
+def test_test_time_shifts_average_the_softmax_of_the_shifted_images():
+    ds = data.load("digits")
+    cfg = TrainConfig(model="lenet", dataset="digits", epochs=1)
+    mesh = train.make_mesh(1)
+    model, state = train.init_state(cfg, ds, optax.adam(1e-2), mesh)
+    x, y = ds.x_test[:150], ds.y_test[:150]
+    plain = train.make_eval_fn(model, ds, mesh)(state, x, y)
+    tta = train.make_eval_fn(model, ds, mesh, tta_shift=1)(state, x, y)
+    net = models.split(model, train=False).merge(train.eval_params(state), state.batch_stats)
+
+    def probs(images):
+        return np.asarray(jax.nn.softmax(net(data.normalize(jnp.asarray(images), ds.mean, ds.std))))
+
+    def moved(dy, dx):  # numpy reference: zero-filled shift
+        out = np.zeros_like(x)
+        h, w = x.shape[1:3]
+        out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+            :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+        return out
+
+    total = probs(x) + sum(probs(moved(*s)) for s in ((1, 0), (-1, 0), (0, 1), (0, -1)))
+    np.testing.assert_allclose(float(tta["accuracy"]), np.mean(total.argmax(1) == y), atol=1e-6)
+    assert float(tta["loss"]) == pytest.approx(float(plain["loss"]))  # loss: images as they are
+    assert float(tta["accuracy"]) != pytest.approx(float(plain["accuracy"]))  # the shifts count
 
 
 def test_cli_writes_jsonl_summary_curves_and_outside_accuracy(tmp_path, capsys):

@@ -219,11 +219,11 @@ def _race(ds: data_lib.Dataset, batch_size: int, variant: str, repeats: int) -> 
 
 def bench_landscape(out_dir: str | None = None, *, grid: int = 41, examples: int = 1000) -> dict:
     """A ``grid`` x ``grid`` filter-normalised random slice of the classic LeNet on ``examples``
-    mnist5k images: ours (:func:`landscape.surface` with the first layer split off, one compiled
-    call per point) vs a direct loop over the grid vs ``loss_landscapes.random_plane`` (3.0.6,
-    torch, 2 threads; skipped when not installed), in one process. Ours runs before and after
-    the peer, and the ratio uses their mean, so a load that changes during the run weighs on
-    both sides alike."""
+    mnist5k images: ours (:func:`landscape.surface` as ``jaxopt-notes landscape`` runs it, one
+    compiled call per point) vs a direct loop over the grid vs the first-layer split vs
+    ``loss_landscapes.random_plane`` (3.0.6, torch, 2 threads; skipped when not installed), in
+    one process. Ours runs before and after the peer, and the ratio uses their mean, so a load
+    that changes during the run weighs on both sides alike."""
     from jaxopt_notes import landscape
     from jaxopt_notes.train.steps import cross_entropy
 
@@ -250,10 +250,11 @@ def bench_landscape(out_dir: str | None = None, *, grid: int = 41, examples: int
         "grid": grid,
         "examples": examples,
         "network": "LeNet classic",
-        "ours": "landscape.surface(split=first_layer_split(net, 'conv1', ...)), block 1",
+        "ours": "landscape.surface(batch_loss, ...), block 1 (what the command runs)",
+        "load_average_start": list(os.getloadavg()),
     }
 
-    def ours() -> tuple[float, np.ndarray]:
+    def ours(split=None) -> tuple[float, np.ndarray]:
         t = time.perf_counter()
         values = landscape.surface(
             batch_loss, params, dirs, x, y, xs=coords, ys=coords, split=split
@@ -261,6 +262,8 @@ def bench_landscape(out_dir: str | None = None, *, grid: int = 41, examples: int
         return time.perf_counter() - t, values.values  # compile included
 
     report["ours_before_s"], values = ours()
+    report["first_layer_split_s"], split_values = ours(split)
+    report["split_max_rel_diff"] = float(np.max(np.abs(split_values - values) / values))
     report["center_loss"] = float(batch_loss(params, x, y))
     loss_at = jax.jit(
         lambda a, b: batch_loss(

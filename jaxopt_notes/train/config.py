@@ -127,7 +127,15 @@ class TrainConfig:
         0, "early stop after this many epochs without a better validation accuracy (0: off)"
     )
     select: str = _knob(
-        "best", "parameters tested at the end: best validation epoch or last", ("best", "last")
+        "best",
+        "parameters tested at the end: best validation epoch (accuracy, ties by lower loss) "
+        "or last",
+        ("best", "last"),
+    )
+    tta_shift: int = _knob(
+        1,
+        "test-time augmentation: validation and test accuracy from the softmax averaged over "
+        "each image and its shifts by this many pixels up, down, left and right (0: off)",
     )
     ema: float = _knob(
         0.0, "evaluate an exponential moving average of the parameters with this decay (0: off)"
@@ -159,6 +167,7 @@ class TrainConfig:
             "track_curvature",
             "schedule_epochs",
             "curvature_examples",
+            "tta_shift",
         ):
             _at_least(name, getattr(self, name), 0)
         for name in ("curvature_iters", "curvature_probes"):

@@ -107,7 +107,7 @@ def train(
         *distributed.place((data.x_val, data.y_val), NamedSharding(mesh, P())),
     )
     epoch_fn, tracker = _epoch_runner(model, tx, data, cfg, mesh, state, arrays)
-    eval_fn = make_eval_fn(model, data, mesh, loss=cfg.loss)
+    eval_fn = make_eval_fn(model, data, mesh, loss=cfg.loss, tta_shift=cfg.tta_shift)
     eval_fn(state, *arrays[2:])  # compiles, so epoch times are compute only
     compile_time = time.perf_counter() - t
     loop = dict(progress=progress, on_epoch_end=on_epoch_end, store=store, tracker=tracker)
@@ -234,11 +234,18 @@ def _lines(run: dict) -> list[dict]:
 
 
 def _update_run(run: dict, record: dict, patience: int) -> dict:
-    """Appends ``record``; the best epoch by validation accuracy (the first of ties, NaN never);
-    early stopping when ``patience`` > 0 epochs have passed without a better one."""
+    """Appends ``record``; the best epoch by validation accuracy, ties by the lower validation
+    loss (a few hundred validation images tie often, and the first of a tie is often an early,
+    unconverged epoch), then the earlier; NaN never. Early stopping when ``patience`` > 0
+    epochs have passed without a better one."""
     history = run["history"] + [record]
     scored = [r for r in history if np.isfinite(r["val_accuracy"] or np.nan)]
-    best = max(scored, key=lambda r: r["val_accuracy"])["epoch"] if scored else record["epoch"]
+
+    def rank(r):
+        loss = r.get("val_loss")
+        return r["val_accuracy"], -loss if loss is not None and np.isfinite(loss) else -np.inf
+
+    best = max(scored, key=rank)["epoch"] if scored else record["epoch"]
     stale = record["epoch"] - best
     return {
         **run,

@@ -208,11 +208,31 @@ def eval_params(state: TrainState) -> Any:
     return state.params if state.ema is None else state.ema
 
 
+def shift_image(x: jax.Array, dy: int, dx: int) -> jax.Array:
+    """Images ``(N, H, W, C)`` moved ``dy`` pixels down and ``dx`` right, the uncovered
+    border filled with zeros (the background of uint8 digits).
+
+    >>> shift_image(jnp.arange(1, 5).reshape(1, 2, 2, 1), 1, 0)[0, :, :, 0].tolist()
+    [[0, 0], [1, 2]]
+    """
+    s = max(abs(dy), abs(dx))
+    padded = jnp.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
+    h, w = x.shape[1:3]
+    return padded[:, s - dy : s - dy + h, s - dx : s - dx + w]
+
+
 def make_eval_fn(
-    model, data: data_lib.Dataset, mesh: Mesh, batch_size: int = 500, loss: str = "cross_entropy"
+    model,
+    data: data_lib.Dataset,
+    mesh: Mesh,
+    batch_size: int = 500,
+    loss: str = "cross_entropy",
+    tta_shift: int = 0,
 ) -> Callable:
     """``evaluate(state, x_uint8, y) -> {"loss", "accuracy"}`` over the whole set, jitted;
-    ``loss`` is the :func:`example_loss` it reports.
+    ``loss`` is the :func:`example_loss` it reports, on the images as they are. With
+    ``tta_shift`` the accuracy is that of the softmax averaged over each image and its four
+    shifts by ``tta_shift`` pixels (test-time augmentation, like training's random shifts).
 
     ``state`` is a :class:`TrainState` (its :func:`eval_params` are used) or a pair
     ``(params, batch_stats)``. An empty set gives NaN, which callers must not write as JSON.
@@ -236,9 +256,15 @@ def make_eval_fn(
 
         def body(totals, inputs):
             xb, yb, mb = inputs
-            xb = data_lib.normalize(xb, data.mean, data.std)
             onehot = jax.nn.one_hot(yb, data.num_classes)
-            loss, correct = example_loss(kind, net(xb), onehot)
+            logits = net(data_lib.normalize(xb, data.mean, data.std))
+            loss, correct = example_loss(kind, logits, onehot)
+            if tta_shift:
+                probs = jax.nn.softmax(logits)
+                for dy, dx in ((tta_shift, 0), (-tta_shift, 0), (0, tta_shift), (0, -tta_shift)):
+                    moved = data_lib.normalize(shift_image(xb, dy, dx), data.mean, data.std)
+                    probs = probs + jax.nn.softmax(net(moved))
+                correct = (jnp.argmax(probs, -1) == yb).astype(loss.dtype)
             return (totals[0] + (loss * mb).sum(), totals[1] + (correct * mb).sum()), None
 
         (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), tuple(chunks))
