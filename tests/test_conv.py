@@ -38,12 +38,14 @@ def _close(got, want, tol=1e-10):
 
 
 # channel counts in and out: one vector block with a tail (6), exactly one (16), two (20);
-# widths that leave a remainder after the kernels' pixel tiles
+# widths that leave a remainder after the kernels' pixel tiles; 2 channels on a row of 4
+# pixels, where one vector store covers the whole row (its lanes spill onto later pixels)
 SHAPES = [
     ((3, 9, 8, 1), (5, 5, 1, 6)),
     ((2, 14, 14, 6), (5, 5, 6, 16)),
     ((2, 7, 11, 3), (3, 3, 3, 20)),
     ((1, 6, 9, 16), (2, 4, 16, 3)),
+    ((3, 5, 6, 1), (3, 3, 1, 2)),
 ]
 
 

@@ -92,7 +92,14 @@ inline void forward_tile(const T* x, const T* wp, T* out, const Shape& s, int64_
   const int64_t c0 = block * COB, width = std::min<int64_t>(COB, s.co - c0);
   for (int r = 0; r < R; ++r) {
     T* o = out + ((n * s.oh + oh) * s.ow + ow0 + r) * s.co + c0;
-    for (int64_t c = 0; c < width; ++c) o[c] = acc[r][c];
+    // One vector store where it is exact (a full block) or where its lanes past `width` land
+    // on later pixels of this row in the only block, which this thread writes afterwards;
+    // where they would pass the row's end (the next row may be another thread's), lane by lane.
+    if (width == COB || (s.co == width && (ow0 + r) * s.co + COB <= s.ow * s.co)) {
+      *reinterpret_cast<V*>(o) = acc[r];
+    } else {
+      for (int64_t c = 0; c < width; ++c) o[c] = acc[r][c];
+    }
   }
 }
 
