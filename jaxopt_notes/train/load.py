@@ -85,9 +85,10 @@ class Run:
         """The :class:`~jaxopt_notes.landscape.FirstLayerSplit` of :meth:`batch_loss` after
         LeNet's first convolution (linear in its parameters), for ``split=`` of
         :func:`~jaxopt_notes.landscape.surface`; ``None`` for the MLP. Exact, but on the CPU
-        not faster for LeNet: its first convolution is a small share of the work, and the
-        three stored feature maps cost more memory traffic than computing it again
-        (``bench_results/landscape/``); the command line does not use it."""
+        about 2x slower for LeNet: XLA fuses the combination of the three stored feature maps
+        into the pooling's reduction, which it does not vectorise, and the first convolution
+        it saves is a small share of a point (``bench_results/landscape/``); the command line
+        does not use it."""
         from jaxopt_notes import landscape
 
         if self.config.model != "lenet":
