@@ -65,8 +65,11 @@ def _orthogonalize(q: jax.Array, w: jax.Array) -> jax.Array:
 
 def rows_for(steps_done: int, capacity: int) -> int:
     """A static bound on the basis rows in use after ``steps_done`` steps: the next power of
-    two (at least 8) above ``steps_done + 1``, at most ``capacity``; few shapes to compile."""
-    return min(capacity, max(8, 1 << steps_done.bit_length()))
+    two (at least 16) above ``steps_done``, at most ``capacity``; few shapes to compile, and
+    one (``capacity``) for a basis of at most 64 rows, where the unused rows cost little."""
+    if capacity <= 64:
+        return capacity
+    return min(capacity, max(16, 1 << steps_done.bit_length()))
 
 
 def step(
