@@ -294,7 +294,7 @@ def _reuses_linearization(spec: Spec) -> bool:
 @jax.jit(static_argnames="spec")
 def _linearization_jit(params, data, *, spec):
     """The arrays of the point's linearisation (its forward and backward pass), computed once
-    so that each chunk of products does not redo them; see :func:`_lanczos_chunk_jit`."""
+    so that each jitted call of products does not redo them; see :func:`_matvec`."""
     return jax.tree.leaves(matvec_fn(spec, params, data))
 
 
@@ -328,7 +328,7 @@ class Operator:
 
     def __init__(self, spec: Spec, params: PyTree, data: Any, loop: str = "auto"):
         self.spec, self.params, self.data = spec, params, data
-        self._linearization = None  # made by the first Lanczos chunk, reused by the others
+        self._linearization = None  # made by the first product, reused by all the others
         self.loop = resolve_loop(loop)
         self.size = num_selected(params, spec.mask)
         self.dtype = jnp.result_type(

@@ -205,13 +205,14 @@ def _host_wanted(theta: np.ndarray, k: int, which: str) -> np.ndarray:
     return {"largest": top, "smallest": bottom, "both": np.r_[top, bottom]}[which]
 
 
-def host_converged(alpha, beta, j: int, n: int, k: int, which: str, tol: float) -> bool:
-    """The convergence test of :func:`_converged` on host copies of ``alpha`` and ``beta``."""
+def host_converged(host: tuple, n: int, k: int, which: str, tol: float) -> bool:
+    """The convergence test of :func:`_converged` on :func:`run_host`'s host copy
+    ``(alpha, beta, j, host_ritz(alpha, beta, j))``."""
+    _, beta, j, (theta, _, resid) = host
     if j >= n:
         return True
     if j < num_wanted(k, which) or beta[j - 1] == 0:  # a zero beta: the step broke down, go on
         return False
-    theta, _, resid = host_ritz(alpha, beta, j)
     if np.isnan(theta).any():  # non-finite products: more steps cannot help
         return True
     return bool(np.all(resid[_host_wanted(theta, k, which)] <= tol * np.abs(theta).max()))
@@ -238,7 +239,8 @@ def run_host(
     :func:`rows_for`), and convergence is tested after each such call of ``chunk`` steps.
     ``products`` keeps every ``H q_j`` (see :func:`init`); ``start`` is an initial
     ``(state, v)`` made by the caller (else from ``v0``). Returns the state and the host copy
-    ``(alpha, beta, steps)`` of the last test when it saw the final state (else None)."""
+    ``(alpha, beta, steps, host_ritz(alpha, beta, steps))`` of the last test when it saw the
+    final state (else None), so :func:`extract_host` solves ``T`` no second time."""
     state, v = init_jit(v0, max_iter, products) if start is None else start
     done, host = 0, None
     while done < max_iter:
@@ -247,8 +249,9 @@ def run_host(
         done += steps
         if tol is None or done < min_iter:
             continue
-        host = (*jax.device_get((state.alpha, state.beta)), done)
-        if host_converged(host[0], host[1], done, n, k, which, tol):
+        alpha, beta = jax.device_get((state.alpha, state.beta))
+        host = (alpha, beta, done, host_ritz(alpha, beta, done))
+        if host_converged(host, n, k, which, tol):
             break
     return state, (host if host is not None and host[2] == done else None)
 
@@ -266,8 +269,10 @@ def extract_host(state: State, *, k: int, which: str, host: tuple | None = None)
     """:func:`extract` with ``T`` solved on the host: one transfer (none when ``host`` is
     :func:`run_host`'s copy), one small device call. With kept products the residuals are the
     true ``||H y - theta y||``, else the estimates ``|beta_j s_j|``."""
-    alpha, beta, j = jax.device_get((state.alpha, state.beta, state.j)) if host is None else host
-    theta, s, resid = host_ritz(alpha, beta, int(j))
+    if host is None:
+        alpha, beta, j = jax.device_get((state.alpha, state.beta, state.j))
+        host = (alpha, beta, j, host_ritz(alpha, beta, int(j)))
+    alpha, beta, j, (theta, s, resid) = host
     idx = _host_wanted(theta, k, which)
     pad = np.zeros((len(idx), alpha.shape[0]), alpha.dtype)
     pad[:, : int(j)] = s[:, idx].T  # padded to max_iter rows: one compiled shape per problem
