@@ -72,6 +72,15 @@ def test_markdown_names_every_row():
         "ours_over_pyhessian": 0.5,
     }
     trace = {"ours_s_per_probe": 0.01, "pyhessian_s_per_probe": 0.02, "ours_over_pyhessian": 0.5}
+    row = {
+        "relative_standard_error": 0.05,
+        "ours_s": 1.0,
+        "ours_probes": 10,
+        "pyhessian_s": 4.0,
+        "plain_probes_needed": 80,
+        "ours_over_pyhessian": 0.25,
+    }
+    trace["matched_standard_error"] = {"deflate": 20, "targets": [row, row]}
     dens = {"num_iter": 100, "ours_s": 3.0, "ours_over_hvps": 1.1, "pyhessian_error": "x"}
     lenet = {"top_eigenvalue": top, "trace": trace, "density": dens}
     mlp = {
@@ -82,4 +91,26 @@ def test_markdown_names_every_row():
         "lanczos_over_power": 0.5,
     }
     table = hb.markdown({"classic_lenet": lenet, "models_lenet": lenet, "mlp": mlp})
-    assert table.count("\n") == 2 + 3 * 2 and "fails" in table and "| 0.50 |" in table
+    assert table.count("\n") == 2 + 5 * 2 and "fails" in table and "| 0.50 |" in table
+    assert "standard error of 5% | 1 s (20 Lanczos + 10 probes) | 4 s (80 probes) | 0.25 |" in table
+
+
+def test_matched_trace_times_ours_to_each_standard_error_against_plain_probes():
+    with jax.enable_x64(True):
+        spectrum = np.r_[30.0, -12.0, np.linspace(-1.0, 1.0, 58)]  # rotated: Rademacher probes
+        q = np.linalg.qr(np.asarray(jax.random.normal(jax.random.PRNGKey(0), (60, 60))))[0]
+        a = jnp.asarray(q @ np.diag(spectrum) @ q.T)  # of a diagonal H would have no variance
+        loss_fn = lambda p: 0.5 * p @ (a @ p)  # noqa: E731
+        s = {**hb._settings(quick=True), "trace_pilot": 40, "trace_cap": 400}
+        out = hb._matched_trace(loss_fn, jnp.zeros(60), jnp.ones(60), 1.0, s)
+    sigma = out["plain_sigma_per_probe"]
+    assert [r["relative_standard_error"] for r in out["targets"]] == list(hb.TRACE_RTOLS)
+    for r in out["targets"]:
+        target = r["relative_standard_error"] * abs(r["ours_estimate"])
+        assert r["ours_std_error"] <= target  # each run stopped by reaching its target
+        assert r["ours_hvps"] == r["ours_probes"] + out["deflate"]
+        assert r["pyhessian_s"] == r["plain_probes_needed"]  # one second per plain probe
+    scale = abs(out["targets"][-1]["ours_estimate"])
+    needed = max(2, int(np.ceil((sigma / (0.05 * scale)) ** 2)))
+    assert out["targets"][1]["plain_probes_needed"] == needed
+    assert out["deflated_sigma_per_probe"] < sigma / 3  # the two outliers were taken exactly

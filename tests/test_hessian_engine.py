@@ -179,6 +179,57 @@ def test_blocked_trace_and_density_match_their_single_probe_forms():
     assert dens[0].num_hvps == 4 * 10
 
 
+def _outlier_quadratic(n=80, outliers=(40.0, 25.0, -15.0), seed=0):
+    """``0.5 p^T A p``, A rotated, spectrum: a few large eigenvalues over many in [-1, 1]."""
+    q = np.linalg.qr(np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (n, n))))[0]
+    rest = np.asarray(jax.random.uniform(jax.random.PRNGKey(seed + 1), (n - len(outliers),)))
+    spectrum = np.r_[outliers, 2 * rest - 1]
+    a = q @ np.diag(spectrum) @ q.T
+    return (lambda p: 0.5 * p @ (jnp.asarray(a) @ p)), a
+
+
+def test_deflated_trace_takes_the_krylov_space_exactly_and_estimates_the_rest():
+    n, m = 80, 6
+    with jax.enable_x64(True):
+        loss, a = _outlier_quadratic(n)
+        key = jax.random.PRNGKey(5)
+        est = hessian.trace(loss, jnp.zeros(n), 400, key, deflate=m)
+        whole = hessian.trace(loss, jnp.zeros(n), 4, key, deflate=n)
+        # the NumPy reference of the exact part: the same start, its Krylov space by QR
+        v = np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (n,), jnp.float64))
+        krylov = np.stack([np.linalg.matrix_power(a, i) @ v for i in range(m)], axis=1)
+        basis = np.linalg.qr(krylov)[0]
+    assert est.exact_part == pytest.approx(np.trace(basis.T @ a @ basis), rel=1e-8)
+    assert est.deflated == m and est.num_samples == 400
+    assert abs(est.estimate - np.trace(a)) <= 4 * est.std_error  # unbiased, within its error
+    assert whole.estimate == pytest.approx(np.trace(a), abs=1e-8) and whole.std_error < 1e-8
+
+
+def test_deflation_removes_the_variance_of_outliers_and_not_of_a_flat_spectrum():
+    n, m, probes = 80, 8, 200
+    key = jax.random.PRNGKey(2)
+
+    def variance_ratio(loss):
+        plain = hessian.trace(loss, jnp.zeros(n), probes, key)
+        deflated = hessian.trace(loss, jnp.zeros(n), probes, key, deflate=m)
+        return (deflated.std_error / plain.std_error) ** 2
+
+    with jax.enable_x64(True):
+        outliers = variance_ratio(_outlier_quadratic(n)[0])
+        # sabotage: the same rotation, no outliers (the spectrum flat in [-1, 1]): little to take
+        flat = variance_ratio(_outlier_quadratic(n, outliers=(1.0, -1.0, 1.0))[0])
+    assert outliers < 0.1  # the three outliers held ~all of ||A||_F^2
+    assert flat > 0.7  # removing m of n directions leaves ~(n - m) / n of the variance
+
+
+def test_deflated_trace_refuses_bad_arguments():
+    loss = lambda p: jnp.sum(p**2)  # noqa: E731
+    with pytest.raises(ValueError, match="`deflate` must be"):
+        hessian.trace(loss, jnp.zeros(5), 4, jax.random.PRNGKey(0), deflate=-1)
+    with pytest.raises(ValueError, match="`prior` must be empty with `deflate`=2"):
+        hessian.trace(loss, jnp.zeros(5), 4, jax.random.PRNGKey(0), deflate=2, prior=[1.0])
+
+
 def _nan_loss(p):
     return jnp.sum(p**2) * jnp.log(p[0] - 1.0)  # log of a negative number: nan at 0
 

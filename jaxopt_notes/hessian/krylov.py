@@ -258,11 +258,12 @@ def run_host(
 
 @jax.jit
 def _ritz_vectors(state: State, s: jax.Array, values: jax.Array):
-    """Ritz vectors, their products (from the kept ``H q_j``) and true residual norms."""
+    """Ritz vectors, their values as device arrays, their products (from the kept ``H q_j``)
+    and true residual norms; ``s`` and ``values`` may come as NumPy arrays (one call)."""
     vectors, products = s @ state.q[: s.shape[1]], _products(state, s)
     if products is None:
-        return vectors, None, None
-    return vectors, products, jnp.linalg.norm(products - values[:, None] * vectors, axis=1)
+        return values, vectors, None, None
+    return values, vectors, products, jnp.linalg.norm(products - values[:, None] * vectors, axis=1)
 
 
 def extract_host(state: State, *, k: int, which: str, host: tuple | None = None) -> Extremes:
@@ -276,8 +277,7 @@ def extract_host(state: State, *, k: int, which: str, host: tuple | None = None)
     idx = _host_wanted(theta, k, which)
     pad = np.zeros((len(idx), alpha.shape[0]), alpha.dtype)
     pad[:, : int(j)] = s[:, idx].T  # padded to max_iter rows: one compiled shape per problem
-    values = jnp.asarray(theta[idx], alpha.dtype)
-    vectors, products, true = _ritz_vectors(state, jnp.asarray(pad), values)
+    values, vectors, products, true = _ritz_vectors(state, pad, theta[idx].astype(alpha.dtype))
     resid = resid[idx] if true is None else np.asarray(true, np.float64)
     scale = float(np.abs(theta).max())
     return Extremes(values, vectors, resid, int(j), scale, products)

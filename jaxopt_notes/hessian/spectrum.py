@@ -17,7 +17,7 @@ from jaxopt_notes.hessian import krylov as lz
 
 METHODS = ("auto", "dense", "lanczos")
 STARTS = ("normal", "rademacher")
-STEPS_PER_CALL = 2  # host loop: Lanczos steps per jitted call between convergence tests
+STEPS_PER_CALL = 1  # host loop: Lanczos steps per jitted call between convergence tests
 
 
 def hvp(loss_fn: core.LossFn, params: PyTree, v: PyTree) -> PyTree:
@@ -169,8 +169,7 @@ def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, s
             products=keep,
         )
         return op, res, None
-    if chunk is None:  # a data set's product is already one call per batch: test every step
-        chunk = 1 if spec.kind == "dataset" else STEPS_PER_CALL
+    chunk = STEPS_PER_CALL if chunk is None else chunk
     state, v, key = _host_start(
         key, size=op.size, dtype=op.dtype, start=start, max_iter=max_iter, products=keep
     )
@@ -243,8 +242,9 @@ def eigenvalues(
     ``min_iter`` runs at least that many Lanczos steps and ``start="rademacher"`` starts from a
     Rademacher vector: the run then doubles as an SLQ probe and a Hutchinson sample (its
     ``tridiagonal``, see :func:`~jaxopt_notes.hessian.analyse`). On the host loop
-    ``steps_per_call`` steps run per jitted call between convergence tests (default 2; 1 for
-    a data set): fewer round trips for cheap products, at most that many - 1 extra steps.
+    ``steps_per_call`` steps run per jitted call between convergence tests (default 1: the
+    run stops at the first step that passes; more saves round trips where a product costs
+    little more than one, and may run up to that many - 1 steps more).
 
     >>> res = eigenvalues(lambda p: p[0] ** 2 - p[1] ** 2, jnp.zeros(2), k=1, which="both")
     >>> res.values, res.method
