@@ -379,8 +379,8 @@ def test_rademacher_start_doubles_as_hutchinson_sample_and_slq_probe():
 
 def test_analyse_shares_one_lanczos_run_between_ends_density_and_trace():
     """On Lanczos, the classification's run (Rademacher start, >= num_iter steps) is also the
-    first SLQ probe and the first Hutchinson sample: the products add up to that, and the
-    answers still match eigh and the exact trace."""
+    first SLQ probe and the Krylov space the trace takes exactly: the products add up to that,
+    and the answers still match eigh and the exact trace."""
     with jax.enable_x64(True):
         loss, params = rotated_quadratic(n=60)
         h = np.asarray(jax.hessian(loss)(params))
@@ -400,11 +400,12 @@ def test_analyse_shares_one_lanczos_run_between_ends_density_and_trace():
             start="rademacher",
         )
     assert one["shared_lanczos_run"] and c.num_hvps >= 20
-    assert one["num_hvps"] == c.num_hvps + 29 and two["num_hvps"] == one["num_hvps"] + 20
+    assert one["num_hvps"] == c.num_hvps + 30 and two["num_hvps"] == one["num_hvps"] + 20
     assert one["largest"][0] == pytest.approx(lam[-1], rel=1e-8)
     assert one["smallest"][-1] == pytest.approx(lam[0], rel=1e-6)
     tr = one["trace"]
     assert tr["samples"] == 30 and abs(tr["estimate"] - np.trace(h)) <= 4 * tr["std_error"]
+    assert tr["krylov_dimension"] == c.num_hvps and "-step Krylov space" in one["explanation"]
     assert one["density"]["num_iter"] == 20 and 0 <= one["minimum_ratio"] <= 1
 
 

@@ -199,7 +199,9 @@ def run_cli(args: argparse.Namespace) -> int:
     print("largest eigenvalues: ", fmt(result["largest"]))
     print("smallest eigenvalues:", fmt(result["smallest"]))
     tr = result["trace"]
-    print(f"trace: {tr['estimate']:.6g} +- {tr['std_error']:.2g} ({tr['samples']} probes)")
+    dim = tr["krylov_dimension"]
+    krylov = f", the {dim}-step Krylov space exact" if dim else ""
+    print(f"trace: {tr['estimate']:.6g} +- {tr['std_error']:.2g} ({tr['samples']} probes{krylov})")
     print(f"minimum ratio: {result['minimum_ratio']} ({result['minimum_ratio_source']})")
     print(result["explanation"])
     print(

@@ -49,7 +49,7 @@ def trace(
     loop: str = "auto",
     check_finite: bool = True,
     prior: Sequence[float] = (),
-    deflate: int = 0,
+    deflate: int | lz.Tridiagonal = 0,
 ) -> TraceEstimate:
     """The trace by Hutchinson's estimator with Rademacher probes (one HVP each).
 
@@ -63,7 +63,10 @@ def trace(
     projected off ``Q``, estimate only the rest, ``tr (I - QQ^T) H (I - QQ^T)``. The extreme
     eigenvalues, which a Krylov space finds first, carry most of ``||H||_F^2`` and so most of
     the probes' variance: a few such steps can spare many probes (the idea of Hutch++, Meyer
-    et al. 2021, with a Krylov space as in Chen & Hallman 2023). Still unbiased.
+    et al. 2021, with a Krylov space as in Chen & Hallman 2023). Still unbiased. ``deflate`` may
+    also be the :class:`~jaxopt_notes.hessian.Tridiagonal` of an earlier run at this point
+    (``Eigenpairs.tridiagonal``, with its basis): its space then costs no product, and its
+    start must be independent of ``key``.
 
     >>> est = trace(lambda p: jnp.sum(p**2), jnp.zeros(3), 4, jax.random.PRNGKey(0))
     >>> est.estimate, est.std_error
@@ -75,12 +78,16 @@ def trace(
     """
     _checks.integer("num_samples", num_samples, low=2)
     _checks.integer("block_size", block_size, low=1)
-    _checks.integer("deflate", deflate)
+    if not isinstance(deflate, lz.Tridiagonal):
+        _checks.integer("deflate", deflate)
+    elif deflate.basis is None:
+        raise ValueError("`deflate` must be a step count or a Tridiagonal with its basis, got none")
     if rtol is not None:
         _checks.positive("rtol", rtol)
-    if deflate and len(prior):
+    if (isinstance(deflate, lz.Tridiagonal) or deflate) and len(prior):
+        what = "a Krylov basis" if isinstance(deflate, lz.Tridiagonal) else deflate
         raise ValueError(
-            f"`prior` must be empty with `deflate`={deflate}: its samples z^T H z are of the "
+            f"`prior` must be empty with `deflate`={what}: its samples z^T H z are of the "
             "whole H, not of the part off the Krylov space"
         )
     spec, data = core.problem(loss_fn, params, wrt)
@@ -90,7 +97,10 @@ def trace(
     samples = [float(v) for v in prior]
     if len(samples) >= num_samples:
         raise ValueError(f"`prior` must hold fewer than `num_samples`={num_samples} samples")
-    basis, exact = _krylov_space(op, min(deflate, op.size), jax.random.fold_in(key, 1))
+    if isinstance(deflate, lz.Tridiagonal):
+        basis, exact = deflate.basis, float(np.sum(np.asarray(deflate.alpha, np.float64)))
+    else:
+        basis, exact = _krylov_space(op, min(deflate, op.size), jax.random.fold_in(key, 1))
     keys = jax.random.split(key, num_samples - len(samples))
     for start in range(0, len(keys), block_size):
         z = jax.vmap(lambda k: jax.random.rademacher(k, (op.size,), op.dtype))(

@@ -59,10 +59,10 @@ def analyse(
     largest, usually far less); ``out_dir`` gets ``spectral_density.png``.
 
     The Lanczos run of the classification starts from a Rademacher probe and runs at least
-    ``num_iter`` steps, so it is also the first SLQ probe and its ``n alpha_0 = z^T H z`` the
-    first Hutchinson sample: it costs about ``max(steps to tol, num_iter) + (num_probes - 1) *
-    num_iter + trace_samples - 1`` products (dense: ``n + num_probes * num_iter +
-    trace_samples``).
+    ``num_iter`` steps, so it is also the first SLQ probe, and the trace is taken exactly on
+    its Krylov space, the ``trace_samples`` probes estimating only the rest (``trace``'s
+    ``deflate``): it costs about ``max(steps to tol, num_iter) + (num_probes - 1) * num_iter +
+    trace_samples`` products (dense: ``n + num_probes * num_iter + trace_samples``).
     """
     k1, k2, k3 = jax.random.split(key, 3)
     start = time.perf_counter()
@@ -81,8 +81,8 @@ def analyse(
     tri = c.tridiagonal
     steps = min(num_iter, c.size)
     shared = tri is not None and len(tri.alpha) >= steps
-    prior = [c.size * float(tri.alpha[0])] if shared else []
-    tr = trace(loss_fn, params, trace_samples, k2, check_finite=False, prior=prior)
+    deflate = tri if shared and tri.basis is not None else 0
+    tr = trace(loss_fn, params, trace_samples, k2, check_finite=False, deflate=deflate)
     if shared:
         nodes, weights = tridiagonal_nodes(tri, steps)
         if num_probes > 1:
@@ -116,9 +116,15 @@ def analyse(
         "minimum_ratio_source": "all eigenvalues"
         if c.complete
         else f"density estimate ({num_probes} probe(s) x {steps} Lanczos steps)",
-        "trace": {"estimate": tr.estimate, "std_error": tr.std_error, "samples": tr.num_samples},
+        "trace": {
+            "estimate": tr.estimate,
+            "std_error": tr.std_error,
+            "samples": tr.num_samples,
+            "krylov_dimension": tr.deflated,  # the trace on that space is exact
+            "exact_part": tr.exact_part,
+        },
         "density": {"sigma": dens.sigma, "num_probes": num_probes, "num_iter": steps},
-        "num_hvps": c.num_hvps + tr.num_samples - len(prior) + dens.num_hvps,
+        "num_hvps": c.num_hvps + tr.num_samples + dens.num_hvps,
         "shared_lanczos_run": shared,
         "explanation": _words(c, tr, ratio),
         "info": dict(loss_info or {}),
@@ -136,9 +142,10 @@ def analyse(
 
 def _words(c, tr, ratio) -> str:
     text = c.explain()
+    krylov = f" off the {tr.deflated}-step Krylov space, taken exactly" if tr.deflated else ""
     text += (
         f"; trace {tr.estimate:.4g} +- {tr.std_error:.2g} (Hutchinson, {tr.num_samples} "
-        "probes): the summed curvature over all directions"
+        f"probes{krylov}): the summed curvature over all directions"
     )
     if ratio is not None:
         text += (

@@ -116,7 +116,7 @@ class Eigenpairs:
     iterations: int = 0  # Lanczos steps run (dense: 0)
     scale: float = 0.0  # largest |Ritz value| seen: what `tol` is relative to
     loop: str = "none"  # "host" or "device" for Lanczos
-    tridiagonal: lz.Tridiagonal | None = None  # host Lanczos: T's alpha, beta (no basis)
+    tridiagonal: lz.Tridiagonal | None = None  # host Lanczos: T's alpha, beta and basis
 
     @property
     def vectors(self) -> list[PyTree]:
@@ -189,7 +189,8 @@ def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, s
     )
     res = lz.extract_host(state, k=k, which=which, host=host)
     alpha, beta = host[:2] if host is not None else jax.device_get((state.alpha, state.beta))
-    return op, res, lz.Tridiagonal(alpha[: res.steps], beta[: res.steps], None)
+    basis = state.q[: res.steps]  # the Krylov space, e.g. for a deflated trace
+    return op, res, lz.Tridiagonal(alpha[: res.steps], beta[: res.steps], basis)
 
 
 @jax.jit

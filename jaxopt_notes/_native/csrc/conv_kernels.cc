@@ -36,6 +36,36 @@ namespace {
 template <typename T, int COB>
 using Vec [[gnu::vector_size(COB * sizeof(T)), gnu::aligned(sizeof(T))]] = T;
 
+// The vector registers a tile of accumulators may fill: 32 of 64 bytes with AVX-512, 16 of
+// 32 with AVX2, 16 of 16 otherwise (SSE; NEON has 32, the safe side). A tile larger than the
+// registers spills to the stack on every tap.
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64, kVectorRegisters = 32;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32, kVectorRegisters = 16;
+#else
+constexpr int kVectorBytes = 16, kVectorRegisters = 16;
+#endif
+
+// The most accumulators of COB lanes of T that fit beside the vector they are multiplied by
+// and one broadcast.
+template <typename T, int COB>
+constexpr int max_tile() {
+  constexpr int per = std::max<int>(1, int(COB * sizeof(T)) / kVectorBytes);
+  return std::max(1, (kVectorRegisters - per - 1) / per);
+}
+
+// The widest tile in `tiles` (descending) of at most `limit` that divides `size`, else the
+// widest of at most `limit` (the rest is done one at a time).
+template <int N>
+int pick_tile(const int (&tiles)[N], int64_t size, int limit) {
+  for (int r : tiles)
+    if (r <= limit && size % r == 0) return r;
+  for (int r : tiles)
+    if (r <= limit) return r;
+  return 1;
+}
+
 template <typename T, int COB>
 inline Vec<T, COB> load(const T* p) {
   return *reinterpret_cast<const Vec<T, COB>*>(p);  // GCC lets a vector alias its elements
@@ -118,14 +148,9 @@ void forward(ffi::ThreadPool& pool, const T* x, const T* w, T* out, const Shape&
   const std::vector<T> wp = pack<T, COB>(w, s);
   const int64_t rows = s.n * s.oh, per_task = std::max<int64_t>(1, rows / 64);
   const int64_t tasks = (rows + per_task - 1) / per_task;
-  // the widest pixel tile that divides the row, else 8 and a remainder
-  constexpr int kTiles[] = {14, 10, 8, 7, 5};
-  int tile = 8;
-  for (int r : kTiles)
-    if (s.ow % r == 0) {
-      tile = r;
-      break;
-    }
+  // the widest pixel tile that fits the registers and divides the row, else a remainder
+  constexpr int kTiles[] = {14, 10, 8, 7, 6, 5, 4, 3, 2};
+  const int tile = pick_tile(kTiles, s.ow, max_tile<T, COB>());
   parallel_for(pool, tasks, [&, tile](int64_t task) {
     const int64_t end = std::min(rows, (task + 1) * per_task);
     for (int64_t row = task * per_task; row < end; ++row) {
@@ -133,9 +158,14 @@ void forward(ffi::ThreadPool& pool, const T* x, const T* w, T* out, const Shape&
       switch (tile) {
         case 14: forward_row<T, COB, 14>(x, wp.data(), out, s, n, oh); break;
         case 10: forward_row<T, COB, 10>(x, wp.data(), out, s, n, oh); break;
+        case 8: forward_row<T, COB, 8>(x, wp.data(), out, s, n, oh); break;
         case 7: forward_row<T, COB, 7>(x, wp.data(), out, s, n, oh); break;
+        case 6: forward_row<T, COB, 6>(x, wp.data(), out, s, n, oh); break;
         case 5: forward_row<T, COB, 5>(x, wp.data(), out, s, n, oh); break;
-        default: forward_row<T, COB, 8>(x, wp.data(), out, s, n, oh); break;
+        case 4: forward_row<T, COB, 4>(x, wp.data(), out, s, n, oh); break;
+        case 3: forward_row<T, COB, 3>(x, wp.data(), out, s, n, oh); break;
+        case 2: forward_row<T, COB, 2>(x, wp.data(), out, s, n, oh); break;
+        default: forward_row<T, COB, 1>(x, wp.data(), out, s, n, oh); break;
       }
     }
   });
@@ -186,13 +216,9 @@ void kernel_grad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw, const Sha
   const int64_t blocks = (s.co + COB - 1) / COB, k = s.kh * s.taps();
   const int64_t size = blocks * k * COB;
   std::vector<T> partial(tasks * size, T(0));
-  // the widest tap tile that divides a kernel row's taps, else 8 and a remainder
-  int tb = 8;
-  for (int r : {10, 8, 6, 5})
-    if (s.taps() % r == 0) {
-      tb = r;
-      break;
-    }
+  // the widest tap tile that fits the registers and divides a kernel row's taps
+  constexpr int kTiles[] = {10, 8, 6, 5, 4, 3, 2};
+  const int tb = pick_tile(kTiles, s.taps(), max_tile<T, COB>());
   parallel_for(pool, tasks, [&, tb](int64_t task) {
     const int64_t begin = rows * task / tasks, end = rows * (task + 1) / tasks;
     T* acc = partial.data() + task * size;
@@ -200,9 +226,13 @@ void kernel_grad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw, const Sha
       const int64_t n = row / s.oh, oh = row % s.oh;
       switch (tb) {
         case 10: kernel_grad_row<T, COB, 10>(x, g, acc, s, n, oh); break;
+        case 8: kernel_grad_row<T, COB, 8>(x, g, acc, s, n, oh); break;
         case 6: kernel_grad_row<T, COB, 6>(x, g, acc, s, n, oh); break;
         case 5: kernel_grad_row<T, COB, 5>(x, g, acc, s, n, oh); break;
-        default: kernel_grad_row<T, COB, 8>(x, g, acc, s, n, oh); break;
+        case 4: kernel_grad_row<T, COB, 4>(x, g, acc, s, n, oh); break;
+        case 3: kernel_grad_row<T, COB, 3>(x, g, acc, s, n, oh); break;
+        case 2: kernel_grad_row<T, COB, 2>(x, g, acc, s, n, oh); break;
+        default: kernel_grad_row<T, COB, 1>(x, g, acc, s, n, oh); break;
       }
     }
   });
@@ -214,13 +244,21 @@ void kernel_grad(ffi::ThreadPool& pool, const T* x, const T* g, T* dw, const Sha
         dw[r * s.co + b * COB + c] = partial[(b * k + r) * COB + c];
 }
 
-// Runs kernel(T{}, block) for the arrays' type T and the channel block: 8 lanes for up to 8
-// channels, else blocks of 16 (a std::integral_constant, so both are compile-time).
+// Runs kernel(T{}, block) for the arrays' type T and the channel block (a
+// std::integral_constant, so both are compile-time). With AVX-512: 8 lanes for up to 8
+// channels, else blocks of 16. Otherwise one native register's lanes (AVX2: 8 floats, 4
+// doubles): GCC splits a wider vector into piecewise code that ran LeNet's 16-channel
+// convolution ~5x slower than XLA's on an AVX2 machine.
 template <typename Kernel>
 ffi::Error by_type_and_block(ffi::DataType type, int64_t co, const char* what, Kernel kernel) {
   auto with_block = [&](auto zero) {
+#if defined(__AVX512F__)
     if (co <= 8) kernel(zero, std::integral_constant<int, 8>{});
     else kernel(zero, std::integral_constant<int, 16>{});
+#else
+    (void)co;
+    kernel(zero, std::integral_constant<int, int(kVectorBytes / sizeof(zero))>{});
+#endif
   };
   if (type == ffi::DataType::F32) with_block(0.0f);
   else if (type == ffi::DataType::F64) with_block(0.0);
