@@ -328,8 +328,11 @@ def _torch_plane(params, ds, examples: int, grid: int) -> dict:
 def _machine() -> dict:
     import platform
 
+    from jaxopt_notes.bench import cpu_model
+
     return {
         "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
         "load_average": list(os.getloadavg()),
         "platform": platform.platform(),
         "jax": jax.__version__,

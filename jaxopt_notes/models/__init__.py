@@ -99,7 +99,11 @@ def pool_2x2(x: jax.Array, kind: str) -> jax.Array:
     x = x[:, : h // 2 * 2, : w // 2 * 2]
     if kind == "max":
         return _max_pool(x)
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+    # rows then columns as two halves of contiguous runs: XLA:CPU vectorises these adds, and
+    # their gradient is two broadcasts (a mean over axes (2, 4) of a 6-D reshape: ~3x slower)
+    rows = x.reshape(n, h // 2, 2, w // 2 * 2 * c)
+    rows = (rows[:, :, 0] + rows[:, :, 1]).reshape(n, h // 2, w // 2, 2 * c)
+    return 0.25 * (rows[..., :c] + rows[..., c:])
 
 
 class LeNet(nnx.Module):
