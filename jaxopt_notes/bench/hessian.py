@@ -154,7 +154,7 @@ def _jitted_hvp(loss_fn: Callable) -> Callable:
     return _HVPS[loss_fn]
 
 
-@jax.jit
+@jax.jit  # one call where the baseline normalises its start outside its jitted step
 def _vdot(a, b):
     return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 

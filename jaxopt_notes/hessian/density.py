@@ -97,10 +97,11 @@ def trace(
     samples = [float(v) for v in prior]
     if len(samples) >= num_samples:
         raise ValueError(f"`prior` must hold fewer than `num_samples`={num_samples} samples")
-    if isinstance(deflate, lz.Tridiagonal):
-        basis, exact = deflate.basis, float(np.sum(np.asarray(deflate.alpha, np.float64)))
-    else:
-        basis, exact = _krylov_space(op, min(deflate, op.size), jax.random.fold_in(key, 1))
+    if not isinstance(deflate, lz.Tridiagonal):
+        deflate = _krylov_space(op, min(deflate, op.size), jax.random.fold_in(key, 1))
+    basis = None if deflate is None else deflate.basis
+    exact = 0.0 if deflate is None else float(np.sum(np.asarray(deflate.alpha, np.float64)))
+    core.check_finite_values([exact], "the trace on the Krylov space")
     keys = jax.random.split(key, num_samples - len(samples))
     for start in range(0, len(keys), block_size):
         z = jax.vmap(lambda k: jax.random.rademacher(k, (op.size,), op.dtype))(
@@ -120,17 +121,15 @@ def trace(
     return TraceEstimate(estimate, _std_error(s), len(s), s, converged, m, exact)
 
 
-def _krylov_space(op: core.Operator, steps: int, key: jax.Array):
-    """An orthonormal Krylov basis of ``steps`` rows and the trace of H on it (or None, 0)."""
+def _krylov_space(op: core.Operator, steps: int, key: jax.Array) -> lz.Tridiagonal | None:
+    """``steps`` Lanczos steps from a random start, with their orthonormal basis (None: 0)."""
     if steps == 0:
-        return None, 0.0
+        return None
     v0 = jax.random.normal(key, (op.size,), op.dtype)
     state = lz.run_host(
         op.lanczos_advance, v0, key, max_iter=steps, k=1, which="largest", tol=None, n=op.size
     )[0]
-    exact = float(np.sum(np.asarray(state.alpha, np.float64)))
-    core.check_finite_values([exact], "the trace on the Krylov space")
-    return state.q[:steps], exact
+    return lz.tridiagonal(state)
 
 
 def _std_error(samples) -> float:
