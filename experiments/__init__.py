@@ -98,8 +98,8 @@ def run(name: str, out: str | Path, quick: bool | str = False, overrides=None) -
         with _common.Timer() as timer:
             found = module.main(cfg, work)
         for c in found["claims"]:
-            if c.get("kind") not in ("claim", "check") or c["verdict"] not in _claims.VERDICTS:
-                raise ValueError(f"{name}: every entry must be a claim or a check, got {c}")
+            if c.get("kind") not in _claims.KINDS or c["verdict"] not in _claims.VERDICTS:
+                raise ValueError(f"{name}: every entry must be a claim, check or beyond, got {c}")
         result = {
             "name": name,
             "summary": module.SUMMARY,

@@ -13,7 +13,14 @@ verdict is computed here from the measured :class:`~jaxopt_notes.experiments._st
   that is not finite).
 
 A *check* confirms that the library computes what the math says (an identity, a count, a
-textbook point). It passes or fails and is never counted as evidence for the notes.
+textbook point, a theorem that correct code cannot fail). It passes or fails and is never counted
+as evidence for the notes. A *beyond* is a statement from an outside source (a paper, a book)
+that the notes do not make, kept because it teaches; it is decided like a claim but counted
+apart, and names its reference.
+
+A comparison of optimizers, schedules or models is decided at each arm's own best rate chosen
+on validation data (the fair test); ``also`` records how it fares at other settings, e.g. the
+source's own, so the verdict says which settings the statement survives.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from jaxopt_notes.experiments._stats import Estimate
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not_reproduced", "inconclusive"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+KINDS = ("claim", "check", "beyond")
 SEEDS_DIR = "../shared/seeds"  # where the notes live, relative to the repository root
 
 
@@ -96,6 +104,9 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
+_LABEL = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not reproduced", INCONCLUSIVE: "inconclusive"}
+
+
 def decide(measured: Estimate, test: Test) -> tuple[str, str]:
     """The verdict of one estimate under one test, and the reason in words."""
     interval = f"{_num(measured.value)} (95% CI [{_num(measured.low)}, {_num(measured.high)}])"
@@ -140,6 +151,8 @@ def claim(
     note: str = "",
     *,
     id: str,
+    kind: str = "claim",
+    also: dict[str, tuple[Estimate, Test]] | None = None,
 ) -> dict:
     """A claim of the notes decided by ``test`` from ``measured`` (one estimate per test).
 
@@ -148,7 +161,15 @@ def claim(
     ``evidence`` holds the numbers behind the estimate for the report's table (scalars and
     :class:`Estimate` values are shown; long arrays belong in ``metrics``); ``note`` adds what
     the numbers alone do not say (e.g. whether a quick budget could explain a miss).
+    ``kind`` is "claim" (a statement of the notes), "beyond" (an outside source's statement:
+    ``source.reference`` must name it) or "check" (a theorem decided from an interval).
+    ``also`` maps a setting's name (e.g. "at the source's settings") to its own (estimate,
+    test); each is decided and reported beside the verdict, which it does not change.
     """
+    if kind not in KINDS:
+        raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}")
+    if kind == "beyond" and not source.reference:
+        raise ValueError(f"a 'beyond' entry must name its outside `reference`, got none ({id})")
     measured = [measured] if isinstance(measured, Estimate) else list(measured)
     tests = [test] if isinstance(test, Test) else list(test)
     if len(measured) != len(tests) or not tests:
@@ -156,19 +177,25 @@ def claim(
     parts = [decide(m, t) for m, t in zip(measured, tests, strict=True)]
     verdict = combine([v for v, _ in parts])
     reason = "; ".join(r for _, r in parts)
+    settings = {name: decide(m, t) for name, (m, t) in (also or {}).items()}
+    for name, (v, r) in settings.items():
+        reason += f". {name[0].upper()}{name[1:]}: {_LABEL[v]} ({r})"
     if note:
         reason += f". {note}"
+    extra = dict(evidence or {})
+    extra |= {f"{name}: {t.quantity}": m for name, (m, t) in (also or {}).items()}
     return {
         "id": id,
         "claim": text,
-        "kind": "claim",
+        "kind": kind,
         "verdict": verdict,
+        "settings": {name: v for name, (v, _) in settings.items()},
         "reason": reason,
         "test": _test_entry(tests),
         "measured": [m.as_dict() for m in measured],
         "parts": [v for v, _ in parts],
         "source": source.as_dict(),
-        "evidence": _evidence(evidence or {}, measured, tests),
+        "evidence": _evidence(extra, measured, tests),
     }
 
 
@@ -222,11 +249,14 @@ def _evidence(extra: dict, measured: list[Estimate], tests: list[Test]) -> dict:
 
 
 def tally(claims: Sequence[dict]) -> dict[str, int]:
-    """Counts of claims by verdict, and of checks passed / failed."""
+    """Counts of the notes' claims by verdict, of beyond-the-notes entries, of checks passed."""
     real = [c for c in claims if c.get("kind") == "claim"]
+    beyond = [c for c in claims if c.get("kind") == "beyond"]
     checks = [c for c in claims if c.get("kind") == "check"]
     out = {v: sum(c["verdict"] == v for c in real) for v in VERDICTS}
     out["claims"] = len(real)
+    out["beyond"] = len(beyond)
+    out["beyond_reproduced"] = sum(c["verdict"] == REPRODUCED for c in beyond)
     out["checks"] = len(checks)
     out["checks_passed"] = sum(c["verdict"] == REPRODUCED for c in checks)
     return out

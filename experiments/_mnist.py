@@ -263,3 +263,41 @@ def one_of(options: Sequence[optax.GradientTransformation], index: jax.Array):
         return chosen, tuple(s for _, s in outs)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def split_validation(arrays: Arrays, fraction: float) -> tuple[Arrays, tuple[jax.Array, jax.Array]]:
+    """The last ``fraction`` of the training images held out as a validation set.
+
+    Rates and epochs are chosen on it, never on the test set (Choi et al. 2019).
+    """
+    n = arrays.x_train.shape[0]
+    n_val = int(round(n * fraction))
+    if not 0 < n_val < n:
+        raise ValueError(f"`fraction` must leave images on both sides of {n}, got {fraction}")
+    kept = arrays._replace(x_train=arrays.x_train[:-n_val], y_train=arrays.y_train[:-n_val])
+    return kept, (arrays.x_train[-n_val:], arrays.y_train[-n_val:])
+
+
+def correct(model: nnx.Module, run: Run, x: jax.Array, y: jax.Array) -> np.ndarray:
+    """(runs, images) booleans: whether each run's final parameters classify each image right.
+
+    Kept per image so an accuracy comparison can carry the test set's own sampling error.
+    """
+    apply = eval_apply(model)
+
+    def one(params, stats):
+        logits = jax.lax.map(
+            lambda xi: apply(params, stats, xi[None])[0], x, batch_size=min(500, x.shape[0])
+        )
+        return logits.argmax(-1) == y
+
+    return np.asarray(jax.jit(jax.vmap(one))(run.params, run.stats))
+
+
+def best_on_validation(accuracy: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Per row (seed), the column (rate) with the highest validation accuracy, ties broken by
+    the lower validation loss; a diverged column (non-finite loss) is never chosen."""
+    acc = np.where(np.isfinite(loss), np.nan_to_num(accuracy, nan=-1.0), -1.0)
+    loss = np.where(np.isfinite(loss), loss, np.inf)
+    order = np.lexsort((loss, -acc), axis=-1)  # last key is primary: accuracy, then loss
+    return order[..., 0]

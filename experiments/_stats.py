@@ -176,3 +176,60 @@ def timing_ratio(a_seconds: Sequence[float], b_seconds: Sequence[float]) -> Esti
         float(r.std()),
         f"median of {r.size} interleaved ratios, 10-90% range",
     )
+
+
+def accuracy_gain(
+    correct_a: np.ndarray, correct_b: np.ndarray, *, resamples: int = 2000, seed: int = 0
+) -> Estimate:
+    """Accuracy of ``a`` minus ``b`` with an interval over seeds *and* test images.
+
+    ``correct_*`` are (seeds, images) booleans, paired on both axes (same seeds, same images).
+    Each bootstrap resample draws seeds and images with replacement, so the interval carries
+    the test set's sampling error (0.2 points is 2 of 1,000 images) beside the seeds'.
+    """
+    a, b = np.asarray(correct_a, np.float64), np.asarray(correct_b, np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(
+            f"`correct_a` and `correct_b` must be one (seeds, images) shape, got "
+            f"{a.shape} and {b.shape}"
+        )
+    diff = a - b
+    seeds, images = diff.shape
+    point = float(diff.mean())
+    rng = np.random.default_rng(seed)
+    stats = np.empty(resamples)
+    for r in range(resamples):  # a loop keeps memory at one resample, not resamples x size
+        s = rng.integers(0, seeds, seeds)
+        i = rng.integers(0, images, images)
+        stats[r] = diff[s][:, i].mean()
+    low, high = np.quantile(stats, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return Estimate(
+        point,
+        float(low),
+        float(high),
+        seeds,
+        float(stats.std()),
+        f"bootstrap over {seeds} seeds and {images} test images",
+    )
+
+
+def resolvable(threshold: float, images: int) -> None:
+    """Refuses an accuracy threshold finer than two test images: the set cannot resolve it."""
+    if abs(threshold) < 2.0 / images:
+        raise ValueError(
+            f"an accuracy threshold of {threshold:g} is below what {images} test images resolve "
+            f"(2 images = {2.0 / images:.3g}); use more test images or a larger threshold"
+        )
+
+
+def positive_mean(values: Sequence[float] | np.ndarray) -> Estimate:
+    """Mean of a positive quantity (a loss, a rate) with a percentile-bootstrap interval.
+
+    A t-interval on a few skewed positive samples can reach below zero; a bootstrap of the
+    mean of positive samples cannot.
+    """
+    a = _samples(values)
+    if np.any(a < 0):
+        raise ValueError("`positive_mean` needs non-negative samples; use mean instead")
+    est = bootstrap(a)
+    return est._replace(method=f"mean, percentile bootstrap, {est.n} samples")

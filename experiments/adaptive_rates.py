@@ -463,6 +463,7 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             note="the notes' 'too small' is about v; the steps m/sqrt(v) come out too large, "
             "because sqrt(1 - b2^t) is further below 1 than 1 - b1^t",
             id="uncorrected_steps_too_large",
+            kind="check",
         ),
         check(
             "Step 1 without bias correction is (1-b1)/sqrt(1-b2) = 3.16 times Adam's",
@@ -504,6 +505,7 @@ def claims(m: dict, cfg: Config) -> list[dict]:
                 },
             },
             id="amsgrad_fixes_adam_on_reddi",
+            kind="check",
         ),
         check(
             "AMSGrad's effective rate never rises (by construction of the max); Adam's does",

@@ -212,6 +212,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             },
             note="" if noise_var > 0 else "with noise_std = 0 the claim has no scale",
             id="one_step_good",
+            kind="beyond",
         ),
         claim(
             "k-step-ahead predictions (feeding the model its own outputs) degrade as k grows: "
@@ -222,6 +223,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             AUTOREGRESSION,
             evidence={f"{k}-step test MSE": _stats.mean(mse[:, i]) for i, k in enumerate(ks)},
             id="k_step_degrades",
+            kind="beyond",
         ),
     ]
 

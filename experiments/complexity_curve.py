@@ -189,6 +189,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             U_CURVE,
             {"mean_chosen_degree": _stats.mean(chosen)},
             id="held_out_loss_rises",
+            kind="check",
         ),
         claim(
             f"Before the best capacity the held-out loss falls: the test MSE at degree 0 is at "

@@ -270,6 +270,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 "parameters": mlp["size"][0],
             },
             id="mlp_not_convex",
+            kind="check",
         ),
         claim(
             f"Near a minimum the {model} shows some convexity: after {cfg.train_steps} "

@@ -214,6 +214,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             ),
             SRC_TEST_TIME,
             id="unscaled_test_pass_biased",
+            kind="check",
         ),
         claim(
             "Multiplying by p at test time (vanilla) or dividing by p in training (inverted) "

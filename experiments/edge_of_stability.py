@@ -240,6 +240,7 @@ def lr_claim(lr: float, s: dict, cfg: Config) -> dict:
             "diverged_runs": int(sum(s["diverged"])),
         },
         id=f"edge_lr_{lr:g}",
+        kind="beyond",
     )
     start = max(s["initial_over_threshold"])
     if start < cfg.start_below:
@@ -296,6 +297,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             ],
             SRC,
             id="loss_nonmonotone",
+            kind="beyond",
         ),
     ]
 

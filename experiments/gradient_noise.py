@@ -264,6 +264,7 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             note="for sampling that is honestly random this is a theorem; what the run shows is "
             "that batches drawn as a data loader draws them meet it on a real model's gradients",
             id="variance_falls_as_1_over_b",
+            kind="check",
         ),
         claim(
             "A large batch is less noisy: the gradient of a batch of the largest size deviates "
@@ -280,6 +281,7 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             ),
             SOURCES["lihongyi"],
             id="large_batch_less_noisy",
+            kind="check",
         ),
         check(
             "The b^2 look-ups of the Gram matrix give the squared deviation as the direct "

@@ -256,6 +256,7 @@ def histogram_claims(metrics: dict, cfg: Config) -> list[dict]:
             ),
             SRC_STD1,
             id="large_std_saturates",
+            kind="check",
         ),
         claim(
             f"With weight std {cfg.small_std:g} they collapse: in every layer almost all lie "
@@ -270,6 +271,7 @@ def histogram_claims(metrics: dict, cfg: Config) -> list[dict]:
             ),
             SRC_STD001,
             id="small_std_collapses",
+            kind="check",
         ),
         claim(
             "Xavier spreads them: their std is at least twice the small-std net's, and in "
@@ -294,6 +296,7 @@ def histogram_claims(metrics: dict, cfg: Config) -> list[dict]:
             ],
             SRC_XAVIER,
             id="xavier_spreads",
+            kind="check",
         ),
     ]
 
@@ -346,6 +349,7 @@ def training_claims(metrics: dict, cfg: Config) -> list[dict]:
             SRC_MNIST,
             evidence={"test accuracy": acc},
             id="small_std_does_not_learn",
+            kind="check",
         ),
         claim(
             f"Xavier and He learn: training loss below {cfg.learned_fraction:.0%} of ln 10",

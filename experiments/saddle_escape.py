@@ -370,6 +370,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             SRC_HESSIAN,
             {"loss_at_stall_point": _stats.mean(one["loss_there"])},
             id="hessian_escape",
+            kind="check",
         ),
         claim(
             f"Gradient noise (std {cfg.noise_std:g}) escapes the saddle in fewer steps than GD",

@@ -201,6 +201,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             NEW_MODEL,
             {"last_snapshot_nll": _stats.mean(last_nll), "restarts": cfg.restarts},
             id="snapshots_beat_last_nll",
+            kind="beyond",
         ),
         claim(
             f"An ensemble of the {m} snapshots has a higher test accuracy than the last "
@@ -219,6 +220,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             note="NLL sees the averaged confidences; accuracy only the argmax, which the "
             "snapshots mostly share",
             id="snapshots_beat_last_accuracy",
+            kind="beyond",
         ),
         claim(
             f"Snapshots of restarts make a better ensemble than checkpoints of the last {m} "
@@ -235,6 +237,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             CHECKPOINT,
             {"checkpoint_ensemble_nll": _stats.mean(nll["checkpoints"])},
             id="snapshots_beat_checkpoints",
+            kind="beyond",
         ),
         claim(
             f"Train 1, get {m} for free: the snapshot ensemble's test NLL is no more than 5% "
@@ -257,6 +260,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             },
             note="the independent models start from different weights: more diverse members",
             id="snapshots_match_independent",
+            kind="beyond",
         ),
         check(
             "The cyclic schedule restarts: its rate at a cycle's last step is under 1% of the "

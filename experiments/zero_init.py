@@ -180,6 +180,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             SRC,
             evidence={"same spread, random (Xavier) init": _stats.mean(spread["random"])},
             id="constant_init_units_stay_identical",
+            kind="check",
         ),
         claim(
             f"The symmetric net loses the point of having {cfg.width} units: a random "

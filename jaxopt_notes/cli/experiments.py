@@ -94,7 +94,7 @@ def run_cli(args: argparse.Namespace) -> int:
         results = [lab.run(args.name, args.out, args.quick, overrides)]
     for r in results:
         for c in r["claims"]:
-            label = c["verdict"] if c["kind"] == "claim" else f"check {c['verdict']}"
+            label = c["verdict"] if c["kind"] == "claim" else f"{c['kind']} {c['verdict']}"
             print(f"[{label:>22s}] {r['name']}: {c['claim']}")
     print(lab.tally_line([c for r in results for c in r["claims"]]))
     if args.all:

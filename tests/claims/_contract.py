@@ -24,11 +24,13 @@ def run_tiny(name: str, tmp_path: Path, **overrides) -> dict:
 def assert_contract(name: str, out: Path) -> None:
     on_disk = json.loads((out / name / "result.json").read_text())
     assert on_disk["name"] == name and on_disk["data"] and on_disk["config"]
-    assert any(c["kind"] == "claim" for c in on_disk["claims"]), "an experiment needs a claim"
+    assert on_disk["claims"], "an experiment needs a claim, a beyond or a check"
     for c in on_disk["claims"]:
-        assert c["kind"] in ("claim", "check") and c["verdict"] in _claims.VERDICTS
+        assert c["kind"] in _claims.KINDS and c["verdict"] in _claims.VERDICTS
         assert c["evidence"] and c["reason"] and c["id"]
-        if c["kind"] == "claim":
+        if c["kind"] == "beyond":
+            assert c["source"]["reference"], c["id"]
+        if c["kind"] in ("claim", "beyond"):
             assert c["source"]["note"] and c["source"]["quote"] and c["source"]["english"]
             assert {"quantity", "comparison", "threshold", "seeds", "origin"} <= set(c["test"])
             if NOTES.is_dir():  # also catches a source built inside claims(), not declared
