@@ -43,6 +43,12 @@ from jaxopt_notes.moments import (
     second_moment,
 )
 from jaxopt_notes.optimizers import OPTIMIZERS, adagrad, adam_then_sgd, rmsprop, sgd
+from jaxopt_notes.optimizers_muon import (
+    muon,
+    muon_momentum,
+    newton_schulz,
+    scale_by_shape,
+)
 from jaxopt_notes.transforms import (
     add_decayed_weights,
     clip,
@@ -99,9 +105,12 @@ __all__ = [
     "lamb",
     "lars",
     "lion",
+    "muon",
+    "muon_momentum",
     "lookahead",
     "nadam",
     "nadamw",
+    "newton_schulz",
     "normalize",
     "polyak_params",
     "radam",
@@ -112,6 +121,7 @@ __all__ = [
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",
+    "scale_by_shape",
     "scale_by_sum_of_squares",
     "schedules",
     "second_moment",

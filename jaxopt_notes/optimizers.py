@@ -21,6 +21,7 @@ from jaxopt_notes.adam_family import adam, adamax, adamw, amsgrad, nadam, nadamw
 from jaxopt_notes.combine import chain, switch
 from jaxopt_notes.modern import adabelief, lion, radam, yogi
 from jaxopt_notes.moments import scale_by_rms, scale_by_sum_of_squares
+from jaxopt_notes.optimizers_muon import muon
 from jaxopt_notes.transforms import scale_by_learning_rate, trace
 from jaxopt_notes.trust_ratio import lamb, lars
 
@@ -202,6 +203,7 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "adadelta": adadelta,
     "lamb": lamb,
     "lars": lars,
+    "muon": muon,
 }
 
 

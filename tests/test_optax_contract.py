@@ -42,6 +42,7 @@ ALIASES = {
     "adadelta": (jn.adadelta, optax.adadelta),
     "lamb": (jn.lamb, optax.lamb),
     "lars": (jn.lars, optax.lars),
+    "muon": (jn.muon, optax.contrib.muon),
 }
 NAMES = sorted(ALIASES)
 DTYPES = (jnp.bfloat16, jnp.float32, jnp.complex64)
@@ -220,6 +221,7 @@ LEARNING_RATES = {  # name: (on the parabola, 300 steps; on Rosenbrock, 5,000 st
     "adadelta": (3.0, 1.0),
     "lamb": (0.03, 0.03),
     "lars": (3.0, 3.0),
+    "muon": (0.03, 0.03),  # the parabola's and Rosenbrock's x is a vector: Adam's steps
 }
 
 
