@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from jaxopt_notes.experiments import _claims, _common, _config, _report
@@ -153,15 +154,38 @@ def split_overrides(overrides: dict[str, str]) -> dict[str, dict[str, str]]:
 
 
 def run_all(out: str | Path, quick: bool | str = False, overrides=None) -> list[dict]:
+    """Every experiment, then ``out/REPORT.md`` and ``REPORT.html`` over all of them."""
     per = split_overrides(overrides or {})
     for name in NAMES:  # refuse a bad value before anything runs
         make_config(load(name), quick, per[name])
-    results = []
-    bar = tqdm(NAMES, desc="experiments", unit="exp")
-    for name in bar:
-        bar.set_postfix_str(name)
-        results.append(run(name, out, quick, per[name]))
+    results = run_many(NAMES, out, quick, per)
     _report.write_report(Path(out), results)
+    return results
+
+
+def run_many(
+    names: list[str], out: str | Path, quick: bool | str, per: dict[str, dict]
+) -> list[dict]:
+    """Runs ``names`` in order under one progress bar that names the experiment running and
+    keeps its clock moving (an experiment is one long call with nothing to count inside)."""
+    results = []
+    bar = tqdm(names, desc="experiments", unit="exp")
+    stop = threading.Event()
+
+    def tick():  # redraws the bar every second so its elapsed time shows progress
+        while not stop.wait(1.0):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        for name in bar:
+            bar.set_postfix_str(f"running {name}")
+            results.append(run(name, out, quick, per.get(name)))
+    finally:
+        stop.set()
+        ticker.join()
+        bar.close()
     return results
 
 

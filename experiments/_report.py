@@ -1,8 +1,12 @@
-"""REPORT.md and REPORT.html: per experiment its settings, figures, and per claim its source,
-stated test, measured table with intervals, verdict and reason; checks in a table of their own.
+"""REPORT.md and REPORT.html: "The notes, tested", read note by note.
 
-Both formats are rendered from the same ``result.json`` contents; the HTML embeds its figures,
-so it is one self-contained file.
+The book has one chapter per seed note, named by the note's own title, with its testable
+sentences in the note's order (from ``notes_map.toml``): each sentence quoted, rendered in
+English, and followed by the claims that test it (verdict, one sentence in plain words, the
+stated test, the interval table, the experiment's figure) or by the reason it is not tested.
+Then the statements from beyond the notes, the checks of the library's math, and an index per
+experiment (settings, data, time). Markdown and HTML are rendered from one list of blocks, so
+the two say the same thing; the HTML embeds its figures and is one self-contained file.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import html
 import json
 import os
 import platform
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +26,8 @@ from typing import Any
 from jaxopt_notes.experiments._claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, tally
 
 _PACKAGES = ("jax", "jaxlib", "optax", "flax", "numpy", "scipy", "matplotlib")
+_LABEL = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not reproduced", INCONCLUSIVE: "inconclusive"}
+_CHECK_LABEL = {REPRODUCED: "pass", NOT_REPRODUCED: "fail", INCONCLUSIVE: "undecided"}
 
 
 def run_header() -> dict:
@@ -56,9 +63,70 @@ def fmt(x: Any) -> str:
     return json.dumps(x)[:120]
 
 
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+# -- plain text for learners ------------------------------------------------------------------
+
+_TEX = {
+    r"\beta": "β", r"\eta": "η", r"\rho": "ρ", r"\theta": "θ", r"\sigma": "σ", r"\mu": "μ",
+    r"\alpha": "α", r"\gamma": "γ", r"\epsilon": "ε", r"\varepsilon": "ε", r"\psi": "ψ",
+    r"\phi": "φ", r"\partial": "∂", r"\nabla": "∇", r"\cdot": "·", r"\odot": "⊙",
+    r"\leftarrow": "←", r"\sum": "Σ", r"\cdots": "…", r"\vdots": "⋮", r"\in": "∈",
+    r"\geq": "≥", r"\leq": "≤", r"\max": "max", r"\times": "×", r"\quad": " ", r"\left": "",
+    r"\right": "", r"\,": " ",
+}  # fmt: skip
+
+
+def plain_math(text: str) -> str:
+    """TeX inside a quote as readable plain text (the report works offline, with no renderer).
+
+    >>> plain_math(r"$v \\leftarrow \\beta v + \\frac{\\partial L}{\\partial W}$")
+    'v ← β v + (∂ L)/(∂ W)'
+    """
+    if "\\" not in text and "$" not in text:
+        return text
+    out = text.replace("$$", "").replace("$", "")
+    for _ in range(3):  # nested \frac{\sqrt{a}}{b}: unwrap from the inside out
+        out = re.sub(r"\\frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"(\1)/(\2)", out)
+        out = re.sub(r"\\sqrt\s*\{([^{}]*)\}", r"√(\1)", out)
+        out = re.sub(r"\\(?:boldsymbol|mathrm|mathbf|text|hat)\s*\{([^{}]*)\}", r"\1", out)
+    for tex in sorted(_TEX, key=len, reverse=True):  # longest first: \varepsilon before \epsilon
+        out = re.sub(re.escape(tex) + r"(?![a-zA-Z])", _TEX[tex], out)
+    out = re.sub(r"\\(?:begin|end)\{[^}]*\}", "", out).replace("\\\\", " ")
+    return re.sub(r"[ \t]+", " ", out.replace("{", "").replace("}", "")).strip()
+
+
+def _side(test: dict) -> str:
+    if test["comparison"] == "within":
+        low, high = test["threshold"]
+        return f"inside [{fmt(low)}, {fmt(high)}]"
+    return ("above " if test["comparison"] == ">" else "below ") + fmt(test["threshold"])
+
+
+def plain_words(entry: dict) -> str:
+    """One sentence a learner understands: what was measured, which way it fell, what it means."""
+    verdict = entry["verdict"]
+    parts = entry.get("test", {}).get("parts") or []
+    measured = entry.get("measured") or []
+    found = []
+    for test, m in zip(parts, measured, strict=False):
+        found.append(
+            f"{test['quantity']} came out {fmt(m['value'])} (95% interval {fmt(m['ci_low'])} "
+            f"to {fmt(m['ci_high'])}, n = {m['n']}), the statement needs it {_side(test)}"
+        )
+    what = "; ".join(found) or entry.get("reason", "")
+    meaning = {
+        REPRODUCED: "The runs support the statement: the whole interval lies on its side",
+        NOT_REPRODUCED: "The runs contradict the statement here: the interval lies on the "
+        "other side, so under these settings it does not hold",
+        INCONCLUSIVE: "The runs cannot tell: the interval reaches across the threshold, so "
+        "more seeds, a longer budget or a larger effect would be needed to decide",
+    }[verdict]
+    text = f"{meaning}. Measured: {what}."
+    for name, v in (entry.get("settings") or {}).items():
+        text += f" {name[0].upper()}{name[1:]}, it is {_LABEL[v]}."
+    return text
+
+
+# -- blocks: one description of the report, two renderings ------------------------------------
 
 
 def _is_estimate(v: Any) -> bool:
@@ -66,7 +134,7 @@ def _is_estimate(v: Any) -> bool:
 
 
 def _rows(evidence: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, str, str, str]]:
-    """(quantity, value, 95% CI, n) rows of a claim's evidence, nested dicts flattened."""
+    """(quantity, value, 95% CI, n) rows of an entry's evidence, nested dicts flattened."""
     rows = []
     for k, v in evidence.items():
         name = f"{prefix}{k}"
@@ -80,134 +148,183 @@ def _rows(evidence: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, s
     return rows
 
 
-_LABEL = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not reproduced", INCONCLUSIVE: "inconclusive"}
+def _entry_blocks(e: dict, folder: str, figures: list[str]) -> list[tuple]:
+    """An entry (claim or beyond) as blocks: heading line, plain words, test, table, figures."""
+    blocks: list[tuple] = [("entry", e["claim"], e["verdict"], e["_where"])]
+    blocks.append(("p", plain_words(e)))
+    items = [f"Test: {t['statement']}" for t in e["test"]["parts"]]
+    items.append(f"Decided because {e['reason']}.")
+    ref = e.get("source", {}).get("reference")
+    if ref:
+        items.append(f"Reference: {ref}.")
+    blocks.append(("list", items))
+    blocks.append(("table", ["measured", "value", "95% CI", "n"], _rows(e["evidence"])))
+    blocks += [("img", f"{folder}{fig}", f"{e['_where']}: {fig}") for fig in figures]
+    return blocks
 
 
-def tally_line(claims: list[dict]) -> str:
-    t = tally(claims)
-    return (
-        f"claims: {t[REPRODUCED]} reproduced, {t[NOT_REPRODUCED]} not reproduced, "
-        f"{t[INCONCLUSIVE]} inconclusive (of {t['claims']}); "
-        f"checks: {t['checks_passed']} of {t['checks']} passed"
+def _quote_blocks(s: dict) -> tuple:
+    return ("quote", plain_math(s["quote"]), plain_math(s["english"]), s.get("section", ""))
+
+
+def _indexed(results: list[dict]) -> dict[str, dict]:
+    """Every entry by "experiment/id", with where it came from attached."""
+    out = {}
+    for r in results:
+        for c in r["claims"]:
+            out[f"{r['name']}/{c['id']}"] = c | {"_where": r["name"]}
+    return out
+
+
+def _note_chapter(note: Any, entries: dict, results: list[dict], shown: set) -> list[tuple]:
+    """One note's chapter: its sentences in order, each with its claims or its reason."""
+    figures = {r["name"]: r.get("figures", []) for r in results}
+    title = (
+        note.title if note.english_title == note.title else f"{note.title} ({note.english_title})"
     )
+    blocks: list[tuple] = [("h2", title, note.file), ("small", f"Note file: {note.file}")]
+    for s in note.sentences:
+        blocks.append(("quote", plain_math(s.quote), plain_math(s.english), s.section))
+        found = [entries[i] for i in s.ids if i in entries]
+        if not found:
+            blocks.append(("small", s.reason or "No result for this sentence in this run."))
+        for e in found:
+            key = f"{e['_where']}/{e['id']}"
+            if e["kind"] == "check":
+                blocks.append(("entry", e["claim"], e["verdict"], e["_where"], "check"))
+                blocks.append(("small", f"A check of the math (not counted): {e['reason']}."))
+                continue
+            blocks += _entry_blocks(e, f"{e['_where']}/", _first(e, figures, shown))
+            shown.add(key)
+    return blocks
 
 
-def _source_md(s: dict) -> str:
-    text = f"`{s['note']}`, section 「{s['section']}」: 「{s['quote']}」 — *{s['english']}*"
-    if s.get("reference"):
-        text += f" Reference: {s['reference']}."
-    return text
+def _first(e: dict, figures: dict, shown: set) -> list[str]:
+    """The entry's experiment's figures not yet shown in the book (each is shown once)."""
+    new = [f for f in figures.get(e["_where"], []) if (e["_where"], f) not in shown]
+    shown.update((e["_where"], f) for f in new)
+    return new
 
 
-def _settings_md(r: dict) -> list[str]:
+def _book_blocks(results: list[dict], notes: list | None) -> list[tuple]:
+    entries = _indexed(results)
+    figures = {r["name"]: r.get("figures", []) for r in results}
+    shown: set = set()
+    blocks: list[tuple] = []
+    for note in notes or []:
+        blocks += _note_chapter(note, entries, results, shown)
+    claims = [e for k, e in entries.items() if e["kind"] == "claim" and k not in shown]
+    if claims:  # claims of the notes that no sentence of the map names (or no map at all)
+        heading = "Other statements of the notes" if notes else "Claims of the notes"
+        blocks.append(("h2", heading, "other"))
+        for e in claims:
+            blocks.append(_quote_blocks(e["source"]))
+            blocks += _entry_blocks(e, f"{e['_where']}/", _first(e, figures, shown))
+    beyond = [e for e in entries.values() if e["kind"] == "beyond"]
+    if beyond:
+        blocks.append(("h2", "Beyond the notes", "beyond"))
+        blocks.append(
+            (
+                "p",
+                "Statements from outside sources (papers, books) that the notes do not make, "
+                "kept because they teach; decided like claims, counted apart.",
+            )
+        )
+        for e in beyond:
+            blocks.append(_quote_blocks(e["source"]))
+            blocks += _entry_blocks(e, f"{e['_where']}/", _first(e, figures, shown))
+    checks = [e for e in entries.values() if e["kind"] == "check"]
+    if checks:
+        blocks.append(("h2", "Checks of the library's math", "checks"))
+        rows = [
+            (
+                f"{e['_where']}: {e['claim']}",
+                _CHECK_LABEL[e["verdict"]],
+                "; ".join(f"{a} = {b}" for a, b, _, _ in _rows(e["evidence"]))[:300],
+            )
+            for e in checks
+        ]
+        blocks.append(("table", ["check", "result", "evidence"], rows))
+    return blocks
+
+
+def _index_blocks(r: dict, folder: str, with_figures: bool) -> list[tuple]:
+    """The per-experiment index: summary, data, settings, tally, figures, entries and verdicts."""
+    t = r.get("tally") or tally(r["claims"])
+    blocks: list[tuple] = [("h3", r["name"], r["name"]), ("p", r.get("summary", ""))]
+    blocks.append(("p", f"Data: {r.get('data', 'not stated')}."))
     changed = r.get("changed_from_default", {})
     cells = [
-        f"`{k}={fmt(v)}`" + (f" (default {fmt(changed[k]['default'])})" if k in changed else "")
+        f"{k}={fmt(v)}" + (f" (default {fmt(changed[k]['default'])})" if k in changed else "")
         for k, v in r["config"].items()
     ]
-    lines = ["**Settings:** " + ", ".join(cells) + "."]
     mode = {True: "quick", "tiny": "tiny (tests)", False: "full (the source's settings)"}
-    lines.append(f"**Mode:** {mode.get(r.get('quick'), r.get('quick'))}.")
-    if changed and r.get("quick"):
-        lines.append(
-            "**What the smaller budget changed:** "
-            + ", ".join(f"`{k}` {fmt(v['default'])} → {fmt(v['used'])}" for k, v in changed.items())
-            + "."
-            + (f" {r['quick_note']}" if r.get("quick_note") else "")
+    blocks.append(("small", f"Mode: {mode.get(r.get('quick'), r.get('quick'))}. Settings: "
+                   + ", ".join(cells) + "."))  # fmt: skip
+    if changed and r.get("quick") and r.get("quick_note"):
+        blocks.append(("small", f"What the smaller budget changed: {r['quick_note']}"))
+    blocks.append(
+        (
+            "small",
+            f"Claims of the notes: {t[REPRODUCED]} reproduced, {t[NOT_REPRODUCED]} not, "
+            f"{t[INCONCLUSIVE]} inconclusive; beyond the notes: {t.get('beyond', 0)}; checks "
+            f"{t['checks_passed']}/{t['checks']}; wall {r.get('wall_time_s', float('nan')):.1f} s.",
         )
-    return lines
-
-
-def _experiment_md(r: dict, fig_prefix: str, level: str = "##") -> list[str]:
-    t = r.get("tally") or tally(r["claims"])
-    lines = ["", f"{level} {r['name']}", "", r.get("summary", ""), ""]
-    lines.append(f"**Data:** {r.get('data', 'not stated')}.")
-    lines += _settings_md(r)
-    lines.append(
-        f"**Tally:** {t[REPRODUCED]} reproduced, {t[NOT_REPRODUCED]} not reproduced, "
-        f"{t[INCONCLUSIVE]} inconclusive; checks {t['checks_passed']}/{t['checks']}. "
-        f"Wall time {r.get('wall_time_s', float('nan')):.1f} s."
     )
-    lines.append("")
-    for fig in r.get("figures", []):
-        lines.append(f"![{r['name']}: {fig}]({fig_prefix}{fig})")
-    real = [c for c in r["claims"] if c["kind"] == "claim"]
-    for i, c in enumerate(real, 1):
-        lines += ["", f"**Claim {i}.** {c['claim']} — **{_LABEL[c['verdict']]}**", ""]
-        lines.append(f"- Source: {_source_md(c['source'])}")
-        for test in c["test"]["parts"]:
-            lines.append(f"- Test: {test['statement']}")
-        lines.append(f"- Verdict: **{_LABEL[c['verdict']]}** because {c['reason']}.")
-        lines += ["", "| measured | value | 95% CI | n |", "|---|---|---|---|"]
-        lines += [
-            f"| {_cell(a)} | {_cell(b)} | {ci} | {n} |" for a, b, ci, n in _rows(c["evidence"])
-        ]
-    checks = [c for c in r["claims"] if c["kind"] == "check"]
-    if checks:
-        lines += ["", "Checks of the library's math (not counted as claims):", ""]
-        lines += ["| check | result | evidence |", "|---|---|---|"]
-        for c in checks:
-            ok = "pass" if c["verdict"] == REPRODUCED else f"**fail** ({c['reason']})"
-            ev = "; ".join(f"{a} = {b}" for a, b, _, _ in _rows(c["evidence"]))
-            lines.append(f"| {_cell(c['claim'])} | {_cell(ok)} | {_cell(ev[:300])} |")
-    return lines
-
-
-def _header_md(header: dict) -> str:
-    v = ", ".join(f"{k} {val}" for k, val in header.get("versions", {}).items())
-    return f"Run {header.get('date', '?')} on {header.get('machine', '?')}; {v}."
-
-
-def write_experiment_report(out_dir: Path, result: dict) -> Path:
-    """``out_dir/REPORT.md`` for one experiment (figures beside it)."""
-    lines = [f"# {result['name']}", "", _header_md(result.get("header", {}))]
-    lines += [tally_line(result["claims"])]
-    lines += _experiment_md(result, "", level="##")[2:]
-    path = out_dir / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def write_report(out: Path, results: list[dict], title: str = "jaxopt_notes experiments") -> Path:
-    """``out/REPORT.md`` and ``out/REPORT.html`` over all experiments; returns the first."""
-    claims = [c for r in results for c in r["claims"]]
-    header = results[0].get("header", {}) if results else {}
-    lines = [f"# {title}", "", tally_line(claims) + ".", ""]
-    lines.append(
-        "A claim is a statement of the notes that could come out false; it is decided from the "
-        "95% interval of its measured quantity against a threshold stated before the run. A "
-        "check confirms the library's math and is not counted as a claim."
-    )
-    lines += ["", _header_md(header), ""]
-    lines += [
-        "| experiment | data | reproduced | not | inconclusive | checks | wall (s) |",
-        "|---|---|---|---|---|---|---|",
+    if with_figures:
+        blocks += [("img", f"{folder}{fig}", f"{r['name']}: {fig}") for fig in r.get("figures", [])]
+    rows = [
+        (c["kind"], c["claim"], (_CHECK_LABEL if c["kind"] == "check" else _LABEL)[c["verdict"]])
+        for c in r["claims"]
     ]
-    for r in results:
-        t = r.get("tally") or tally(r["claims"])
-        lines.append(
-            f"| [{r['name']}](#{r['name']}) | {_cell(r.get('data', ''))} | {t[REPRODUCED]} | "
-            f"{t[NOT_REPRODUCED]} | {t[INCONCLUSIVE]} | {t['checks_passed']}/{t['checks']} | "
-            f"{r.get('wall_time_s', float('nan')):.1f} |"
-        )
-    for r in results:
-        lines += _experiment_md(r, f"{r['name']}/")
-    path = out / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    write_html(out, results, title)
-    return path
+    blocks.append(("table", ["kind", "statement", "verdict"], rows))
+    return blocks
 
 
-# -- HTML -----------------------------------------------------------------------------------------
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md(blocks: list[tuple]) -> str:
+    lines: list[str] = []
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            lines += ["", "#" * int(kind[1]) + " " + b[1], ""]
+        elif kind == "p":
+            lines += [b[1], ""]
+        elif kind == "small":
+            lines += [f"<small>{b[1]}</small>", ""]
+        elif kind == "quote":
+            section = f" (「{b[3]}」)" if b[3] else ""
+            lines += [f"> 「{b[1]}」{section}", ">", f"> *{b[2]}*", ""]
+        elif kind == "entry":
+            label = (_CHECK_LABEL if len(b) > 4 else _LABEL)[b[2]]
+            lines += [f"- **{label}** — {b[1]} ([{b[3]}](#{b[3]}))", ""]
+        elif kind == "list":
+            lines += [f"  - {item}" for item in b[1]] + [""]
+        elif kind == "table":
+            lines += ["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
+            lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in b[2]] + [""]
+        elif kind == "img":
+            lines += [f"![{b[2]}]({b[1]})", ""]
+    return "\n".join(lines).strip() + "\n"
+
 
 _CSS = """
-body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
-font-size:14px;text-align:left;vertical-align:top}th{background:#f3f3f3}
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;
+line-height:1.45}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;
+padding:3px 8px;font-size:14px;text-align:left;vertical-align:top}th{background:#f3f3f3}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}.v{font-weight:600;padding:1px 6px;
 border-radius:4px}.reproduced{background:#d7f5dd}.not_reproduced{background:#fbd9d9}
-.inconclusive{background:#fff1c2}.claim{border-left:4px solid #ddd;padding:.2em 1em;margin:1em 0}
-.src{color:#444;font-size:14px}.small{color:#555;font-size:13px}code{background:#f6f6f6}
+.inconclusive{background:#fff1c2}blockquote{border-left:4px solid #9ab;margin:1.2em 0 .4em;
+padding:.2em 1em;background:#f7f9fb}blockquote .en{color:#444;font-style:italic}
+.entry{margin:.6em 0 .2em 1em}small,.small{color:#555;font-size:13px}ul{margin:.2em 0 .6em}
+nav a{margin-right:1em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 """
 
 
@@ -215,109 +332,132 @@ def _e(x: Any) -> str:
     return html.escape(str(x))
 
 
-def _badge(verdict: str) -> str:
-    return f'<span class="v {verdict}">{_LABEL[verdict]}</span>'
-
-
-def _img(path: Path) -> str:
+def _img(path: Path, alt: str) -> str:
     if not path.exists():
-        return f"<p>(figure {_e(path.name)} missing)</p>"
+        return f"<p class='small'>(figure {_e(path.name)} missing)</p>"
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{_e(path.name)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _table(head: list[str], rows: list[tuple]) -> str:
-    h = "".join(f"<th>{_e(c)}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{h}</tr>{body}</table>"
-
-
-def _experiment_html(r: dict, folder: Path) -> str:
-    t = r.get("tally") or tally(r["claims"])
-    parts = [f'<h2 id="{_e(r["name"])}">{_e(r["name"])}</h2>', f"<p>{_e(r.get('summary', ''))}</p>"]
-    parts.append(f"<p><b>Data:</b> {_e(r.get('data', 'not stated'))}.</p>")
-    changed = r.get("changed_from_default", {})
-    cfg_rows = [
-        (
-            f"<code>{_e(k)}</code>",
-            _e(fmt(v)),
-            _e(fmt(changed[k]["default"])) if k in changed else "",
+def _html_block(b: tuple, root: Path) -> str:
+    kind = b[0]
+    if kind in ("h1", "h2", "h3"):
+        anchor = f' id="{_e(b[2])}"' if len(b) > 2 else ""
+        return f"<{kind}{anchor}>{_e(b[1])}</{kind}>"
+    if kind == "p":
+        return f"<p>{_e(b[1])}</p>"
+    if kind == "small":
+        return f"<p class='small'>{_e(b[1])}</p>"
+    if kind == "quote":
+        section = f" <span class='small'>(「{_e(b[3])}」)</span>" if b[3] else ""
+        return (
+            f"<blockquote><div>「{_e(b[1])}」{section}</div>"
+            f"<div class='en'>{_e(b[2])}</div></blockquote>"
         )
-        for k, v in r["config"].items()
-    ]
-    parts.append("<details><summary>Settings (" + str(len(cfg_rows)) + " fields)</summary>")
-    parts.append(_table(["field", "used", "default, where different"], cfg_rows) + "</details>")
-    if changed and r.get("quick"):
-        note = f" {_e(r['quick_note'])}" if r.get("quick_note") else ""
-        what = ", ".join(
-            f"<code>{_e(k)}</code> {_e(fmt(v['default']))} → {_e(fmt(v['used']))}"
-            for k, v in changed.items()
+    if kind == "entry":
+        label = (_CHECK_LABEL if len(b) > 4 else _LABEL)[b[2]]
+        return (
+            f"<p class='entry'><span class='v {b[2]}'>{label}</span> {_e(b[1])} "
+            f"<a class='small' href='#{_e(b[3])}'>{_e(b[3])}</a></p>"
         )
-        parts.append(f"<p class='small'><b>What the smaller budget changed:</b> {what}.{note}</p>")
-    parts.append(
-        f"<p class='small'>{t[REPRODUCED]} reproduced, {t[NOT_REPRODUCED]} not reproduced, "
-        f"{t[INCONCLUSIVE]} inconclusive; checks {t['checks_passed']}/{t['checks']}; wall "
-        f"{r.get('wall_time_s', float('nan')):.1f} s.</p>"
+    if kind == "list":
+        return "<ul class='small'>" + "".join(f"<li>{_e(i)}</li>" for i in b[1]) + "</ul>"
+    if kind == "table":
+        head = "".join(f"<th>{_e(c)}</th>" for c in b[1])
+        body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in b[2])
+        return f"<table><tr>{head}</tr>{body}</table>"
+    if kind == "img":
+        return _img(root / b[1], b[2])
+    raise ValueError(f"unknown report block {kind!r}")
+
+
+def _html(blocks: list[tuple], root: Path, title: str) -> str:
+    body = "\n".join(_html_block(b, root) for b in blocks)
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<style>{_CSS}</style></head><body>{body}</body></html>"
     )
-    parts += [_img(folder / fig) for fig in r.get("figures", [])]
-    for i, c in enumerate([c for c in r["claims"] if c["kind"] == "claim"], 1):
-        s = c["source"]
-        ref = f" Reference: {_e(s['reference'])}." if s.get("reference") else ""
-        tests = "".join(f"<li>Test: {_e(x['statement'])}</li>" for x in c["test"]["parts"])
-        rows = [tuple(_e(x) for x in row) for row in _rows(c["evidence"])]
-        parts.append(
-            f"<div class='claim'><p><b>Claim {i}.</b> {_e(c['claim'])} {_badge(c['verdict'])}</p>"
-            f"<ul class='src'><li>Source: <code>{_e(s['note'])}</code>, 「{_e(s['section'])}」: "
-            f"「{_e(s['quote'])}」 — <i>{_e(s['english'])}</i>{ref}</li>{tests}"
-            f"<li>Reason: {_e(c['reason'])}.</li></ul>"
-            + _table(["measured", "value", "95% CI", "n"], rows)
-            + "</div>"
-        )
-    checks = [c for c in r["claims"] if c["kind"] == "check"]
-    if checks:
-        rows = [
-            (
-                _e(c["claim"]),
-                "pass" if c["verdict"] == REPRODUCED else f"<b>fail</b> ({_e(c['reason'])})",
-                _e("; ".join(f"{a} = {b}" for a, b, _, _ in _rows(c["evidence"]))[:300]),
-            )
-            for c in checks
-        ]
-        parts.append("<p>Checks of the library's math (not counted as claims):</p>")
-        parts.append(_table(["check", "result", "evidence"], rows))
-    return "\n".join(parts)
 
 
-def write_html(out: Path, results: list[dict], title: str) -> Path:
+# -- the reports --------------------------------------------------------------------------------
+
+
+def tally_line(claims: list[dict]) -> str:
+    """The headline: claims of the notes only; beyond the notes and checks counted apart."""
+    t = tally(claims)
+    return (
+        f"claims of the notes: {t[REPRODUCED]} reproduced, {t[NOT_REPRODUCED]} not reproduced, "
+        f"{t[INCONCLUSIVE]} inconclusive (of {t['claims']}); beyond the notes: "
+        f"{t['beyond_reproduced']} of {t['beyond']} reproduced; checks: {t['checks_passed']} of "
+        f"{t['checks']} passed"
+    )
+
+
+def _header_text(header: dict) -> str:
+    v = ", ".join(f"{k} {val}" for k, val in header.get("versions", {}).items())
+    return f"Run {header.get('date', '?')} on {header.get('machine', '?')}; {v}."
+
+
+_ABOUT = (
+    "A claim is a statement of the notes that could come out false; it is decided from the 95% "
+    "interval of its measured quantity against a threshold stated before the run. Comparisons "
+    "of optimizers, schedules or models are made at each arm's own rate chosen on validation "
+    "data, and the source's own settings are reported beside. Statements from outside the notes "
+    "and checks of the library's math are shown and counted apart."
+)
+
+
+def _load_notes() -> list | None:
+    """The map of the notes, where it is present and valid (the report says when it is not)."""
+    try:
+        from jaxopt_notes.experiments import _notes
+    except ImportError:
+        return None
+    return _notes.load_map()
+
+
+def _coverage_blocks(results: list[dict], notes: list | None) -> list[tuple]:
+    if not notes:
+        return [("small", "No map of the notes was found: claims are listed by source only.")]
+    from jaxopt_notes.experiments import _notes
+
+    return [("p", _notes.coverage_line(_notes.coverage(notes, results)))]
+
+
+def write_experiment_report(out_dir: Path, result: dict) -> Path:
+    """``out_dir/REPORT.md`` and ``REPORT.html`` for one experiment (figures beside them)."""
+    blocks: list[tuple] = [
+        ("h1", result["name"]),
+        ("small", _header_text(result.get("header", {}))),
+    ]
+    blocks.append(("p", tally_line(result["claims"]) + "."))
+    blocks += _book_blocks([result], None)
+    blocks += _index_blocks(result, "", with_figures=not any(b[0] == "img" for b in blocks))
+    for b in blocks:  # one experiment: its figures are beside the report, not in a subfolder
+        if b[0] == "img":
+            blocks[blocks.index(b)] = ("img", b[1].removeprefix(f"{result['name']}/"), b[2])
+    path = out_dir / "REPORT.md"
+    path.write_text(_md(blocks), encoding="utf-8")
+    (out_dir / "REPORT.html").write_text(_html(blocks, out_dir, result["name"]), encoding="utf-8")
+    return path
+
+
+def write_report(out: Path, results: list[dict], title: str = "The notes, tested") -> Path:
+    """``out/REPORT.md`` and ``out/REPORT.html`` over all experiments; returns the first."""
     claims = [c for r in results for c in r["claims"]]
     header = results[0].get("header", {}) if results else {}
-    rows = []
+    notes = _load_notes()
+    blocks: list[tuple] = [("h1", title), ("p", tally_line(claims) + ".")]
+    blocks += _coverage_blocks(results, notes)
+    blocks += [("p", _ABOUT), ("small", _header_text(header))]
+    chapters = [(n.title, n.file) for n in notes or []]
+    chapters += [("Beyond the notes", "beyond"), ("Checks of the library's math", "checks")]
+    blocks.append(("list", [f"{name}" for name, _ in chapters] + ["Index of experiments"]))
+    blocks += _book_blocks(results, notes)
+    blocks.append(("h2", "Index of experiments", "index"))
     for r in results:
-        t = r.get("tally") or tally(r["claims"])
-        rows.append(
-            (
-                f'<a href="#{_e(r["name"])}">{_e(r["name"])}</a>',
-                str(t[REPRODUCED]),
-                str(t[NOT_REPRODUCED]),
-                str(t[INCONCLUSIVE]),
-                f"{t['checks_passed']}/{t['checks']}",
-                f"{r.get('wall_time_s', float('nan')):.1f}",
-            )
-        )
-    body = [
-        f"<h1>{_e(title)}</h1>",
-        f"<p><b>{_e(tally_line(claims))}.</b></p>",
-        "<p class='small'>A claim is a statement of the notes that could come out false; it is "
-        "decided from the 95% interval of its measured quantity against a threshold stated "
-        "before the run. A check confirms the library's math and is not counted.</p>",
-        f"<p class='small'>{_e(_header_md(header))}</p>",
-        _table(["experiment", "reproduced", "not", "inconclusive", "checks", "wall (s)"], rows),
-    ]
-    body += [_experiment_html(r, out / r["name"]) for r in results]
-    page = (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-        f"<style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>"
-    )
-    path = out / "REPORT.html"
-    path.write_text(page, encoding="utf-8")
+        blocks += _index_blocks(r, f"{r['name']}/", with_figures=False)
+    path = out / "REPORT.md"
+    path.write_text(_md(blocks), encoding="utf-8")
+    (out / "REPORT.html").write_text(_html(blocks, out, title), encoding="utf-8")
     return path

@@ -171,6 +171,8 @@ def test_run_writes_result_report_and_figures(tmp_path, fake):
             "not_reproduced": 0,
             "inconclusive": 0,
             "claims": 1,
+            "beyond": 0,
+            "beyond_reproduced": 0,
             "checks": 1,
             "checks_passed": 1,
         }
@@ -181,8 +183,11 @@ def test_run_writes_result_report_and_figures(tmp_path, fake):
     assert claim["kind"] == "claim" and claim["source"]["quote"] == "原文"
     assert claim["test"]["comparison"] == ">" and claim["test"]["seeds"] == 3
     report = (tmp_path / "fake" / "REPORT.md").read_text()
-    assert "**reproduced**" in report and "原文" in report and "fake.png" in report
+    assert "**reproduced**" in report and "原文" in report and "(fake.png)" in report
     assert "| gain |" in report and "fewer steps" in report
+    assert "The runs support the statement" in report  # the plain-words sentence
+    page = (tmp_path / "fake" / "REPORT.html").read_text()  # one experiment gets HTML too
+    assert "data:image/png;base64," in page and "原文" in page
 
 
 def test_sabotage_flips_the_fake_claim(tmp_path, fake):
@@ -235,13 +240,13 @@ def test_cli_help_lists_fields_and_run_ends_with_a_tally(tmp_path, fake, capsys)
     args = ["experiments", "run", "--all", "--quick", "--out", str(tmp_path), "--set", "steps=7"]
     assert cli.main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "claims: 1 reproduced, 0 not reproduced, 0 inconclusive (of 1)" in lines[-2]
+    assert "claims of the notes: 1 reproduced, 0 not reproduced, 0 inconclusive (of 1)" in lines[-2]
     assert "checks: 1 of 1 passed" in lines[-2]
     assert json.loads((tmp_path / "fake" / "result.json").read_text())["config"]["steps"] == 7
     html = (tmp_path / "REPORT.html").read_text()
     assert "data:image/png;base64," in html and "原文" in html and "reproduced" in html
     md = (tmp_path / "REPORT.md").read_text()
-    assert md.startswith("# jaxopt_notes experiments\n\nclaims: 1 reproduced")
+    assert md.startswith("# The notes, tested\n\nclaims of the notes: 1 reproduced")
     assert "(fake/fake.png)" in md
 
 
@@ -257,8 +262,38 @@ def test_report_counts_claims_not_checks():
         }
     ]
     line = _report.tally_line(results[0]["claims"])
-    assert line.startswith("claims: 0 reproduced, 1 not reproduced, 1 inconclusive (of 2)")
-    assert line.endswith("checks: 1 of 1 passed")
+    assert line.startswith(
+        "claims of the notes: 0 reproduced, 1 not reproduced, 1 inconclusive (of 2)"
+    )
+    assert line.endswith("beyond the notes: 0 of 0 reproduced; checks: 1 of 1 passed")
+
+
+def test_beyond_is_counted_apart_from_the_notes():
+    claims = [
+        {"kind": "beyond", "verdict": "reproduced"},
+        {"kind": "claim", "verdict": "reproduced"},
+    ]
+    assert "(of 1); beyond the notes: 1 of 1 reproduced" in _report.tally_line(claims)
+
+
+def test_plain_words_say_which_way_and_what_it_means():
+    test = {"quantity": "gain", "comparison": ">", "threshold": 0.01}
+    entry = {
+        "test": {"parts": [test]},
+        "measured": [{"value": 0.005, "ci_low": -0.002, "ci_high": 0.012, "n": 5}],
+        "settings": {"at the source's rates": "not_reproduced"},
+    }
+    text = _report.plain_words(entry | {"verdict": "inconclusive"})
+    assert text.startswith("The runs cannot tell") and "gain came out 0.005" in text
+    assert "needs it above 0.01" in text and "At the source's rates, it is not reproduced" in text
+    assert _report.plain_words(entry | {"verdict": "reproduced"}).startswith("The runs support")
+
+
+def test_tex_in_quotes_reads_as_plain_text():
+    tex = r"$\boldsymbol{h} \leftarrow \rho \boldsymbol{h} + \frac{\partial L}{\partial W}$"
+    assert _report.plain_math(tex) == "h ← ρ h + (∂ L)/(∂ W)"
+    assert _report.plain_math(r"\sqrt{\varepsilon}") == "√(ε)"
+    assert _report.plain_math("无公式") == "无公式"
 
 
 def test_every_experiment_has_a_valid_config_and_pure_claims():

@@ -91,12 +91,12 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.all:
         results = lab.run_all(args.out, args.quick, overrides)
     else:
-        results = [lab.run(args.name, args.out, args.quick, overrides)]
+        results = lab.run_many([args.name], args.out, args.quick, {args.name: overrides})
     for r in results:
         for c in r["claims"]:
             label = c["verdict"] if c["kind"] == "claim" else f"{c['kind']} {c['verdict']}"
             print(f"[{label:>22s}] {r['name']}: {c['claim']}")
     print(lab.tally_line([c for r in results for c in r["claims"]]))
-    if args.all:
-        print(f"wrote {Path(args.out) / 'REPORT.md'} and {Path(args.out) / 'REPORT.html'}")
+    where = Path(args.out) if args.all else Path(args.out) / args.name
+    print(f"wrote {where / 'REPORT.md'} and {where / 'REPORT.html'}")
     return 0
