@@ -13,7 +13,14 @@ thousands of steps, so Adam's usual step keeps growing slowly). Arms: Adam at a 
 with a cosine decay over the run, and with a linear warm-up. The regime map: the burst against
 its own control, over the length of the stretch in units of Adam's memory.
 
-Sabotage: ``quiet_scale=1`` removes the stretch (feature 2 never goes rare).
+The remedies are claims about a burst: each holds only where there is a burst to remedy
+(the constant-rate step after the return above its control's) *and* the remedy's step there is
+``burst_factor`` times smaller. Without the first part a cosine schedule would "keep the step
+small" on any stream, burst or not, by its rate alone (its rate at the return is ~2% of the
+constant one).
+
+Sabotage: ``quiet_scale=1`` removes the stretch (feature 2 never goes rare): no burst, and no
+remedy claim can hold.
 """
 
 from __future__ import annotations
@@ -214,6 +221,15 @@ def claims(m: dict, cfg: Config) -> list[dict]:
     )
     remedy_quantity = "largest step after the return, with the remedy / at a constant rate"
     remedy_origin = f"pre-stated: the remedy must take back a burst's {k:g}x"
+    # a remedy needs a burst to remedy: the constant-rate step must exceed its own control's
+    exists = Test(
+        "constant-rate largest step after the return / its control's",
+        ">",
+        1.0,
+        "no burst: the same stream without the stretch gives exactly 1x",
+        seeds,
+        paired=True,
+    )
 
     def evidence(name):
         w = m["claim"][name]
@@ -245,10 +261,10 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             id="adam_bursts_late",
         ),
         claim(
-            "A decaying schedule (cosine over the run) keeps the late step small: at least "
-            f"{k:g}x smaller than at a constant rate, on the same stream",
-            remedy["cosine decay"],
-            Test(remedy_quantity, "<", 1 / k, remedy_origin, seeds, paired=True),
+            "Where Adam bursts, a decaying schedule (cosine over the run) keeps the late step "
+            f"small: at least {k:g}x smaller than at a constant rate, on the same stream",
+            [burst, remedy["cosine decay"]],
+            [exists, Test(remedy_quantity, "<", 1 / k, remedy_origin, seeds, paired=True)],
             SOURCES["schedule"],
             evidence=evidence("cosine decay"),
             note="the schedule shrinks the rate at the return; it does not remove the cause (v "
@@ -256,10 +272,10 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             id="decay_keeps_it_small",
         ),
         claim(
-            f"Warm-up ({cfg.warmup_steps} steps, then the constant rate) keeps the late step "
-            f"small: at least {k:g}x smaller than at a constant rate, on the same stream",
-            remedy["warm-up, then constant"],
-            Test(remedy_quantity, "<", 1 / k, remedy_origin, seeds, paired=True),
+            f"Where Adam bursts, warm-up ({cfg.warmup_steps} steps, then the constant rate) keeps "
+            f"the late step small: at least {k:g}x smaller than at a constant rate",
+            [burst, remedy["warm-up, then constant"]],
+            [exists, Test(remedy_quantity, "<", 1 / k, remedy_origin, seeds, paired=True)],
             SOURCES["warmup"],
             evidence=evidence("warm-up, then constant"),
             note="warm-up shapes only the first steps (when v rests on few gradients); at a "

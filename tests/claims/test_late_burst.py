@@ -20,6 +20,9 @@ def test_tiny_runs_and_without_a_rare_stretch_there_is_no_burst(tmp_path):
     assert verdict_of(sabotaged, "adam_bursts_late") == "not_reproduced"
     burst = [c for c in sabotaged["claims"] if c["id"] == "adam_bursts_late"][0]
     assert burst["measured"][0]["value"] == pytest.approx(1.0)  # the stream is its own control
+    # with no burst there is nothing to remedy: the cosine schedule's small rate alone (which
+    # shrinks every late step, burst or not) no longer passes for a remedy
+    assert verdict_of(sabotaged, "decay_keeps_it_small") != "reproduced"
 
 
 def metrics(burst=5.0, cosine=0.02, warmup=0.9) -> dict:
@@ -62,3 +65,9 @@ def test_claims_fail_on_no_burst_and_on_remedies_that_do_not_act():
     assert out["adam_bursts_late"] == "not_reproduced"
     assert out["decay_keeps_it_small"] == "not_reproduced"
     assert out["warmup_keeps_it_small"] == "reproduced"
+
+
+def test_a_remedy_without_a_burst_is_not_a_remedy():
+    # no burst at all (0.8x its control): a schedule that shrinks the step 50x still fails
+    out = verdicts(metrics(burst=0.8, cosine=0.02, warmup=0.02))
+    assert out["decay_keeps_it_small"] == out["warmup_keeps_it_small"] == "not_reproduced"
