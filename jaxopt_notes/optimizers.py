@@ -22,6 +22,7 @@ from jaxopt_notes.combine import chain, switch
 from jaxopt_notes.modern import adabelief, lion, radam, yogi
 from jaxopt_notes.moments import scale_by_rms, scale_by_sum_of_squares
 from jaxopt_notes.optimizers_muon import muon
+from jaxopt_notes.optimizers_recent import adan, ademamix, adopt, rprop
 from jaxopt_notes.transforms import scale_by_learning_rate, trace
 from jaxopt_notes.trust_ratio import lamb, lars
 
@@ -204,6 +205,10 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "lamb": lamb,
     "lars": lars,
     "muon": muon,
+    "adopt": adopt,
+    "ademamix": ademamix,
+    "adan": adan,
+    "rprop": rprop,
 }
 
 

@@ -43,6 +43,10 @@ ALIASES = {
     "lamb": (jn.lamb, optax.lamb),
     "lars": (jn.lars, optax.lars),
     "muon": (jn.muon, optax.contrib.muon),
+    "adopt": (jn.adopt, optax.contrib.adopt),
+    "ademamix": (jn.ademamix, optax.contrib.ademamix),
+    "adan": (jn.adan, optax.adan),
+    "rprop": (jn.rprop, optax.rprop),
 }
 NAMES = sorted(ALIASES)
 DTYPES = (jnp.bfloat16, jnp.float32, jnp.complex64)
@@ -222,6 +226,10 @@ LEARNING_RATES = {  # name: (on the parabola, 300 steps; on Rosenbrock, 5,000 st
     "lamb": (0.03, 0.03),
     "lars": (3.0, 3.0),
     "muon": (0.03, 0.03),  # the parabola's and Rosenbrock's x is a vector: Adam's steps
+    "adopt": (0.03, 0.03),
+    "ademamix": (0.03, 0.01),
+    "adan": (0.03, 0.03),
+    "rprop": (0.01, 0.01),
 }
 
 
