@@ -301,3 +301,15 @@ def best_on_validation(accuracy: np.ndarray, loss: np.ndarray) -> np.ndarray:
     loss = np.where(np.isfinite(loss), loss, np.inf)
     order = np.lexsort((loss, -acc), axis=-1)  # last key is primary: accuracy, then loss
     return order[..., 0]
+
+
+def bits(right: np.ndarray) -> list[str]:
+    """(..., images) booleans as one '0'/'1' string per row: compact in result.json."""
+    right = np.asarray(right, bool)
+    rows = right.reshape(-1, right.shape[-1])
+    return ["".join("1" if v else "0" for v in row) for row in rows]
+
+
+def unbits(rows: list[str], shape: tuple[int, int]) -> np.ndarray:
+    """The (seeds, rates, images) booleans back from :func:`bits`."""
+    return np.array([[c == "1" for c in row] for row in rows], bool).reshape(*shape, -1)

@@ -238,22 +238,10 @@ def _at(arm: dict, cols: np.ndarray) -> np.ndarray:
     return right[np.arange(right.shape[0]), cols]
 
 
-def bits(right: np.ndarray) -> list[str]:
-    """(..., images) booleans as one '0'/'1' string per row: compact in result.json."""
-    right = np.asarray(right, bool)
-    rows = right.reshape(-1, right.shape[-1])
-    return ["".join("1" if v else "0" for v in row) for row in rows]
-
-
-def unbits(rows: list[str], shape: tuple[int, int]) -> np.ndarray:
-    """The (seeds, rates, images) booleans back from :func:`bits`."""
-    return np.array([[c == "1" for c in row] for row in rows], bool).reshape(*shape, -1)
-
-
 def _arm(m: dict) -> dict:
     """An arm's metrics with its per-image test results unpacked."""
     acc = np.asarray(m["val_accuracy"], float)
-    return m | {"correct": unbits(m["test_correct"], acc.shape)}
+    return m | {"correct": _mnist.unbits(m["test_correct"], acc.shape)}
 
 
 def claims(metrics: dict, cfg: Config) -> list[dict]:
@@ -407,7 +395,7 @@ def main(cfg: Config, out_dir: Path) -> dict:
     mlp = train_mlps(cfg, arrays, val, keys, matched_width(arrays, le["params"]))
     curves = {"lenet": le.pop("loss"), "mlp": mlp.pop("loss")}
     for arm in (le, mlp):
-        arm["test_correct"] = bits(arm.pop("correct"))
+        arm["test_correct"] = _mnist.bits(arm.pop("correct"))
     used += f"; {val[0].shape[0]} training images held out to choose the rates"
     metrics = {"data": used, "lenet": le, "mlp": mlp}
     figures = [draw(metrics, curves, cfg, out_dir)]

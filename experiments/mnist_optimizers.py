@@ -4,20 +4,28 @@ how wide a range of learning rates SGD+momentum and Adam each tolerate.
 The net is Saito's ``MultiLayerNet``: four hidden layers of 100 ReLU units and the output layer,
 He initialisation, minibatches of 128, 2,000 iterations, Saito's rates (SGD 0.01, Momentum 0.01
 with 0.9, AdaGrad 0.01 in his form ``g / (sqrt(h) + eps)`` = ``convention="pytorch"``, Adam
-0.001). Every arm of one seed starts from the same weights and sees the same batches, so the
-arms are compared seed by seed (paired). All runs of all seeds are one vmapped, compiled call
-(``_mnist.one_of`` picks each run's optimizer).
+0.001). Every method runs a log grid of multiples of its rate; every arm of one seed starts from
+the same weights and sees the same batches, so the methods are compared seed by seed (paired).
+All runs of all seeds are one vmapped, compiled call (``_mnist.one_of`` picks each run's
+optimizer).
+
+The comparisons are made at each method's own rate chosen per seed on a validation split held
+out of the training images (never on the test set); Saito's rates, and SGD at Momentum's
+effective step lr/(1-beta) (Momentum at lr 0.01, beta 0.9 moves like SGD at 0.1), are reported
+beside. Accuracy differences carry the test set's own sampling error (bootstrap over seeds and
+test images).
 
 Learning-rate sensitivity is measured as the width, in decades, of the *good window*: the
-contiguous range of rates around a method's best rate (on a log grid of multiples of its
-default) whose final test accuracy is within ``window_tolerance`` of that best, with the edges
-interpolated on the log grid. A method less sensitive to its rate has a wider window.
+contiguous range of rates around a method's best rate (on the grid) whose final validation
+accuracy is within ``window_tolerance`` of that best, with the edges interpolated on the log
+grid. A method less sensitive to its rate has a wider window.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +77,7 @@ INSENSITIVE = Source(
 class Config:
     seeds: int = 10
     dataset: str = param("mnist5k", choices=("mnist5k", "digits"))
+    val_fraction: float = param(0.1, low=0.01, high=0.5, help="of the training images")
     depth: int = param(4, low=1, help="hidden layers; with the output layer Saito's 5 layers")
     width: int = 100
     batch_size: int = 128
@@ -83,7 +92,8 @@ class Config:
         (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5),
         low=-4.0,
         high=4.0,
-        help="log10 multiples of each method's default rate; must hold 0",
+        help="log10 multiples of each method's default rate; must hold 0 and "
+        "log10(1/(1-momentum)) (SGD at Momentum's effective step)",
     )
     max_loss_ratio: float = param(0.5, low=0.0, high=1.0, low_open=True)
     min_accuracy_gain: float = param(0.01, low=0.0, high=1.0)
@@ -95,10 +105,17 @@ class Config:
             raise ValueError(f"`sweep` must hold 0 (the default rate), got {self.sweep}")
         if list(self.sweep) != sorted(set(self.sweep)):
             raise ValueError(f"`sweep` must be increasing, got {self.sweep}")
+        if effective_exponent(self) is None:
+            raise ValueError(
+                f"`sweep` must hold log10(1/(1-momentum)) = {-np.log10(1 - self.momentum):.3g} "
+                "(SGD at Momentum's effective step) on top of SGD's rate, with sgd_lr equal to "
+                f"momentum_lr; got sweep={self.sweep}, sgd_lr={self.sgd_lr}, "
+                f"momentum_lr={self.momentum_lr}"
+            )
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(seeds=3, steps=500, sweep=(-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5))
+        return cls(seeds=3, steps=500, sweep=(-1.0, -0.5, 0.0, 0.5, 1.0, 1.5))
 
     @classmethod
     def tiny(cls) -> Config:
@@ -109,8 +126,18 @@ class Config:
             width=32,
             batch_size=32,
             steps=100,
+            val_fraction=0.2,
             sweep=(-1.0, 0.0, 1.0),
         )
+
+
+def effective_exponent(cfg: Config) -> float | None:
+    """The sweep exponent at which SGD takes Momentum's effective step, if the grid has it."""
+    if cfg.sgd_lr != cfg.momentum_lr:
+        return None
+    want = -np.log10(1.0 - cfg.momentum)
+    hits = [e for e in cfg.sweep if abs(e - want) < 1e-6]
+    return hits[0] if hits else None
 
 
 def _rms_free_adam(lr) -> optax.GradientTransformation:
@@ -145,16 +172,22 @@ def optimizer(cfg: Config):
     return make
 
 
+def default_lr(kind: str, cfg: Config) -> float:
+    return {
+        "SGD": cfg.sgd_lr,
+        "Momentum": cfg.momentum_lr,
+        "AdaGrad": cfg.adagrad_lr,
+        "Adam": cfg.adam_lr,
+    }[kind]
+
+
 def arms(cfg: Config) -> list[tuple[str, float]]:
-    """(optimizer, rate) of every run of one seed: SGD, AdaGrad, then the two rate sweeps."""
-    out = [("SGD", cfg.sgd_lr), ("AdaGrad", cfg.adagrad_lr)]
-    for kind, default in (("Momentum", cfg.momentum_lr), ("Adam", cfg.adam_lr)):
-        out += [(kind, default * 10.0**e) for e in cfg.sweep]
-    return out
+    """(optimizer, rate) of every run of one seed: each method over its grid of rates."""
+    return [(kind, default_lr(kind, cfg) * 10.0**e) for kind in KINDS for e in cfg.sweep]
 
 
-def train(cfg: Config, arrays: _mnist.Arrays) -> tuple[dict, np.ndarray]:
-    """All arms of all seeds in one call; per arm and seed: final losses and accuracy."""
+def train(cfg: Config, arrays: _mnist.Arrays, val: tuple) -> tuple[dict, np.ndarray]:
+    """All arms of all seeds in one call; per method (seeds, rates) results and curves."""
     plan = arms(cfg)
     seed_keys = jax.random.split(jax.random.key(0), cfg.seeds)
     nets, keys, kinds, lrs = [], [], [], []
@@ -174,13 +207,25 @@ def train(cfg: Config, arrays: _mnist.Arrays) -> tuple[dict, np.ndarray]:
         steps=cfg.steps,
         batch_size=cfg.batch_size,
         key=jnp.stack(keys),
+        extra_eval={"val": val},
     )
-    shape = (cfg.seeds, len(plan))
-    out = {
-        "train_loss": run.evals["train_loss"][:, -1].reshape(shape),
-        "test_accuracy": run.evals["test_accuracy"][:, -1].reshape(shape),
-    }
-    return out, run.loss.reshape(*shape, cfg.steps)
+    right = _mnist.correct(nets[0], run, arrays.x_test, arrays.y_test)
+    per_seed = (cfg.seeds, len(KINDS), len(cfg.sweep))  # plan is method-major
+    methods = {}
+    for j, kind in enumerate(KINDS):
+
+        def take(a, j=j):
+            return np.asarray(a).reshape(*per_seed, *np.shape(a)[1:])[:, j]
+
+        methods[kind] = {
+            "lr": [lr for k, lr in plan if k == kind],
+            "train_loss": take(run.evals["train_loss"][:, -1]),
+            "val_loss": take(run.evals["val_loss"][:, -1]),
+            "val_accuracy": take(run.evals["val_accuracy"][:, -1]),
+            "test_accuracy": take(right.mean(-1)),
+            "test_correct": _mnist.bits(take(right)),
+        }
+    return methods, run.loss.reshape(*per_seed, cfg.steps)
 
 
 def good_window(exponents: np.ndarray, accuracy: np.ndarray, tolerance: float) -> dict:
@@ -216,24 +261,59 @@ def good_window(exponents: np.ndarray, accuracy: np.ndarray, tolerance: float) -
 
 
 def windows(metrics: dict, cfg: Config) -> dict[str, list[dict]]:
-    sweep = metrics["sweep"]
+    """Per swept method and seed, the good window on validation accuracy."""
     return {
         kind: [
-            good_window(sweep["exponents"], acc, cfg.window_tolerance)
-            for acc in np.asarray(sweep[kind]["test_accuracy"])
+            good_window(metrics["exponents"], acc, cfg.window_tolerance)
+            for acc in np.asarray(metrics["methods"][kind]["val_accuracy"], float)
         ]
         for kind in SWEPT
     }
 
 
+def _columns(metrics: dict, cfg: Config) -> dict[str, dict[str, np.ndarray]]:
+    """Per setting, per method, the grid column each seed uses: tuned on validation, Saito's
+    rate, and (for SGD) Momentum's effective step."""
+    m = metrics["methods"]
+    n = np.asarray(m["SGD"]["val_accuracy"]).shape[0]
+    centre = list(metrics["exponents"]).index(0.0)
+    effective = list(metrics["exponents"]).index(effective_exponent(cfg))
+    tuned = {
+        k: _mnist.best_on_validation(np.asarray(m[k]["val_accuracy"]), np.asarray(m[k]["val_loss"]))
+        for k in KINDS
+    }
+    return {
+        "tuned": tuned,
+        "saito": {k: np.full(n, centre) for k in KINDS},
+        "effective": {"SGD": np.full(n, effective), "Momentum": np.full(n, centre)},
+    }
+
+
+def _pick(values: Any, cols: np.ndarray) -> np.ndarray:
+    a = np.asarray(values, float)
+    return a[np.arange(a.shape[0]), cols]
+
+
 def claims(metrics: dict, cfg: Config) -> list[dict]:
-    per = metrics["default_rate"]
-    sgd_loss, sgd_acc = per["SGD"]["train_loss"], per["SGD"]["test_accuracy"]
-    loss_ratios = [_stats.paired_ratio(per[k]["train_loss"], sgd_loss) for k in FAST]
-    acc_gains = [_stats.paired_difference(per[k]["test_accuracy"], sgd_acc) for k in FAST]
-    n = len(sgd_loss)
-    loss_tests = [
-        Test(
+    m = metrics["methods"]
+    cols = _columns(metrics, cfg)
+    n = len(cols["tuned"]["SGD"])
+    right = {k: _mnist.unbits(m[k]["test_correct"], np.shape(m[k]["val_accuracy"])) for k in KINDS}
+
+    def correct(k, setting):
+        return right[k][np.arange(n), cols[setting][k]]
+
+    def loss_ratio(k, setting, base="SGD"):
+        ours = _pick(m[k]["train_loss"], cols[setting][k])
+        theirs = _pick(m[base]["train_loss"], cols[setting][base])
+        return _stats.paired_ratio(ours, theirs)
+
+    def gain(k, setting):
+        return _stats.accuracy_gain(correct(k, setting), correct("SGD", setting))
+
+    _stats.resolvable(cfg.min_accuracy_gain, right["SGD"].shape[-1])
+    loss_test = {
+        k: Test(
             f"{k}'s / SGD's final training loss",
             "<",
             cfg.max_loss_ratio,
@@ -243,59 +323,74 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             paired=True,
         )
         for k in FAST
-    ]
-    acc_tests = [
-        Test(
+    }
+    acc_test = {
+        k: Test(
             f"{k}'s - SGD's test accuracy",
             ">",
             cfg.min_accuracy_gain,
-            f"pre-stated effect size: {cfg.min_accuracy_gain * 100:g} accuracy point(s), "
-            "10 of the 1,000 test images; a smaller gain is a tie, not a win",
+            f"pre-stated effect size: {cfg.min_accuracy_gain * 100:g} accuracy point(s); a "
+            "smaller gain is a tie, not a win",
             n,
             paired=True,
         )
         for k in FAST
-    ]
+    }
+    saito_loss = {f"at Saito's rates, {k}": (loss_ratio(k, "saito"), loss_test[k]) for k in FAST}
+    saito_acc = {f"at Saito's rates, {k}": (gain(k, "saito"), acc_test[k]) for k in FAST}
+    step = (
+        f"SGD at Momentum's effective step lr/(1-beta) = {cfg.momentum_lr / (1 - cfg.momentum):.3g}"
+    )
+    saito_loss[f"against {step}"] = (loss_ratio("Momentum", "effective"), loss_test["Momentum"])
+    saito_acc[f"against {step}"] = (gain("Momentum", "effective"), acc_test["Momentum"])
+    chosen = {
+        f"{k} rate chosen (median over seeds)": float(
+            np.median(np.asarray(m[k]["lr"])[cols["tuned"][k]])
+        )
+        for k in KINDS
+    }
     win = windows(metrics, cfg)
     widths = {k: [w["width"] for w in win[k]] for k in SWEPT}
     censored = sum(w["censored"] for k in SWEPT for w in win[k])
-    width_gain = _stats.paired_difference(widths["Adam"], widths["Momentum"])
-    window_test = Test(
-        "width of Adam's good window - SGD+momentum's (decades)",
-        ">",
-        cfg.min_window_gain,
-        f"pre-stated effect size: {cfg.min_window_gain:g} decade (a factor of "
-        f"{10**cfg.min_window_gain:.2g} in rate); a smaller difference would not make tuning "
-        "easier",
-        n,
-        paired=True,
-    )
     cut = f"{censored} of {2 * n} windows reach the end of the rate grid, so are cut there"
     return [
         claim(
             f"SGD learns slowest: after {cfg.steps} iterations Momentum, AdaGrad and Adam all "
-            f"end with a full-training-set loss below {cfg.max_loss_ratio:g} x SGD's",
-            loss_ratios,
-            loss_tests,
+            f"end with a full-training-set loss below {cfg.max_loss_ratio:g} x SGD's, each "
+            "method at its own rate chosen on validation data",
+            [loss_ratio(k, "tuned") for k in FAST],
+            [loss_test[k] for k in FAST],
             SLOWEST,
-            evidence={f"{k} final training loss": _stats.mean(per[k]["train_loss"]) for k in KINDS},
+            evidence=chosen,
+            also=saito_loss,
             id="sgd_slowest",
         ),
         claim(
             "SGD's test accuracy is the lowest: each of Momentum, AdaGrad and Adam beats it by "
-            f"more than {cfg.min_accuracy_gain * 100:g} point(s)",
-            acc_gains,
-            acc_tests,
+            f"more than {cfg.min_accuracy_gain * 100:g} point(s), each method at its own rate "
+            "chosen on validation data",
+            [gain(k, "tuned") for k in FAST],
+            [acc_test[k] for k in FAST],
             SLOWEST,
-            evidence={f"{k} test accuracy": _stats.mean(per[k]["test_accuracy"]) for k in KINDS},
+            evidence=chosen | {"test images": int(right["SGD"].shape[-1])},
+            also=saito_acc,
             id="sgd_least_accurate",
         ),
         claim(
             "Adam is less sensitive to its learning rate than SGD+momentum: its good window "
-            f"(rates within {cfg.window_tolerance * 100:g} points of its best test accuracy) is "
-            f"wider by more than {cfg.min_window_gain:g} decade",
-            width_gain,
-            window_test,
+            f"(rates within {cfg.window_tolerance * 100:g} points of its best validation "
+            f"accuracy) is wider by more than {cfg.min_window_gain:g} decade",
+            _stats.paired_difference(widths["Adam"], widths["Momentum"]),
+            Test(
+                "width of Adam's good window - SGD+momentum's (decades)",
+                ">",
+                cfg.min_window_gain,
+                f"pre-stated effect size: {cfg.min_window_gain:g} decade (a factor of "
+                f"{10**cfg.min_window_gain:.2g} in rate); a smaller difference would not make "
+                "tuning easier",
+                n,
+                paired=True,
+            ),
             INSENSITIVE,
             evidence={
                 "Adam window (decades)": _stats.mean(widths["Adam"]),
@@ -309,7 +404,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
 
 
 def _band(ax, x, values, **kw):
-    est = [_stats.mean(v) for v in np.asarray(values).T]
+    est = [_stats.mean(v) for v in np.asarray(values, float).T]
     mid = np.array([e.value for e in est])
     ax.plot(x, mid, **kw)
     ax.fill_between(x, [e.low for e in est], [e.high for e in est], alpha=0.2, color=kw["color"])
@@ -318,78 +413,69 @@ def _band(ax, x, values, **kw):
 
 def draw(metrics: dict, curves: np.ndarray, cfg: Config, out_dir: Path) -> str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.6))
-    plan = arms(cfg)
+    m = metrics["methods"]
     centre = cfg.sweep.index(0.0)
-    default_index = {"SGD": 0, "AdaGrad": 1, "Momentum": 2 + centre}
-    default_index["Adam"] = 2 + len(cfg.sweep) + centre
     window = max(1, cfg.steps // 40)
     colors = dict(zip(KINDS, plt.cm.tab10.colors, strict=False))
-    for kind in KINDS:
-        i = default_index[kind]
-        trend = np.mean([_mnist.smooth(c, window) for c in curves[:, i]], axis=0)
-        x = np.arange(len(trend)) + window
-        ax1.plot(x, trend, color=colors[kind], label=f"{kind}, lr {plan[i][1]:g}")
+    cols = _columns(metrics, cfg)
+    for j, kind in enumerate(KINDS):
+        for setting, style in (("saito", ":"), ("tuned", "-")):
+            picked = [curves[s, j, c] for s, c in enumerate(cols[setting][kind])]
+            trend = np.mean([_mnist.smooth(c, window) for c in picked], axis=0)
+            lr = np.median(np.asarray(m[kind]["lr"])[cols[setting][kind]])
+            where = "Saito's" if setting == "saito" else "tuned"
+            ax1.plot(
+                np.arange(len(trend)) + window,
+                trend,
+                style,
+                color=colors[kind],
+                label=f"{kind}, {where} lr {lr:.3g}",
+            )
     ax1.set(
         yscale="log",
         xlabel="iteration",
         ylabel=f"minibatch loss ({window}-step average, mean of {cfg.seeds} seeds)",
-        title=f"{cfg.depth + 1}-layer ReLU MLP, batch {cfg.batch_size} (Saito's rates)",
+        title=f"{cfg.depth + 1}-layer ReLU MLP, batch {cfg.batch_size}: Saito's rates (dotted) "
+        "and tuned (solid)",
     )
-    ax1.legend()
-    sweep = metrics["sweep"]
+    ax1.legend(fontsize=7, ncol=2)
     win = windows(metrics, cfg)
-    for kind in SWEPT:
-        lrs = np.asarray(sweep[kind]["lr"])
-        width = np.median([w["width"] for w in win[kind]])
-        label = f"{kind} (default lr {lrs[centre]:g}): window {width:.2g} decades"
-        mid = _band(
-            ax2, lrs, sweep[kind]["test_accuracy"], color=colors[kind], marker="o", label=label
-        )
+    for kind in KINDS:
+        lrs = np.asarray(m[kind]["lr"])
+        label = kind
+        if kind in SWEPT:
+            width = np.median([w["width"] for w in win[kind]])
+            label += f": window {width:.2g} decades"
+        mid = _band(ax2, lrs, m[kind]["val_accuracy"], color=colors[kind], marker="o", label=label)
         best = int(np.nanargmax(mid))
         ax2.plot(lrs[best], mid[best], "*", ms=14, color=colors[kind])
-        default = lrs[centre] / 10.0 ** cfg.sweep[centre]
-        left = np.median([w["left"] for w in win[kind]])
-        right = np.median([w["right"] for w in win[kind]])
-        ax2.axvspan(default * 10**left, default * 10**right, color=colors[kind], alpha=0.08)
+        if kind in SWEPT:
+            default = lrs[centre]
+            left = np.median([w["left"] for w in win[kind]])
+            right = np.median([w["right"] for w in win[kind]])
+            ax2.axvspan(default * 10**left, default * 10**right, color=colors[kind], alpha=0.08)
     ax2.set(
         xscale="log",
         xlabel="learning rate",
-        ylabel=f"final test accuracy (mean, 95% CI, {cfg.seeds} seeds)",
+        ylabel=f"final validation accuracy (mean, 95% CI, {cfg.seeds} seeds)",
         title=f"good window (shaded): within {cfg.window_tolerance * 100:g} points of the best "
         "(star)",
     )
-    ax2.set_ylim(max(0.0, np.nanmin(sweep["Momentum"]["test_accuracy"]) - 0.05), 1.0)
-    ax2.legend(loc="lower center")
+    low = np.nanmin([np.nanmean(np.asarray(m[k]["val_accuracy"], float), 0) for k in KINDS])
+    ax2.set_ylim(max(0.0, low - 0.05), 1.0)
+    ax2.legend(loc="lower center", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out_dir, "mnist_optimizers")
 
 
 def main(cfg: Config, out_dir: Path) -> dict:
-    arrays = _mnist.load(cfg.dataset)
-    out, curves = train(cfg, arrays)
-    plan = arms(cfg)
-    cols = {kind: [i for i, (k, _) in enumerate(plan) if k == kind] for kind in KINDS}
-    centre = cfg.sweep.index(0.0)
-    default_col = {"SGD": 0, "AdaGrad": 1} | {k: cols[k][centre] for k in SWEPT}
+    arrays, val = _mnist.split_validation(_mnist.load(cfg.dataset), cfg.val_fraction)
+    methods, curves = train(cfg, arrays, val)
     metrics = {
-        "default_rate": {
-            k: {
-                "lr": plan[i][1],
-                "train_loss": out["train_loss"][:, i],
-                "test_accuracy": out["test_accuracy"][:, i],
-            }
-            for k, i in default_col.items()
-        },
-        "sweep": {"exponents": list(cfg.sweep)}
-        | {
-            k: {
-                "lr": [plan[i][1] for i in cols[k]],
-                "test_accuracy": out["test_accuracy"][:, cols[k]],
-                "train_loss": out["train_loss"][:, cols[k]],
-            }
-            for k in SWEPT
-        },
-        "data": _mnist.data_note(cfg.dataset),
+        "methods": methods,
+        "exponents": list(cfg.sweep),
+        "data": _mnist.data_note(cfg.dataset)
+        + f"; {val[0].shape[0]} training images held out to choose the rates",
     }
     metrics["good_window"] = windows(metrics, cfg)
     figures = [draw(metrics, curves, cfg, out_dir)]

@@ -7,6 +7,7 @@ differs between them, so a tiny setting has to sit clearly past its threshold on
 from __future__ import annotations
 
 import pytest
+
 from jaxopt_notes.models import conv
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from jaxopt_notes.experiments import _mnist
 from jaxopt_notes.experiments import lenet_vs_mlp as lm
 
 from tests.claims._contract import run_tiny, verdict_of
@@ -29,7 +30,7 @@ def arm(test_acc_per_rate, val_acc_per_rate, lrs, params, n=4, images=1000, rati
         "test_accuracy": np.tile(test_acc_per_rate, (n, 1)),
         "train_loss": np.tile(np.linspace(1.0, 0.1, k), (n, 1)),
         "median_ratio": np.full((n, k), ratio),
-        "test_correct": lm.bits(np.array(rows)),
+        "test_correct": _mnist.bits(np.array(rows)),
     }
 
 
@@ -79,7 +80,7 @@ def test_a_threshold_finer_than_the_test_set_is_refused():
 
 def test_bits_round_trip():
     right = np.random.default_rng(0).random((2, 3, 7)) > 0.5
-    assert np.array_equal(lm.unbits(lm.bits(right), (2, 3)), right)
+    assert np.array_equal(_mnist.unbits(_mnist.bits(right), (2, 3)), right)
 
 
 def test_shuffled_pixels_are_a_permutation():
