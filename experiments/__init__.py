@@ -199,6 +199,12 @@ def quick_changes(module) -> dict:
     return _config.changed(module.Config.quick(), module.Config())
 
 
+def coverage(results: list[dict]) -> str | None:
+    """The one-line coverage of the map of the notes by ``results`` (None without a map)."""
+    cov = _report.coverage(results)
+    return None if cov is None else _report.coverage_line(cov["total"])
+
+
 def tally_line(claims: list[dict]) -> str:
     """The one-line count of claims by verdict and of checks passed."""
     return _report.tally_line(claims)

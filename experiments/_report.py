@@ -183,6 +183,9 @@ def _note_chapter(note: Any, entries: dict, results: list[dict], shown: set) -> 
         note.title if note.english_title == note.title else f"{note.title} ({note.english_title})"
     )
     blocks: list[tuple] = [("h2", title, note.file), ("small", f"Note file: {note.file}")]
+    from jaxopt_notes.experiments import _notes
+
+    blocks.append(("p", coverage_line(_notes.coverage([note], results)["total"]) + "."))
     for s in note.sentences:
         blocks.append(("quote", plain_math(s.quote), plain_math(s.english), s.section))
         found = [entries[i] for i in s.ids if i in entries]
@@ -416,12 +419,41 @@ def _load_notes() -> list | None:
     return _notes.load_map()
 
 
+def coverage_line(t: dict) -> str:
+    """One line of the map's coverage: testable sentences, how many were tested, verdicts."""
+    v = t["verdicts"]
+    return (
+        f"Coverage of the notes: {t['sentences']} sentences mapped, {t['testable']} testable "
+        f"here; {t['tested']} tested by claims ({v[REPRODUCED]} reproduced, "
+        f"{v[NOT_REPRODUCED]} not reproduced, {v[INCONCLUSIVE]} inconclusive), "
+        f"{t['confirmed_by_checks']} confirmed by checks of the math"
+        + (f" ({t['checks_failed']} failed)" if t["checks_failed"] else "")
+        + f", {t['untested']} not tested yet (each with its reason)"
+    )
+
+
+def coverage(results: list[dict]) -> dict | None:
+    """The map's coverage of ``results`` (None where there is no map)."""
+    notes = _load_notes()
+    if not notes:
+        return None
+    from jaxopt_notes.experiments import _notes
+
+    return _notes.coverage(notes, results)
+
+
 def _coverage_blocks(results: list[dict], notes: list | None) -> list[tuple]:
     if not notes:
         return [("small", "No map of the notes was found: claims are listed by source only.")]
     from jaxopt_notes.experiments import _notes
 
-    return [("p", _notes.coverage_line(_notes.coverage(notes, results)))]
+    cov = _notes.coverage(notes, results)
+    blocks = [("p", coverage_line(cov["total"]) + ".")]
+    if cov["unknown_ids"]:
+        blocks.append(
+            ("small", "Named in the map but not in this run: " + ", ".join(cov["unknown_ids"]))
+        )
+    return blocks
 
 
 def write_experiment_report(out_dir: Path, result: dict) -> Path:

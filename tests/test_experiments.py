@@ -240,8 +240,9 @@ def test_cli_help_lists_fields_and_run_ends_with_a_tally(tmp_path, fake, capsys)
     args = ["experiments", "run", "--all", "--quick", "--out", str(tmp_path), "--set", "steps=7"]
     assert cli.main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "claims of the notes: 1 reproduced, 0 not reproduced, 0 inconclusive (of 1)" in lines[-2]
-    assert "checks: 1 of 1 passed" in lines[-2]
+    assert "claims of the notes: 1 reproduced, 0 not reproduced, 0 inconclusive (of 1)" in lines[-3]
+    assert "checks: 1 of 1 passed" in lines[-3]
+    assert lines[-2].startswith("Coverage of the notes: ")  # the map's coverage, printed
     assert json.loads((tmp_path / "fake" / "result.json").read_text())["config"]["steps"] == 7
     html = (tmp_path / "REPORT.html").read_text()
     assert "data:image/png;base64," in html and "原文" in html and "reproduced" in html

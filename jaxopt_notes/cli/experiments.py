@@ -97,6 +97,9 @@ def run_cli(args: argparse.Namespace) -> int:
             label = c["verdict"] if c["kind"] == "claim" else f"{c['kind']} {c['verdict']}"
             print(f"[{label:>22s}] {r['name']}: {c['claim']}")
     print(lab.tally_line([c for r in results for c in r["claims"]]))
+    covered = lab.coverage(results) if args.all else None
+    if covered:
+        print(covered)
     where = Path(args.out) if args.all else Path(args.out) / args.name
     print(f"wrote {where / 'REPORT.md'} and {where / 'REPORT.html'}")
     return 0
