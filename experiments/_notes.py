@@ -19,6 +19,7 @@ MAP = Path(__file__).with_name("notes_map.toml")
 NOT_TESTABLE = "not testable here:"
 UNTESTED = "untested:"
 VERDICTS = ("reproduced", "not_reproduced", "inconclusive")
+KINDS = ("claim", "check")
 _ID = re.compile(r"[a-z0-9_]+/[A-Za-z0-9_.]+")
 _NOTE_FIELDS = ("file", "title", "english_title")
 _SENTENCE_FIELDS = ("section", "quote", "english", "ids")
@@ -121,7 +122,7 @@ def _empty() -> dict:
         "sentences": 0,
         "not_testable": 0,
         "testable": 0,
-        "tested": 0,  # by at least one claim (kind "claim") of the results
+        "tested": 0,  # by at least one measured claim of the results (any kind but "check")
         "confirmed_by_checks": 0,  # only checks, all reproduced
         "checks_failed": 0,  # only checks, one of them not reproduced
         "untested": 0,  # nothing in the results (including ids the results lack)
@@ -136,7 +137,7 @@ def _count(tally: dict, sentence: Sentence, index: dict[str, dict]) -> None:
         return
     tally["testable"] += 1
     known = [index[i] for i in sentence.ids if i in index]
-    claims = [c["verdict"] for c in known if c["kind"] == "claim"]
+    claims = [c["verdict"] for c in known if c["kind"] != "check"]
     if claims:
         tally["tested"] += 1
         tally["verdicts"][combined_verdict(claims)] += 1
@@ -149,8 +150,10 @@ def _count(tally: dict, sentence: Sentence, index: dict[str, dict]) -> None:
 
 def coverage(notes: list[Note], results: list[dict]) -> dict:
     """How much of the notes the results test: counts per note file and in total, the map's
-    ids the results lack (``unknown_ids``) and the results' claims no sentence maps
-    (``unmapped``: tests of something the notes do not say, or a gap in the map)."""
+    ids the results lack (``unknown_ids``), the results' claims no sentence maps (``unmapped``:
+    tests of something the notes do not say, or a gap in the map) and the mapped ids whose kind
+    is neither claim nor check (``other_kinds``, e.g. a claim since marked as going beyond the
+    notes: it still counts as a measured test here, but the map and the result disagree)."""
     index = {f"{r['name']}/{c['id']}": c for r in results for c in r["claims"]}
     per_note, total, mapped = {}, _empty(), set()
     for note in notes:
@@ -164,4 +167,5 @@ def coverage(notes: list[Note], results: list[dict]) -> dict:
         "total": total,
         "unknown_ids": sorted(mapped - set(index)),
         "unmapped": sorted(k for k, c in index.items() if c["kind"] == "claim" and k not in mapped),
+        "other_kinds": sorted(k for k in mapped & set(index) if index[k]["kind"] not in KINDS),
     }

@@ -240,6 +240,7 @@ def test_coverage_counts_as_worked_out_by_hand():
     assert got["total"] == _tally(9, 1, 4, 1, 1, 2, 1, 1, 2)
     assert got["unknown_ids"] == ["e2/gone"]
     assert got["unmapped"] == ["e2/c4"]
+    assert got["other_kinds"] == []
 
 
 def test_coverage_counts_an_unknown_id_once_the_results_have_it():
@@ -249,6 +250,15 @@ def test_coverage_counts_an_unknown_id_once_the_results_have_it():
     assert got["unknown_ids"] == [] and got["unmapped"] == ["e2/c4"]
     assert got["per_note"]["b.txt"]["untested"] == 0
     assert got["per_note"]["b.txt"]["verdicts"]["not_reproduced"] == 1
+
+
+def test_a_mapped_claim_of_another_kind_counts_as_measured_and_is_reported():
+    results = copy.deepcopy(RESULTS)
+    results[0]["claims"][1]["kind"] = "beyond"  # e1/c2, not reproduced, mapped by a.txt's 2nd
+    results[1]["claims"][3]["kind"] = "beyond"  # e2/c4, unmapped: no longer reported
+    got = _notes.coverage(NOTES_FIXTURE, results)
+    assert got["per_note"]["a.txt"]["verdicts"]["not_reproduced"] == 1
+    assert got["other_kinds"] == ["e1/c2"] and got["unmapped"] == []
 
 
 @pytest.mark.parametrize(
