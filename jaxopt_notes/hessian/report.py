@@ -77,6 +77,7 @@ def analyse(
         method=method,
         min_iter=num_iter,
         start="rademacher",
+        density_probes=0,  # the density below shares this run instead
     )
     tri = c.tridiagonal
     steps = min(num_iter, c.size)

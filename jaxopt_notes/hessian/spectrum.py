@@ -118,6 +118,23 @@ class Eigenpairs:
     loop: str = "none"  # "host" or "device" for Lanczos
     tridiagonal: lz.Tridiagonal | None = None  # host Lanczos: T's alpha, beta and basis
 
+    def __repr__(self) -> str:
+        vals = np.asarray(self.values, np.float64)
+        shown = ", ".join(f"{v:.4g}" for v in (vals if len(vals) <= 4 else vals[[0, 1, -2, -1]]))
+        more = "" if len(vals) <= 4 else f" ({len(vals)} in all)"
+        return (
+            f"Eigenpairs(method={self.method!r}, size={self.size}, values=[{shown}]{more}, "
+            f"converged={int(np.sum(self.converged))}/{len(vals)}, num_hvps={self.num_hvps})"
+        )
+
+    def __str__(self) -> str:
+        vals = np.asarray(self.values, np.float64)
+        return (
+            f"{len(vals)} eigenvalue(s) of a {self.size}-parameter Hessian by {self.method}, "
+            f"from {vals.max():.4g} down to {vals.min():.4g}; "
+            f"{int(np.sum(self.converged))} converged; {self.num_hvps} products"
+        )
+
     @property
     def vectors(self) -> list[PyTree]:
         """The eigenvectors as pytrees like params, built on demand (costly for large n)."""
