@@ -292,8 +292,8 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             ],
             WORSE,
             {
-                "sharpness_small": _stats.mean(small["sharpness"]),
-                "sharpness_large": _stats.mean(large["sharpness"]),
+                "sharpness_small": _stats.positive_mean(small["sharpness"]),
+                "sharpness_large": _stats.positive_mean(large["sharpness"]),
                 "gd_stability_bound_2_over_lr": 2 / cfg.learning_rate,
             },
             id="large_batch_sharper",

@@ -285,7 +285,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 for k in others
             ],
             ZIGZAG,
-            {f"final loss {k}": _stats.mean(arm[k]["final_loss"]) for k in ("SGD", *others)},
+            {f"final loss {k}": _stats.positive_mean(arm[k]["final_loss"]) for k in ("SGD", *others)},
             note="Momentum and Adam circle the minimum with slowly decaying swings (Saito's "
             "figures 6-5 and 6-7 show them so): a straighter path can still end above SGD's loss",
             id="lower_loss_than_sgd",
@@ -321,8 +321,8 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             MOMENTUM,
             {
                 "momentum": cfg.momentum,
-                "final loss GD at own lr": _stats.mean(small["final_loss"]),
-                "final loss Momentum": _stats.mean(arm["Momentum"]["final_loss"]),
+                "final loss GD at own lr": _stats.positive_mean(small["final_loss"]),
+                "final loss Momentum": _stats.positive_mean(arm["Momentum"]["final_loss"]),
             },
             id="momentum_beyond_step_size",
         ),

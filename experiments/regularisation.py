@@ -303,8 +303,8 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             {
                 "seeds_smaller": int(norms.sum()),
                 "seeds": n,
-                "norm_baseline": _stats.mean(s["baseline"]["weight_norm"]),
-                "norm_weight_decay": _stats.mean(s["weight decay"]["weight_norm"]),
+                "norm_baseline": _stats.positive_mean(s["baseline"]["weight_norm"]),
+                "norm_weight_decay": _stats.positive_mean(s["weight decay"]["weight_norm"]),
             },
             reason="the penalty's gradient pulls every weight towards 0",
             id="weight_decay_shrinks_weights",

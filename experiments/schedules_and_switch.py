@@ -259,7 +259,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 paired=True,
             ),
             DECAY,
-            evidence={"constant": _stats.mean(per["constant"]["train_loss"])},
+            evidence={"constant": _stats.positive_mean(per["constant"]["train_loss"])},
             id="step_decay_lowers_loss",
         ),
         claim(

@@ -199,7 +199,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 paired=True,
             ),
             NEW_MODEL,
-            {"last_snapshot_nll": _stats.mean(last_nll), "restarts": cfg.restarts},
+            {"last_snapshot_nll": _stats.positive_mean(last_nll), "restarts": cfg.restarts},
             id="snapshots_beat_last_nll",
             kind="beyond",
         ),
@@ -235,7 +235,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 paired=True,
             ),
             CHECKPOINT,
-            {"checkpoint_ensemble_nll": _stats.mean(nll["checkpoints"])},
+            {"checkpoint_ensemble_nll": _stats.positive_mean(nll["checkpoints"])},
             id="snapshots_beat_checkpoints",
             kind="beyond",
         ),
@@ -253,8 +253,8 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             ),
             NEW_MODEL,
             {
-                "independent_ensemble_nll": _stats.mean(nll["independent"]),
-                "independent_single_nll": _stats.mean(
+                "independent_ensemble_nll": _stats.positive_mean(nll["independent"]),
+                "independent_single_nll": _stats.positive_mean(
                     column(metrics, "independent", "nll_by_size", 1)
                 ),
             },
