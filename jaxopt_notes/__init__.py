@@ -60,6 +60,7 @@ from jaxopt_notes.optimizers_recent import (
     scale_by_rprop,
     slow_momentum,
 )
+from jaxopt_notes.sharding import zero1
 from jaxopt_notes.transforms import (
     add_decayed_weights,
     clip,
@@ -153,4 +154,5 @@ __all__ = [
     "trust_ratio",
     "yogi",
     "yogi_moment",
+    "zero1",
 ]

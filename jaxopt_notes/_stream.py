@@ -23,6 +23,7 @@ MOMENT_LINKS = (
     "infinity_moment",
     "bias_correction",
     "amsgrad_max",
+    "slow_momentum",
 )
 
 RULE = (

@@ -65,6 +65,23 @@ def _stack_shape(shape: tuple[int, ...], kind: str) -> tuple[int, int, int]:
     return tuple(shape)
 
 
+def _spec(x: jax.Array) -> tuple:
+    """The explicit sharding spec of ``x``, one entry per axis (all None when unsharded)."""
+    spec = tuple(getattr(jax.typeof(x).sharding, "spec", ()))
+    return spec + (None,) * (x.ndim - len(spec))
+
+
+def _whole_matrices(x: jax.Array, kind: str) -> tuple[jax.Array, tuple]:
+    """``x`` with its matrix axes gathered (the iteration needs each matrix whole; a stack
+    keeps its axis 0 split), and its spec before, to split the result back alike."""
+    spec = _spec(x)
+    keep = spec[:1] if kind == "stack" else ()
+    whole = keep + (None,) * (x.ndim - len(keep))
+    if spec == whole:
+        return x, spec
+    return jax.sharding.reshard(x, jax.sharding.PartitionSpec(*whole)), spec
+
+
 def _check_kind(link: str, x: Any, kind: str | None) -> str:
     if kind is None:
         raise ValueError(
@@ -206,11 +223,14 @@ def newton_schulz(
 
     def leaf(u):
         kind = _check_kind("newton_schulz", u, _matrix_kind(u, conv_as_matrix, stacked))
-        x = u.reshape(_stack_shape(u.shape, kind)).astype(ns_dtype or u.dtype)
+        whole, spec = _whole_matrices(u, kind)
+        x = whole.reshape(_stack_shape(u.shape, kind)).astype(ns_dtype or u.dtype)
+        out = orthogonalize(x, ns_steps, coeffs, eps, pytorch=pytorch)
+        out = out.reshape(u.shape).astype(u.dtype)
         return (
-            orthogonalize(x, ns_steps, coeffs, eps, pytorch=pytorch)
-            .reshape(u.shape)
-            .astype(u.dtype)
+            out
+            if spec == _spec(out)
+            else jax.sharding.reshard(out, jax.sharding.PartitionSpec(*spec))
         )
 
     def update_fn(updates, state, params=None):
