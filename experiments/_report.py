@@ -81,6 +81,7 @@ def plain_math(text: str) -> str:
     >>> plain_math(r"$v \\leftarrow \\beta v + \\frac{\\partial L}{\\partial W}$")
     'v ← β v + (∂ L)/(∂ W)'
     """
+    text = text.replace("**", "")  # the notes' Markdown bold, not part of the sentence
     if "\\" not in text and "$" not in text:
         return text
     out = text.replace("$$", "").replace("$", "")

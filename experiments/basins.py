@@ -180,6 +180,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 "from_deep": _stats.proportion(int(out_deep.sum()), out_deep.size),
             },
             id="noise_prefers_deep",
+            kind="beyond",
         ),
     ]
 

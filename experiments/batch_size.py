@@ -297,6 +297,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 "gd_stability_bound_2_over_lr": 2 / cfg.learning_rate,
             },
             id="large_batch_sharper",
+            kind="beyond",
         ),
         claim(
             f"Small batches give a noisier training loss ({bs}, up to {loss})",

@@ -238,6 +238,7 @@ def claims(m: dict, cfg: Config) -> list[dict]:
             SOURCES["norm"],
             evidence={"max_delta": cfg.max_delta, "lr": cfg.learning_rate},
             id="value_clipping_turns",
+            kind="beyond",
         ),
         check(
             "Clipping by global norm only rescales: every clipped gradient has cosine 1 "

@@ -219,6 +219,13 @@ SRC_MNIST = _src(
     "With std = 0.01 the net cannot learn at all.",
     SAITO + ".4, figure 6-15",
 )
+SRC_GOOD_INIT = Source(
+    "000_07e945f9227ab975.txt",
+    "优化算法 / 梯度消失 / 小结",
+    "**对参数进行良好的初始化**也可能是有益的",
+    "a good initialisation of the parameters may also help",
+    SAITO + ".4, figure 6-15 (Xavier and He both learn where std 0.01 does not)",
+)
 SRC_HE = _src(
     "4. ReLU 的权重初始值（He 初始值）",
     "当前一层的节点数为 n 时，He 初始值使用高斯分布的标准差为$\\sqrt{\\frac{2}{n}}$",
@@ -364,7 +371,7 @@ def training_claims(metrics: dict, cfg: Config) -> list[dict]:
                 )
                 for name in ("Xavier", "He")
             ],
-            SRC_MNIST,
+            SRC_GOOD_INIT,
             evidence={"test accuracy": acc},
             id="xavier_and_he_learn",
         ),
@@ -386,6 +393,7 @@ def training_claims(metrics: dict, cfg: Config) -> list[dict]:
             if cfg.steps < Config().steps
             else "",
             id="he_beats_xavier",
+            kind="beyond",
         ),
     ]
 

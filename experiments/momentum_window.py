@@ -306,7 +306,6 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 "mean length with the same mean age, 2/(1-beta) - 1": 2 / (1 - used(0.5, cfg)) - 1,
             },
             id="window_beta_0.5",
-            kind="check",
         ),
         claim(
             "With beta 0.99 the buffer averages about the last fifty gradients: an EMA of "
@@ -333,7 +332,6 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             if b99 > 0
             else "",
             id="window_beta_0.99",
-            kind="check",
         ),
     ]
 

@@ -180,13 +180,24 @@ ZIGZAG = _src(
     "little, so it can only search back and forth, which is very inefficient.",
     SAITO + ".2 (SGD's shortcoming, figure 6-3)",
 )
-MOMENTUM = _src(
-    "1.  Momentum公式",
-    "Momentum 方法给人的感觉就像是小球在地面上滚动",
-    "The Momentum method feels like a ball rolling on the ground (Saito: the zigzag is "
-    "weaker than SGD's, since the alternating y-forces cancel while x keeps accelerating).",
+CANCEL = Source(
+    "000_07e945f9227ab975.txt",
+    "优化算法 / 冲量法（momentum）",
+    "冲量法是**几个相互冲突的方向**在慢慢相互抵消，使得梯度的变化尽量朝着正确的方向",
+    "in momentum, several conflicting directions slowly cancel each other, so the update heads "
+    "as much as possible in the right direction",
     SAITO + ".4 (figure 6-5)",
 )
+AVERAGE = Source(
+    "000_07e945f9227ab975.txt",
+    "优化算法 / 冲量法（momentum） / 小结",
+    "1、冲量法用**过去梯度的平均值**来替换梯度，大大加快了收敛速度",
+    "1. momentum replaces the gradient by an average of past gradients, which greatly speeds "
+    "up convergence",
+    SAITO + ".4 (figure 6-5)",
+)
+
+
 ADAGRAD = _src(
     "1.\tAdaGrad的公式",
     "参数变动越大，标准差越大，学习率越低。",
@@ -248,7 +259,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 n,
                 paired=True,
             ),
-            MOMENTUM,
+            CANCEL,
             {"directness Momentum": direct["Momentum"], "directness SGD": direct["SGD"]},
             note="Saito's own rates (SGD 0.95, Momentum 0.1) differ tenfold in step, and GD at "
             "0.1 does not zigzag either, so the fair arm is GD at Momentum's effective step; "
@@ -285,7 +296,10 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 for k in others
             ],
             ZIGZAG,
-            {f"final loss {k}": _stats.positive_mean(arm[k]["final_loss"]) for k in ("SGD", *others)},
+            {
+                f"final loss {k}": _stats.positive_mean(arm[k]["final_loss"])
+                for k in ("SGD", *others)
+            },
             note="Momentum and Adam circle the minimum with slowly decaying swings (Saito's "
             "figures 6-5 and 6-7 show them so): a straighter path can still end above SGD's loss",
             id="lower_loss_than_sgd",
@@ -318,7 +332,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                     paired=True,
                 ),
             ],
-            MOMENTUM,
+            AVERAGE,
             {
                 "momentum": cfg.momentum,
                 "final loss GD at own lr": _stats.positive_mean(small["final_loss"]),
@@ -345,6 +359,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 {f"directness {k}": direct[k], "directness SGD": direct["SGD"]},
                 note=notes[k],
                 id=f"{k.lower()}_direct",
+                kind="beyond",
             )
         )
     return out

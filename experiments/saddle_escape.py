@@ -383,6 +383,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 "never_escaped": censored,
             },
             id="noise_escape",
+            kind="beyond",
         ),
         claim(
             f"Momentum ({cfg.momentum:g}) escapes in fewer steps than GD at the same lr "

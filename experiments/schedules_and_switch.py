@@ -270,6 +270,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             DECAY,
             evidence={k: acc(k) for k in ("constant", "step decay")},
             id="step_decay_raises_accuracy",
+            kind="beyond",
         ),
         claim(
             f"Decaying too early (at {cfg.early_milestones} of the run) hurts: test accuracy "
@@ -310,6 +311,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             },
             note="" if finite else "a run diverged (no finite peak): the drop is undecided",
             id="warmup_tames_spike",
+            kind="beyond",
         ),
         claim(
             f"Adam early then SGD late (switch at {cfg.switch_at:g} of the run) ends with a test "

@@ -237,7 +237,6 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             CHECKPOINT,
             {"checkpoint_ensemble_nll": _stats.positive_mean(nll["checkpoints"])},
             id="snapshots_beat_checkpoints",
-            kind="beyond",
         ),
         claim(
             f"Train 1, get {m} for free: the snapshot ensemble's test NLL is no more than 5% "
@@ -260,7 +259,6 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             },
             note="the independent models start from different weights: more diverse members",
             id="snapshots_match_independent",
-            kind="beyond",
         ),
         check(
             "The cyclic schedule restarts: its rate at a cycle's last step is under 1% of the "
