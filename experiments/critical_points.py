@@ -8,9 +8,12 @@ the scatter of training loss against the "minimum ratio" (the share of positive 
 
 The search is Adam on |grad L|^2, then Levenberg-Marquardt on the same objective (the
 Gauss-Newton matrix of |g|^2 is H^2). End points that are not critical are not evidence either
-way: the claims count minima and saddles among the points that *are* critical, with Wilson
-intervals. They count searches, as Li Hongyi's scatter does: several searches may reach the same
-point (the evidence gives the number of distinct losses among them).
+way: the claims count minima and saddles among the *distinct* critical points, with Wilson
+intervals: several searches often reach the same point, or one of its mirror images under the
+network's symmetries (swapping hidden units, flipping a tanh unit's signs), which share its loss
+and spectrum. Points of one kind whose losses agree to ``distinct_rtol`` and whose Hessians have
+the same number of negative eigenvalues count once; the evidence gives how many searches reached
+each.
 
 A positive control comes first: the same search and classification on a function whose critical
 points are all known, f(theta) = sum_i c_i ((Q theta)_i^2 - 1)^2 / 4 with a random rotation Q
@@ -85,6 +88,7 @@ class Config:
     map_seeds: int = 48  # searches per width of the map
     max_minimum_share: float = param(0.2, low=0.0, high=1.0)
     min_saddle_share: float = param(0.5, low=0.0, high=1.0)
+    distinct_rtol: float = param(1e-6, low=0.0, help="losses this close: one critical point")
 
     @classmethod
     def quick(cls) -> Config:
@@ -214,6 +218,24 @@ def control_survey(cfg: Config) -> list[dict]:
     return points
 
 
+def distinct(points: list[dict], rtol: float) -> list[dict]:
+    """The critical points once each: one representative per group of points with one kind,
+    one count of negative eigenvalues and losses equal to ``rtol``; ``searches`` says how many
+    searches reached the group."""
+    groups: list[dict] = []
+    for p in sorted(points, key=lambda p: p["loss"]):
+        if p["kind"] == "not_critical":
+            continue
+        for g in groups:
+            same = g["kind"] == p["kind"] and g["num_negative"] == p["num_negative"]
+            if same and abs(g["loss"] - p["loss"]) <= rtol * max(abs(g["loss"]), 1e-12):
+                g["searches"] += 1
+                break
+        else:
+            groups.append(p | {"searches": 1})
+    return groups
+
+
 def counts(points: list[dict]) -> dict[str, int]:
     return {k: sum(p["kind"] == k for p in points) for k in KINDS}
 
@@ -258,18 +280,24 @@ def gated(entry: dict, control: dict) -> dict:
 
 
 def claims(metrics: dict, cfg: Config) -> list[dict]:
-    control, c = metrics["control"], metrics["counts"]
-    n = sum(v for k, v in c.items() if k != "not_critical")
+    control, searched = metrics["control"], metrics["counts"]
+    unique = distinct(metrics["points"], cfg.distinct_rtol)
+    c = counts(unique)
+    n = len(unique)  # the unit: distinct critical points, not searches
     evidence = {
-        "critical_points": n,
-        "not_critical": c["not_critical"],
-        "starts": cfg.seeds,
-        "counts": {k: v for k, v in c.items() if k != "not_critical"},
+        "distinct critical points": n,
+        "distinct, by kind": {k: v for k, v in c.items() if k != "not_critical"},
+        "searches": cfg.seeds,
+        "searches ending at a critical point, by kind": {
+            k: v for k, v in searched.items() if k != "not_critical"
+        },
+        "searches ending at no critical point": searched["not_critical"],
         "control_passed": control["passed"],
     }
-    distinct = {(p["kind"], round(p["loss"], 8)) for p in metrics["points"]}
-    evidence["distinct_critical_losses"] = sum(k != "not_critical" for k, _ in distinct)
-    where = f"among the critical points that {cfg.seeds} |grad|^2 searches on the network reach"
+    where = (
+        f"among the distinct critical points that {cfg.seeds} |grad|^2 searches on the "
+        "network reach"
+    )
     return [
         check(
             f"Positive control: on sum c_i((Q theta)_i^2 - 1)^2/4 in {cfg.control_dim} dimensions "
@@ -289,7 +317,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                     "<",
                     cfg.max_minimum_share,
                     "pre-stated: one in five, for 'very, very rare'",
-                    cfg.seeds,
+                    n,
                 ),
                 SRC_RARE,
                 evidence,
@@ -307,7 +335,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                     ">",
                     cfg.min_saddle_share,
                     "pre-stated: a majority, for 'more common'",
-                    cfg.seeds,
+                    n,
                 ),
                 SRC_RARE,
                 evidence,
@@ -443,6 +471,10 @@ def main(cfg: Config, out_dir: Path) -> dict:
         points = network_survey(cfg)
         by_width = width_map(cfg, points)
     metrics = {
+        "distinct": [
+            {k: p[k] for k in ("kind", "loss", "minimum_ratio", "num_negative", "searches")}
+            for p in distinct(points, cfg.distinct_rtol)
+        ],
         "control": control_result(control),
         "counts": counts(points),
         "points": points,
