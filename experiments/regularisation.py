@@ -206,6 +206,7 @@ def remedy_claims(s: dict, cfg: Config, arm: str, gap_source: Source) -> list[di
     """The gap claim and the test-accuracy claim of one remedy, both paired over seeds."""
     base, n, key = s["baseline"], cfg.seeds, arm.replace(" ", "_")
     gap = _stats.paired_difference(base["gap"], s[arm]["gap"])
+    _stats.resolvable(cfg.min_test_gain, s["n_test"])
     gain = _stats.paired_difference(s[arm]["test_accuracy"], base["test_accuracy"])
     train_drop = _stats.paired_difference(base["train_accuracy"], s[arm]["train_accuracy"])
     setting = f"{cfg.n_train} images, {cfg.epochs} epochs, lr {cfg.learning_rate}"
@@ -335,7 +336,7 @@ def main(cfg: Config, out_dir: Path) -> dict:
     arrays = full._replace(x_train=full.x_train[:n], y_train=full.y_train[:n])
     curves = train_arms(cfg, arrays, val=(full.x_train[n:m], full.y_train[n:m]))
     epochs = np.arange(cfg.eval_epochs, cfg.epochs + 1, cfg.eval_epochs)
-    summary = summarise(curves, epochs, cfg)
+    summary = summarise(curves, epochs, cfg) | {"n_test": int(arrays.x_test.shape[0])}
     figures = [draw(curves, epochs, summary, cfg, out_dir)]
     metrics = {
         "summary": summary,

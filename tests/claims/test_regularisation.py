@@ -50,7 +50,7 @@ def metrics(remedy, stop_ratio=0.7, seeds=5) -> dict:
     summary = {"baseline": arm(1.0, 0.70, norm=20.0), "early_stopping": stop}
     for name in exp.ARMS[1:]:
         summary[name] = remedy
-    return {"summary": summary}
+    return {"summary": summary | {"n_test": 1000}}
 
 
 def cfg():
