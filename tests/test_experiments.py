@@ -303,3 +303,60 @@ def test_every_experiment_has_a_valid_config_and_pure_claims():
         assert callable(module.claims), f"{name} needs a pure claims(metrics, cfg)"
         for mode in (False, True, "tiny"):
             experiments.make_config(module, mode)  # raises if a field breaks its rule
+
+
+def _entry(id_, kind, verdict):
+    test = {"quantity": "q", "comparison": ">", "threshold": 0.0, "statement": "q > 0"}
+    return {
+        "id": id_,
+        "kind": kind,
+        "verdict": verdict,
+        "claim": f"statement {id_}",
+        "reason": "because",
+        "test": {"parts": [test]},
+        "measured": [{"value": 1.0, "ci_low": 0.5, "ci_high": 1.5, "n": 3}],
+        "evidence": {"q": 1.0},
+        "source": {"note": "n.txt", "section": "s", "quote": f"原文{id_}", "english": "e"},
+    }
+
+
+def test_the_book_reads_note_by_note_with_each_sentence_and_its_claims(tmp_path):
+    from jaxopt_notes.experiments import _notes
+
+    results = [
+        {
+            "name": "x",
+            "figures": [],
+            "claims": [
+                _entry("a", "claim", "reproduced"),
+                _entry("b", "claim", "not_reproduced"),
+                _entry("c", "check", "reproduced"),
+                _entry("d", "beyond", "inconclusive") | {"source": {
+                    "note": "n.txt", "section": "s", "quote": "q", "english": "e",
+                    "reference": "Cohen et al. 2021"}},
+            ],
+        }
+    ]  # fmt: skip
+    note = _notes.Note(
+        "n.txt",
+        "笔记",
+        "A note",
+        (
+            _notes.Sentence("s", "第一句 $\\beta$", "first", ("x/b",)),
+            _notes.Sentence("s", "第二句", "second", ("x/a", "x/c")),
+            _notes.Sentence("s", "第三句", "third", (), "untested: needs a run"),
+        ),
+    )
+    blocks = _report._book_blocks(results, [note])
+    text = _report._md(blocks)
+    # the note's order, not the experiment's: sentence 1 (claim b) before sentence 2 (claim a)
+    assert text.index("第一句 β") < text.index("statement b") < text.index("第二句")
+    assert text.index("第二句") < text.index("statement a") < text.index("第三句")
+    assert "untested: needs a run" in text
+    assert text.index("## Beyond the notes") < text.index("statement d")
+    assert "Reference: Cohen et al. 2021" in text
+    assert "## Checks of the library's math" in text
+    cov = _notes.coverage([note], results)["total"]
+    line = _report.coverage_line(cov)
+    assert "3 sentences mapped, 3 testable here; 2 tested by claims (1 reproduced, 1 not " in line
+    assert "1 not tested yet" in line
