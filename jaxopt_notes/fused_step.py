@@ -130,11 +130,25 @@ def _flat_kernel(
     return results[:count], results[count:]
 
 
+def _check_shapes(leaves: list, grads: list, moments: list[list]) -> None:
+    """Refuses a gradient or moment whose shape differs from its parameter's, before the
+    kernel runs: the kernel walks the parameter's elements, so a smaller buffer would be read
+    (and written) past its end."""
+    for i, (p, g, *ms) in enumerate(zip(leaves, grads, *moments, strict=True)):
+        for name, a in (("grads", g), *((f"state moment {k}", m) for k, m in enumerate(ms))):
+            if a.shape != p.shape:
+                raise ValueError(
+                    f"`{name}` must have each parameter's shape, got {a.shape} for leaf {i} "
+                    f"of shape {p.shape}"
+                )
+
+
 def _call(tx: Any, spec: Spec, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
     target, attributes, moments, coef, moment_dtype = spec
     leaves, treedef = jax.tree.flatten(params)
     flat_grads = treedef.flatten_up_to(grads)
     flat_moments = [treedef.flatten_up_to(getattr(find(state, c), f)) for c, f in moments]
+    _check_shapes(leaves, flat_grads, flat_moments)
     _check_dtypes(leaves, flat_grads, flat_moments, moment_dtype)
     new = [None] * len(leaves)  # per leaf: [param, moments...]
     for dtype in sorted({p.dtype for p in leaves}, key=str):  # the kernel takes one type
@@ -183,6 +197,14 @@ def _flat_call(tx: Any, spec: Spec, grads: Any, state: Any, params: Any) -> tupl
             f"params {sorted({str(p.dtype) for p in leaves})}, moments "
             f"{[str(m.dtype) for m in flats]}"
         )
+    _check_shapes(leaves, flat_grads, [])
+    total = sum(p.size for p in leaves)
+    for k, m in enumerate(flats):
+        if m.shape != (total,):
+            raise ValueError(
+                f"`state` flat moment {k} must hold the params' {total} elements, got shape "
+                f"{m.shape}"
+            )
     _check_dtypes(leaves, flat_grads, [[m] * len(leaves) for m in flats], moment_dtype)
     # bookkeeping from the chain, on the moments cut to shape (unused slices: dropped)
     _, new_state = tx.update(grads, _unflatten(state, moments, params), params)

@@ -447,3 +447,16 @@ def test_a_build_that_cannot_write_says_why(tmp_path):
     assert reason is not None and reason.startswith("cannot build into")
     assert _native.build(library, cxx, tmp_path / "ok" / "fused.so") is None  # where it can
     assert (tmp_path / "ok" / "fused.so").stat().st_size > 0
+
+
+@pytest.mark.parametrize("flat_state", [False, True])
+def test_a_gradient_or_state_of_another_shape_is_refused_before_the_kernel(flat_state):
+    # the kernel walks the parameter's elements: a (1,) gradient would be read past its end
+    opt = fused.adam(1e-3, flat_state=flat_state)
+    params = {"w": jnp.ones(1000)}
+    state = opt.init(params)
+    with pytest.raises(ValueError, match=r"`grads` must have each parameter's shape, got \(1,\)"):
+        opt.step(params, state, {"w": jnp.ones(1)})
+    small = opt.init({"w": jnp.ones(10)})  # a state built for smaller params
+    with pytest.raises(ValueError, match="state"):
+        opt.step(params, small, {"w": jnp.ones(1000)})
