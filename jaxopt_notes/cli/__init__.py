@@ -21,6 +21,10 @@ _COMMANDS = {
     "landscape": ("jaxopt_notes.cli.landscape", "draw the loss landscape of one or two runs"),
     "tune": ("jaxopt_notes.cli.tune", "sanity checks, a learning-rate range test, a search"),
     "doctor": ("jaxopt_notes.cli.doctor", "name what a run's loss and accuracy curves show"),
+    "saddles": (
+        "jaxopt_notes.cli.saddles",
+        "find, classify and escape a run's nearest critical point",
+    ),
     "build-kernels": ("jaxopt_notes.cli.build_kernels", "build the C++ kernels into the cache"),
 }
 

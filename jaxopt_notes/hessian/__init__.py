@@ -49,9 +49,11 @@ from jaxopt_notes.hessian.curvature import (
 )
 from jaxopt_notes.hessian.dataset import BatchSpread, DatasetLoss, batch_spread, over_dataset
 from jaxopt_notes.hessian.density import SpectralDensity, TraceEstimate, spectral_density, trace
+from jaxopt_notes.hessian.escape import EscapeComparison, escape_compare
 from jaxopt_notes.hessian.find import CriticalPoint, find_critical
 from jaxopt_notes.hessian.krylov import Extremes, Tridiagonal, lanczos, lanczos_extremes, ritz
 from jaxopt_notes.hessian.report import analyse, json_safe
+from jaxopt_notes.hessian.saddles import saddles_run
 from jaxopt_notes.hessian.sharpness import (
     SharpnessHistory,
     plot_sharpness,
@@ -63,14 +65,14 @@ from jaxopt_notes.hessian.spectrum import Eigenpairs, dataset_hvp, dense, eigenv
 # fmt: off
 __all__ = [
     "hvp", "dataset_hvp", "dense", "eigenvalues", "classify", "explain", "escape_direction",
-    "escape_step", "downhill", "find_critical", "trace", "spectral_density", "over_dataset",
-    "batch_spread",
+    "escape_step", "downhill", "find_critical", "escape_compare", "saddles_run", "trace",
+    "spectral_density", "over_dataset", "batch_spread",
     "GaussNewton", "ggn_vp", "diagonal", "layers", "layer_spectra", "layer_table",
     "check_eval_mode", "from_nnx", "leaf_paths", "lanczos", "lanczos_extremes", "ritz",
     "analyse", "json_safe", "track_sharpness", "plot_spectral_density", "plot_sharpness",
     "DENSE_MAX",
     "Tridiagonal", "Extremes", "Eigenpairs", "Classification", "EscapeStep", "CriticalPoint",
-    "TraceEstimate",
+    "EscapeComparison", "TraceEstimate",
     "SpectralDensity", "SharpnessHistory", "DatasetLoss", "BatchSpread", "Diagonal",
     "LayerSpectrum",
 ]
