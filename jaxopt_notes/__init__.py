@@ -43,6 +43,13 @@ from jaxopt_notes.moments import (
     second_moment,
 )
 from jaxopt_notes.optimizers import OPTIMIZERS, adagrad, adam_then_sgd, rmsprop, sgd
+from jaxopt_notes.optimizers_factored import (
+    adafactor,
+    clip_by_block_rms,
+    ema,
+    factored_rms,
+    scale_by_param_block_rms,
+)
 from jaxopt_notes.optimizers_muon import (
     muon,
     muon_momentum,
@@ -91,6 +98,7 @@ __all__ = [
     "accumulate_squares",
     "adabelief",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adam_then_sgd",
@@ -110,10 +118,13 @@ __all__ = [
     "bias_correction",
     "chain",
     "clip",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "current_learning_rate",
     "delta_ratio",
+    "ema",
     "ema_params",
+    "factored_rms",
     "first_moment",
     "fused",
     "global_norm",
@@ -139,6 +150,7 @@ __all__ = [
     "scale",
     "scale_by_adan",
     "scale_by_learning_rate",
+    "scale_by_param_block_rms",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_shape",

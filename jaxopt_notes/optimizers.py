@@ -21,6 +21,7 @@ from jaxopt_notes.adam_family import adam, adamax, adamw, amsgrad, nadam, nadamw
 from jaxopt_notes.combine import chain, switch
 from jaxopt_notes.modern import adabelief, lion, radam, yogi
 from jaxopt_notes.moments import scale_by_rms, scale_by_sum_of_squares
+from jaxopt_notes.optimizers_factored import adafactor
 from jaxopt_notes.optimizers_muon import muon
 from jaxopt_notes.optimizers_recent import adan, ademamix, adopt, rprop
 from jaxopt_notes.transforms import scale_by_learning_rate, trace
@@ -209,7 +210,12 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "ademamix": ademamix,
     "adan": adan,
     "rprop": rprop,
+    "adafactor": adafactor,
 }
+
+# per name, the hyperparameters that decide the state's structure: optax.inject_hyperparams
+# must leave them static (``static_args=STATIC_ARGS.get(name, ())``) or tracing refuses them
+STATIC_ARGS: dict[str, tuple[str, ...]] = {"adafactor": ("min_dim_size_to_factor",)}
 
 
 def get(name: str, **hyperparameters) -> GT:

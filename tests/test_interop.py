@@ -120,7 +120,9 @@ def test_inject_hyperparams_under_jit_equals_the_plain_optimizer(name, x64):
     close = lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)  # noqa: E731
     with jax.enable_x64(x64):
         params = jax.tree.map(lambda p: p.astype(jnp.float64 if x64 else jnp.float32), PARAMS)
-        wrapped, plain = optax.inject_hyperparams(factory)(**kwargs), factory(**kwargs)
+        static = jn.optimizers.STATIC_ARGS.get(name, ())
+        wrapped = optax.inject_hyperparams(factory, static_args=static)(**kwargs)
+        plain = factory(**kwargs)
         w_state, p_state = jax.jit(wrapped.init)(params), plain.init(params)
         w_step, p_step = jax.jit(wrapped.update), jax.jit(plain.update)
         assert jax.tree.structure(w_state.inner_state) == jax.tree.structure(p_state)

@@ -47,6 +47,7 @@ ALIASES = {
     "ademamix": (jn.ademamix, optax.contrib.ademamix),
     "adan": (jn.adan, optax.adan),
     "rprop": (jn.rprop, optax.rprop),
+    "adafactor": (jn.adafactor, optax.adafactor),
 }
 NAMES = sorted(ALIASES)
 DTYPES = (jnp.bfloat16, jnp.float32, jnp.complex64)
@@ -142,7 +143,8 @@ def test_inject_hyperparams_jitted_equals_the_plain_optimizer(name, x64):
     factory = INJECTABLE[name]
     extra = {"momentum": 0.9} if name == "momentum" else {}
     plain = factory(1e-2, **extra)
-    wrapped = optax.inject_hyperparams(factory)(learning_rate=1e-2, **extra)
+    static = jn.optimizers.STATIC_ARGS.get(name, ())
+    wrapped = optax.inject_hyperparams(factory, static_args=static)(learning_rate=1e-2, **extra)
     params = {"w": jnp.linspace(0.5, 1.5, 6).reshape(2, 3)}
     p_state, w_state = plain.init(params), jax.jit(wrapped.init)(params)
     assert jax.tree.structure(w_state.inner_state) == jax.tree.structure(p_state)
@@ -230,6 +232,7 @@ LEARNING_RATES = {  # name: (on the parabola, 300 steps; on Rosenbrock, 5,000 st
     "ademamix": (0.03, 0.01),
     "adan": (0.03, 0.03),
     "rprop": (0.01, 0.01),
+    "adafactor": (0.1, 0.03),  # relative steps: times the RMS of x
 }
 
 
