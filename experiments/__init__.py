@@ -51,6 +51,7 @@ NAMES = [
     "edge_of_stability",
     "conv_arithmetic",
     "autoregressive",
+    "relu_gradients",
 ]
 
 
