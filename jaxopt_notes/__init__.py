@@ -67,6 +67,12 @@ from jaxopt_notes.optimizers_recent import (
     scale_by_rprop,
     slow_momentum,
 )
+from jaxopt_notes.optimizers_schedule_free import (
+    schedule_free,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+)
 from jaxopt_notes.sharding import zero1
 from jaxopt_notes.transforms import (
     add_decayed_weights,
@@ -155,6 +161,10 @@ __all__ = [
     "scale_by_rprop",
     "scale_by_shape",
     "scale_by_sum_of_squares",
+    "schedule_free",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
     "schedules",
     "second_moment",
     "sgd",

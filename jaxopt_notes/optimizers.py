@@ -24,6 +24,7 @@ from jaxopt_notes.moments import scale_by_rms, scale_by_sum_of_squares
 from jaxopt_notes.optimizers_factored import adafactor
 from jaxopt_notes.optimizers_muon import muon
 from jaxopt_notes.optimizers_recent import adan, ademamix, adopt, rprop
+from jaxopt_notes.optimizers_schedule_free import schedule_free_adamw, schedule_free_sgd
 from jaxopt_notes.transforms import scale_by_learning_rate, trace
 from jaxopt_notes.trust_ratio import lamb, lars
 
@@ -211,6 +212,8 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "adan": adan,
     "rprop": rprop,
     "adafactor": adafactor,
+    "schedule_free_sgd": schedule_free_sgd,
+    "schedule_free_adamw": schedule_free_adamw,
 }
 
 # per name, the hyperparameters that decide the state's structure: optax.inject_hyperparams

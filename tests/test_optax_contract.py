@@ -48,6 +48,8 @@ ALIASES = {
     "adan": (jn.adan, optax.adan),
     "rprop": (jn.rprop, optax.rprop),
     "adafactor": (jn.adafactor, optax.adafactor),
+    "schedule_free_sgd": (jn.schedule_free_sgd, optax.contrib.schedule_free_sgd),
+    "schedule_free_adamw": (jn.schedule_free_adamw, optax.contrib.schedule_free_adamw),
 }
 NAMES = sorted(ALIASES)
 DTYPES = (jnp.bfloat16, jnp.float32, jnp.complex64)
@@ -233,6 +235,8 @@ LEARNING_RATES = {  # name: (on the parabola, 300 steps; on Rosenbrock, 5,000 st
     "adan": (0.03, 0.03),
     "rprop": (0.01, 0.01),
     "adafactor": (0.1, 0.03),  # relative steps: times the RMS of x
+    "schedule_free_sgd": (0.01, 1e-3),
+    "schedule_free_adamw": (0.03, 0.03),
 }
 
 
