@@ -12,7 +12,7 @@ every room, and the package's ``__init__``, its public face ``jaxopt_notes``. Th
 Every import counts, also one inside a function. ``experiments/`` is read as
 ``jaxopt_notes.experiments``, as it is installed.
 
-    python tools/import_graph.py --update README.md   # redraws the block between the markers
+    python tools/import_graph.py --update FILE        # redraws the block between the markers
     python tools/import_graph.py --check              # exit 1 on a broken rule
     python tools/import_graph.py                      # prints the Mermaid drawing
 
