@@ -68,11 +68,12 @@ def _check(args: argparse.Namespace) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from jaxopt_notes import hessian
+    from jaxopt_notes.train import load_run
 
     try:
         _check(args)
         result = hessian.saddles_run(
-            args.run,
+            load_run(args.run),
             args.out,
             split=args.split,
             num_examples=args.num_examples or None,

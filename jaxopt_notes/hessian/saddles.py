@@ -37,7 +37,7 @@ def _out_dir(out: str | Path, run_path: Path, overwrite: bool) -> Path:
 
 
 def saddles_run(
-    run_dir: str | Path,
+    run: Any,
     out: str | Path,
     *,
     split: str = "train",
@@ -54,6 +54,10 @@ def saddles_run(
 ) -> dict:
     """Finds the critical point nearest a run's parameters, classifies it, escapes a saddle.
 
+    ``run`` is a trained run as ``jaxopt_notes.train.load_run(RUN)`` gives it back (its
+    ``path``, ``params``, ``config.model``, ``arrays`` and ``loss_fn`` are used; this room does
+    not import ``train``, which imports it).
+
     The loss is the run's mean loss over ``split`` (its first ``num_examples``), in float64
     unless ``float64=False``. :func:`~jaxopt_notes.hessian.find_critical` runs from the run's
     parameters (``rtol``, ``max_iter``, ``max_hvps``); the point it stops at is classified
@@ -63,13 +67,10 @@ def saddles_run(
     Beyond ``DENSE_MAX`` parameters the spectrum's ends come from at most ``lanczos_steps``
     Lanczos steps and the minimum ratio from two SLQ probes of half as many.
     """
-    from jaxopt_notes.train import load_run
-
     _checks.flag("overwrite", overwrite)
     _checks.flag("float64", float64)
     tqdm = require("tqdm.auto", "train").tqdm
     start = time.perf_counter()
-    run = load_run(run_dir)
     out = _out_dir(out, run.path, overwrite)  # refusals before the bar: one line each
     bar = tqdm(total=len(STAGES), disable=not progress, unit="stage", desc=STAGES[0])
     with jax.enable_x64(float64):
