@@ -52,6 +52,7 @@ NAMES = [
     "conv_arithmetic",
     "autoregressive",
     "relu_gradients",
+    "rate_decay",
 ]
 
 
