@@ -368,7 +368,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                 ),
             ],
             SRC_HESSIAN,
-            {"loss_at_stall_point": _stats.positive_mean(one["loss_there"])},
+            {"loss_at_stall_point": _stats.mean(one["loss_there"])},
             id="hessian_escape",
             kind="check",
         ),
