@@ -22,6 +22,7 @@ from jaxopt_notes.combine import chain, switch
 from jaxopt_notes.modern import adabelief, lion, radam, yogi
 from jaxopt_notes.moments import scale_by_rms, scale_by_sum_of_squares
 from jaxopt_notes.optimizers_factored import adafactor
+from jaxopt_notes.optimizers_free import dadapt_adamw, dog, dowg, prodigy
 from jaxopt_notes.optimizers_muon import muon
 from jaxopt_notes.optimizers_recent import adan, ademamix, adopt, rprop
 from jaxopt_notes.optimizers_schedule_free import schedule_free_adamw, schedule_free_sgd
@@ -214,6 +215,10 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "adafactor": adafactor,
     "schedule_free_sgd": schedule_free_sgd,
     "schedule_free_adamw": schedule_free_adamw,
+    "prodigy": prodigy,
+    "dadapt_adamw": dadapt_adamw,
+    "dog": dog,
+    "dowg": dowg,
 }
 
 # per name, the hyperparameters that decide the state's structure: optax.inject_hyperparams

@@ -50,6 +50,10 @@ ALIASES = {
     "adafactor": (jn.adafactor, optax.adafactor),
     "schedule_free_sgd": (jn.schedule_free_sgd, optax.contrib.schedule_free_sgd),
     "schedule_free_adamw": (jn.schedule_free_adamw, optax.contrib.schedule_free_adamw),
+    "prodigy": (jn.prodigy, optax.contrib.prodigy),
+    "dadapt_adamw": (jn.dadapt_adamw, optax.contrib.dadapt_adamw),
+    "dog": (jn.dog, optax.contrib.dog),
+    "dowg": (jn.dowg, optax.contrib.dowg),
 }
 NAMES = sorted(ALIASES)
 DTYPES = (jnp.bfloat16, jnp.float32, jnp.complex64)
@@ -237,6 +241,11 @@ LEARNING_RATES = {  # name: (on the parabola, 300 steps; on Rosenbrock, 5,000 st
     "adafactor": (0.1, 0.03),  # relative steps: times the RMS of x
     "schedule_free_sgd": (0.01, 1e-3),
     "schedule_free_adamw": (0.03, 0.03),
+    # the learning-rate-free methods: the rate multiplies their own estimate
+    "prodigy": (1.0, 1.0),
+    "dadapt_adamw": (1.0, 0.3),
+    "dog": (1.0, 1.0),
+    "dowg": (1.0, 1.0),
 }
 
 
