@@ -53,6 +53,7 @@ NAMES = [
     "autoregressive",
     "relu_gradients",
     "rate_decay",
+    "adam_scaling",
 ]
 
 
