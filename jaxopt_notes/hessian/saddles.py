@@ -201,15 +201,17 @@ def _spectrum(c: Classification, out: Path) -> str:
         ax.hist(lam[lam >= -c.eig_tol], bins=bins, color="tab:blue", label="positive or zero")
         ax.hist(lam[lam < -c.eig_tol], bins=bins, color="tab:red", label="negative")
         ax.set_yscale("log")
-    else:  # Lanczos: both ends as sticks
+    else:  # Lanczos: both ends as sticks; the middle of the spectrum is not computed
         ax.vlines(lam, 0, 1, colors=np.where(lam < -c.eig_tol, "tab:red", "tab:blue"))
+        ax.set_yticks([])
     ax.axvline(0.0, color="gray", lw=0.5)
     ratio = "?" if c.minimum_ratio is None else f"{c.minimum_ratio:.3f}"
-    ax.set(
-        xlabel="eigenvalue",
-        ylabel="count",
-        title=f"{c.kind}: {c.num_negative} negative of {len(lam)} computed, minimum ratio {ratio}",
-    )
+    if c.minimum_ratio_error:
+        ratio += f" +- {c.minimum_ratio_error:.2g} (SLQ)"
+    what = "all" if c.complete else f"{len(lam)} extreme"
+    title = f"{c.kind}: {c.num_negative} of {what} eigenvalues negative; min. ratio {ratio}"
+    ax.set(xlabel="eigenvalue", ylabel="count" if c.complete else "")
+    ax.set_title(title, fontsize=9)
     if c.complete:
         ax.legend()
     fig.savefig(out / "spectrum.png", dpi=100)
