@@ -64,7 +64,7 @@ OPTIMIZERS = ("SGD", "Adam")
 @dataclasses.dataclass(frozen=True)
 class Config:
     seeds: int = 64
-    tune_seeds: int = 16  # separate problems on which each optimizer's rate is chosen
+    tune_seeds: int = 64  # separate problems on which each optimizer's rate is chosen
     features: int = 5
     scale_range: tuple = (1e-2, 1e2)
     standardise: bool = param(False, help="True: sabotage, unit scales")
@@ -88,11 +88,11 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(seeds=32, tune_seeds=8)
+        return cls(seeds=32, tune_seeds=32)
 
     @classmethod
     def tiny(cls) -> Config:
-        return cls(seeds=12, tune_seeds=6, steps=1500)
+        return cls(seeds=12, tune_seeds=12, steps=1500)
 
 
 def scales(cfg: Config) -> np.ndarray:
