@@ -83,6 +83,12 @@ from jaxopt_notes.optimizers_schedule_free import (
     schedule_free_eval_params,
     schedule_free_sgd,
 )
+from jaxopt_notes.optimizers_sophia import (
+    clipped_ratio,
+    hessian_moment,
+    hutchinson_diagonal,
+    sophia,
+)
 from jaxopt_notes.sharding import zero1
 from jaxopt_notes.transforms import (
     add_decayed_weights,
@@ -136,6 +142,7 @@ __all__ = [
     "clip",
     "clip_by_block_rms",
     "clip_by_global_norm",
+    "clipped_ratio",
     "current_learning_rate",
     "dadapt_adamw",
     "delta_ratio",
@@ -147,6 +154,8 @@ __all__ = [
     "first_moment",
     "fused",
     "global_norm",
+    "hessian_moment",
+    "hutchinson_diagonal",
     "hyperparams",
     "infinity_moment",
     "lamb",
@@ -189,6 +198,7 @@ __all__ = [
     "sign_momentum",
     "skip_nonfinite",
     "slow_momentum",
+    "sophia",
     "switch",
     "trace",
     "trust_ratio",

@@ -24,12 +24,13 @@ MOMENT_LINKS = (
     "bias_correction",
     "amsgrad_max",
     "slow_momentum",
+    "hessian_moment",
 )
 
 RULE = (
     f"only jaxopt_notes' moment links ({', '.join(MOMENT_LINKS)}) may stand inside a moment "
-    "run, between the first of them and the link that closes it (`jn.ratio`, `jn.rectify` or "
-    "`jn.delta_ratio`); "
+    "run, between the first of them and the link that closes it (`jn.ratio`, `jn.rectify`, "
+    "`jn.delta_ratio` or `jn.clipped_ratio`); "
     "put other transforms (optax's included) before the run or after its closing link"
 )
 

@@ -44,9 +44,11 @@ def _sq_norm(tree: Any) -> jax.Array:
 
 
 def _vdot(a: Any, b: Any) -> jax.Array:
-    r""":math:`\sum \bar a b` over the leaves (real parts: the methods' inner products)."""
+    r""":math:`\sum \bar a b` over the leaves (real parts: the methods' inner products); a
+    product and a sum, not ``jnp.vdot``: a dot over sharded axes needs an output sharding
+    named, a sum reduces to a replicated scalar by itself."""
     pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    return sum(jnp.vdot(x, y).real for x, y in pairs)
+    return sum(jnp.sum(x.conj() * y).real for x, y in pairs)
 
 
 def _dist(a: Any, b: Any) -> Any:
@@ -98,6 +100,7 @@ def scale_by_dog(
         if kind == "learning_rate":
             eta = jnp.where(state.is_init_step, value, eta)
         out = jax.tree.map(lambda g: (eta * g).astype(g.dtype), updates)
+        r, total = r.astype(state.max_dist.dtype), total.astype(state.max_dist.dtype)  # mixed trees
         return out, DogState(jnp.asarray(False), state.init_params, r, total)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -135,7 +138,8 @@ def scale_by_dowg(
         weighted = r2 * _sq_norm(updates) + state.weighted_sq_norm_grads
         eta = r2 / (jnp.sqrt(weighted) + eps)
         out = jax.tree.map(lambda g: (eta * g).astype(g.dtype), updates)
-        return out, DowgState(state.init_params, weighted, r2)
+        keep = state.estim_sq_dist.dtype  # a mixed tree's sums promote: keep the state's type
+        return out, DowgState(state.init_params, weighted.astype(keep), r2.astype(keep))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
