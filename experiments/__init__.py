@@ -157,21 +157,36 @@ def split_overrides(overrides: dict[str, str]) -> dict[str, dict[str, str]]:
 
 
 def run_all(out: str | Path, quick: bool | str = False, overrides=None) -> list[dict]:
-    """Every experiment, then ``out/REPORT.md`` and ``REPORT.html`` over all of them."""
+    """Every experiment, then ``out/REPORT.md`` and ``REPORT.html`` over all of them.
+
+    An experiment that fails does not stop the others: the report covers those that ran, and
+    the failures are raised together at the end.
+    """
     per = split_overrides(overrides or {})
     for name in NAMES:  # refuse a bad value before anything runs
         make_config(load(name), quick, per[name])
-    results = run_many(NAMES, out, quick, per)
+    results, failed = run_many(NAMES, out, quick, per, keep_going=True)
     _report.write_report(Path(out), results)
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} experiment(s) failed (the report covers the other "
+            f"{len(results)}): " + "; ".join(f"{n}: {e!r}" for n, e in failed.items())
+        )
     return results
 
 
 def run_many(
-    names: list[str], out: str | Path, quick: bool | str, per: dict[str, dict]
-) -> list[dict]:
+    names: list[str],
+    out: str | Path,
+    quick: bool | str,
+    per: dict[str, dict],
+    *,
+    keep_going: bool = False,
+) -> tuple[list[dict], dict[str, Exception]]:
     """Runs ``names`` in order under one progress bar that names the experiment running and
-    keeps its clock moving (an experiment is one long call with nothing to count inside)."""
-    results = []
+    keeps its clock moving (an experiment is one long call with nothing to count inside).
+    With ``keep_going`` a failing experiment is reported and the next one runs."""
+    results, failed = [], {}
     bar = tqdm(names, desc="experiments", unit="exp")
     stop = threading.Event()
 
@@ -184,12 +199,18 @@ def run_many(
     try:
         for name in bar:
             bar.set_postfix_str(f"running {name}")
-            results.append(run(name, out, quick, per.get(name)))
+            try:
+                results.append(run(name, out, quick, per.get(name)))
+            except Exception as error:
+                if not keep_going:
+                    raise
+                failed[name] = error
+                bar.write(f"experiment {name} failed: {error!r}")
     finally:
         stop.set()
         ticker.join()
         bar.close()
-    return results
+    return results, failed
 
 
 def fields_help(module) -> list[str]:

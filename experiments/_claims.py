@@ -53,6 +53,7 @@ class Test:
     origin: str
     seeds: int
     paired: bool = False
+    unit: str = "seeds"  # what `seeds` counts: the independent units of the interval
 
     def __post_init__(self):
         if self.comparison not in (">", "<", "within"):
@@ -70,7 +71,7 @@ class Test:
             rule = f"in [{_num(low)}, {_num(high)}]"
         else:
             rule = f"{self.comparison} {_num(self.threshold)}"
-        seeds = "deterministic" if self.seeds == 0 else f"{self.seeds} seeds"
+        seeds = "deterministic" if self.seeds == 0 else f"{self.seeds} {self.unit}"
         if self.seeds and self.paired:
             seeds += ", paired"
         return f"{self.quantity} {rule} ({seeds}; threshold: {self.origin})"

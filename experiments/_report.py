@@ -311,6 +311,8 @@ def _md(blocks: list[tuple]) -> str:
             lines += [f"- **{label}** — {b[1]} ([{b[3]}](#{b[3]}))", ""]
         elif kind == "list":
             lines += [f"  - {item}" for item in b[1]] + [""]
+        elif kind == "links":  # headings' own anchors differ by renderer: the names only
+            lines += [f"- {text}" for text, _ in b[1]] + [""]
         elif kind == "table":
             lines += ["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
             lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in b[2]] + [""]
@@ -366,6 +368,9 @@ def _html_block(b: tuple, root: Path) -> str:
         )
     if kind == "list":
         return "<ul class='small'>" + "".join(f"<li>{_e(i)}</li>" for i in b[1]) + "</ul>"
+    if kind == "links":
+        items = "".join(f"<li><a href='#{_e(a)}'>{_e(t)}</a></li>" for t, a in b[1])
+        return f"<nav><ul>{items}</ul></nav>"
     if kind == "table":
         head = "".join(f"<th>{_e(c)}</th>" for c in b[1])
         body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in b[2])
@@ -485,7 +490,7 @@ def write_report(out: Path, results: list[dict], title: str = "The notes, tested
     blocks += [("p", _ABOUT), ("small", _header_text(header))]
     chapters = [(n.title, n.file) for n in notes or []]
     chapters += [("Beyond the notes", "beyond"), ("Checks of the library's math", "checks")]
-    blocks.append(("list", [f"{name}" for name, _ in chapters] + ["Index of experiments"]))
+    blocks.append(("links", [*chapters, ("Index of experiments", "index")]))
     blocks += _book_blocks(results, notes)
     blocks.append(("h2", "Index of experiments", "index"))
     for r in results:

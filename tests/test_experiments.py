@@ -360,3 +360,21 @@ def test_the_book_reads_note_by_note_with_each_sentence_and_its_claims(tmp_path)
     line = _report.coverage_line(cov)
     assert "3 sentences mapped, 3 testable here; 2 tested by claims (1 reproduced, 1 not " in line
     assert "1 not tested yet" in line
+
+
+def test_a_failing_experiment_does_not_stop_the_others(tmp_path, fake, monkeypatch, capsys):
+    broken = types.ModuleType("jaxopt_notes.experiments.broken")
+    broken.SUMMARY, broken.DATA, broken.Config = "fails", "none", FakeConfig
+    broken.claims = fake_claims
+
+    def fail(cfg, out_dir):
+        raise FloatingPointError("diverged")
+
+    broken.main = fail
+    monkeypatch.setitem(sys.modules, "jaxopt_notes.experiments.broken", broken)
+    monkeypatch.setattr(experiments, "NAMES", ["broken", "fake"])
+    code = cli.main(["experiments", "run", "--all", "--quick", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "1 experiment(s) failed" in err and "broken: FloatingPointError" in err
+    assert (tmp_path / "fake" / "result.json").exists()  # the one after it still ran
+    assert "fake" in (tmp_path / "REPORT.md").read_text()

@@ -89,9 +89,13 @@ def run_cli(args: argparse.Namespace) -> int:
     except OSError as e:
         return _fail(f"`--out` {args.out!r} cannot be made a folder: {e.strerror or e}")
     if args.all:
-        results = lab.run_all(args.out, args.quick, overrides)
+        try:
+            results = lab.run_all(args.out, args.quick, overrides)
+        except RuntimeError as error:  # some experiments failed; the others' report is written
+            print(f"jaxopt-notes experiments: error: {error}", file=sys.stderr)
+            return 1
     else:
-        results = lab.run_many([args.name], args.out, args.quick, {args.name: overrides})
+        results = lab.run_many([args.name], args.out, args.quick, {args.name: overrides})[0]
     for r in results:
         for c in r["claims"]:
             label = c["verdict"] if c["kind"] == "claim" else f"{c['kind']} {c['verdict']}"
