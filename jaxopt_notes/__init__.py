@@ -83,6 +83,7 @@ from jaxopt_notes.optimizers_schedule_free import (
     schedule_free_eval_params,
     schedule_free_sgd,
 )
+from jaxopt_notes.optimizers_shampoo import graft, shampoo, shampoo_preconditioner
 from jaxopt_notes.optimizers_sophia import (
     clipped_ratio,
     hessian_moment,
@@ -154,6 +155,7 @@ __all__ = [
     "first_moment",
     "fused",
     "global_norm",
+    "graft",
     "hessian_moment",
     "hutchinson_diagonal",
     "hyperparams",
@@ -195,6 +197,8 @@ __all__ = [
     "schedules",
     "second_moment",
     "sgd",
+    "shampoo",
+    "shampoo_preconditioner",
     "sign_momentum",
     "skip_nonfinite",
     "slow_momentum",
