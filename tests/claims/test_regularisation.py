@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from jaxopt_notes.experiments import _mnist
 from jaxopt_notes.experiments import regularisation as exp
 
 from jaxopt_notes import experiments
@@ -29,12 +30,16 @@ def test_tiny_reproduces_and_removing_the_remedies_flips_them(tmp_path):
     assert verdict_of(off, "early_stopping") == "not_reproduced"
 
 
-def arm(train, test, norm=10.0, seeds=5):
+def arm(train, test, norm=10.0, seeds=5, images=1000):
+    right = np.zeros((seeds, images), bool)
+    for i in range(seeds):  # the first images right, the same ones in every arm (paired)
+        right[i, : int(round((test + 0.001 * i) * images))] = True
     return {
         "train_accuracy": [train] * seeds,
         "test_accuracy": [test + 0.001 * i for i in range(seeds)],
         "gap": [train - test - 0.001 * i for i in range(seeds)],
         "weight_norm": [norm] * seeds,
+        "test_correct": _mnist.bits(right),
     }
 
 
@@ -50,7 +55,7 @@ def metrics(remedy, stop_ratio=0.7, seeds=5) -> dict:
     summary = {"baseline": arm(1.0, 0.70, norm=20.0), "early_stopping": stop}
     for name in exp.ARMS[1:]:
         summary[name] = remedy
-    return {"summary": summary | {"n_test": 1000}}
+    return {"summary": summary}
 
 
 def cfg():
