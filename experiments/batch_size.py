@@ -59,7 +59,7 @@ class Config:
     hessian_examples: int = 1000
     lanczos_iter: int = 20
     timing_repeats: int = 7
-    min_test_gain: float = param(0.002, low=0.0, help="accuracy, as a fraction")
+    min_test_gain: float = param(0.01, low=0.0, help="accuracy, as a fraction")
     sharpness_ratio: float = param(2.0, low=1.0)
     noise_ratio: float = param(2.0, low=1.0)
     slowdown: float = param(1.0, low=0.0, low_open=True)
@@ -149,6 +149,7 @@ def train_to_loss(cfg: Config, arrays: _mnist.Arrays, apply, params, keys, bs: i
         "train_loss": np.asarray(loss).tolist(),
         "train_accuracy": np.asarray(train_hits.mean(-1)).tolist(),
         "test_accuracy": np.asarray((logits.argmax(-1) == arrays.y_test).mean(-1)).tolist(),
+        "test_correct": _mnist.bits(np.asarray(logits.argmax(-1) == arrays.y_test)),
         "test_loss": np.asarray(test_loss.mean(-1)).tolist(),
     }
 
@@ -246,7 +247,9 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     reached = all(
         v <= cfg.target_loss for b in metrics["per_batch"].values() for v in b["train_loss"]
     )
-    gain = _stats.paired_difference(small["test_accuracy"], large["test_accuracy"])
+    right = [_mnist.unbits(a["test_correct"], (n, 1))[:, 0] for a in (small, large)]
+    _stats.resolvable(cfg.min_test_gain, right[0].shape[-1])
+    gain = _stats.accuracy_gain(*right)  # over seeds and test images
     sharper = _stats.paired_ratio(large["sharpness"], small["sharpness"])
     noisier = _stats.paired_ratio(small["noise"], large["noise"])
     slower = _stats.timing_ratio(small["epoch_seconds"], large["epoch_seconds"])
@@ -263,8 +266,9 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
                     "test-accuracy gain of the small batch (fraction)",
                     ">",
                     cfg.min_test_gain,
-                    "0.2 points, the smallest gap in Keskar et al.'s Table 2 (network F1 on "
-                    "MNIST: 98.03% small vs 97.81% large batch)",
+                    "1 point: about the smallest paired gain 1,000 test images resolve (two "
+                    "standard errors at a few percent disagreement); Keskar et al.'s smallest "
+                    "gap (0.2 points, 2 of 1,000 images) is below it",
                     n,
                     paired=True,
                 ),

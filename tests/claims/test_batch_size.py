@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from jaxopt_notes.experiments import _mnist
 from jaxopt_notes.experiments import batch_size as exp
 
 from jaxopt_notes import experiments
@@ -22,9 +23,13 @@ def test_tiny_reproduces_and_equal_batch_sizes_flip_it(tmp_path):
     assert verdict_of(same, "small_batch_slower_per_epoch") == "not_reproduced"  # same count
 
 
-def arm(test, sharp, noise, loss=0.019, seconds=1.0, seeds=5) -> dict:
+def arm(test, sharp, noise, loss=0.019, seconds=1.0, seeds=5, images=1000) -> dict:
     wiggle = [1 + 0.01 * i for i in range(seeds)]
+    right = np.zeros((seeds, images), bool)
+    for i in range(seeds):  # paired: the same first images right in every arm
+        right[i, : int(round((test + 0.001 * i) * images))] = True
     return {
+        "test_correct": _mnist.bits(right),
         "steps": [500] * seeds,
         "train_loss": [loss * w for w in wiggle],
         "train_accuracy": [1.0] * seeds,
@@ -46,8 +51,14 @@ def verdicts(small: dict, large: dict) -> dict:
 
 
 def test_a_flatter_better_small_batch_passes():
-    v = verdicts(arm(0.95, 3.0, 0.5, seconds=3.0), arm(0.94, 9.0, 0.1))
+    v = verdicts(arm(0.97, 3.0, 0.5, seconds=3.0), arm(0.94, 9.0, 0.1))
     assert set(v.values()) == {"reproduced"}
+
+
+def test_a_gain_of_two_test_images_is_not_a_win():
+    # Keskar's smallest gap, 0.2 points, is 2 of 1,000 test images: below the 1-point threshold
+    v = verdicts(arm(0.942, 3.0, 0.5), arm(0.94, 9.0, 0.1))
+    assert v["small_batch_generalises"] == "not_reproduced"
 
 
 def test_the_control_fails_the_claim_when_the_arms_stopped_at_different_losses():
