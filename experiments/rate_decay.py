@@ -21,6 +21,7 @@ converges linearly and loses its floor); ``fast_power=1`` (the too-fast arm deca
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -172,6 +173,27 @@ def _pos(a: np.ndarray) -> np.ndarray:
     return np.maximum(np.nan_to_num(np.asarray(a, np.float64), nan=np.inf), 1e-30)
 
 
+def stated_tests(cfg: Config) -> tuple[Test, Test, Callable[[str], Test]]:
+    """The tests, fixed before the run: a stalled run keeps its error, a converging one loses
+    it, and a stall or a floor leaves the run an order of magnitude short."""
+    n, T, e = cfg.seeds, cfg.steps, cfg.early
+    keep = Test(
+        f"error at t = {T} / error at t = {e}",
+        ">",
+        cfg.stall_keep,
+        f"after t = {e}, p = 2 has lr0/{e} of its rate budget left (it keeps >= exp(-2 h_max "
+        f"lr0 / {e}) of its error) and a run at its floor keeps all; 1/t keeps {e / T:g}",
+        n,
+        paired=True,
+    )
+    falls = dataclasses.replace(keep, comparison="<", threshold=cfg.falling_max)
+
+    def short(what: str) -> Test:
+        return Test(what, ">", cfg.gap, "pre-stated: an order of magnitude short", n, True)
+
+    return keep, falls, short
+
+
 def claims(metrics: dict, cfg: Config) -> list[dict]:
     final, early = _pos(metrics["final"]), _pos(metrics["early"])
     at = cfg.lr_grid.index(cfg.lr0)
@@ -185,21 +207,8 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     def gap(i, j, k, m):
         return _stats.paired_ratio(final[i, j], final[k, m])
 
-    n, T, e = cfg.seeds, cfg.steps, cfg.early
-    keep = Test(
-        f"error at t = {T} / error at t = {e}",
-        ">",
-        cfg.stall_keep,
-        "after t = 100, p = 2 has lr0/100 of its rate budget left (it keeps >= exp(-2 h_max "
-        "lr0 / 100) of its error) and a run at its floor keeps all; 1/t keeps 1e-2",
-        n,
-        paired=True,
-    )
-    falls = dataclasses.replace(keep, comparison="<", threshold=cfg.falling_max)
-
-    def short(what: str) -> Test:
-        return Test(what, ">", cfg.gap, "pre-stated: an order of magnitude short", n, True)
-
+    keep, falls, short = stated_tests(cfg)
+    e = cfg.early
     stable = [cfg.lr_grid.index(lr) for lr in cfg.wide_range]
     tail = float(np.mean(metrics["tail_mean"][none, at]))
     want = floor(cfg.lr0, cfg)

@@ -167,6 +167,46 @@ def measure(cfg: Config) -> dict:
     }
 
 
+def stated_tests(cfg: Config) -> dict[str, Test]:
+    """The tests, fixed before the run, with where each threshold comes from."""
+    n, d, tail = cfg.seeds, cfg.depth, (cfg.depth - 1) / 2
+    grad, std = f"||dL/dW_1|| / ||dL/dW_{d}||", f"std of layer {d}'s activations / layer 1's"
+    return {
+        "sigmoid": Test(
+            f"{grad}, sigmoid + Xavier",
+            "<",
+            cfg.sigmoid_ratio_max,
+            f"sigmoid' <= 1/4 at each of the {d - 1} layers between, Xavier weights keeping "
+            f"norms about level: (1/4)^{d - 1}; {cfg.sigmoid_ratio_max:g} leaves room for "
+            "operator norms up to 2 per layer",
+            n,
+        ),
+        "relu": Test(
+            f"{grad}, {cfg.gradient_activation} + He",
+            "within",
+            cfg.relu_ratio_band,
+            "He's derivation keeps the backward variance level at each layer: ratio 1, a factor "
+            "3 either way for the input's own norm and finite width",
+            n,
+        ),
+        "xavier": Test(
+            f"{std}, Xavier",
+            "<",
+            cfg.xavier_std_ratio_max,
+            f"ReLU halves the variance per layer under Xavier: (1/2)^{tail:g} = {0.5**tail:.3f}; "
+            f"{cfg.xavier_std_ratio_max:g} is about the geometric midpoint of that and 1",
+            n,
+        ),
+        "he": Test(
+            f"{std}, He",
+            "within",
+            cfg.he_std_ratio_band,
+            "He's factor 2 cancels the halving: ratio 1, a factor 2 either way",
+            n,
+        ),
+    }
+
+
 def claims(metrics: dict, cfg: Config) -> list[dict]:
     a = list(arms(cfg))
     m = {k: metrics["arms"][k] for k in a}
@@ -177,61 +217,26 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
         k: _stats.paired_ratio(v["act_std"][:, -1], v["act_std"][:, 0]) for k, v in m.items()
     }
     excess = float(np.max(m["sigmoid, Xavier"]["quarter_slope_excess"]))
-    n, d, tail = cfg.seeds, cfg.depth, (cfg.depth - 1) / 2
+    t, d = stated_tests(cfg), cfg.depth
     return [
         claim(
             f"In a {d}-layer MLP at init, sigmoid with Xavier weights lets the first layer's "
             f"gradient vanish against the last's; {cfg.gradient_activation} with He weights keeps "
             "them level",
             [first_last[a[0]], first_last[a[1]]],
-            [
-                Test(
-                    f"||dL/dW_1|| / ||dL/dW_{d}||, sigmoid + Xavier",
-                    "<",
-                    cfg.sigmoid_ratio_max,
-                    f"sigmoid' <= 1/4 at each of the {d - 1} layers between, Xavier weights "
-                    f"keeping norms about level: (1/4)^{d - 1}; 0.1 leaves room for operator "
-                    "norms up to 2 per layer",
-                    n,
-                ),
-                Test(
-                    f"||dL/dW_1|| / ||dL/dW_{d}||, {cfg.gradient_activation} + He",
-                    "within",
-                    cfg.relu_ratio_band,
-                    "He's derivation keeps the backward variance level at each layer: ratio 1, "
-                    "a factor 3 either way for the input's own norm and finite width",
-                    n,
-                ),
-            ],
+            [t["sigmoid"], t["relu"]],
             RELU_000,
-            {"same ratio, " + k: first_last[k] for k in a[2:]},
+            {"same ratio, " + k: first_last[k] for k in (a[2], a[4])},
             note="the ratio compares layers, not sizes: under ReLU with Xavier weights the "
-            "activations and the backward signal shrink together, so that ratio is near 1 while "
-            "every gradient is small (the figure's left panel shows the sizes); tanh with Xavier, "
-            "slope 1 at 0, keeps the ratio level too",
+            "activations and the backward signal shrink together, so that ratio can sit near 1 "
+            "while every gradient is small (the figure's left panel shows the sizes)",
             id="relu_relieves_vanishing",
         ),
         claim(
             f"Under {cfg.init_activation}, Xavier weights (std 1/sqrt(n)) shrink the activations "
             f"layer after layer; He's factor 2 (std sqrt(2/n)) keeps them spread",
             [std_ratio[a[2]], std_ratio[a[3]]],
-            [
-                Test(
-                    f"std of layer {d}'s activations / layer 1's, Xavier",
-                    "<",
-                    cfg.xavier_std_ratio_max,
-                    f"ReLU halves the variance per layer under Xavier: (1/2)^{tail:g} = "
-                    f"{0.5**tail:.3f}; 0.2 is about the geometric midpoint of that and 1",
-                    n,
-                ),
-                Test(
-                    f"std of layer {d}'s activations / layer 1's, He",
-                    "within",
-                    cfg.he_std_ratio_band,
-                    "He's factor 2 cancels the halving: ratio 1, a factor 2 either way",
-                    n,
-                ),
-            ],
+            [t["xavier"], t["he"]],
             HE_004,
             {"same ratio, " + k: std_ratio[k] for k in (a[0], a[4])},
             id="he_factor_two_keeps_spread",
