@@ -1,6 +1,7 @@
 r"""Learning-rate schedules: each returns a jit-safe function ``step -> learning_rate``.
 
-Steps count from 0. Any of them can be passed wherever a ``learning_rate`` is accepted.
+Steps count from 0; a negative step (which a traced count cannot refuse) reads as step 0. Any
+of them can be passed wherever a ``learning_rate`` is accepted.
 
 >>> from jaxopt_notes import schedules
 >>> lr = schedules.linear_warmup(schedules.cosine_decay(0.1, decay_steps=100), warmup_steps=10)
@@ -18,7 +19,8 @@ from jaxopt_notes._types import Schedule
 
 
 def _as_float(step) -> jax.Array:
-    return jnp.asarray(step).astype(jnp.result_type(float))
+    # clamped at 0: below it step decay gave inf, inverse-time decay NaN, warm-up a negative rate
+    return jnp.maximum(jnp.asarray(step).astype(jnp.result_type(float)), 0.0)
 
 
 def constant(value: float) -> Schedule:

@@ -80,3 +80,19 @@ def test_jit_safe_and_bad_input():
         S.step_decay(0.1, every=0)
     with pytest.raises(ValueError, match="`alpha` must be in"):
         S.cosine_decay(0.1, decay_steps=10, alpha=2.0)
+
+
+def test_a_negative_step_reads_as_step_zero():
+    s = S
+    made = [
+        s.constant(0.1),
+        s.step_decay(0.1, gamma=0.5, every=10),
+        s.exponential_decay(0.1, decay_rate=0.5, decay_steps=10),
+        s.inverse_time_decay(0.1, decay_rate=2.0, power=0.5),
+        s.cosine_decay(0.1, decay_steps=100),
+        s.linear_warmup(s.constant(0.1), warmup_steps=10),
+        s.cyclic(0.1, period=10, period_mult=2.0),
+    ]
+    for schedule in made:
+        for step in (-1, -5, -(10**6)):
+            assert float(schedule(step)) == float(schedule(0)), (schedule, step)

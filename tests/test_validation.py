@@ -173,3 +173,13 @@ def test_a_state_from_another_optimizer_is_refused():
         jn.adam(0.1).update(params, jn.sgd(0.1, 0.9).init(params), params)
     with pytest.raises(ValueError, match="made by another optimizer"):
         jn.amsgrad(0.1).update(params, jn.adamw(0.1).init(params), params)
+
+
+def test_augmentations_larger_than_the_image_allows_are_refused():
+    from jaxopt_notes.train import config as config_lib
+
+    with pytest.raises(ValueError, match=r"`shift` must be at most 13 pixels for mnist5k's 28x28"):
+        config_lib.TrainConfig(shift=50)
+    with pytest.raises(ValueError, match=r"`cutout` must be at most 4 pixels for digits's 8x8"):
+        config_lib.TrainConfig(dataset="digits", cutout=5)
+    config_lib.TrainConfig(dataset="digits", shift=3, cutout=4)  # at the bounds

@@ -43,6 +43,7 @@ from jaxopt_notes.data.augment import (
 __all__ = [
     "Augment",
     "DATASETS",
+    "IMAGE_SIDE",
     "Dataset",
     "EMBEDDED",
     "SPLIT_SEED",
@@ -67,6 +68,8 @@ __all__ = [
 EMBEDDED = ("mnist5k", "digits")
 TFDS = ("mnist", "fashion_mnist", "cifar10")
 DATASETS = EMBEDDED + TFDS
+# the images' side in pixels: it bounds the augmentations that move or hide part of an image
+IMAGE_SIDE = {"mnist5k": 28, "digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32}
 SPLIT_SEED = 0
 
 

@@ -188,7 +188,22 @@ class TrainConfig:
         _real("elastic_sigma", self.elastic_sigma, low=0.0, low_open=True)
         _real("cycle_mult", self.cycle_mult, low=1.0)
         _at_least("width", self.width, 1)
+        self._check_augment_sizes()
         self.hyperparameters()  # refuses knobs the optimizer does not take
+
+    def _check_augment_sizes(self) -> None:
+        """A shift of half the image moves the digit off it, and a cutout larger than half of
+        it hides most of it: both train on images with nothing left to learn from."""
+        side = data_lib.IMAGE_SIDE.get(self.dataset)
+        if side is None:
+            return
+        for name in ("shift", "tta_shift", "cutout"):
+            value, most = getattr(self, name), (side - 1) // 2 if name != "cutout" else side // 2
+            if value > most:
+                raise ValueError(
+                    f"`{name}` must be at most {most} pixels for {self.dataset}'s "
+                    f"{side}x{side} images, got {value}"
+                )
 
     @property
     def augment(self) -> data_lib.Augment:
