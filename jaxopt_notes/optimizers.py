@@ -26,6 +26,7 @@ from jaxopt_notes.optimizers_free import dadapt_adamw, dog, dowg, prodigy
 from jaxopt_notes.optimizers_muon import muon
 from jaxopt_notes.optimizers_recent import adan, ademamix, adopt, rprop
 from jaxopt_notes.optimizers_schedule_free import schedule_free_adamw, schedule_free_sgd
+from jaxopt_notes.optimizers_shampoo import shampoo
 from jaxopt_notes.transforms import scale_by_learning_rate, trace
 from jaxopt_notes.trust_ratio import lamb, lars
 
@@ -219,6 +220,7 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "dadapt_adamw": dadapt_adamw,
     "dog": dog,
     "dowg": dowg,
+    "shampoo": shampoo,
 }
 
 # per name, the hyperparameters that decide the state's structure: optax.inject_hyperparams

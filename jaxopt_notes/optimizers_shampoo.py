@@ -25,12 +25,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec as P
 
 from jaxopt_notes import _checks
 from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes._types import GT, LearningRate
 from jaxopt_notes.combine import chain
 from jaxopt_notes.moments import abs_sq, scale_by_sum_of_squares
+from jaxopt_notes.optimizers_muon import _spec, _whole_matrices
 from jaxopt_notes.transforms import _plain, scale_by_learning_rate
 
 
@@ -38,6 +40,10 @@ def _inverse_root(a: jax.Array, p: int) -> jax.Array:
     """:math:`A^{-1/p}` of a symmetric positive definite matrix, by its eigendecomposition."""
     w, v = jnp.linalg.eigh(a)
     return (v * w ** (-1.0 / p)) @ v.T
+
+
+def _split(x: jax.Array, spec: tuple) -> jax.Array:
+    return x if spec == _spec(x) else jax.sharding.reshard(x, P(*spec))
 
 
 class ShampooState(NamedTuple):
@@ -69,8 +75,14 @@ def shampoo_preconditioner(eps: float = 1e-4) -> optax.GradientTransformation:
     def leaf(g, left, right):
         if jnp.ndim(g) != 2:
             return g, left, right
+        # the products and the eigensolver need whole matrices (a split state, as under
+        # jn.zero1, or a split gradient is gathered here, and split back alike after)
+        (g, spec), (left, l_spec), (right, r_spec) = (
+            _whole_matrices(x, "matrix") for x in (g, left, right)
+        )
         left, right = left + g @ g.T, right + g.T @ g
-        return _inverse_root(left, 4) @ g @ _inverse_root(right, 4), left, right
+        u = _inverse_root(left, 4) @ g @ _inverse_root(right, 4)
+        return _split(u, spec), _split(left, l_spec), _split(right, r_spec)
 
     def update_fn(updates, state, params=None):
         del params
