@@ -225,10 +225,19 @@ def test_a_symbolic_link_is_not_a_build(cache, tmp_path):
 # --- the thread knobs -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["-1", "two", "1.5", " 3"])
+@pytest.mark.parametrize("value", ["-1", "two", "1.5", " 3", "99999999999999999999"])
 def test_a_bad_thread_setting_is_an_error_naming_the_variable(monkeypatch, value):
     monkeypatch.setenv(_native.THREADS_ENV, value)
-    with pytest.raises(ValueError, match=r"^\$JAXOPT_NOTES_THREADS must be a whole number >= 0"):
+    with pytest.raises(ValueError, match=r"^\$JAXOPT_NOTES_THREADS must be a whole number from 0"):
+        _native.settings()
+
+
+def test_thread_count_is_bounded_by_the_cores(monkeypatch):
+    monkeypatch.setattr(_native.os, "cpu_count", lambda: 2)
+    monkeypatch.setenv(_native.THREADS_ENV, "8")
+    assert _native.settings()[_native.THREADS_ENV] == 8
+    monkeypatch.setenv(_native.THREADS_ENV, "9")
+    with pytest.raises(ValueError, match="from 0 to 8"):
         _native.settings()
 
 
@@ -290,7 +299,9 @@ def test_build_kernels_bad_input_is_one_error_line(monkeypatch, capsys):
     monkeypatch.setenv(_native.SPIN_ENV, "soon")
     assert cli.main(["build-kernels"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == ["error: $JAXOPT_NOTES_SPIN_US must be a whole number >= 0 (0: off), got 'soon'"]
+    assert err == [
+        "error: $JAXOPT_NOTES_SPIN_US must be a whole number from 0 to 1000000 (0: off), got 'soon'"
+    ]
     with pytest.raises(SystemExit) as exit_:
         cli.main(["build-kernels", "--only", "nope"])
     assert exit_.value.code == 2

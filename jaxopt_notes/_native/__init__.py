@@ -207,10 +207,15 @@ def settings() -> dict[str, int | None]:
     """``{variable: value}`` of the helper threads' variables (None: unset, the default);
     raises ValueError for a value the kernels would not read as a whole number >= 0."""
     values = {}
+    # beyond these a value is a typo: more helper threads than cores only wait on each other,
+    # and a second of spinning per idle helper burns a core
+    most = {THREADS_ENV: 4 * (os.cpu_count() or 1), SPIN_ENV: 1_000_000}
     for name in (THREADS_ENV, SPIN_ENV):
         text = os.environ.get(name, "")
-        if text and not (text.isascii() and text.isdigit()):
-            raise ValueError(f"${name} must be a whole number >= 0 (0: off), got {text!r}")
+        if text and not (text.isascii() and text.isdigit() and int(text) <= most[name]):
+            raise ValueError(
+                f"${name} must be a whole number from 0 to {most[name]} (0: off), got {text!r}"
+            )
         values[name] = int(text) if text else None
     return values
 
