@@ -230,3 +230,14 @@ def test_ema_with_decay_zero_is_the_last_weights_and_ensembles_average(digits):
     both = ensemble.independent(TINY, digits, k=2)
     assert len(both["members"]) == 2 and both["members"][0] != both["members"][1]
     assert 0.0 <= both["ensemble"] <= 1.0
+
+
+def test_a_range_reaching_a_value_train_refuses_is_refused_before_any_trial():
+    from jaxopt_notes.tune.search import check_ends
+    from jaxopt_notes.tune.space import parse_range
+
+    check_ends([parse_range("b1=0.5:0.99:linear")], TINY)  # inside b1's [0, 1)
+    with pytest.raises(ValueError, match=r"the range of 'b1' reaches 1.5, a value a run refuses"):
+        check_ends([parse_range("b1=0.5:1.5:linear")], TINY)
+    with pytest.raises(ValueError, match="learning_rate"):
+        check_ends([parse_range("learning_rate=-1:1:linear")], TINY)

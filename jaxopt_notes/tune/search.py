@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxopt_notes import data as data_lib
 from jaxopt_notes._extras import require
-from jaxopt_notes.train import TrainConfig, to_toml, with_validation
+from jaxopt_notes.train import TrainConfig, make_optimizer, to_toml, with_validation
 from jaxopt_notes.tune import _trials
 from jaxopt_notes.tune.space import Range, check_space, sample
 
@@ -126,6 +126,20 @@ def _keep_better_half(active: np.ndarray, scores: dict[str, np.ndarray]) -> np.n
     return out & active
 
 
+def check_ends(space: list[Range], cfg: TrainConfig) -> None:
+    """Refuses a range that reaches a value a run refuses, before any trial runs: both ends are
+    built as the run's config and optimizer (the fields' valid values are intervals, so the
+    ends decide; a b1 range to 1.5 once chose 1.137 and wrote a config ``train`` refused)."""
+    for r in space:
+        for end in (r.low, r.high):
+            try:
+                make_optimizer(dataclasses.replace(cfg, **{r.name: end}), 1)
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"the range of {r.name!r} reaches {end:g}, a value a run refuses: {error}"
+                ) from None
+
+
 def search(
     cfg: TrainConfig,
     space: list[Range],
@@ -145,6 +159,7 @@ def search(
     ``fine_trials=0`` skips the fine stage.
     """
     check_space(space, _trials.searchable(cfg), _trials.fixed(cfg))
+    check_ends(space, cfg)
     if trials < 1 or fine_trials < 0:
         raise ValueError(
             f"`trials` must be >= 1 and `fine_trials` >= 0, got {trials} and {fine_trials}"
