@@ -113,14 +113,16 @@ def _lanczos(matvec: Callable, g: np.ndarray, rtol: float, max_iter: int) -> _Kr
     QR factorisation of ``T``, and the last rotation's sine shrinks the residual norm.
     """
     g_norm = float(np.linalg.norm(g))
-    basis, alphas, betas = [-g / g_norm], [], []
+    basis = np.empty((max_iter + 1, g.size))  # filled row by row: no copy per step
+    basis[0] = -g / g_norm
+    alphas, betas = [], []
     c1, s1, c2, resid, beta = 1.0, 0.0, 1.0, g_norm, 0.0  # c1, s1: last rotation; c2: one before
     history = [resid]
     for k in range(1, max_iter + 1):
-        w = matvec(basis[-1]) - (beta * basis[-2] if k > 1 else 0.0)
-        alpha = float(basis[-1] @ w)
-        w -= alpha * basis[-1]
-        q = np.asarray(basis)
+        q = basis[:k]
+        w = matvec(q[-1]) - (beta * q[-2] if k > 1 else 0.0)
+        alpha = float(q[-1] @ w)
+        w -= alpha * q[-1]
         w -= q.T @ (q @ w)  # reorthogonalise: MINRES' residual needs an orthonormal basis
         beta_prev, beta = beta, float(np.linalg.norm(w))
         alphas.append(alpha)
@@ -136,14 +138,14 @@ def _lanczos(matvec: Callable, g: np.ndarray, rtol: float, max_iter: int) -> _Kr
         stalled = k > STALL_WINDOW and resid > 0.999 * history[-STALL_WINDOW - 1]
         if resid <= rtol * g_norm or invariant or stalled:  # stalled: the rest is in H's
             break  # near-null space, and more steps only grow the step along it
-        basis.append(w / beta)
+        basis[k] = w / beta
     t = np.zeros((len(alphas) + 1, len(alphas)))
     idx = np.arange(len(alphas))
     t[idx, idx], t[idx + 1, idx] = alphas, betas
     t[idx[:-1], idx[1:]] = betas[:-1]
     ritz = np.linalg.eigvalsh(t[:-1]) if len(alphas) else np.zeros(1)
     hg = float(np.hypot(alphas[0], betas[0]))
-    kr = _Krylov(np.asarray(basis[: len(alphas)]), t, g_norm, resid, hg, float(np.abs(ritz).max()))
+    kr = _Krylov(basis[: len(alphas)], t, g_norm, resid, hg, float(np.abs(ritz).max()))
     return kr._replace(residual=_damped_step(kr, 0.0)[1])  # with H's near-null space cut off
 
 
