@@ -28,9 +28,12 @@ sys.path.insert(0, str(ROOT))
 import jaxopt_notes as jn  # noqa: E402
 from tests import reference as ref  # noqa: E402
 from tests import test_equivalence as eq  # noqa: E402
+from tests import test_factored as tfa  # noqa: E402
 from tests import test_modern as tm  # noqa: E402
 from tests import test_muon as tmu  # noqa: E402
 from tests import test_optax_contract as contract  # noqa: E402
+from tests import test_shampoo as tsh  # noqa: E402
+from tests import test_sophia as tso  # noqa: E402
 
 LR = 1e-2
 
@@ -78,7 +81,22 @@ def torch_rows(torch, steps: int) -> dict[str, tuple[str, float, float]]:
         loop = tm.rel_err(p, tm.run_torch(torch, make, theta0, fixed, steps))
         out[name] = (label, loop, traj)
     out["muon"] = ("torch.optim.Muon + AdamW (bfloat16 cast off)", *_muon_torch(torch, steps))
+    out["adafactor"] = ("torch.optim.Adafactor", *_adafactor_torch(torch, steps))
     return out
+
+
+def _adafactor_torch(torch, steps: int) -> tuple[float, float]:
+    theta0, grad_fn, unravel = ref.mlp_problem()
+    ours = jn.adafactor(LR, convention="pytorch")
+    make = lambda p: torch.optim.Adafactor(p, lr=LR)  # noqa: E731
+    mine = tm.trajectory(ours, theta0, grad_fn, unravel, steps)
+    traj = tm.rel_err(mine, tfa._torch_run(torch, make, lambda k, th: grad_fn(th), steps))
+    fixed = np.random.default_rng(2).normal(size=(steps, theta0.size))
+    p0 = jax.tree.map(jnp.asarray, unravel(theta0))
+    _, p = tm.open_loop(ours, [jax.tree.map(jnp.asarray, unravel(g)) for g in fixed], p0)
+    flat = np.concatenate([np.ravel(p[k]) for k in tfa.KEYS])
+    loop = tm.rel_err(flat, tfa._torch_run(torch, make, lambda k, th: fixed[k], steps))
+    return loop, traj
 
 
 def _muon_torch(torch, steps: int) -> tuple[float, float]:
@@ -123,7 +141,33 @@ def numpy_rows(steps: int) -> dict[str, tuple[str, float]]:
             "tests/reference.py" if name in eq.OPTAX_CASES else "tests/test_modern.py",
             tm.rel_err(mine, ref.run(paper, theta0, grad_fn, steps)),
         )
+    mine = tm.trajectory(jn.shampoo(0.05), theta0, grad_fn, unravel, steps)
+    step, params = tsh.paper_shampoo(0.05), unravel(theta0)
+    for _ in range(steps):
+        params = step(params, unravel(grad_fn(tsh._flat(params))))
+    out["shampoo"] = (
+        "tests/test_shampoo.py (Gupta et al. 2018 Alg. 1, grafted)",
+        tm.rel_err(mine, tsh._flat(params)),
+    )
     return out
+
+
+def sophia_row(steps: int) -> tuple[float, float]:
+    """Sophia (not in jn.OPTIMIZERS: it needs the loss) against optax.contrib.sophia."""
+    import optax
+
+    loss_fn, params = tso._problem()
+    tso.STEPS = steps
+    p1, _ = tso._run(jn.sophia(LR), loss_fn, params, "loss_fn")
+    p2, _ = tso._run(optax.contrib.sophia(LR), loss_fn, params, "obj_fn")
+    rng = np.random.default_rng(1)
+    fixed = [
+        jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape)), params) for _ in range(steps)
+    ]
+    _, u1 = tso._run(jn.sophia(LR), loss_fn, params, "loss_fn", fixed)
+    _, u2 = tso._run(optax.contrib.sophia(LR), loss_fn, params, "obj_fn", fixed)
+    loop = max(tm.tree_rel_err(a, b) for a, b in zip(u1, u2, strict=True))
+    return loop, tm.tree_rel_err(p1, p2)
 
 
 LAMBDAS = {"momentum": "sgd(momentum=0.9)", "nesterov": "sgd(momentum=0.9, nesterov=True)"}
@@ -139,6 +183,10 @@ def _optax_name(name: str) -> str:
     return where + LAMBDAS.get(name, name)
 
 
+def _code(name: str | None) -> str:
+    return f"`{name}`" if name else "none"
+
+
 def _fmt(x: float | None) -> str:
     return "" if x is None else ("0" if x == 0 else f"{x:.1e}")
 
@@ -147,6 +195,7 @@ def table(steps: int) -> str:
     torch = __import__("torch")
     with jax.enable_x64(True):
         optax_rows = {n: vs_optax(n, steps) for n in sorted(contract.ALIASES)}
+        optax_rows["sophia"] = sophia_row(steps)
         t_rows, n_rows = torch_rows(torch, steps), numpy_rows(steps)
     refs = {n: _optax_name(n) for n in optax_rows}
     lines = [
@@ -155,12 +204,12 @@ def table(steps: int) -> str:
         "vs NumPy: own trajectory |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in jn.OPTIMIZERS:
+    for name in [*jn.OPTIMIZERS, "sophia"]:
         o = optax_rows.get(name, (None, None))
         t = t_rows.get(name, ("", None, None))
         p = n_rows.get(name, ("", None))
         lines.append(
-            f"| `{name}` | `{refs.get(name, '')}` | {_fmt(o[0])} | {_fmt(o[1])} | {t[0]} | "
+            f"| `{name}` | {_code(refs.get(name))} | {_fmt(o[0])} | {_fmt(o[1])} | {t[0]} | "
             f"{_fmt(t[1])} | {_fmt(t[2])} | {p[0]} | {_fmt(p[1])} |"
         )
     return "\n".join(lines)
@@ -172,7 +221,9 @@ Every optimizer of `jn.OPTIMIZERS` against its references, in float64: the large
 difference (max |ours - theirs| / max |theirs|, over every step's update and the end point for
 the open loop; over the end point for the own trajectory) after {steps} steps. Open loop: both fed
 one fixed random gradient sequence; own trajectory: each run on the small MLP of
-tests/reference.py, handed the exact gradient at its own parameters. The tests assert 1e-9.
+tests/reference.py, handed the exact gradient at its own parameters (Sophia, which needs the
+loss, on the tanh regression of tests/test_sophia.py). The tests assert 1e-9. `sophia` is not in
+`jn.OPTIMIZERS` (its update needs `loss_fn=`); `jn.sophia` is.
 
 Produced by `python scripts/optimizers_table.py` ({seconds:.0f} s on {machine}); do not edit by
 hand. Versions: jax {jax}, optax {optax}, torch {torch}.
