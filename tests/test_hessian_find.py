@@ -170,3 +170,61 @@ def test_bad_params_and_a_gauss_newton_matrix_are_refused():
     ggn = hessian.GaussNewton(lambda p: p, lambda out: jnp.sum(out**2))
     with pytest.raises(TypeError, match="never finds a saddle"):
         hessian.find_critical(ggn, jnp.array([1.0, 2.0]))
+
+
+# ------------------------------------------------------------ classification on networks
+def test_classify_states_its_gradient_rule(x64):
+    f = xy(lambda x, y: x**2 - y**2)
+    scaled = hessian.classify(f, jnp.array([1e-9, 0.0]), grad_scale=0.5, grad_rtol=1e-6)
+    assert scaled.grad_rule == "grad_rtol x grad_scale" and scaled.grad_tol == 5e-7
+    assert scaled.kind == "saddle" and str(scaled).startswith("a saddle: |g| 2e-09")
+    old = hessian.classify(f, jnp.array([1e-9, 0.0]))
+    assert old.grad_rule.startswith("grad_rtol x lambda_max x max(1, |params|)")
+    with pytest.raises(ValueError, match="`grad_scale` must be > 0, got -1.0"):
+        hessian.classify(f, jnp.zeros(2), grad_scale=-1.0)
+
+
+@pytest.mark.parametrize(
+    "f, point, better",
+    [
+        (lambda x, y: x**2 - 0.1 * y**2, (1.0, 0.0), "gradient"),  # steep slope, weak bend
+        (lambda x, y: x**2 - y**2, (0.3, 0.01), "negative_curvature"),  # near the saddle
+        (lambda x, y: x**2 + y**2, (0.3, 0.1), "gradient"),  # no negative curvature at all
+    ],
+)
+def test_a_non_critical_point_says_which_step_the_model_prefers(x64, f, point, better):
+    c = hessian.classify(xy(f), jnp.array(point))
+    assert c.kind == "not_critical" and c.better_step == better
+    assert c.gradient_decrease > 0 and c.model_radius > 0
+    assert len(c.most_negative) == c.num_negative and np.all(c.most_negative < 0)
+    # along -g at the Cauchy length r the model falls by r|g| - r^2 g.H.g / (2|g|^2)
+    g = np.array(jax.grad(xy(f))(jnp.array(point)))
+    h = np.array(jax.hessian(xy(f))(jnp.array(point)))
+    r = c.model_radius
+    expected = r * np.linalg.norm(g) - 0.5 * r**2 * g @ h @ g / (g @ g)
+    assert c.gradient_decrease == pytest.approx(expected, rel=1e-10)
+
+
+def test_lanczos_minimum_ratio_comes_with_an_error_that_covers_the_truth(x64):
+    """A quadratic with eigenvalues -1 .. 3 (n = 400): 3/4 of them positive."""
+    lam = jnp.linspace(-1.0, 3.0, 400)
+
+    def f(p):
+        return 0.5 * jnp.sum(lam * p**2)
+
+    c = hessian.classify(f, jnp.zeros(400), k=2, method="lanczos", density_probes=8)
+    truth = float(np.mean(np.asarray(lam) > c.eig_tol))
+    assert not c.complete and c.minimum_ratio_error > 0
+    assert abs(c.minimum_ratio - truth) <= c.minimum_ratio_error
+    assert "stochastic Lanczos quadrature, 8 probe(s)" in c.minimum_ratio_source
+    assert c.num_extra_hvps == 8 * 32 + 1 and c.kind == "saddle"
+    np.testing.assert_allclose(c.most_negative, [-1.0, -0.98997494], rtol=1e-6)
+
+
+def test_reprs_show_numbers_not_arrays(x64):
+    loss, params = _digits_mlp(16, n=50)
+    c = hessian.classify(loss, params)
+    eig = hessian.eigenvalues(loss, params, k=3, which="both")
+    for text in (repr(c), str(c), repr(eig), str(eig)):
+        assert len(text) < 300 and "array" not in text.lower() and "\n" not in text
+    assert c.eigenvalues.shape == (1210,) and eig.flat_vectors.shape == (6, 1210)
