@@ -84,6 +84,7 @@ from jaxopt_notes.optimizers_schedule_free import (
     schedule_free_sgd,
 )
 from jaxopt_notes.optimizers_shampoo import graft, shampoo, shampoo_preconditioner
+from jaxopt_notes.optimizers_soap import scale_by_soap, soap
 from jaxopt_notes.optimizers_sophia import (
     clipped_ratio,
     hessian_moment,
@@ -189,6 +190,7 @@ __all__ = [
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_shape",
+    "scale_by_soap",
     "scale_by_sum_of_squares",
     "schedule_free",
     "schedule_free_adamw",
@@ -202,6 +204,7 @@ __all__ = [
     "sign_momentum",
     "skip_nonfinite",
     "slow_momentum",
+    "soap",
     "sophia",
     "switch",
     "trace",

@@ -27,6 +27,7 @@ from jaxopt_notes.optimizers_muon import muon
 from jaxopt_notes.optimizers_recent import adan, ademamix, adopt, rprop
 from jaxopt_notes.optimizers_schedule_free import schedule_free_adamw, schedule_free_sgd
 from jaxopt_notes.optimizers_shampoo import shampoo
+from jaxopt_notes.optimizers_soap import soap
 from jaxopt_notes.transforms import scale_by_learning_rate, trace
 from jaxopt_notes.trust_ratio import lamb, lars
 
@@ -221,6 +222,7 @@ OPTIMIZERS: dict[str, Callable[..., GT]] = {
     "dog": dog,
     "dowg": dowg,
     "shampoo": shampoo,
+    "soap": soap,
 }
 
 # per name, the hyperparameters that decide the state's structure: optax.inject_hyperparams

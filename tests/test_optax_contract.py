@@ -68,7 +68,7 @@ def _grads(params, k):
 
 
 # ours with no optax counterpart, checked against their own references elsewhere
-NO_OPTAX = {"shampoo": "tests/test_shampoo.py"}
+NO_OPTAX = {"shampoo": "tests/test_shampoo.py", "soap": "tests/test_soap.py"}
 
 
 def test_every_alias_of_ours_is_covered():
