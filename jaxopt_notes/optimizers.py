@@ -2,7 +2,10 @@ r"""The SGD family (sgd, momentum, Nesterov, AdaGrad, RMSProp) and the table of 
 
 Each is a short visible chain of the building blocks; the Adam family lives in
 :mod:`jaxopt_notes.adam_family`, the newer methods in :mod:`jaxopt_notes.modern`,
-:mod:`jaxopt_notes.trust_ratio` and :mod:`jaxopt_notes.adadelta`. Every optimizer takes
+:mod:`jaxopt_notes.trust_ratio` and :mod:`jaxopt_notes.adadelta`, those of 2022-2024 in the
+``optimizers_*`` modules (Muon; ADOPT, AdEMAMix, Adan, Rprop; Adafactor; Schedule-Free; DoG,
+DoWG, Prodigy, D-Adaptation; Shampoo; SOAP; Sophia, which needs the loss, is not in the
+table). Every optimizer takes
 ``convention="optax"`` (default: the same numbers as the optax optimizer of the same name) or
 ``convention="pytorch"`` (the same numbers as ``torch.optim``). Where the two frameworks
 differ the chain differs, and the docstring says how. ``learning_rate`` is a float or a

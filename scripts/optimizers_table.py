@@ -33,6 +33,7 @@ from tests import test_modern as tm  # noqa: E402
 from tests import test_muon as tmu  # noqa: E402
 from tests import test_optax_contract as contract  # noqa: E402
 from tests import test_shampoo as tsh  # noqa: E402
+from tests import test_soap as tsoap  # noqa: E402
 from tests import test_sophia as tso  # noqa: E402
 
 LR = 1e-2
@@ -148,6 +149,11 @@ def numpy_rows(steps: int) -> dict[str, tuple[str, float]]:
     out["shampoo"] = (
         "tests/test_shampoo.py (Gupta et al. 2018 Alg. 1, grafted)",
         tm.rel_err(mine, tsh._flat(params)),
+    )
+    ours_soap, paper_soap = tsoap.trajectories(steps)
+    out["soap"] = (
+        "tests/test_soap.py (Vyas et al. 2024 Alg. 3; least squares)",
+        tm.tree_rel_err(ours_soap, paper_soap),
     )
     return out
 

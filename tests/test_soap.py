@@ -82,8 +82,9 @@ def test_open_loop_equals_the_paper(x64):
     assert tree_rel_err(p, p0) > 1e-3
 
 
-def test_own_trajectory_equals_the_paper(x64):
-    """Least squares with square weights: loss = |X w v - Y|^2 / 2n + |b - 1|^2 / 2."""
+def least_squares():
+    """Least squares with square weights: loss = |X w v - Y|^2 / 2n + |b - 1|^2 / 2, the
+    unused columns of w under a small ridge (so L and R have full rank); ``p -> grads``."""
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(40, 6)), rng.normal(size=(40, 4))
 
@@ -91,21 +92,32 @@ def test_own_trajectory_equals_the_paper(x64):
         r = (x @ p["w"][:, :4] @ p["v"] - y) / len(x)
         gw = np.zeros((6, 6))
         gw[:, :4] = x.T @ r @ p["v"].T
-        gw[:, 4:] = 0.01 * p["w"][:, 4:]  # the unused columns: a small ridge, full-rank L, R
+        gw[:, 4:] = 0.01 * p["w"][:, 4:]
         return {"w": gw, "v": (x @ p["w"][:, :4]).T @ r, "b": p["b"] - 1.0}
 
+    return grads_of
+
+
+def trajectories(steps=STEPS) -> tuple:
+    """(ours, the paper's) final params along each one's own path on :func:`least_squares`."""
+    grads_of = least_squares()
     tx = jn.soap(3e-2, weight_decay=1e-3, precondition_frequency=3, shampoo_beta=0.9)
     params = jax.tree.map(jnp.asarray, _start())
     state, update = tx.init(params), jax.jit(tx.update)
-    for _ in range(STEPS):
+    for _ in range(steps):
         g = jax.tree.map(jnp.asarray, grads_of(jax.tree.map(np.asarray, params)))
         u, state = update(g, state, params)
         params = optax.apply_updates(params, u)
     paper, q = paper_soap(3e-2, wd=1e-3, f=3, beta_s=0.9), _start()
-    for _ in range(STEPS):
+    for _ in range(steps):
         q = paper(q, grads_of(q))
-    assert tree_rel_err(params, q) < TOL
-    assert tree_rel_err(params, _start()) > 1e-3
+    return params, q
+
+
+def test_own_trajectory_equals_the_paper(x64):
+    ours, paper = trajectories()
+    assert tree_rel_err(ours, paper) < TOL
+    assert tree_rel_err(ours, _start()) > 1e-3
 
 
 def test_the_first_step_is_adams(x64):
