@@ -186,3 +186,21 @@ def test_no_nan_in_json_we_write(tmp_path):
     assert summary["train_accuracy"] is not None
     for line in (out / "metrics.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=pytest.fail)
+
+
+def test_an_edited_config_is_refused_on_resume_and_on_read(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    text = (out / "config.toml").read_text()
+    edited = re.sub(r"(?m)^learning_rate = .*$", "learning_rate = 0.5", text)
+    assert edited != text
+    (out / "config.toml").write_text(edited)
+    code = cli.main(["train", "--resume", "--epochs", "2", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "was edited after the run was created (learning_rate: 0.01 -> 0.5)" in err[0]
+    with pytest.raises(ValueError, match="was edited after the run was created"):
+        train.load_run(out)
+    (out / "config.toml").write_text(text)  # restored: readable again
+    assert train.load_run(out).epoch == 1

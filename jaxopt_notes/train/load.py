@@ -15,7 +15,7 @@ from flax import nnx
 from jaxopt_notes import _checks, models
 from jaxopt_notes import data as data_lib
 from jaxopt_notes.train import runs
-from jaxopt_notes.train.config import TrainConfig, make_optimizer, read_toml
+from jaxopt_notes.train.config import TrainConfig, make_optimizer
 from jaxopt_notes.train.loop import with_validation
 from jaxopt_notes.train.steps import init_state, label_loss, make_mesh
 
@@ -124,7 +124,7 @@ def load_run(run_dir: str | Path) -> Run:
     path = Path(run_dir)
     if not (path / "run.json").is_file() or not (path / "config.toml").is_file():
         raise ValueError(f"`run_dir` must be a run directory with run.json, got {str(path)!r}")
-    cfg = read_toml(path / "config.toml")
+    cfg = runs.read_config(path)
     identity = runs.read_identity(path)
     data = with_validation(cfg, None)
     if (data.split or {}) != identity.get("split", {}):

@@ -103,12 +103,37 @@ def start(out: Path, cfg: config_lib.TrainConfig, split: dict[str, Any]) -> str:
     """Writes ``config.toml`` and ``run.json`` of a new run; returns its id."""
     run_id = uuid.uuid4().hex
     write_atomic(out / "config.toml", config_lib.to_toml(cfg))
-    write_atomic(out / "run.json", json.dumps({"run_id": run_id, "split": split}, indent=2))
+    identity = {"run_id": run_id, "split": split, "config": _plain(cfg)}
+    write_atomic(out / "run.json", json.dumps(identity, indent=2))
     return run_id
 
 
 def read_identity(out: Path) -> dict[str, Any]:
     return json.loads((out / "run.json").read_text())
+
+
+def _plain(cfg: config_lib.TrainConfig) -> dict[str, Any]:
+    """The config as JSON values (tuples as lists), as run.json records it."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def read_config(out: Path) -> config_lib.TrainConfig:
+    """The run's ``config.toml``, refused if it was edited after the run was created (run.json
+    records the config it started with): an edited learning rate or loss would be claimed for
+    epochs, checkpoints and analyses that never used it."""
+    cfg = config_lib.read_toml(out / "config.toml")
+    recorded = read_identity(out).get("config")
+    if recorded is None:  # a run from before run.json recorded its config
+        return cfg
+    now = _plain(cfg)
+    changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {recorded.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"`config.toml` of the run {str(out)!r} was edited after the run was created "
+            f"({shown}); restore it, or start a new run with --config"
+        )
+    return cfg
 
 
 def keep_horizon(out: Path, cfg: config_lib.TrainConfig) -> config_lib.TrainConfig:
@@ -117,12 +142,12 @@ def keep_horizon(out: Path, cfg: config_lib.TrainConfig) -> config_lib.TrainConf
     path = out / "config.toml"
     if cfg.schedule_epochs or not path.is_file():
         return cfg
-    return dataclasses.replace(cfg, schedule_epochs=config_lib.read_toml(path).schedule_epochs)
+    return dataclasses.replace(cfg, schedule_epochs=read_config(out).schedule_epochs)
 
 
 def check_resumable(out: Path, cfg: config_lib.TrainConfig, done: int) -> None:
     """``cfg`` must be the run's config, except ``epochs``, which may only stay or grow."""
-    saved = dataclasses.asdict(config_lib.read_toml(out / "config.toml"))
+    saved = dataclasses.asdict(read_config(out))
     wanted = dataclasses.asdict(cfg)
     changed = sorted(k for k in wanted if k != "epochs" and saved.get(k) != wanted[k])
     if changed:
