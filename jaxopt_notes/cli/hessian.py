@@ -108,7 +108,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"`--trace-samples` must be >= 2, got {args.trace_samples}")
     if not args.tol > 0:
         raise ValueError(f"`--tol` must be > 0, got {args.tol}")
-    if args.run and os.path.abspath(args.out).startswith(os.path.abspath(args.run) + os.sep):
+    out, run = (os.path.realpath(p) for p in (args.out, args.run or ""))
+    if args.run and (out == run or out.startswith(run + os.sep)):  # the run itself, or in it
         raise ValueError(f"`--out` must lie outside the run directory, got {args.out!r}")
 
 
