@@ -204,3 +204,14 @@ def test_an_edited_config_is_refused_on_resume_and_on_read(tmp_path, capsys):
         train.load_run(out)
     (out / "config.toml").write_text(text)  # restored: readable again
     assert train.load_run(out).epoch == 1
+
+
+def test_resuming_past_a_cosine_horizon_is_refused_saying_why(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0  # cosine to 0
+    capsys.readouterr()
+    code = cli.main(["train", "--resume", "--epochs", "3", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "runs past the run's cosine horizon of 1 epochs" in err[0]
+    assert "epochs 2-3 would not train" in err[0]

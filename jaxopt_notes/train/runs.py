@@ -156,6 +156,14 @@ def check_resumable(out: Path, cfg: config_lib.TrainConfig, done: int) -> None:
         )
     if cfg.epochs < done:
         raise ValueError(f"`epochs` must be >= the {done} epochs already run, got {cfg.epochs}")
+    horizon = cfg.schedule_epochs or cfg.epochs
+    if cfg.schedule == "cosine" and cfg.lr_alpha == 0 and cfg.epochs > horizon:
+        # stretching the horizon would change the epochs already run; past it the rate is 0
+        raise ValueError(
+            f"`epochs` {cfg.epochs} runs past the run's cosine horizon of {horizon} epochs, "
+            f"where its learning rate is 0: epochs {horizon + 1}-{cfg.epochs} would not train; "
+            f"start a new run with --epochs {cfg.epochs} instead"
+        )
 
 
 def save_point(out: Path, epoch: int, params: Any) -> None:
