@@ -98,7 +98,8 @@ def factored_rms(
     def init_leaf(p):
         stub, axes = jnp.zeros((1,), _real(p)), axes_of(p)
         if axes is None:
-            return stub, stub, jnp.zeros_like(p, _real(p))  # zeros_like: keeps p's sharding
+            # zeros_like keeps p's sharding; every field its own buffer (states are donated)
+            return stub, jnp.zeros((1,), _real(p)), jnp.zeros_like(p, _real(p))
         row, col = axes
         mean_over = lambda a: jax.eval_shape(lambda x: jnp.mean(abs_sq(x), axis=a), p)  # noqa: E731
         return jnp.zeros_like(mean_over(col)), jnp.zeros_like(mean_over(row)), stub

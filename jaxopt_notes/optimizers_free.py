@@ -39,6 +39,12 @@ def _lowest_float(params: Any) -> Any:
     return min(dtypes, key=lambda d: jnp.finfo(d).bits) if dtypes else jnp.float32
 
 
+def _copy(tree: Any) -> Any:
+    """Fresh buffers: a state field must not share an array with the params or another
+    field, or donating them both to a jitted step (as training does) fails."""
+    return jax.tree.map(jnp.copy, tree)
+
+
 def _sq_norm(tree: Any) -> jax.Array:
     return sum(jnp.sum(abs_sq(x)) for x in jax.tree.leaves(tree))
 
@@ -90,7 +96,7 @@ def scale_by_dog(
         if kind == "heuristic":
             r0 = value * (1 + jnp.sqrt(_sq_norm(params)))
         zero = jnp.asarray(0.0, dtype)
-        return DogState(jnp.asarray(True), params, jnp.asarray(r0, dtype), zero)
+        return DogState(jnp.asarray(True), _copy(params), jnp.asarray(r0, dtype), zero)
 
     def update_fn(updates, state, params=None):
         with_params("scale_by_dog", updates, params)
@@ -130,7 +136,7 @@ def scale_by_dowg(
     def init_fn(params):
         dtype = _lowest_float(params)
         r0 = eps if init_estim_sq_dist is None else init_estim_sq_dist
-        return DowgState(params, jnp.asarray(0.0, dtype), jnp.asarray(r0, dtype))
+        return DowgState(_copy(params), jnp.asarray(0.0, dtype), jnp.asarray(r0, dtype))
 
     def update_fn(updates, state, params=None):
         with_params("scale_by_dowg", updates, params)
@@ -282,7 +288,13 @@ def scale_by_prodigy(
         real = jax.tree.map(lambda p: jnp.zeros_like(p, jnp.finfo(p.dtype).dtype), params)
         zero = jnp.zeros((), dtype)
         return ProdigyState(
-            zeros, real, zeros, params, jnp.asarray(estim_lr0, dtype), zero, zero_count()
+            zeros,
+            real,
+            _copy(zeros),
+            _copy(params),
+            jnp.asarray(estim_lr0, dtype),
+            zero,
+            zero_count(),
         )
 
     def update_fn(updates, state, params=None):
@@ -409,7 +421,7 @@ def scale_by_dadapt_adamw(
         real = jax.tree.map(lambda p: jnp.zeros_like(p, jnp.finfo(p.dtype).dtype), params)
         zero = jnp.zeros((), dtype)
         return DAdaptAdamWState(
-            zeros, real, zeros, jnp.asarray(estim_lr0, dtype), zero, zero_count()
+            zeros, real, _copy(zeros), jnp.asarray(estim_lr0, dtype), zero, zero_count()
         )
 
     def update_fn(updates, state, params=None):

@@ -307,8 +307,8 @@ def scale_by_adan(
     _checks.non_negative("eps_root", eps_root)
 
     def init_fn(params):
-        zeros = _zeros(params)
-        return AdanState(zero_count(), zeros, zeros, _real_zeros(params), zeros)
+        fresh = lambda: _zeros(params)  # noqa: E731  (one buffer per field: states are donated)
+        return AdanState(zero_count(), fresh(), fresh(), _real_zeros(params), fresh())
 
     def update_fn(updates, state, params=None):
         del params

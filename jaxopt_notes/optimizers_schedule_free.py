@@ -76,9 +76,9 @@ def schedule_free(
     def init_fn(params):
         dtype = _lowest_float(params)
         z = jax.tree.map(lambda p: jnp.array(p, dtype=state_dtype or p.dtype), params)  # a copy
-        zero = jnp.zeros([], dtype)
+        zero = lambda: jnp.zeros([], dtype)  # noqa: E731  (a buffer per field: states are donated)
         return ScheduleFreeState(
-            jnp.asarray(b1, dtype), zero, jnp.ones([], jnp.int32), zero, base.init(params), z
+            jnp.asarray(b1, dtype), zero(), jnp.ones([], jnp.int32), zero(), base.init(params), z
         )
 
     def update_fn(updates, state, params=None, **extra_args):

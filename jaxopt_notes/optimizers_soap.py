@@ -78,12 +78,12 @@ def scale_by_soap(
         def eye(p, side):
             return jnp.eye(p.shape[side] if jnp.ndim(p) == 2 else 1, dtype=p.dtype)
 
-        zeros = jax.tree.map(jnp.zeros_like, params)
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731  (a buffer per field)
         side = lambda f, s: jax.tree.map(lambda p: f(eye(p, s)), params)  # noqa: E731
         return SoapState(
             zero_count(),
-            zeros,
-            zeros,
+            zeros(),
+            zeros(),
             side(jnp.zeros_like, 0),
             side(jnp.zeros_like, 1),
             side(lambda e: e, 0),
