@@ -42,6 +42,13 @@ def _inverse_root(a: jax.Array, p: int) -> jax.Array:
     return (v * w ** (-1.0 / p)) @ v.T
 
 
+def _real_only(link: str, g: jax.Array) -> None:
+    """Refuses a complex matrix: the paper's statistics G G^T are real-matrix ones (a complex
+    form needs G G^H and its own check against a reference, not written yet)."""
+    if jnp.iscomplexobj(g):
+        raise TypeError(f"`{link}` needs real matrices, got a {g.dtype} leaf of shape {g.shape}")
+
+
 def _split(x: jax.Array, spec: tuple) -> jax.Array:
     return x if spec == _spec(x) else jax.sharding.reshard(x, P(*spec))
 
@@ -75,6 +82,7 @@ def shampoo_preconditioner(eps: float = 1e-4) -> optax.GradientTransformation:
     def leaf(g, left, right):
         if jnp.ndim(g) != 2:
             return g, left, right
+        _real_only("shampoo_preconditioner", g)
         # the products and the eigensolver need whole matrices (a split state, as under
         # jn.zero1, or a split gradient is gathered here, and split back alike after)
         (g, spec), (left, l_spec), (right, r_spec) = (

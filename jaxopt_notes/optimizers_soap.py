@@ -28,7 +28,7 @@ from jaxopt_notes._hyperparams import recorded
 from jaxopt_notes._types import GT, LearningRate
 from jaxopt_notes.combine import chain, increment, zero_count
 from jaxopt_notes.optimizers_muon import _whole_matrices
-from jaxopt_notes.optimizers_shampoo import _split
+from jaxopt_notes.optimizers_shampoo import _real_only, _split
 from jaxopt_notes.transforms import _plain, add_decayed_weights, scale_by_learning_rate
 
 
@@ -110,6 +110,7 @@ def _soap_leaf(g, m, v, left, right, ql, qr, b1, b2, beta_s, eps, c1, c2, refres
     if jnp.ndim(g) != 2:
         v = b2 * v + (1 - b2) * g * g
         return (m / c1) / (jnp.sqrt(v / c2) + eps), m, v, left, right, ql, qr
+    _real_only("scale_by_soap", g)
     parts = [_whole_matrices(x, "matrix") for x in (g, m, v, left, right, ql, qr)]
     (g, m, v, left, right, ql, qr), specs = zip(*parts, strict=True)
     rotated = ql.T @ g @ qr

@@ -108,3 +108,11 @@ def test_jitted_inject_hyperparams_equals_the_plain_optimizer_and_multisteps_run
     for _ in range(4):
         u, s = jax.jit(multi.update)(jax.tree.map(jnp.ones_like, params), s, params)
     assert int(s.gradient_step) == 2
+
+
+@pytest.mark.parametrize("make", [jn.shampoo, jn.soap])
+def test_complex_matrices_are_refused_with_a_sentence(make):
+    g = jnp.ones((2, 3), jnp.complex64)
+    tx = make(0.1)
+    with pytest.raises(TypeError, match="needs real matrices, got a complex64 leaf"):
+        tx.update(g, tx.init(g), g)
