@@ -72,11 +72,10 @@ from jaxopt_notes.optimizers_recent import (
     adopt,
     adopt_momentum,
     adopt_scale,
-    rprop,
     scale_by_adan,
-    scale_by_rprop,
     slow_momentum,
 )
+from jaxopt_notes.optimizers_rprop import rprop, scale_by_rprop
 from jaxopt_notes.optimizers_schedule_free import (
     schedule_free,
     schedule_free_adamw,

@@ -27,7 +27,8 @@ from jaxopt_notes.moments import scale_by_rms, scale_by_sum_of_squares
 from jaxopt_notes.optimizers_factored import adafactor
 from jaxopt_notes.optimizers_free import dadapt_adamw, dog, dowg, prodigy
 from jaxopt_notes.optimizers_muon import muon
-from jaxopt_notes.optimizers_recent import adan, ademamix, adopt, rprop
+from jaxopt_notes.optimizers_recent import adan, ademamix, adopt
+from jaxopt_notes.optimizers_rprop import rprop
 from jaxopt_notes.optimizers_schedule_free import schedule_free_adamw, schedule_free_sgd
 from jaxopt_notes.optimizers_shampoo import shampoo
 from jaxopt_notes.optimizers_soap import soap
