@@ -43,6 +43,12 @@ from jaxopt_notes.moments import (
     second_moment,
 )
 from jaxopt_notes.optimizers import OPTIMIZERS, adagrad, adam_then_sgd, rmsprop, sgd
+from jaxopt_notes.optimizers_dadapt import (
+    dadapt_adamw,
+    prodigy,
+    scale_by_dadapt_adamw,
+    scale_by_prodigy,
+)
 from jaxopt_notes.optimizers_factored import (
     adafactor,
     clip_by_block_rms,
@@ -50,16 +56,7 @@ from jaxopt_notes.optimizers_factored import (
     factored_rms,
     scale_by_param_block_rms,
 )
-from jaxopt_notes.optimizers_free import (
-    dadapt_adamw,
-    dog,
-    dowg,
-    prodigy,
-    scale_by_dadapt_adamw,
-    scale_by_dog,
-    scale_by_dowg,
-    scale_by_prodigy,
-)
+from jaxopt_notes.optimizers_free import dog, dowg, scale_by_dog, scale_by_dowg
 from jaxopt_notes.optimizers_muon import (
     muon,
     muon_momentum,

@@ -24,8 +24,9 @@ from jaxopt_notes.adam_family import adam, adamax, adamw, amsgrad, nadam, nadamw
 from jaxopt_notes.combine import chain, switch
 from jaxopt_notes.modern import adabelief, lion, radam, yogi
 from jaxopt_notes.moments import scale_by_rms, scale_by_sum_of_squares
+from jaxopt_notes.optimizers_dadapt import dadapt_adamw, prodigy
 from jaxopt_notes.optimizers_factored import adafactor
-from jaxopt_notes.optimizers_free import dadapt_adamw, dog, dowg, prodigy
+from jaxopt_notes.optimizers_free import dog, dowg
 from jaxopt_notes.optimizers_muon import muon
 from jaxopt_notes.optimizers_recent import adan, ademamix, adopt
 from jaxopt_notes.optimizers_rprop import rprop
