@@ -255,6 +255,12 @@ def find_critical(
     ``loss_fn`` may be a plain loss or an :func:`~jaxopt_notes.hessian.over_dataset` loss;
     ``wrt`` holds the other parameters fixed.
 
+    On networks, expect the near-flat directions to decide the cost: after training the
+    gradient lies mostly along eigenvalues near zero, which MINRES resolves slowly, so a
+    search from a trained point may end ``"budget"`` or ``"gradient_flat"`` (Frye et al. found
+    the same); from beside a non-degenerate critical point it converges in a few steps
+    (``bench_results/saddles/find_critical.json``).
+
     From beside the saddle of ``x^2 - y^2 + y^4`` it goes to the saddle, not to a minimum:
 
     >>> import jax.numpy as jnp
