@@ -282,15 +282,16 @@ def _model_steps(spec, data, params, grad, eig, eig_tol, loop) -> dict:
 def explain(c: Classification) -> str:
     """Sentences saying what a :class:`Classification`'s numbers mean."""
     lines = []
+    rule = f" ({c.grad_rule})" if c.grad_rule else ""
     if c.grad_norm > c.grad_tol:
         lines.append(
-            f"gradient norm {c.grad_norm:.3g} is above the tolerance {c.grad_tol:.3g}: "
+            f"gradient norm {c.grad_norm:.3g} is above the tolerance {c.grad_tol:.3g}{rule}: "
             "not a critical point yet, so the curvature describes the slope's bowl, "
             "not a minimum or saddle"
         )
     else:
         lines.append(
-            f"gradient norm {c.grad_norm:.3g} is within the tolerance {c.grad_tol:.3g}: "
+            f"gradient norm {c.grad_norm:.3g} is within the tolerance {c.grad_tol:.3g}{rule}: "
             f"a critical point, a {c.kind}"
         )
     lam, scope = c.eigenvalues, "of all" if c.complete else "among the computed extremes"
