@@ -8,7 +8,7 @@
 Array([0.999, 0.999, 0.999], dtype=float32)
 """
 
-from jaxopt_notes import fused, schedules
+from jaxopt_notes import schedules
 from jaxopt_notes._hyperparams import hyperparams
 from jaxopt_notes.adadelta import adadelta, delta_ratio
 from jaxopt_notes.adam_family import adam, adamax, adamw, amsgrad, nadam, nadamw
@@ -209,3 +209,13 @@ __all__ = [
     "yogi_moment",
     "zero1",
 ]
+
+
+def __getattr__(name: str):
+    """``jn.fused`` is imported on first use: it brings the native kernels' build machinery,
+    which ``import jaxopt_notes`` should not load."""
+    if name == "fused":
+        import importlib
+
+        return importlib.import_module("jaxopt_notes.fused")
+    raise AttributeError(f"module 'jaxopt_notes' has no attribute {name!r}")

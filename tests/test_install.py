@@ -123,3 +123,17 @@ def test_every_subpackage_is_installed():
     }
     listed = set(TOML["tool"]["setuptools"]["packages"])
     assert rooms | {"jaxopt_notes.experiments"} == listed
+
+
+def test_import_loads_nothing_native_until_a_fused_step_is_asked_for(tmp_path):
+    code = (
+        "import sys, jaxopt_notes as jn\n"
+        "native = sorted(m for m in sys.modules if m.startswith(('jaxopt_notes._native', "
+        "'jaxopt_notes.fused', 'jaxopt_notes.bench')))\n"
+        "print(native)\n"
+        "jn.fused.adam(1e-3)\n"
+        "print('jaxopt_notes.fused' in sys.modules)\n"
+    )
+    done = _python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
