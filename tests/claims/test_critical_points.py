@@ -17,8 +17,11 @@ def test_tiny_reproduces_and_a_straight_line_flips(tmp_path):
     assert verdict_of(plain, "minima_rare") != "not_reproduced"
     assert verdict_of(plain, "saddles_common") != "not_reproduced"
     sabotaged = run_tiny("critical_points", tmp_path, width=0, width_map=0)  # no map: faster
+    # a convex line has one critical point, its minimum: every search reaches it, so the one
+    # distinct point is a minimum (share 1, Wilson [0.21, 1] above 0.2) and no saddle is found;
+    # one point cannot show that saddles are rare (Wilson [0, 0.79] straddles 0.5)
     assert verdict_of(sabotaged, "minima_rare") == "not_reproduced"
-    assert verdict_of(sabotaged, "saddles_common") == "not_reproduced"
+    assert verdict_of(sabotaged, "saddles_common") != "reproduced"
 
 
 def control(passed: bool) -> dict:
