@@ -105,7 +105,7 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
-_LABEL = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not reproduced", INCONCLUSIVE: "inconclusive"}
+LABEL = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not reproduced", INCONCLUSIVE: "inconclusive"}
 
 
 def decide(measured: Estimate, test: Test) -> tuple[str, str]:
@@ -180,7 +180,7 @@ def claim(
     reason = "; ".join(r for _, r in parts)
     settings = {name: decide(m, t) for name, (m, t) in (also or {}).items()}
     for name, (v, r) in settings.items():
-        reason += f". {name[0].upper()}{name[1:]}: {_LABEL[v]} ({r})"
+        reason += f". {name[0].upper()}{name[1:]}: {LABEL[v]} ({r})"
     if note:
         reason += f". {note}"
     extra = dict(evidence or {})

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from jaxopt_notes.experiments._claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, tally
+from jaxopt_notes.experiments._claims import LABEL as _LABEL
 
 _PACKAGES = ("jax", "jaxlib", "optax", "flax", "numpy", "scipy", "matplotlib")
-_LABEL = {REPRODUCED: "reproduced", NOT_REPRODUCED: "not reproduced", INCONCLUSIVE: "inconclusive"}
 _CHECK_LABEL = {REPRODUCED: "pass", NOT_REPRODUCED: "fail", INCONCLUSIVE: "undecided"}
 
 
