@@ -150,6 +150,21 @@ def same_structure(what: str, updates: Any, params: Any) -> None:
         )
 
 
+def same_shapes(what: str, updates: Any, params: Any) -> None:
+    """Raises a ValueError naming the first leaf whose update's shape is not its parameter's
+    (and both shapes): arithmetic would broadcast one onto the other without a word. The trees
+    must already have the same structure; shapes are static, so under ``jit`` this costs only
+    trace time."""
+    pairs = zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(params), strict=True)
+    for (path, u), p in pairs:
+        if np.shape(u) != np.shape(p):
+            where = jax.tree_util.keystr(path) or "the root"
+            raise ValueError(
+                f"{what}: the gradient at {where} must have its parameter's shape "
+                f"{np.shape(p)}, got {np.shape(u)}"
+            )
+
+
 def _is_real_scalar(value: Any) -> bool:
     if isinstance(value, int | float | np.integer | np.floating):
         return True

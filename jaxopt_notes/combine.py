@@ -35,7 +35,10 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
     .. math:: u \leftarrow T_k(\dots T_2(T_1(g)))
 
     Extra keyword arguments of ``update`` reach every link that accepts them. When ``params``
-    are given, the incoming gradient must have their tree structure, or a ValueError shows both.
+    are given, the incoming gradient must have their tree structure and every leaf its
+    parameter's shape; the state must be what ``init`` makes for the gradient's shapes. A
+    mismatch is a ValueError naming the structures, or the leaf and both shapes (checked at
+    trace time: nothing is broadcast silently).
     Inside a moment run (from :func:`~jaxopt_notes.first_moment` or another moment link to
     :func:`~jaxopt_notes.ratio`) only moment links may stand: any other link there, optax's
     included, fails on its first update with a TypeError naming its place.
@@ -59,6 +62,8 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
             _checks.same_structure("chain", updates, params)
         if not isinstance(updates, Moments):
             updates = jax.tree.map(jnp.asarray, updates)  # Python floats become arrays
+            if params is not None:
+                _checks.same_shapes("chain", updates, params)
         _check_state(
             init_fn, updates.grad if isinstance(updates, Moments) else updates, state, seen
         )
@@ -85,20 +90,33 @@ def _link_update(name: str, link, updates, state, params, extra_args: dict) -> t
 
 
 def _check_state(init_fn: Callable, params_like: Any, state: Any, seen: dict) -> None:
-    """Refuses, with both structures, a state that this chain's ``init`` would not make (one
-    of another optimizer's, say), before a link fails on it somewhere deep inside. ``seen``
-    caches the expected structure per input signature: tracing ``init`` costs an eager step."""
+    """Refuses, before a link fails on it somewhere deep inside or silently broadcasts, a state
+    that this chain's ``init`` would not make for parameters shaped like the gradient: one of
+    another optimizer's (both structures shown), or one made for another parameter tree (the
+    first leaf whose shape differs named, with both shapes). ``seen`` caches the expected
+    state per input signature: tracing ``init`` costs an eager step. Shapes are static, so
+    under ``jit`` all of this runs once, at trace time."""
     leaves, treedef = jax.tree.flatten(params_like)
     key = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
     if key not in seen:
         shapes = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in key[1]]
-        seen[key] = jax.tree.structure(jax.eval_shape(init_fn, treedef.unflatten(shapes)))
-    expected, got = seen[key], jax.tree.structure(state)
+        made = jax.eval_shape(init_fn, treedef.unflatten(shapes))
+        seen[key] = (jax.tree.structure(made), [x.shape for x in jax.tree.leaves(made)])
+    (expected, expected_shapes), got = seen[key], jax.tree.structure(state)
     if expected != got:
         raise ValueError(
             "chain: `state` must be the state this chain's `init` makes (was it made by another "
             f"optimizer?), got a different structure\n  expected: {expected}\n  got:      {got}"
         )
+    held = jax.tree_util.tree_leaves_with_path(state)
+    for (path, leaf), shape in zip(held, expected_shapes, strict=True):
+        if jnp.shape(leaf) != shape:
+            raise ValueError(
+                f"chain: `state` at {jax.tree_util.keystr(path)} must have shape {shape}, as "
+                f"`init` makes it for parameters shaped like this gradient, got "
+                f"{jnp.shape(leaf)}: the state was made for another parameter tree, or the "
+                "gradient's shapes are not the parameters'"
+            )
 
 
 def apply_updates(params: optax.Params, updates: optax.Updates) -> optax.Params:

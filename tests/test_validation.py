@@ -183,3 +183,45 @@ def test_augmentations_larger_than_the_image_allows_are_refused():
     with pytest.raises(ValueError, match=r"`cutout` must be at most 4 pixels for digits's 8x8"):
         config_lib.TrainConfig(dataset="digits", cutout=5)
     config_lib.TrainConfig(dataset="digits", shift=3, cutout=4)  # at the bounds
+
+
+# ------------------------------------------------------------ shapes the chains refuse
+def _params(bias: int) -> dict:
+    return {"w": jnp.ones((4, 3)), "b": jnp.ones(bias)}
+
+
+@pytest.mark.parametrize("name", sorted(jn.OPTIMIZERS))
+def test_every_optimizer_refuses_a_gradient_of_another_shape(name):
+    """A (1,) gradient for a (3,) bias was broadcast onto it without a word."""
+    tx = jn.OPTIMIZERS[name](learning_rate=0.1)
+    params = _params(3)
+    with pytest.raises(ValueError) as info:
+        tx.update(_params(1), tx.init(params), params)
+    message = str(info.value)
+    assert "['b']" in message and "(3,)" in message and "(1,)" in message, message
+
+
+@pytest.mark.parametrize(
+    "name", ["adam", "momentum", "rmsprop", "lion", "amsgrad", "lamb", "muon", "adafactor"]
+)
+def test_a_state_made_for_another_parameter_tree_is_refused(name):
+    tx = jn.OPTIMIZERS[name](learning_rate=0.1)
+    params = _params(3)
+    for state, grads, with_params in [
+        (tx.init(_params(1)), params, True),  # the state of another tree
+        (tx.init(params), _params(1), False),  # no params given: the gradient against the state
+    ]:
+        with pytest.raises(ValueError) as info:
+            tx.update(grads, state, params if with_params else None)
+        message = str(info.value)
+        assert "['b']" in message and "(3,)" in message and "(1,)" in message, message
+
+
+def test_the_shape_checks_hold_under_jit():
+    tx = jn.adam(0.1)
+    params = _params(3)
+    step = jax.jit(tx.update)
+    with pytest.raises(ValueError, match=r"\['b'\]"):
+        step(_params(1), tx.init(params), params)
+    u, _ = step(params, tx.init(params), params)  # the right shapes still trace and run
+    assert u["b"].shape == (3,)
