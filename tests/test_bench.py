@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxopt_notes import bench, fused
+from jaxopt_notes import benchmarks as bench
+from jaxopt_notes import fused
 
 
 def test_bench_step_reports_every_peer_and_ratio(tmp_path):
@@ -33,9 +34,9 @@ def test_bench_step_reports_every_peer_and_ratio(tmp_path):
 def test_train_bench_stock_lenet_is_the_same_network():
     """The stock-Flax baseline has our LeNet's parameter count and output, both variants."""
     from flax import nnx
+    from jaxopt_notes.benchmarks import train as train_bench
 
     from jaxopt_notes import models
-    from jaxopt_notes.bench import train as train_bench
 
     x = jnp.zeros((2, 28, 28, 1))
     for variant in ("modern", "classic"):

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 from jaxopt_notes import cli
 from jaxopt_notes.cli import bench as bench_cli
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -43,7 +50,7 @@ def test_each_kind_writes_one_file_set(tmp_path, monkeypatch, capsys):
 
     expected = {"train": {"train.json"}, "hessian": {"hessian.json", "hessian.md"}}
     for kind, files in expected.items():
-        module = importlib.import_module(f"jaxopt_notes.bench.{kind}")
+        module = importlib.import_module(f"jaxopt_notes.benchmarks.{kind}")
         monkeypatch.setattr(module, f"bench_{kind}", fake)
         monkeypatch.setattr(module, "markdown", lambda result: "| table |", raising=False)
         out = tmp_path / kind
@@ -51,3 +58,21 @@ def test_each_kind_writes_one_file_set(tmp_path, monkeypatch, capsys):
         assert {p.name for p in out.iterdir()} == files
     assert not (tmp_path / "copy_written").exists()
     capsys.readouterr()
+
+
+def test_the_benchmarks_sit_beside_the_library_and_install_under_its_name(tmp_path):
+    """``benchmarks/`` is a room of the lab, like ``experiments/``; the library never loads it."""
+    import jaxopt_notes.benchmarks as benchmarks
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"]["jaxopt_notes.benchmarks"] == "benchmarks"
+    assert "jaxopt_notes.benchmarks" in setuptools["packages"]
+    assert Path(benchmarks.__file__).parent == REPO / "benchmarks"
+    assert not (REPO / "jaxopt_notes" / "bench").exists()
+    loaded = "print(json.dumps([m for m in sys.modules if 'bench' in m]))"
+    code = f"import sys, json, jaxopt_notes\n{loaded}"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

@@ -83,7 +83,6 @@ def test_the_command_redraws_the_marked_block_and_exits_1_on_a_problem(tmp_path,
 
 
 def test_this_package_keeps_the_rules():
-    _, problems = graph.check(
-        {"jaxopt_notes": REPO / "jaxopt_notes", "jaxopt_notes.experiments": REPO / "experiments"}
-    )
+    lab = {f"jaxopt_notes.{room}": REPO / room for room in ("experiments", "benchmarks")}
+    _, problems = graph.check({"jaxopt_notes": REPO / "jaxopt_notes", **lab})
     assert problems == [], "\n".join(problems)

@@ -116,20 +116,20 @@ def test_require_names_the_extra_and_rejects_an_unknown_one():
 
 
 def test_every_subpackage_is_installed():
-    """The package list is explicit (the experiments are mapped in): a new room must join it."""
+    """The package list is explicit (the lab's two rooms are mapped in): a new room must join it."""
     rooms = {
         ".".join(p.parent.relative_to(REPO).parts)
         for p in (REPO / "jaxopt_notes").rglob("__init__.py")
     }
     listed = set(TOML["tool"]["setuptools"]["packages"])
-    assert rooms | {"jaxopt_notes.experiments"} == listed
+    assert rooms | {"jaxopt_notes.experiments", "jaxopt_notes.benchmarks"} == listed
 
 
 def test_import_loads_nothing_native_until_a_fused_step_is_asked_for(tmp_path):
     code = (
         "import sys, jaxopt_notes as jn\n"
         "native = sorted(m for m in sys.modules if m.startswith(('jaxopt_notes._native', "
-        "'jaxopt_notes.fused', 'jaxopt_notes.bench')))\n"
+        "'jaxopt_notes.fused', 'jaxopt_notes.benchmarks')))\n"
         "print(native)\n"
         "jn.fused.adam(1e-3)\n"
         "print('jaxopt_notes.fused' in sys.modules)\n"

@@ -10,10 +10,10 @@ import os
 import sys
 
 import jax
+from jaxopt_notes.benchmarks import hessian as hb
+from jaxopt_notes.benchmarks import machine
 
 from jaxopt_notes import hessian
-from jaxopt_notes.bench import hessian as hb
-from jaxopt_notes.bench import machine
 
 load_before = os.getloadavg()
 loss_fn, params = hb.mlp_problem(1797, seed=1)

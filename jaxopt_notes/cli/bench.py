@@ -3,8 +3,9 @@
 Each benchmark writes one file set, ``KIND.json`` (with the machine and versions) and its
 table or figures (``step``: ``step.md``, ``step.png``; ``hessian``: ``hessian.md``), into a
 fresh folder, ``runs/bench/KIND-<UTC time>`` unless ``--out`` names one; ``--update`` writes into
-``bench_results/KIND/`` instead, the committed results the README quotes. The library's bench
-functions are called without a folder, so they write nothing of their own beside it.
+``bench_results/KIND/`` instead, the committed results the docs' benchmarks page quotes. The
+benchmarks (``benchmarks/``, installed as ``jaxopt_notes.benchmarks``) are called without a
+folder, so they write nothing of their own beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from jaxopt_notes.bench import PAIRS, bench_step, machine, markdown_table, plot_rows
+from jaxopt_notes.benchmarks import PAIRS, bench_step, machine, markdown_table, plot_rows
 
 KINDS = ("step", "hessian", "train")
 COMMITTED = Path("bench_results")
@@ -72,7 +73,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.what == "step":
         result = _step(names, args.quick, out)
     else:
-        module = importlib.import_module(f"jaxopt_notes.bench.{args.what}")
+        module = importlib.import_module(f"jaxopt_notes.benchmarks.{args.what}")
         result = getattr(module, f"bench_{args.what}")(out_dir=None, quick=args.quick)
         print(json.dumps(result, indent=2, default=str))
         if args.what == "hessian":

@@ -302,7 +302,7 @@ def _torch_plane(params, ds, examples: int, grid: int) -> dict:
         import torch
     except ImportError as error:
         return {"skipped": f"loss-landscapes or torch not installed ({error})"}
-    from jaxopt_notes.bench.hessian import torch_lenet  # the same torch twin as the peers'
+    from jaxopt_notes.benchmarks.hessian import torch_lenet  # the same torch twin as the peers'
 
     net = torch_lenet(params)
     xs = (ds.x_train[:examples].astype(np.float32) / 255.0 - ds.mean) / ds.std
@@ -328,7 +328,7 @@ def _torch_plane(params, ds, examples: int, grid: int) -> dict:
 def _machine() -> dict:
     import platform
 
-    from jaxopt_notes.bench import cpu_model
+    from jaxopt_notes.benchmarks import cpu_model
 
     return {
         "cpus": os.cpu_count(),

@@ -32,9 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-
-from jaxopt_notes import hessian, models
-from jaxopt_notes.bench.hessian_losses import (
+from jaxopt_notes.benchmarks.hessian_losses import (
     classic_lenet_apply,
     cross_entropy,
     digits,
@@ -44,8 +42,10 @@ from jaxopt_notes.bench.hessian_losses import (
     mlp_problem,
     mnist_batch,
 )
-from jaxopt_notes.bench.hessian_peer import Peer, pyhessian_version
-from jaxopt_notes.bench.hessian_peer import torch_lenet as torch_lenet  # bench.train's import
+from jaxopt_notes.benchmarks.hessian_peer import Peer, pyhessian_version
+from jaxopt_notes.benchmarks.hessian_peer import torch_lenet as torch_lenet  # bench.train's import
+
+from jaxopt_notes import hessian, models
 
 TARGET = 1e-3  # relative error of the top eigenvalue against the float64 reference
 OUR_TOLS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4)
@@ -448,7 +448,7 @@ def markdown(result: dict) -> str:
 def bench_hessian(out_dir: str | None = None, quick: bool = False) -> dict:
     """Runs every section; writes ``hessian/hessian.json`` and ``hessian/hessian.md`` into
     ``out_dir``."""
-    from jaxopt_notes.bench import machine
+    from jaxopt_notes.benchmarks import machine
 
     s = {**_settings(quick), "quick": quick}
     result = {
