@@ -1,6 +1,7 @@
 """Run directories: one run each, a config that repeats it, checkpoints that cannot be silently
 corrupted or mixed up, and ``load_run`` reading a run back without writing into it."""
 
+import dataclasses
 import json
 import os
 import re
@@ -215,3 +216,96 @@ def test_resuming_past_a_cosine_horizon_is_refused_saying_why(tmp_path, capsys):
     assert code == 2 and len(err) == 1, err
     assert "runs past the run's cosine horizon of 1 epochs" in err[0]
     assert "epochs 2-3 would not train" in err[0]
+
+
+def _snapshot(out) -> dict:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_checks_everything_before_deleting(tmp_path, capsys):
+    """A seed of 2**64 and a symlinked trajectory both deleted the old run, then failed."""
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = _snapshot(out)
+    for seed in (str(2**64), str(2**63)):
+        assert cli.main(["train", *TINY, "--overwrite", "--seed", seed, "--out", str(out)]) == 2
+        assert f"`seed` must be an integer in [-2**63, 2**63), got {seed}" in _error(capsys)
+        assert _snapshot(out) == before
+    toml = tmp_path / "seed.toml"
+    toml.write_text(f"seed = {2**64}\n")  # Python's TOML reader takes any integer
+    assert cli.main(["train", "--config", str(toml), "--overwrite", "--out", str(out)]) == 2
+    assert "`seed` must be an integer in [-2**63, 2**63)" in _error(capsys)
+    toml.write_text("val_seed = -1\n")
+    assert cli.main(["train", "--config", str(toml), "--overwrite", "--out", str(out)]) == 2
+    assert "`val_seed` must be an integer in [0, 2**63), got -1" in _error(capsys)
+    elsewhere = tmp_path / "elsewhere"
+    (out / "trajectory").rename(elsewhere)
+    (out / "trajectory").symlink_to(elsewhere, target_is_directory=True)
+    assert cli.main(["train", *TINY, "--epochs", "1", "--overwrite", "--out", str(out)]) == 2
+    assert "trajectory' is a symbolic link" in _error(capsys)
+    assert (out / "trajectory").is_symlink() and len(list(elsewhere.iterdir())) == 2
+    kept = {f"trajectory/{k}": v for k, v in _snapshot(elsewhere).items()}
+    assert {**_snapshot(out), **kept} == before
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "run"
+    train.train(dataclasses.replace(CFG, epochs=3), out_dir=out, progress=False)
+    return out
+
+
+class _Killed(BaseException):
+    """kill -9 stands in: nothing after it runs, no handler catches it."""
+
+
+def _kill_at(monkeypatch, where: str) -> None:
+    save_point, save = runs.save_point, runs.Checkpoints.save
+
+    def point(out, epoch, params):
+        if where == "before the init's point" and epoch == 0:
+            raise _Killed
+        save_point(out, epoch, params)
+
+    def checkpoint(self, epoch, trees, run):
+        if where == "after the point, before the checkpoint" and epoch == 2:
+            raise _Killed
+        save(self, epoch, trees, run)
+        if where == "after the checkpoint" and epoch == 2:
+            # the order before: the checkpoint, then the point; the point never written
+            (self.out / "trajectory" / "epoch_0002.npy").unlink()
+            raise _Killed
+
+    monkeypatch.setattr(runs, "save_point", point)
+    monkeypatch.setattr(runs.Checkpoints, "save", checkpoint)
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["before the init's point", "after the point, before the checkpoint", "after the checkpoint"],
+)
+def test_a_kill_between_files_resumes_to_the_same_run_with_every_file(
+    where, whole_run, tmp_path, monkeypatch
+):
+    out, cfg = tmp_path / "run", dataclasses.replace(CFG, epochs=3)
+    with monkeypatch.context() as patch:
+        _kill_at(patch, where)
+        with pytest.raises(_Killed):
+            train.train(cfg, out_dir=out, progress=False)
+    train.train(cfg, out_dir=out, resume=True, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in whole_run.iterdir())
+    names = [f"epoch_{e:04d}.npy" for e in range(4)]
+    assert sorted(p.name for p in (out / "trajectory").iterdir()) == names
+    for name in names:
+        assert np.array_equal(
+            np.load(out / "trajectory" / name), np.load(whole_run / "trajectory" / name)
+        )
+
+    def untimed(path):
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        return [{k: v for k, v in r.items() if "time" not in k and "per_s" not in k} for r in lines]
+
+    assert untimed(out / "metrics.jsonl") == untimed(whole_run / "metrics.jsonl")
+    a, b = train.load_run(out), train.load_run(whole_run)
+    assert _same(a.last_params, b.last_params) and _same(a.params, b.params)

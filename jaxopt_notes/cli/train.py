@@ -132,14 +132,14 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.resume and Path(args.out, "config.toml").is_file():
             resumed = runs.keep_horizon(Path(args.out), cfg).resolved()
             runs.check_resumable(Path(args.out), resumed, 0)
-        out = args.out
-        if args.process_id == 0:
-            out = runs.prepare(args.out, resume=args.resume, overwrite=args.overwrite)
+        if args.process_id == 0:  # checked here, cleared by `train` once all else is checked
+            runs.check_out(args.out, resume=args.resume, overwrite=args.overwrite)
         result = train(
             cfg,
             split,
-            out_dir=out,
+            out_dir=args.out,
             resume=args.resume,
+            overwrite=args.overwrite,
             devices=args.devices,
             test_data=test_data,
             progress=args.progress,

@@ -188,6 +188,8 @@ class TrainConfig:
         _real("elastic_sigma", self.elastic_sigma, low=0.0, low_open=True)
         _real("cycle_mult", self.cycle_mult, low=1.0)
         _at_least("width", self.width, 1)
+        _seed("seed", self.seed, negative=True)
+        _seed("val_seed", self.val_seed, negative=False)
         self._check_augment_sizes()
         self.hyperparameters()  # refuses knobs the optimizer does not take
 
@@ -234,6 +236,14 @@ class TrainConfig:
 def _at_least(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}")
+
+
+def _seed(name: str, value: Any, *, negative: bool) -> None:
+    """A seed must fit the 64-bit integer JAX's and NumPy's generators take: 2**64 was
+    accepted here and failed deep inside ``jax.random.key`` with an OverflowError."""
+    low, shown = (-(2**63), "-2**63") if negative else (0, "0")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
+        raise ValueError(f"`{name}` must be an integer in [{shown}, 2**63), got {value!r}")
 
 
 def _real(name, value, *, low=-math.inf, high=math.inf, low_open=False, high_open=False):

@@ -76,25 +76,11 @@ def train(
     model, state = init_state(cfg, data, tx, mesh)
     best = (eval_params(state), state.batch_stats)
     run: dict[str, Any] = {"config": dataclasses.asdict(cfg), "history": [], "stopped": False}
-    store, run_id = None, None
+    store = None
     if out_dir is not None and distributed.is_writer():
-        out = runs.prepare(out_dir, resume=resume, overwrite=overwrite)
-        if resume:
-            run_id = runs.read_identity(out)["run_id"]
-            runs.check_resumable(out, cfg, 0)
-        store = runs.Checkpoints(out)
-        restored = store.restore({"state": state, "best": best}, run_id) if resume else None
-        if restored is not None:
-            trees, run = restored
-            state, best = trees["state"], trees["best"]
-            runs.check_resumable(out, cfg, len(run["history"]))
-            run = {**run, "config": dataclasses.asdict(cfg)}  # an early stop stays stopped
-        if resume:
-            runs.write_atomic(out / "config.toml", to_toml(cfg))  # records a raised --epochs
-        else:
-            run_id = runs.start(out, cfg, data.split or {})
-            runs.save_point(out, 0, distributed.fetch(eval_params(state)))
-        run["run_id"] = run_id
+        store, state, best, run = _open_run(
+            out_dir, cfg, data, (state, best, run), resume, overwrite
+        )
     if resume and jax.process_count() > 1:  # process 0 read the run: the others take its state
         replicated = NamedSharding(mesh, P())
         trees = distributed.share_from_writer({"state": state, "best": best})
@@ -130,6 +116,34 @@ def train(
         "summary": summary,
         "data": data,
     }
+
+
+def _open_run(out_dir, cfg, data, trained, resume, overwrite):
+    """The run directory made (a new run) or read back (``resume``): its store, and the
+    ``(state, best, run)`` to continue from (``trained`` as it is, unless restored)."""
+    state, best, run = trained
+    out = runs.prepare(out_dir, resume=resume, overwrite=overwrite)
+    run_id = None
+    if resume:
+        run_id = runs.read_identity(out)["run_id"]
+        runs.check_resumable(out, cfg, 0)
+    store = runs.Checkpoints(out)
+    init_point = distributed.fetch(eval_params(state))
+    restored = store.restore({"state": state, "best": best}, run_id) if resume else None
+    if restored is not None:
+        trees, run = restored
+        state, best = trees["state"], trees["best"]
+        runs.check_resumable(out, cfg, len(run["history"]))
+        run = {**run, "config": dataclasses.asdict(cfg)}  # an early stop stays stopped
+    if resume:
+        runs.write_atomic(out / "config.toml", to_toml(cfg))  # records a raised --epochs
+        # a kill between files can have left the init's or the checkpoint's point unwritten
+        points = {0: init_point, len(run["history"]): distributed.fetch(eval_params(state))}
+        runs.save_missing_points(out, points)
+    else:
+        run_id = runs.start(out, cfg, data.split or {})
+        runs.save_point(out, 0, init_point)
+    return store, state, best, {**run, "run_id": run_id}
 
 
 def _epoch_runner(model, tx, data, cfg, mesh, state, arrays):
@@ -207,12 +221,10 @@ def _loop(
             best = jax.tree.map(jnp.copy, (eval_params(state), state.batch_stats))
         if store is not None:
             trees = distributed.fetch({"state": state, "best": best})
+            # the trajectory's point first: the checkpoint commits the epoch, and a kill
+            # before it redoes the epoch, writing the same point again
+            runs.save_point(store.out, epoch + 1, eval_params(trees["state"]))
             store.save(epoch + 1, trees, runs.clean_json(run))
-            runs.save_point(
-                store.out,
-                epoch + 1,
-                trees["state"].params if state.ema is None else trees["state"].ema,
-            )
             lines = runs.clean_json(measured) + [runs.clean_json(record)]
             write_jsonl(store.out / "metrics.jsonl", lines, mode="a")
         bar.update(1)

@@ -41,12 +41,11 @@ RUN_FILES = (
 )
 
 
-def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
-    """Checks that ``out`` may hold this run, before anything is trained or written.
-
-    A fresh run needs ``out`` absent or empty; ``overwrite`` first removes the run files
-    (:data:`RUN_FILES`, by name) and refuses if anything else is there; ``resume`` needs a run.
-    """
+def check_out(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Checks that ``out`` may hold this run and changes nothing (:func:`prepare` without its
+    clearing): a fresh run needs ``out`` absent or empty, ``overwrite`` a directory of run
+    files only (:data:`RUN_FILES`, plain files and directories, no symbolic links), ``resume``
+    a run."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"`out` must be a directory, got the file {str(out)!r}")
@@ -56,28 +55,63 @@ def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
         if not (out / "run.json").is_file() or not (out / "config.toml").is_file():
             raise ValueError(f"`resume` needs a run directory with run.json, got {str(out)!r}")
         _check_writable(out)
-        return out
-    if out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(
                 f"`out` {str(out)!r} already holds files (a run?); pass --resume to continue "
                 f"it or --overwrite to clear it"
             )
-        others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
-        if others:
-            raise ValueError(
-                f"`overwrite` clears only run files, and {str(out)!r} also holds {others}"
-            )
+        _check_clearable(out)
         _check_writable(out)
-        for name in RUN_FILES:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    return out
+
+
+def _check_clearable(out: Path) -> None:
+    """What ``overwrite`` would remove is run files alone, each a plain file or directory: a
+    symbolic link (to a folder elsewhere, say) made the clearing fail half way."""
+    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+    if others:
+        raise ValueError(f"`overwrite` clears only run files, and {str(out)!r} also holds {others}")
+    for path in (out / name for name in RUN_FILES):
+        if path.is_symlink() or (path.exists() and not (path.is_file() or path.is_dir())):
+            raise ValueError(
+                f"`overwrite` clears only plain files and directories, and {str(path)!r} is "
+                f"{'a symbolic link' if path.is_symlink() else 'neither'}; remove it yourself"
+            )
+
+
+def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Checks ``out`` (:func:`check_out`), then clears it where ``overwrite`` asks, then makes
+    it. The run files are first moved aside together (renames within ``out``), so a failure
+    leaves the old run whole; only then are they deleted."""
+    out = check_out(out, resume=resume, overwrite=overwrite)
+    if resume:
+        return out
+    if out.is_dir() and any(out.iterdir()):
+        _clear(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ValueError(f"`out` {str(out)!r} cannot be created: {error.strerror}") from None
     _check_writable(out)
     return out
+
+
+def _clear(out: Path) -> None:
+    aside = out / f".overwritten-{uuid.uuid4().hex}"
+    aside.mkdir()
+    moved = []
+    try:
+        for name in RUN_FILES:
+            if (out / name).exists():
+                os.replace(out / name, aside / name)
+                moved.append(name)
+    except OSError as error:
+        for name in moved:  # put the old run back as it was
+            os.replace(aside / name, out / name)
+        aside.rmdir()
+        raise ValueError(f"`overwrite` cannot clear {str(out)!r}: {error.strerror}") from None
+    shutil.rmtree(aside)
 
 
 def _check_writable(out: Path) -> None:
@@ -176,6 +210,14 @@ def save_point(out: Path, epoch: int, params: Any) -> None:
     tmp = folder / f".epoch_{epoch:04d}.npy"
     np.save(tmp, np.asarray(ravel_pytree(params)[0], np.float32))
     os.replace(tmp, folder / f"epoch_{epoch:04d}.npy")
+
+
+def save_missing_points(out: Path, points: dict[int, Any]) -> None:
+    """Writes each ``epoch -> params`` of ``points`` whose file ``trajectory/`` lacks (on
+    resume: the init, and the epoch of the restored checkpoint)."""
+    for epoch, params in points.items():
+        if not (out / "trajectory" / f"epoch_{epoch:04d}.npy").is_file():
+            save_point(out, epoch, params)
 
 
 def read_path(out: Path) -> list[np.ndarray]:
