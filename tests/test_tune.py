@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxopt_notes import cli
-from jaxopt_notes.train import TrainConfig, read_toml, train, with_validation
+from jaxopt_notes.train import TrainConfig, make_optimizer, read_toml, train, with_validation
 from jaxopt_notes.tune import Range, _trials, check_space, parse_range, sample, search, searchable
 from jaxopt_notes.tune.range_test import _analyse, range_test
 from jaxopt_notes.tune.sanity import sanity_checks
@@ -115,6 +115,69 @@ def test_a_trial_takes_the_steps_train_takes(digits):
         alone["history"][-1]["val_accuracy"], abs=1e-6
     )
     assert trials[0]["val_accuracy"] != trials[1]["val_accuracy"]
+
+
+def test_a_search_on_mse_trains_and_scores_mse_as_train_does(digits):
+    # the trials once always trained softmax cross-entropy, whatever the run's `loss`
+    mse = dataclasses.replace(TINY, loss="mse", label_smoothing=0.0)
+    values = {"learning_rate": np.array([3e-2])}
+    trial = run_stage(_trials.build(mse, digits, ("learning_rate",)), mse, digits, values)[0]
+    alone = train(dataclasses.replace(mse, learning_rate=3e-2), digits, progress=False)
+    assert trial["val_loss"] == pytest.approx(alone["history"][-1]["val_loss"], rel=1e-5)
+    assert trial["val_accuracy"] == pytest.approx(alone["history"][-1]["val_accuracy"], abs=1e-6)
+    ce = dataclasses.replace(mse, loss="cross_entropy")
+    other = run_stage(_trials.build(ce, digits, ("learning_rate",)), ce, digits, values)[0]
+    assert other["val_loss"] != pytest.approx(trial["val_loss"], rel=1e-2)
+
+
+@pytest.mark.parametrize(
+    "changes, searched",
+    [
+        ({}, {"learning_rate": 1e-2, "b1": 0.8}),
+        ({"weight_decay": 1e-2, "clip_norm": 0.5, "warmup_epochs": 1.0}, {"weight_decay": 0.3}),
+        (
+            {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay_mode": "coupled"},
+            {"weight_decay": 0.05, "momentum": 0.5},
+        ),
+        ({"optimizer": "adamw", "skip_nonfinite": True}, {"weight_decay": 0.1}),
+        ({"optimizer": "rmsprop", "convention": "pytorch"}, {"decay": 0.95}),
+    ],
+)
+def test_a_trials_optimizer_is_trains_for_the_same_config(changes, searched):
+    """The trial's chain is ``train.make_optimizer``'s (clipping, decay links, schedule,
+    skip_nonfinite), its values injected and read under ``jit`` as the program reads them."""
+    cfg = dataclasses.replace(TINY, schedule="cosine", epochs=3, **changes)
+    run = dataclasses.replace(cfg, **searched)
+    ours = _trials.make_optimizer(cfg, 4, _trials.defaults(cfg, tuple(searched)))
+    ours = ours._replace(update=jax.jit(ours.update))
+    theirs = make_optimizer(run, 4)
+    theirs = theirs._replace(update=jax.jit(theirs.update))
+    params = {"w": jax.numpy.linspace(-1.0, 1.0, 6), "b": jax.numpy.ones(2)}
+    state_o, state_t = ours.init(params), theirs.init(params)
+    state_o = _trials.with_values(
+        _trials.TrainState(params, None, state_o), _trials.stack(searched)
+    ).opt_state
+    for step in range(9):  # past the warm-up, into the cosine
+        grads = jax.tree.map(lambda p: jax.numpy.sin(p * (step + 1)) + 0.1 * p, params)
+        u_o, state_o = ours.update(grads, state_o, params)
+        u_t, state_t = theirs.update(grads, state_t, params)
+        for a, b in zip(jax.tree.leaves(u_o), jax.tree.leaves(u_t), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-9)
+        params = jax.tree.map(lambda p, u: p + u, params, u_t)
+
+
+def test_defaults_are_the_optimizers_own_under_the_runs_convention():
+    # a mirrored table once said rmsprop's decay is 0.9; torch's (convention pytorch) is 0.99
+    torch_like = dataclasses.replace(TINY, optimizer="rmsprop", convention="pytorch")
+    assert _trials.defaults(torch_like, ("decay", "eps", "momentum")) == {
+        "decay": 0.99,
+        "eps": 1e-8,
+        "momentum": 0.0,
+    }
+    assert _trials.defaults(dataclasses.replace(TINY, b2=0.95), ("b2", "learning_rate")) == {
+        "b2": 0.95,
+        "learning_rate": TINY.learning_rate,
+    }
 
 
 def test_vmapped_and_looped_trials_agree(digits):

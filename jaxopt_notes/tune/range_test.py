@@ -4,21 +4,25 @@ One short run in which the rate grows exponentially, step by step, from ``min_lr
 ``max_lr``; the loss is smoothed with a bias-corrected moving average. The suggested range runs
 from the rate of steepest descent (where the smoothed loss falls fastest per decade of rate) to
 the rate of the smallest smoothed loss, just before it turns up and diverges. The whole run is
-one compiled ``lax.scan``; the rate enters through ``optax.inject_hyperparams``.
+one compiled ``lax.scan`` of train's own step, optimizer and loss (``cfg.loss``); the rate
+enters through ``optax.inject_hyperparams``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from jaxopt_notes import data as data_lib
-from jaxopt_notes.train import TrainConfig, build_model, with_validation
+from jaxopt_notes.train import TrainConfig, TrainState, build_model, with_validation
+from jaxopt_notes.train.steps import example_loss, make_step
 from jaxopt_notes.tune import _trials
 
 
@@ -79,34 +83,34 @@ def range_test(
 
 
 def _run(cfg: TrainConfig, data: data_lib.Dataset, lrs: jax.Array) -> jax.Array:
-    model = build_model(cfg, data.describe(), _trials.init_key(cfg))
-    loss_fn = _trials.make_loss(model, cfg)
-    params, stats = nnx.state(model, nnx.Param), nnx.state(model, nnx.BatchStat)
-    tx = _trials.make_optimizer(cfg, {"learning_rate": cfg.learning_rate})
+    """Train's step, optimizer and loss, the rate of each step injected (no schedule of its own)."""
+    flat = dataclasses.replace(cfg, schedule="constant", warmup_epochs=0.0)
+    model = build_model(flat, data.describe(), _trials.init_key(cfg))
+    tx = _trials.make_optimizer(flat, 1, {"learning_rate": cfg.learning_rate})
+    step = make_step(model, tx, loss=functools.partial(example_loss, cfg.loss))
+    params = nnx.state(model, nnx.Param)
+    state = TrainState(params, nnx.state(model, nnx.BatchStat), tx.init(params))
     x_all, y_all = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     key = jax.random.split(jax.random.key(cfg.seed))[1]
 
     @jax.jit
-    def run(params, stats, lrs):
-        def step(carry, inputs):
-            params, stats, opt = carry
+    def run(state, lrs):
+        def one(state, inputs):
             lr, k = inputs
             k_idx, k_drop = jax.random.split(k)
             idx = jax.random.choice(k_idx, x_all.shape[0], (cfg.batch_size,), replace=False)
             x = data_lib.normalize(x_all[idx], data.mean, data.std)
             onehot = jax.nn.one_hot(y_all[idx], data.num_classes)
-            (loss, (_, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, stats, x, onehot, k_drop
-            )
-            opt = opt._replace(hyperparams={**opt.hyperparams, "learning_rate": lr})
-            updates, opt = tx.update(grads, opt, params)
-            return (jax.tree.map(jnp.add, params, updates), stats, opt), loss
+            if cfg.label_smoothing:
+                onehot = optax.smooth_labels(onehot, cfg.label_smoothing)
+            state = _trials.with_values(state, {"learning_rate": lr})
+            state, (loss, _, _) = step(state, x, onehot, k_drop)
+            return state, loss
 
         keys = jax.random.split(key, lrs.shape[0])
-        _, losses = jax.lax.scan(step, (params, stats, tx.init(params)), (lrs, keys))
-        return losses
+        return jax.lax.scan(one, state, (lrs, keys))[1]
 
-    return run(params, stats, lrs)
+    return run(state, lrs)
 
 
 def _analyse(lrs: np.ndarray, losses: np.ndarray, smoothing: float) -> RangeTest:

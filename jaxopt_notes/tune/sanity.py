@@ -13,6 +13,7 @@ gradient and update/weight ratios of each layer at the start.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -23,7 +24,14 @@ import optax
 from flax import nnx
 
 from jaxopt_notes import data as data_lib
-from jaxopt_notes.train import TrainConfig, build_model, make_optimizer, with_validation
+from jaxopt_notes.train import (
+    TrainConfig,
+    TrainState,
+    build_model,
+    make_optimizer,
+    with_validation,
+)
+from jaxopt_notes.train.steps import example_loss, make_step
 from jaxopt_notes.tune import _trials
 
 RATIO_BAND = (1e-4, 1e-2)  # update/weight ratios outside this band are flagged (target 1e-3)
@@ -120,12 +128,17 @@ def sanity_checks(
 
 
 def _ratios(cfg, model, data, x, onehot) -> list[dict[str, Any]]:
-    """One step of ``cfg``'s own optimizer (its schedule's first rate) from the initial weights."""
-    loss_fn = _trials.make_loss(model, cfg)
-    params, stats = nnx.state(model, nnx.Param), nnx.state(model, nnx.BatchStat)
-    grads = jax.grad(lambda p: loss_fn(p, stats, x, onehot, jax.random.key(0))[0])(params)
+    """One step of train's step with ``cfg``'s own optimizer (its schedule's first rate) and
+    loss from the initial weights: each layer's gradient and update against its weights."""
     tx = make_optimizer(cfg, max(1, len(data.y_train) // cfg.batch_size))
-    updates, _ = tx.update(grads, tx.init(params), params)
+    gradients = lambda old, new, grads: grads  # noqa: E731
+    step = make_step(model, tx, loss=functools.partial(example_loss, cfg.loss), probe=gradients)
+    params, stats = nnx.state(model, nnx.Param), nnx.state(model, nnx.BatchStat)
+    if cfg.label_smoothing:
+        onehot = optax.smooth_labels(onehot, cfg.label_smoothing)
+    opt = tx.init(params)
+    _, (_, _, grads) = step(TrainState(params, stats, opt), x, onehot, jax.random.key(0))
+    updates, _ = tx.update(grads, opt, params)
     out = []
     for (path, w), g, u in zip(*(_flat(t) for t in (params, grads, updates)), strict=True):
         if w.ndim < 2:  # biases start at zero: no ratio to speak of
