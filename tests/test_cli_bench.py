@@ -39,6 +39,25 @@ def test_bad_optimizer_and_unwritable_out_end_in_one_error_line(tmp_path, capsys
     assert len(err) == 1 and "error:" in err[0]
 
 
+def test_a_misspelt_name_is_one_prefixed_error_line_with_the_nearest_name(capsys):
+    """argparse's own errors too: one line, ``jaxopt-notes CMD: error:``, no usage block."""
+    cases = [
+        (["bench", "stpe"], "jaxopt-notes bench: error: ", "did you mean 'step'?"),
+        (["bench", "step", "--optimizers", "adma"], "jaxopt-notes bench: error: ", "'adam'?"),
+        (["bench", "step", "--qiuck"], "jaxopt-notes bench: error: ", "--qiuck"),
+        (["trian"], "jaxopt-notes: error: ", "did you mean 'train'?"),
+    ]
+    for argv, prefix, words in cases:
+        try:
+            code = cli.main(argv)
+        except SystemExit as stop:
+            code = stop.code
+        first, *rest = capsys.readouterr().err.splitlines()
+        assert code == 2 and first.startswith(prefix) and words in first, (argv, first)
+        assert argv == ["trian"] or rest == []  # an unknown command also lists the commands
+    assert "did you mean" not in cli._options.did_you_mean("lbfgs", ["step", "train"])
+
+
 def test_each_kind_writes_one_file_set(tmp_path, monkeypatch, capsys):
     """The library's bench functions get no folder, so only the command's files are written."""
     import importlib

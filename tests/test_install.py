@@ -66,7 +66,8 @@ def test_without_the_extras_the_core_works_and_the_rest_names_its_extra(tmp_path
         "exit 2",
     ]
     assert re.fullmatch(
-        r"error: \w+ is not installed; it comes with the `(train|experiments)` extra: "
+        r"jaxopt-notes experiments: error: \w+ is not installed; it comes with the "
+        r"`(train|experiments)` extra: "
         r'pip install "jaxopt_notes\[\1\]"\n',
         done.stderr,
     )

@@ -6,11 +6,11 @@ A module that owns a subcommand exposes ``add_arguments(parser)`` and ``run_cli(
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
 from jaxopt_notes._extras import MissingExtra
+from jaxopt_notes.cli._options import CommandParser, did_you_mean, fail
 
 # subcommand -> (module that owns it, one-line help)
 _COMMANDS = {
@@ -39,24 +39,25 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatches to the module owning the command; only that module is imported."""
+    """Dispatches to the module owning the command; only that module is imported. Bad options
+    and a missing extra are one line, ``jaxopt-notes COMMAND: error: ...``, exit status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in _COMMANDS:
-        print(f"jaxopt-notes: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
+        code = fail(None, f"unknown command {command!r}{did_you_mean(command, _COMMANDS)}")
+        print(f"\n{_usage()}", file=sys.stderr)
+        return code
     module_name, help_text = _COMMANDS[command]
     try:
         module = importlib.import_module(module_name)
+        parser = CommandParser(prog=f"jaxopt-notes {command}", description=help_text)
+        module.add_arguments(parser)
+        return int(module.run_cli(parser.parse_args(rest)) or 0)
     except MissingExtra as missing:  # a slim install: say which extra, no traceback
-        print(f"error: {missing}", file=sys.stderr)
-        return 2
-    parser = argparse.ArgumentParser(prog=f"jaxopt-notes {command}", description=help_text)
-    module.add_arguments(parser)
-    return int(module.run_cli(parser.parse_args(rest)) or 0)
+        return fail(command, str(missing))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import sys
 import time
 from pathlib import Path
 
 from jaxopt_notes.benchmarks import PAIRS, bench_step, machine, markdown_table, plot_rows
+from jaxopt_notes.cli._options import did_you_mean, fail
 
 KINDS = ("step", "hessian", "train")
 COMMITTED = Path("bench_results")
@@ -36,11 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="adam",
         help=f"step only: a comma list of {', '.join(PAIRS)} (default: %(default)s)",
     )
-
-
-def _fail(message: str) -> int:
-    print(f"jaxopt-notes bench: error: {message}", file=sys.stderr)
-    return 2
 
 
 def output_dir(args: argparse.Namespace) -> Path:
@@ -64,12 +59,14 @@ def run_cli(args: argparse.Namespace) -> int:
     names = [s.strip() for s in args.optimizers.split(",")]
     unknown = [n for n in names if n not in PAIRS]
     if unknown:
-        return _fail(f"`--optimizers` must name some of {', '.join(PAIRS)}, got {unknown[0]!r}")
+        got = f"{unknown[0]!r}{did_you_mean(unknown[0], PAIRS)}"
+        return fail("bench", f"`--optimizers` must name some of {', '.join(PAIRS)}, got {got}")
     out = output_dir(args)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        return _fail(f"`--out` {str(out)!r} cannot be made a folder: {error.strerror or error}")
+        reason = error.strerror or error
+        return fail("bench", f"`--out` {str(out)!r} cannot be made a folder: {reason}")
     if args.what == "step":
         result = _step(names, args.quick, out)
     else:
