@@ -40,6 +40,7 @@ from jaxopt_notes import _checks, models
 from jaxopt_notes._types import PyTree
 
 BatchLoss = Callable[[PyTree, jax.Array, jax.Array], jax.Array]
+Progress = Callable[[int, int], Any]  # progress(points done, points in all), after each block
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Surface:
     kind: str = "random"
     path: np.ndarray | None = None  # (steps, 2) coordinates of a projected training path
     info: dict = dataclasses.field(default_factory=dict)
+    labels: tuple[str, str] = ("direction 1", "direction 2")  # what each axis is, for figures
 
     def save(self, path) -> None:
         """The grid as ``.npz`` (``xs``, ``ys``, ``values``, ``path`` when there is one)."""
@@ -88,15 +90,20 @@ def grid_values(
     *,
     block: int | None = None,
     split: FirstLayerSplit | None = None,
+    progress: Progress | None = None,
 ) -> jax.Array:
     """The loss at ``center + sum_k coords[i, k] directions[k]`` for every row ``i`` of
     ``coords`` (points x directions), over all of ``x``, ``y``.
 
     One compiled program evaluates ``block`` points (``vmap``-ped) on the whole evaluation set;
     the host runs it over the blocks. The default ``block`` is 1 on the CPU, where the
-    convolution kernels run a ``vmap`` one point after another anyway, and 16 elsewhere."""
+    convolution kernels run a ``vmap`` one point after another anyway, and 16 elsewhere.
+    ``progress(done, total)`` is called once each block's losses are computed (the host then
+    waits for every block instead of queueing them all)."""
     block = (1 if jax.default_backend() == "cpu" else 16) if block is None else block
     _checks.integer("block", block, low=1)
+    if progress is not None:
+        _checks.function("progress", progress)
     dtype = jnp.result_type(*jax.tree.leaves(center))
     directions = [jax.tree.map(lambda d, c: d.astype(c.dtype), v, center) for v in directions]
     coords = np.asarray(coords, dtype).reshape(-1, len(directions))
@@ -104,10 +111,12 @@ def grid_values(
     n = len(coords)
     padded = np.concatenate([coords, np.repeat(coords[-1:], -n % block, axis=0)])
     static = dict(batch_loss=batch_loss, rest=None if split is None else split.rest, block=block)
-    out = [
-        _block_losses(center, directions, feats, padded[i : i + block], x, y, **static)
-        for i in range(0, n, block)
-    ]
+    out = []
+    for i in range(0, n, block):
+        out.append(_block_losses(center, directions, feats, padded[i : i + block], x, y, **static))
+        if progress is not None:
+            out[-1].block_until_ready()
+            progress(min(i + block, n), n)
     return jnp.ravel(jnp.stack(out))[:n]
 
 
@@ -155,15 +164,19 @@ def surface(
     path: np.ndarray | None = None,
     block: int | None = None,
     split: FirstLayerSplit | None = None,
+    progress: Progress | None = None,
 ) -> Surface:
     """The loss on the grid ``xs`` x ``ys`` of the plane through ``center`` along the two
-    ``directions``, over the whole evaluation set ``x``, ``y``."""
+    ``directions``, over the whole evaluation set ``x``, ``y`` (``progress`` as in
+    :func:`grid_values`)."""
     if len(directions) != 2:
         raise ValueError(f"`directions` must be 2 pytrees like `center`, got {len(directions)}")
     xs, ys = np.asarray(xs, np.float32), np.asarray(ys, np.float32)
     gx, gy = np.meshgrid(xs, ys)
     coords = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    values = grid_values(batch_loss, center, directions, coords, x, y, block=block, split=split)
+    values = grid_values(
+        batch_loss, center, directions, coords, x, y, block=block, split=split, progress=progress
+    )
     values = np.asarray(values).reshape(len(ys), len(xs))
     return Surface(xs, ys, values, kind, path)
 
@@ -178,13 +191,25 @@ def interpolate(
     alphas: Any = None,
     block: int | None = None,
     split: FirstLayerSplit | None = None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(alphas, losses)`` along ``(1 - alpha) start + alpha end`` (default alpha in
     [-0.5, 1.5], 41 points): the 1-D plot of Goodfellow et al. 2015."""
     alphas = np.linspace(-0.5, 1.5, 41) if alphas is None else np.asarray(alphas, np.float32)
     delta = jax.tree.map(lambda a, b: b - a, start, end)
+    # two directions, the second at 0 (adding 0 * delta is exact): the program a 2-D slice
+    # compiles then serves the line too, and the line's serves the slices
+    coords = np.stack([alphas, np.zeros_like(alphas)], axis=1)
     values = grid_values(
-        batch_loss, start, [delta], alphas[:, None], x, y, block=block, split=split
+        batch_loss,
+        start,
+        [delta, delta],
+        coords,
+        x,
+        y,
+        block=block,
+        split=split,
+        progress=progress,
     )
     return alphas, np.asarray(values)
 
@@ -266,6 +291,13 @@ def random_directions(
 ) -> list[PyTree]:
     """``num`` Gaussian directions like ``params``, each filter-normalised to ``params``."""
     _checks.integer("num", num, low=1)
+    _checks.one_of("biases", biases, ("zero", "keep"))
+    return _random_directions(params, key, num=num, biases=biases)
+
+
+@functools.partial(jax.jit, static_argnames=("num", "biases"))
+def _random_directions(params, key, *, num, biases):
+    # one compiled program: op by op, the draws and the per-leaf norms compiled one at a time
     flat, unravel = ravel_pytree(params)
     out = []
     for k in jax.random.split(key, num):
@@ -316,38 +348,63 @@ def pca_directions(path: Sequence[PyTree], *, num: int = 2):
 # ----- figures -----
 
 
-def plot_surface(grid: Surface, out_prefix, *, title: str = "") -> list[str]:
-    """``<prefix>_contour.png`` (with the path, when the grid has one) and
-    ``<prefix>_surface.png`` (3-D); returns the file names."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    values = np.log10(np.maximum(grid.values, 1e-12))
+    return plt
+
+
+def _shown(values: np.ndarray) -> tuple[np.ma.MaskedArray, str]:
+    """The loss as drawn and its label: log10 where every finite value is positive (a loss
+    such as cross-entropy), else the loss itself; never a floor (a clipped value would draw
+    a plateau that is not there). Non-finite values (a diverged point) are left blank."""
+    values = np.asarray(values, np.float64)
+    finite = np.isfinite(values)
+    if finite.any() and (values[finite] > 0).all():
+        return np.ma.masked_invalid(np.log10(np.where(finite, values, np.nan))), "log10 loss"
+    return np.ma.masked_invalid(values), "loss"
+
+
+def _few_ticks(ax, *axes: str, n: int = 5) -> None:
+    """At most ``n`` ticks on each named axis: the default locator's labels collide once the
+    figure is small or an axis is long (3-D, colour bars)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for name in axes:
+        getattr(ax, f"{name}axis").set_major_locator(MaxNLocator(n))
+
+
+def plot_surface(grid: Surface, out_prefix, *, title: str = "") -> list[str]:
+    """``<prefix>_contour.png`` (with the path, when the grid has one) and
+    ``<prefix>_surface.png`` (3-D), axes named by ``grid.labels``; returns the file names."""
+    plt = _pyplot()
+    values, zlabel = _shown(grid.values)
     gx, gy = np.meshgrid(grid.xs, grid.ys)
+    title = title or f"{grid.kind} slice"
     names = [f"{out_prefix}_contour.png", f"{out_prefix}_surface.png"]
-    fig, ax = plt.subplots(figsize=(5, 4.4))
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), layout="constrained")
     cs = ax.contour(gx, gy, values, levels=20, cmap="viridis")
-    fig.colorbar(cs, ax=ax, label="log10 loss")
+    bar = fig.colorbar(cs, ax=ax, label=zlabel)
+    _few_ticks(bar.ax, "y", n=6)
     if grid.path is not None:
         ax.plot(grid.path[:, 0], grid.path[:, 1], "r.-", label="training path (per epoch)")
         ax.legend(fontsize=7)
     ax.plot([0], [0], "k*", markersize=10)
-    ax.set(xlabel="direction 1", ylabel="direction 2", title=title or f"{grid.kind} slice")
-    fig.tight_layout()
+    ax.set(xlabel=grid.labels[0], ylabel=grid.labels[1], title=title)
+    _few_ticks(ax, "x", "y")
     fig.savefig(names[0], dpi=100)
     plt.close(fig)
-    fig = plt.figure(figsize=(5.5, 4.4))
+    fig = plt.figure(figsize=(5.6, 4.8), layout="constrained")
     ax3 = fig.add_subplot(projection="3d")
     ax3.plot_surface(gx, gy, values, cmap="viridis", linewidth=0)
-    ax3.set(
-        xlabel="direction 1",
-        ylabel="direction 2",
-        zlabel="log10 loss",
-        title=title or f"{grid.kind} slice",
-    )
-    fig.tight_layout()
+    ax3.set_title(title)
+    for axis, label in zip("xyz", (*grid.labels, zlabel), strict=True):
+        getattr(ax3, f"set_{axis}label")(label, fontsize=8, labelpad=6)
+    ax3.tick_params(labelsize=7)
+    _few_ticks(ax3, "x", "y", "z", n=4)
     fig.savefig(names[1], dpi=100)
     plt.close(fig)
     return names
@@ -355,12 +412,13 @@ def plot_surface(grid: Surface, out_prefix, *, title: str = "") -> list[str]:
 
 def plot_pair(grids: Sequence[Surface], labels: Sequence[str], path) -> None:
     """Contours of two slices side by side on one colour scale (sharp vs flat minima)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    logs = [np.log10(np.maximum(g.values, 1e-12)) for g in grids]
+    plt = _pyplot()
+    shown = [_shown(g.values) for g in grids]
+    zlabel = "log10 loss" if all(label == "log10 loss" for _, label in shown) else "loss"
+    logs = [
+        v if label == zlabel else np.ma.masked_invalid(g.values)
+        for (v, label), g in zip(shown, grids, strict=True)
+    ]
     levels = np.linspace(min(v.min() for v in logs), max(v.max() for v in logs), 21)
     # constrained layout keeps each panel's y label clear of its neighbour and the colour bar
     fig, axes = plt.subplots(
@@ -370,24 +428,27 @@ def plot_pair(grids: Sequence[Surface], labels: Sequence[str], path) -> None:
         gx, gy = np.meshgrid(grid.xs, grid.ys)
         cs = ax.contourf(gx, gy, value, levels=levels, cmap="viridis")
         ax.plot([0], [0], "w*", markersize=10)
-        ax.set(xlabel="direction 1", ylabel="direction 2", title=label)
-    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 loss", format="%.2f")
+        ax.set(xlabel=grid.labels[0], ylabel=grid.labels[1], title=label)
+        _few_ticks(ax, "x", "y")
+    bar = fig.colorbar(cs, ax=axes[0].tolist(), label=zlabel, format="%.2f")
+    _few_ticks(bar.ax, "y", n=6)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def plot_line(lines: Sequence[tuple[np.ndarray, np.ndarray, str]], path, *, title: str) -> None:
-    """1-D interpolation curves: ``(alphas, losses, label)`` each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    """1-D interpolation curves: ``(alphas, losses, label)`` each; a log scale where every
+    loss is positive."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8), layout="constrained")
+    positive = True
     for alphas, losses, label in lines:
-        ax.plot(alphas, losses, label=label)
-    ax.set(xlabel="alpha", ylabel="loss", yscale="log", title=title)
+        losses = np.asarray(losses, np.float64)
+        ok = np.isfinite(losses)
+        positive = positive and bool((losses[ok] > 0).all())
+        ax.plot(alphas, np.where(ok, losses, np.nan), label=label)
+    ax.set(xlabel="alpha (0: start, 1: end)", ylabel="loss", title=title)
+    ax.set_yscale("log" if positive else "linear")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -114,7 +114,8 @@ def test_cli_draws_one_and_two_runs(tmp_path, capsys):
     assert np.load(out / "pca.npz")["path"].shape == (3, 2)  # init, epoch 1, the selected epoch
     for png in ("line.png", "pair.png", "pca_contour.png", "eigen_surface.png"):
         assert (out / png).stat().st_size > 0
-    assert cli.main(["landscape", "--run", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    nope = ["landscape", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "ls2")]
+    assert cli.main(nope) == 2
     assert "`run_dir` must be a run directory" in capsys.readouterr().err
 
 
@@ -135,3 +136,29 @@ def test_a_lenet_runs_first_layer_split_gives_the_plain_grid(tmp_path):
     np.testing.assert_allclose(cut.values, plain.values, rtol=1e-5)
     assert cut.values[1, 1] == pytest.approx(float(run.batch_loss(run.params, x, y)), rel=1e-5)
     assert np.ptp(plain.values) > 1e-3  # the grid moves: equal values are not constant ones
+
+
+def test_grid_values_reports_progress_after_each_block():
+    loss, x, y = _quadratic()
+    center = {"w": jnp.zeros(3), "b": jnp.array(0.0)}
+    d = {"w": jnp.ones(3), "b": jnp.array(1.0)}
+    calls = []
+    coords = np.linspace(0, 1, 20).reshape(10, 2)
+    values = landscape.grid_values(
+        loss, center, [d, d], coords, x, y, block=4, progress=lambda *a: calls.append(a)
+    )
+    assert calls == [(4, 10), (8, 10), (10, 10)]
+    plain = landscape.grid_values(loss, center, [d, d], coords, x, y, block=4)
+    np.testing.assert_array_equal(values, plain)
+
+
+def test_figures_draw_the_loss_as_it_is_with_no_floor(tmp_path):
+    shown, label = landscape._shown(np.array([[1e-20, 1.0], [10.0, np.inf]]))
+    assert label == "log10 loss" and shown[0, 0] == pytest.approx(-20.0) and shown.mask[1, 1]
+    # a loss that reaches 0 (or below) is drawn linearly, not clipped to a plateau at 1e-12
+    shown, label = landscape._shown(np.array([[0.0, -1.0], [2.0, 3.0]]))
+    assert label == "loss" and shown.tolist() == [[0.0, -1.0], [2.0, 3.0]]
+    xs = np.linspace(-1, 1, 5)
+    grid = landscape.Surface(xs, xs, np.add.outer(xs**2, xs**2), labels=("v1 (λ=2)", "v2 (λ=1)"))
+    for name in landscape.plot_surface(grid, tmp_path / "bowl"):
+        assert (tmp_path / name).stat().st_size > 0
