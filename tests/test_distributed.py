@@ -93,6 +93,14 @@ def _assert_both_processes_hold(ref: list[np.ndarray], tmp_path) -> None:
 
 def _two_processes(code: str, tmp_path, *args: str) -> list[str]:
     """Runs ``code`` as processes 0 and 1 of one ``jax.distributed`` job; their stdouts."""
+    procs, outs = _run_two(code, tmp_path, *args)
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in outs]
+
+
+def _run_two(code: str, tmp_path, *args: str) -> tuple[list, list[tuple[str, str]]]:
+    """The two processes of ``code`` and their (stdout, stderr), whatever their exit status."""
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     procs = [
@@ -105,10 +113,7 @@ def _two_processes(code: str, tmp_path, *args: str) -> list[str]:
         )
         for pid in (0, 1)
     ]
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    return [out for out, _ in outs]
+    return procs, [p.communicate(timeout=600) for p in procs]
 
 
 def test_each_process_holds_its_shard_and_a_resumed_two_process_run_matches_one(tmp_path):
@@ -147,3 +152,38 @@ def test_initialize_refuses_bad_arguments_before_joining():
         distributed.initialize("localhost", 2, 0)
     with pytest.raises(ValueError, match=r"`process_id` must be in 0..1, got 2"):
         distributed.initialize("localhost:1234", 2, 2)
+
+
+CLI_WORKER = """
+import sys
+from jaxopt_notes import cli
+pid, port, out, rate = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4 + int(sys.argv[1])]
+tiny = ["--model", "mlp", "--depth", "1", "--width", "16", "--dataset", "digits", "--epochs", "1"]
+sys.exit(cli.main(["train", *tiny, "--learning-rate", rate, "--no-progress",
+    "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", pid,
+    "--out", out + "/run"]))
+"""
+
+
+def test_a_job_whose_processes_have_different_configs_refuses_to_start(tmp_path):
+    """0.001 on process 0 and 0.5 on process 1 trained on a mix and exited 0 on both."""
+    procs, outs = _run_two(textwrap.dedent(CLI_WORKER), tmp_path, "0.001", "0.5")
+    for p, (_, err) in zip(procs, outs, strict=True):
+        lines = err.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1, err[-3000:]
+        assert lines[0].startswith("jaxopt-notes train: error: every process of a job must be")
+        assert "`learning_rate` 0.001 on process 0, 0.5 on process 1" in lines[0]
+    assert not (tmp_path / "run" / "run.json").exists()  # nothing trained, nothing written
+
+
+def test_process_options_without_a_coordinator_are_refused(tmp_path, capsys):
+    from jaxopt_notes import cli
+
+    code = cli.main(
+        ["train", "--process-id", "3", "--num-processes", "2", "--out", str(tmp_path / "r")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "`num_processes` and `process_id` need `coordinator`" in err[0]
+    assert "--num-processes 2 --process-id 3 without it" in err[0]
+    assert not (tmp_path / "r").exists()

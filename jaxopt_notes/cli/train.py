@@ -112,6 +112,12 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def run_cli(args: argparse.Namespace) -> int:
     """Validates everything, trains, prints and saves the summary. Returns the exit status."""
     try:
+        if not args.coordinator and (args.num_processes, args.process_id) != (1, 0):
+            raise ValueError(
+                "`num_processes` and `process_id` need `coordinator` (HOST:PORT of process 0) "
+                f"for a multi-process job, got --num-processes {args.num_processes} "
+                f"--process-id {args.process_id} without it"
+            )
         if args.coordinator:
             from jaxopt_notes.train import distributed
 

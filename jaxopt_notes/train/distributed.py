@@ -14,7 +14,9 @@ shards (example i in shard i mod S) and each process puts on its devices only it
 process never needs another's training images. With one shard each process holds the whole
 (small, embedded) set and gathers its part of each batch. Process 0 alone writes the run
 directory, and on ``--resume`` alone reads it, sending the restored state to the others
-(:func:`share_from_writer`); the others train with no output.
+(:func:`share_from_writer`); the others train with no output. Before anything is trained or
+written, the processes exchange their configuration's fingerprint (:func:`check_same_job`) and
+all refuse to start if any differs.
 
 On several hosts, run on each (the same command, its own ``--process-id``)::
 
@@ -39,6 +41,39 @@ def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
     if not (isinstance(process_id, int) and 0 <= process_id < num_processes):
         raise ValueError(f"`process_id` must be in 0..{num_processes - 1}, got {process_id!r}")
     jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+
+
+def check_same_job(job: dict) -> None:
+    """Refuses to start unless every process holds the same ``job`` (its config and run
+    options, JSON values): each one's SHA-256 is gathered from all; where they differ, the
+    jobs themselves are, to name the keys. Without this a job whose processes were given
+    different learning rates trained on a mix of them and recorded process 0's alone."""
+    if jax.process_count() == 1:
+        return
+    import hashlib
+    import json
+
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    text = json.dumps(job, sort_keys=True).encode()
+    digest = np.frombuffer(hashlib.sha256(text).digest(), np.uint8)
+    digests = np.asarray(multihost_utils.process_allgather(digest))
+    if (digests == digests[0]).all():
+        return
+    sizes = np.asarray(multihost_utils.process_allgather(np.asarray(len(text), np.int32)))
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: len(text)] = np.frombuffer(text, np.uint8)
+    texts = np.asarray(multihost_utils.process_allgather(padded))
+    jobs = [json.loads(bytes(t[:n])) for t, n in zip(texts, sizes, strict=True)]
+    keys = sorted(k for k in set().union(*jobs) if len({repr(j.get(k)) for j in jobs}) > 1)
+    shown = "; ".join(
+        f"`{k}` " + ", ".join(f"{j.get(k)!r} on process {i}" for i, j in enumerate(jobs))
+        for k in keys
+    )
+    raise ValueError(
+        f"every process of a job must be given the same configuration, got different ones: {shown}"
+    )
 
 
 def is_writer() -> bool:

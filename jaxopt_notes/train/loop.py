@@ -70,6 +70,8 @@ def train(
         cfg = runs.keep_horizon(Path(out_dir), cfg)
     cfg = cfg.resolved()
     data = with_validation(cfg, data)
+    job = {"data": data.describe(), "resume": resume, "devices": devices, "tx": tx is not None}
+    distributed.check_same_job({**dataclasses.asdict(cfg), **job})
     mesh = make_mesh(devices)
     check_fit(cfg, data, mesh)
     tx = tx if tx is not None else make_optimizer(cfg, len(data.y_train) // cfg.batch_size)
