@@ -228,3 +228,30 @@ def test_lenet_init_schemes_give_their_std(init, std):
     assert not np.asarray(net.fc1.bias[...]).any()
     with pytest.raises(ValueError, match="`init` must be one of"):
         LeNet(init="glorot", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("cls", [LeNet, MLP])
+def test_the_signature_is_the_keyword_arguments_and_an_instance_shows_its_call(cls):
+    """NNX's metaclass showed ``(*args, **kwargs)`` for every module class."""
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    assert list(params)[-1] == "rngs" and "num_classes" in params
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+    assert params["num_classes"].default == 10
+    net = cls(rngs=nnx.Rngs(0))
+    assert list(inspect.signature(net).parameters) == ["x", "rngs"]
+
+
+def test_the_models_init_only_exports():
+    """The networks live in private modules; ``models/__init__`` defines nothing itself."""
+    import ast
+    from pathlib import Path
+
+    from jaxopt_notes import models
+
+    tree = ast.parse(Path(models.__file__).read_text())
+    kinds = {type(node) for node in tree.body} - {ast.Expr, ast.ImportFrom, ast.Assign}
+    assert kinds == set()
+    assert all(getattr(models, name) is not None for name in models.__all__)
+    assert MLP.__module__ == "jaxopt_notes.models._nets"
