@@ -99,7 +99,7 @@ def adam(
     stores :math:`m` alone in that type. ``moment_dtype=jnp.bfloat16`` (opt-in) stores
     :math:`m` and :math:`v` in bfloat16, halving the optimizer state of float32 params (with
     both given, ``mu_dtype`` is :math:`m`'s); the update is still computed in float32 (see the
-    README for its measured effect).
+    docs' benchmarks page for its measured effect).
 
     >>> import jax.numpy as jnp, jaxopt_notes as jn
     >>> tx = jn.adam(0.1)

@@ -95,3 +95,11 @@ def test_the_benchmarks_sit_beside_the_library_and_install_under_its_name(tmp_pa
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+def test_no_docstring_of_the_library_or_the_benchmarks_points_at_the_readme():
+    """Measured numbers live in the docs (benchmarks page) and ``bench_results/``; the README is
+    the front door and quotes none of them (two docstrings once sent readers there)."""
+    sources = [*(REPO / "jaxopt_notes").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]
+    pointing = [str(p.relative_to(REPO)) for p in sources if "README" in p.read_text()]
+    assert pointing == []
