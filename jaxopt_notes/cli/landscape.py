@@ -21,7 +21,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -82,8 +84,12 @@ def run_cli(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as error:
         print(f"jaxopt-notes landscape: error: {error}", file=sys.stderr)
         return 2
-    with stages.waiting(f"figures and grids into {args.out}"):
-        _write(out, args.overwrite, report, lines, grids, pair)
+    try:
+        with stages.waiting(f"figures and grids into {args.out}"):
+            _write(out, report, lines, grids, pair)
+    except OSError as error:
+        print(f"jaxopt-notes landscape: error: `--out` {args.out!r}: {error}", file=sys.stderr)
+        return 2
     print(json.dumps({k: v.get("seconds") for k, v in report["slices"].items()}))
     return 0
 
@@ -402,21 +408,28 @@ def _ticking(bar):
 # ----- outputs -----
 
 
-def _write(out: Path, overwrite: bool, report, lines, grids, pair) -> None:
-    """The outputs, once everything is computed; a replaced output's old files go first (a
-    file the new run does not write would otherwise be mistaken for one of its own)."""
-    if overwrite and out.is_dir():
-        for old in out.iterdir():
-            if OUTPUTS.fullmatch(old.name) and old.is_file():
-                old.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    landscape.plot_line(lines, out / "line.png", title="1-D interpolation (Goodfellow et al.)")
-    for name, grid in grids.items():
-        report["slices"][name] = _save(grid, out / name)
-    if pair is not None:
-        pair_grids = [grids["random_run0"], grids["random_run1"]]
-        landscape.plot_pair(pair_grids, pair, out / "pair.png")
-    (out / "landscape.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+def _write(out: Path, report, lines, grids, pair) -> None:
+    """The outputs, once everything is computed: drawn into a folder beside ``out``, then
+    moved in, the old outputs removed only then (a file the new run does not write would be
+    mistaken for one of its own; a failed write leaves the old ones whole)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        landscape.plot_line(lines, new / "line.png", title="1-D interpolation (Goodfellow et al.)")
+        for name, grid in grids.items():
+            report["slices"][name] = _save(grid, new / name)
+        if pair is not None:
+            landscape.plot_pair(
+                [grids["random_run0"], grids["random_run1"]], pair, new / "pair.png"
+            )
+        (new / "landscape.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        out.mkdir(exist_ok=True)
+        for old in out.iterdir():  # _out_dir let through landscape outputs alone
+            old.unlink()
+        for made in new.iterdir():
+            os.replace(made, out / made.name)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
 
 
 def _save(grid: landscape.Surface, prefix: Path) -> dict:
