@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jaxopt_notes.benchmarks import step
 
 from jaxopt_notes import benchmarks as bench
 from jaxopt_notes import fused
@@ -28,7 +29,7 @@ def test_bench_step_reports_every_peer_and_ratio(tmp_path):
     assert ("fused / optax" in table) == ("fused flat / optax" in table) == fused.available()
     bench.plot_rows(rows, tmp_path / "step.png")
     assert (tmp_path / "step.png").read_bytes()[:4] == b"\x89PNG"
-    assert sum(bench._split(1001, 10)) == 1001
+    assert sum(step._split(1001, 10)) == 1001
 
 
 def test_train_bench_stock_lenet_is_the_same_network():

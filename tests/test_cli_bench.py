@@ -59,7 +59,7 @@ def test_a_misspelt_name_is_one_prefixed_error_line_with_the_nearest_name(capsys
 
 
 def test_each_kind_writes_one_file_set(tmp_path, monkeypatch, capsys):
-    """The library's bench functions get no folder, so only the command's files are written."""
+    """The measuring functions get no folder, so only ``benchmarks.run``'s file set is written."""
     import importlib
 
     def fake(out_dir=None, quick=False):
