@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-
-from jaxopt_notes import hessian, models
 from jaxopt_notes.benchmarks import hessian as hb
 from jaxopt_notes.benchmarks import hessian_losses as hl
 from jaxopt_notes.benchmarks import hessian_peer as hp
+
+from jaxopt_notes import hessian, models
 
 
 def test_hand_written_lenet_is_models_lenet():
