@@ -63,6 +63,23 @@ def test_gradient_flat_when_the_gradient_is_a_null_vector(x64):
     np.testing.assert_allclose(found.params[1], 0.0, atol=1e-12)
 
 
+def test_flat_descents_walk_out_of_a_gradient_flat_point_to_the_minimum(x64):
+    """x^4/4 + x + y^2: at x = 0 the curvature along x is 0 and the slope 1, a gradient-flat
+    point; downhill along -g lies the one critical point, the minimum at x = -1."""
+    f = xy(lambda x, y: x**4 / 4 + x + y**2)
+    stuck = hessian.find_critical(f, jnp.array([0.0, 0.0]))
+    assert stuck.status == "gradient_flat" and stuck.flat_descents == 0
+    found = hessian.find_critical(f, jnp.array([0.0, 0.0]), flat_descents=3)
+    assert found.status == "critical" and 1 <= found.flat_descents <= 3
+    np.testing.assert_allclose(found.params, [-1.0, 0.0], atol=1e-7)
+    assert "flat descent" in str(found)
+    # no critical point downhill at all (x + y^2): the walks run out and it says so
+    slope = hessian.find_critical(xy(lambda x, y: x + y**2), jnp.array([0.0, 0.5]), flat_descents=2)
+    assert slope.status == "gradient_flat" and slope.flat_descents == 2
+    with pytest.raises(ValueError, match="flat_descents"):
+        hessian.find_critical(f, jnp.array([0.0, 0.0]), flat_descents=-1)
+
+
 def test_a_saddle_of_a_two_layer_linear_network(x64):
     """``1/2 ||W2 W1 - A||^2``, one hidden unit, A = diag(3, 2, 1): its critical points are
     W2 W1 = a_i e_i e_i^T with loss (sum a_j^2 - a_i^2) / 2 (Baldi and Hornik 1989); only

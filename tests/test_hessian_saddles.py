@@ -24,6 +24,17 @@ def test_escape_beats_its_controls_at_a_known_saddle():
     assert "lowers the loss more than the controls" in str(e) and len(repr(e)) < 200
 
 
+def test_escape_length_is_capped_where_the_curvature_is_tiny():
+    """At eigenvalue -2e-6 the model's length would be 100; ``max_length`` holds it at 0.1."""
+    f = lambda p: 1.0 + p[0] ** 2 - 1e-6 * p[1] ** 2 + p[1] ** 4  # noqa: E731
+    with jax.enable_x64(True):
+        free = hessian.escape_compare(f, jnp.zeros(2), num_random=2)
+        capped = hessian.escape_compare(f, jnp.zeros(2), num_random=2, max_length=0.1)
+    assert free.length == pytest.approx(100.0) and capped.length == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="max_length"):
+        hessian.escape_compare(f, jnp.zeros(2), max_length=0.0)
+
+
 def test_escape_refuses_a_minimum():
     with pytest.raises(ValueError, match="must have negative curvature to escape"):
         hessian.escape_compare(lambda p: jnp.sum(p**2), jnp.ones(2))

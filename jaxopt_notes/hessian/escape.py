@@ -94,19 +94,23 @@ def escape_compare(
     num_points: int = 21,
     key: jax.Array | None = None,
     eig_rtol: float | None = None,
+    max_length: float | None = None,
     **options: Any,
 ) -> EscapeComparison:
     """Steps along the most negative curvature (both signs) and along the controls.
 
     The length is the quadratic model's: ``r = sqrt(2 model_drop |L| / |lambda_min|)``, where
     the model ``L + r g.v + r^2 lambda_min / 2`` foretells a fall of ``model_drop`` of the loss
-    at a critical point. Raises when the smallest eigenvalue is not below
-    ``-eig_rtol * max|lambda|`` (no negative curvature: nothing to escape). ``options`` go to
-    :func:`~jaxopt_notes.hessian.eigenvalues`.
+    at a critical point, capped at ``max_length`` (at a tiny negative eigenvalue the model's
+    length runs far past where a quadratic describes the loss). Raises when the smallest
+    eigenvalue is not below ``-eig_rtol * max|lambda|`` (no negative curvature: nothing to
+    escape). ``options`` go to :func:`~jaxopt_notes.hessian.eigenvalues`.
     """
     _checks.positive("model_drop", model_drop)
     _checks.integer("num_random", num_random, low=1)
     _checks.integer("num_points", num_points, low=3)
+    if max_length is not None:
+        _checks.positive("max_length", max_length)
     key = jax.random.PRNGKey(0) if key is None else key
     spec, data = core.problem(loss_fn, params, options.get("wrt"))
     loss, grad = core.check_finite_loss(spec, params, data, "an escape", with_loss=True)
@@ -120,6 +124,7 @@ def escape_compare(
         )
     v, g = eig.flat_vectors[-1], grad
     r = float(np.sqrt(2 * model_drop * max(abs(loss), 1e-12) / -lam[-1]))
+    r = r if max_length is None else min(r, float(max_length))
     dirs = _directions(v, g, jax.random.fold_in(key, 3), num_random)
     x = core.flat_view(params, spec.mask)[0]
     t = np.linspace(-2 * r, 2 * r, num_points)

@@ -11,7 +11,11 @@ how far down it points costs no product.
 
 Where ``g`` lies in the near-null space of ``H`` (a *gradient-flat* region, Frye et al.), no
 ``H p`` can cancel it: the residual stays near ``||g||`` and the search stalls. The result says
-which of these happened, with the numbers.
+which of these happened, with the numbers. Asked to (``flat_descents``), it walks out instead:
+``g`` is then nearly a null vector of ``H``, so ``L`` along ``-g`` is close to a straight line
+downhill, and a line search on ``L`` (growing the step while the loss falls) crosses the flat
+stretch in a few gradients; Newton-MR resumes where the loss turns up again. Such a walk goes
+downhill, so it ends nearer minima than the point it started from.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class CriticalPoint:
     hessian_scale: float  # largest |Ritz value| MINRES met: an estimate of ||H||
     seconds: float
     method: str = "newton-mr"
+    flat_descents: int = 0  # line searches on L taken to leave gradient-flat regions
 
     @property
     def reached(self) -> bool:
@@ -92,6 +97,7 @@ class CriticalPoint:
             f"(rtol {self.rtol:.3g} x |g| {self.grad_norm_start:.3g} at the start), loss "
             f"{self.loss:.6g}, after {self.iterations} Newton-MR steps, {self.num_hvps} HVPs, "
             f"{self.seconds:.1f} s"
+            + (f", {self.flat_descents} flat descents" if self.flat_descents else "")
         )
 
 
@@ -178,6 +184,29 @@ def _validate(rtol, atol, max_iter, max_hvps, inner_max_iter, inner_rtol, flat_r
     _checks.integer("max_backtracks", backtracks)
 
 
+MAX_DOUBLINGS = 60  # a line search grows its step at most 2^60-fold
+
+
+def _flat_descent(evaluate: Callable, x: np.ndarray, loss: float, g: np.ndarray, scale: float):
+    """The lowest point of ``L`` found along ``-g``: from the gradient step ``|g| / scale``
+    (1 when ``scale`` is 0) halved until the loss falls, then doubled while it still falls.
+    Returns ``(x, loss, g, gradients spent)``, the point ``None`` when no step lowers the loss."""
+    d = -g / np.linalg.norm(g)
+    t = float(np.linalg.norm(g)) / scale if scale > 0 else 1.0
+    best, spent = None, 0
+    for _ in range(2 * MAX_DOUBLINGS):
+        new_loss, new_g = evaluate(x + t * d)
+        spent += 1
+        lower = np.isfinite(new_loss) and new_loss < (loss if best is None else best[1])
+        if lower:
+            best, t = (x + t * d, new_loss, new_g), 2 * t
+        elif best is None:
+            t /= 2  # too far: the loss turned up (or overflowed) before this length
+        else:
+            break
+    return (*best, spent) if best is not None else (None, None, None, spent)
+
+
 def _damped_search(evaluate: Callable, x: np.ndarray, kr: _Krylov, mu: float, tries: int):
     """Levenberg-Marquardt on ``g``: the step of damping ``mu`` is taken once ``||g||^2`` fell
     by ``ARMIJO`` of what the linear model ``g + H p`` predicts; else ``mu`` grows (from
@@ -236,6 +265,7 @@ def find_critical(
     inner_rtol: float | None = None,
     flat_ratio: float = 0.5,
     max_backtracks: int = 30,
+    flat_descents: int = 0,
     wrt: core.Wrt = None,
     callback: Callable[[int, float], Any] | None = None,
 ) -> CriticalPoint:
@@ -251,6 +281,9 @@ def find_critical(
     in 5 steps, while MINRES left at least ``flat_ratio`` of ``||g||`` unexplained; as
     ``"stalled"`` when no step helps otherwise; as ``"budget"`` after ``max_iter`` steps or
     ``max_hvps`` products. ``callback(step, grad_norm)`` is called after every step.
+    ``flat_descents > 0``: where it would give up as gradient-flat, it instead takes a line
+    search on ``L`` along ``-g`` (module docstring), at most that many times in all; the result's
+    ``flat_descents`` says how many it took (a point reached so is biased towards minima).
 
     ``loss_fn`` may be a plain loss or an :func:`~jaxopt_notes.hessian.over_dataset` loss;
     ``wrt`` holds the other parameters fixed.
@@ -273,11 +306,12 @@ def find_critical(
     rtol = eps if rtol is None else rtol
     limits = (max_iter, max_hvps, inner_max_iter, inner_rtol, flat_ratio, max_backtracks)
     _validate(rtol, atol, *limits)
+    _checks.integer("flat_descents", flat_descents)
     if callback is not None:
         _checks.function("callback", callback)
     start = time.perf_counter()
     with _one_blas_thread():
-        return _search(loss_fn, params, wrt, rtol, atol, limits, callback, start)
+        return _search(loss_fn, params, wrt, rtol, atol, limits, flat_descents, callback, start)
 
 
 def _one_blas_thread():
@@ -292,13 +326,14 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _search(loss_fn, params, wrt, rtol, atol, limits, callback, start) -> CriticalPoint:
+def _search(loss_fn, params, wrt, rtol, atol, limits, walks, callback, start) -> CriticalPoint:
     max_iter, max_hvps, inner_max_iter, inner_rtol, flat_ratio, max_backtracks = limits
     evaluate, matvec_at, x, at = _problem(loss_fn, params, wrt)
     loss, g = evaluate(x)
     norms, losses = [float(np.linalg.norm(g))], [loss]
     tol = max(rtol * norms[0], atol)
     status, hvps, grads, kr, ratio, mu = "budget", 0, 1, None, 0.0, 0.0
+    walked, since = 0, 0  # walks taken; where the stall window starts (after the last walk)
     for step in range(max_iter + 1):
         if norms[-1] <= tol:
             status = "critical"
@@ -310,6 +345,13 @@ def _search(loss_fn, params, wrt, rtol, atol, limits, callback, start) -> Critic
         hvps, ratio = hvps + len(kr.basis), kr.residual / norms[-1]
         new, new_loss, new_g, tries, mu = _damped_search(evaluate, x, kr, mu, max_backtracks)
         grads += tries
+        flat = len(norms) - since > PATIENCE and norms[-1] > 0.99 * norms[-1 - PATIENCE]
+        if (new is None or flat) and ratio >= flat_ratio:
+            if walked == walks:
+                status = "gradient_flat"
+                break
+            new, new_loss, new_g, spent = _flat_descent(evaluate, x, loss, g, kr.scale)
+            grads, walked, mu, since = grads + spent, walked + 1, 0.0, len(norms)
         if new is None:
             status = "gradient_flat" if ratio >= flat_ratio else "stalled"
             break
@@ -318,10 +360,6 @@ def _search(loss_fn, params, wrt, rtol, atol, limits, callback, start) -> Critic
         losses.append(loss)
         if callback is not None:
             callback(step + 1, norms[-1])
-        flat = len(norms) > PATIENCE and norms[-1] > 0.99 * norms[-1 - PATIENCE]
-        if flat and ratio >= flat_ratio and norms[-1] > tol:
-            status = "gradient_flat"
-            break
     scale = kr.scale if kr is not None else 0.0
     return CriticalPoint(
         status=status,
@@ -340,4 +378,5 @@ def _search(loss_fn, params, wrt, rtol, atol, limits, callback, start) -> Critic
         grad_curvature=float(kr.hg_norm / scale) if scale > 0 else 0.0,
         hessian_scale=float(scale),
         seconds=time.perf_counter() - start,
+        flat_descents=walked,
     )
