@@ -397,14 +397,17 @@ def plot_surface(grid: Surface, out_prefix, *, title: str = "") -> list[str]:
     _few_ticks(ax, "x", "y")
     fig.savefig(names[0], dpi=100)
     plt.close(fig)
-    fig = plt.figure(figsize=(5.6, 4.8), layout="constrained")
+    fig = plt.figure(figsize=(5.6, 5.0))
     ax3 = fig.add_subplot(projection="3d")
     ax3.plot_surface(gx, gy, values, cmap="viridis", linewidth=0)
     ax3.set_title(title)
+    ax3.set_box_aspect(None, zoom=0.82)  # room for the axis labels inside the figure
     for axis, label in zip("xyz", (*grid.labels, zlabel), strict=True):
-        getattr(ax3, f"set_{axis}label")(label, fontsize=8, labelpad=6)
-    ax3.tick_params(labelsize=7)
+        wrapped = label.replace(" (", "\n(", 1)  # a long label on two short lines
+        getattr(ax3, f"set_{axis}label")(wrapped, fontsize=8, labelpad=4)
+    ax3.tick_params(labelsize=7, pad=1)
     _few_ticks(ax3, "x", "y", "z", n=4)
+    fig.subplots_adjust(left=0.0, right=0.94, bottom=0.02, top=0.95)
     fig.savefig(names[1], dpi=100)
     plt.close(fig)
     return names

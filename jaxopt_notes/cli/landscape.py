@@ -297,7 +297,7 @@ def _compute(args, kinds, runs, evals, hess, path, stages):
             grid = _slice("random", r, hess[i], xi, yi, coords, key, args, None, stages, name)
             with stages.waiting(f"top Hessian eigenvalue of {name}"):
                 top = _top(hess[i], r.params, key)
-            grid.info["top"] = top
+            grid.info.update(top=top, run=name)
             grids[f"random_run{i}"] = grid
             pair.append(f"{Path(r.path).name}: batch {r.config.batch_size}, top eig {top:.3g}")
     return report, lines, grids, pair
@@ -434,7 +434,7 @@ def _write(out: Path, report, lines, grids, pair) -> None:
 
 def _save(grid: landscape.Surface, prefix: Path) -> dict:
     grid.save(f"{prefix}.npz")
-    title = TITLES[grid.kind] + ("" if prefix.name == grid.kind else f", {prefix.name}")
+    title = TITLES[grid.kind] + (f", {grid.info['run']}" if "run" in grid.info else "")
     pngs = landscape.plot_surface(grid, prefix, title=title)
     finite = grid.values[np.isfinite(grid.values)]
     return {
