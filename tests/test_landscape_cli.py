@@ -160,6 +160,12 @@ def test_a_bad_training_path_is_named_before_anything_is_written(runs, tmp_path,
 _LOADED = {}
 
 
+def test_a_path_of_one_epoch_is_too_short_for_the_pca(runs):
+    run = dataclasses.replace(_loaded(runs[0]), epoch=1)
+    with pytest.raises(ValueError, match="over at least 2 epochs, got 1; leave pca out"):
+        landscape_cli._training_path(run)
+
+
 def _loaded(path):
     if path not in _LOADED:
         _LOADED[path] = train.load_run(path)

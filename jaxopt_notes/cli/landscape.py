@@ -229,6 +229,10 @@ def _training_path(run) -> list:
     names = [f"epoch_{e:04d}.npy" for e in range(run.epoch + 1)]
     missing = [n for n in names if n not in found]
     rule = "`--kinds` pca needs the run's training path"
+    if run.epoch < 2:  # init, epoch 1 and the selected parameters: the fewest that span a plane
+        raise ValueError(
+            f"{rule} over at least 2 epochs, got {run.epoch}; leave pca out of --kinds"
+        )
     if missing:
         raise ValueError(
             f"{rule}, but {str(folder)!r} lacks {missing[:3]} ({len(missing)} of its "
