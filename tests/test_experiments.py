@@ -220,13 +220,15 @@ def test_cli_refuses_bad_input_with_one_error_line(tmp_path, fake, capsys):
     ]:
         code = cli.main(["experiments", "run", *args, "--out", out])
         err = capsys.readouterr().err.strip().splitlines()
-        assert code == 2 and len(err) == 1 and err[0].startswith("error: "), (args, err)
+        assert (
+            code == 2 and len(err) == 1 and err[0].startswith("jaxopt-notes experiments: error: ")
+        ), (args, err)
         assert words in err[0], (args, err)
     assert not list(tmp_path.iterdir()), "a refused run wrote something"
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert cli.main(["experiments", "run", "fake", "--out", str(blocker)]) == 2
-    assert capsys.readouterr().err.startswith("error: `--out`")
+    assert capsys.readouterr().err.startswith("jaxopt-notes experiments: error: `--out`")
 
 
 def test_cli_help_lists_fields_and_run_ends_with_a_tally(tmp_path, fake, capsys):

@@ -8,6 +8,8 @@ import pytest
 
 from jaxopt_notes import cli
 
+ERROR = "jaxopt-notes hessian: error: "  # every bad input: this prefix, one line, exit 2
+
 
 @pytest.mark.parametrize(
     "function, kind, largest",
@@ -34,7 +36,7 @@ def test_point_away_from_critical_and_bad_point(tmp_path, capsys):
     assert (
         cli.main(["hessian", "--function", "bowl", "--point", "1;2", "--out", str(tmp_path)]) == 2
     )
-    assert "error: `--point` must be two numbers 'x,y', got '1;2'" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"{ERROR}`--point` must be two numbers 'x,y', got '1;2'\n"
 
 
 @pytest.fixture(scope="module")
@@ -97,18 +99,18 @@ def test_run_split_and_num_examples(mlp_run, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--k", "0"], "error: `--k` must be >= 1, got 0"),
-        (["--k", "-3"], "error: `--k` must be >= 1, got -3"),
-        (["--num-examples", "many"], "error: `--num-examples` must be a positive integer or"),
-        (["--num-examples", "0"], "error: `--num-examples` must be a positive integer or"),
-        (["--num-examples", "100000"], "error: `num_examples` must be in 1.."),
-        (["--trace-samples", "1"], "error: `--trace-samples` must be >= 2, got 1"),
+        (["--k", "0"], "`--k` must be >= 1, got 0"),
+        (["--k", "-3"], "`--k` must be >= 1, got -3"),
+        (["--num-examples", "many"], "`--num-examples` must be a positive integer or"),
+        (["--num-examples", "0"], "`--num-examples` must be a positive integer or"),
+        (["--num-examples", "100000"], "`num_examples` must be in 1.."),
+        (["--trace-samples", "1"], "`--trace-samples` must be >= 2, got 1"),
     ],
 )
 def test_run_bad_options_are_one_error_line(mlp_run, tmp_path, capsys, extra, message):
     assert cli.main(["hessian", "--run", mlp_run, *extra, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(ERROR + message) and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_missing_or_half_written_run_is_refused(mlp_run, tmp_path, capsys):
@@ -120,7 +122,7 @@ def test_missing_or_half_written_run_is_refused(mlp_run, tmp_path, capsys):
     for run_dir in (tmp_path / "nope", half):
         assert cli.main(["hessian", "--run", str(run_dir), "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("error: `run_dir`") and err.count("\n") == 1
+        assert err.startswith(f"{ERROR}`run_dir`") and err.count("\n") == 1
     for out in (os.path.join(mlp_run, "h"), mlp_run, mlp_run + "/"):  # in it, or the run itself
         assert cli.main(["hessian", "--run", mlp_run, "--out", out]) == 2
         assert "`--out` must lie outside the run directory" in capsys.readouterr().err

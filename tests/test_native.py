@@ -292,7 +292,9 @@ def test_build_kernels_builds_then_keeps_and_says_where(cache, tiny, monkeypatch
     cache.chmod(0o775)
     assert cli.main(["build-kernels"]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("error: the tiny kernels: refusing to load")
+    assert len(err) == 1 and err[0].startswith(
+        "jaxopt-notes build-kernels: error: the tiny kernels: refusing to load"
+    )
 
 
 def test_build_kernels_bad_input_is_one_error_line(monkeypatch, capsys):
@@ -300,7 +302,8 @@ def test_build_kernels_bad_input_is_one_error_line(monkeypatch, capsys):
     assert cli.main(["build-kernels"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        "error: $JAXOPT_NOTES_SPIN_US must be a whole number from 0 to 1000000 (0: off), got 'soon'"
+        "jaxopt-notes build-kernels: error: "
+        "$JAXOPT_NOTES_SPIN_US must be a whole number from 0 to 1000000 (0: off), got 'soon'"
     ]
     with pytest.raises(SystemExit) as exit_:
         cli.main(["build-kernels", "--only", "nope"])

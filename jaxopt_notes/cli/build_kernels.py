@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from jaxopt_notes import _native
+from jaxopt_notes.cli._options import fail
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +29,7 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         values = _native.settings()
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail("build-kernels", str(error))
     print(f"kernel cache: {_native.cache_dir()} (${_native.CACHE_ENV})")
     failed = False
     for name in [args.only] if args.only else sorted(_native.LIBRARIES):
@@ -39,7 +39,7 @@ def run_cli(args: argparse.Namespace) -> int:
             continue
         failed = True
         first, *rest = (built.reason or "").splitlines() or [""]
-        print(f"error: the {name} kernels: {first}", file=sys.stderr)
+        fail("build-kernels", f"the {name} kernels: {first}")
         if rest:  # a compiler's diagnostics
             print("\n".join(rest), file=sys.stderr)
     shown = {key: "default" if value is None else value for key, value in values.items()}

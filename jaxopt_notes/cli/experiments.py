@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 from jaxopt_notes import _checks
 from jaxopt_notes import experiments as lab
+from jaxopt_notes.cli._options import fail
 
 
 class _HelpWithFields(argparse.Action):
@@ -48,8 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+    return fail("experiments", message)
 
 
 def _writable(folder: Path) -> bool:
@@ -66,7 +65,7 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"{name:24s} {lab.load(name).SUMMARY}")
         return 0
     if args.all == bool(args.name):
-        return _fail("experiments run: give one NAME or --all, not both or neither")
+        return _fail("give one NAME or --all to `experiments run`, not both or neither")
     try:
         if args.name:
             _checks.one_of("NAME", args.name, lab.NAMES)
@@ -92,7 +91,7 @@ def run_cli(args: argparse.Namespace) -> int:
         try:
             results = lab.run_all(args.out, args.quick, overrides)
         except RuntimeError as error:  # some experiments failed; the others' report is written
-            print(f"jaxopt-notes experiments: error: {error}", file=sys.stderr)
+            fail("experiments", str(error))
             return 1
     else:
         results = lab.run_many([args.name], args.out, args.quick, {args.name: overrides})[0]

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from jaxopt_notes import hessian
+from jaxopt_notes.cli._options import fail
 
 # name -> (f(x, y), default point)
 FUNCTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {
@@ -187,8 +187,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 loss_info=info,
             )
     except (ValueError, TypeError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail("hessian", str(error))
     result["source"] = info
     with open(os.path.join(args.out, "result.json"), "w") as fh:
         json.dump(result, fh, indent=2, allow_nan=False)
