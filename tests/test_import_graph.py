@@ -82,7 +82,30 @@ def test_the_command_redraws_the_marked_block_and_exits_1_on_a_problem(tmp_path,
         graph.main(["--update", str(readme)])
 
 
-def test_this_package_keeps_the_rules():
-    lab = {f"jaxopt_notes.{room}": REPO / room for room in ("experiments", "benchmarks")}
-    _, problems = graph.check({"jaxopt_notes": REPO / "jaxopt_notes", **lab})
-    assert problems == [], "\n".join(problems)
+def test_the_command_covers_the_library_and_both_rooms_of_the_lab(monkeypatch):
+    seen = []
+    monkeypatch.setattr(graph, "check", lambda roots: (seen.append(roots), ("", []))[1])
+    assert graph.main(["--check"]) == 0
+    assert seen == [
+        {
+            "jaxopt_notes": REPO / "jaxopt_notes",
+            "jaxopt_notes.experiments": REPO / "experiments",
+            "jaxopt_notes.benchmarks": REPO / "benchmarks",
+        }
+    ]
+
+
+def test_a_private_import_in_the_benchmarks_fails_the_check(tmp_path, monkeypatch, capsys):
+    files = {**CLEAN, "tools/__init__.py": "def g(): pass\n", "tools/_impl.py": ""}
+    _package(tmp_path, files)
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "__init__.py").write_text("from jaxopt_notes.tools import _impl\n")
+    monkeypatch.setattr(graph, "REPO", tmp_path)
+    assert graph.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "benchmarks/__init__.py:1: jaxopt_notes.benchmarks (benchmarks) imports" in err
+
+
+def test_this_package_keeps_the_rules(capsys):
+    assert graph.main(["--check"]) == 0, capsys.readouterr().err

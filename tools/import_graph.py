@@ -9,8 +9,9 @@ every room, and the package's ``__init__``, its public face ``jaxopt_notes``. Th
    (``jaxopt_notes.hessian._core``) or a ``_name`` defined in another room's module;
 2. no cycles among rooms.
 
-Every import counts, also one inside a function. ``experiments/`` is read as
-``jaxopt_notes.experiments``, as it is installed.
+Every import counts, also one inside a function. The lab's top-level rooms, ``experiments/``
+and ``benchmarks/``, are read as ``jaxopt_notes.experiments`` and ``jaxopt_notes.benchmarks``,
+as they are installed.
 
     python tools/import_graph.py --update FILE        # redraws the block between the markers
     python tools/import_graph.py --check              # exit 1 on a broken rule
@@ -31,6 +32,7 @@ from typing import NamedTuple
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "jaxopt_notes"
 BEGIN, END = "<!-- import-graph -->", "<!-- /import-graph -->"
+LAB = ("experiments", "benchmarks")  # top-level folders installed as jaxopt_notes.<name>
 
 
 class Import(NamedTuple):
@@ -155,6 +157,13 @@ def mermaid(graph: dict[str, dict[str, int]], found: dict[str, Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def roots(repo: Path | None = None) -> dict[str, Path]:
+    """``{package name: folder}`` of the library and of each room of the lab beside it, in
+    ``repo`` (default: this repository)."""
+    repo = REPO if repo is None else repo
+    return {PACKAGE: repo / PACKAGE, **{f"{PACKAGE}.{name}": repo / name for name in LAB}}
+
+
 def check(roots: dict[str, Path]) -> tuple[str, list[str]]:
     """The Mermaid drawing and the broken rules (empty when none) for the package at ``roots``."""
     found = modules(roots)
@@ -180,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update", type=Path, help="redraw the marked block of this file")
     parser.add_argument("--check", action="store_true", help="only check the rules (default: no)")
     args = parser.parse_args(argv)
-    roots = {PACKAGE: REPO / PACKAGE, f"{PACKAGE}.experiments": REPO / "experiments"}
-    drawing, problems = check(roots)
+    drawing, problems = check(roots())
     if args.update is not None:
         update(args.update, drawing)
     elif not args.check:
