@@ -400,12 +400,14 @@ def _ticking(bar):
             bar.refresh()
 
     thread = threading.Thread(target=tick, daemon=True)
-    thread.start()
+    if not bar.disable:
+        thread.start()
     try:
         yield
     finally:
         stop.set()
-        thread.join()
+        if thread.is_alive():
+            thread.join()
         bar.close()
 
 
