@@ -27,6 +27,16 @@ Reading a run back (what ``jaxopt-notes hessian --run`` and ``landscape --run`` 
     run.apply(params, x)               # logits
     run.init_params, run.history, run.config, run.summary
 
+Building another loop on train's step (what ``tune``'s range test and sanity checks do)::
+
+    step = make_step(model, tx, loss=functools.partial(example_loss, cfg.loss))
+    state, (loss, accuracy, probed) = step(state, x, onehot, key)
+
+>>> import jax.numpy as jnp
+>>> make_step.__module__
+'jaxopt_notes.train.steps'
+>>> float(example_loss("mse", jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]]))[0][0])
+1.0
 >>> cfg = TrainConfig(model="mlp", width=16, depth=1, dataset="digits", epochs=1, batch_size=64)
 >>> result = train(cfg, progress=False)
 >>> result["summary"]["dataset"]["name"], result["summary"]["dataset"]["val_size"]
@@ -53,11 +63,13 @@ from jaxopt_notes.train.steps import (
     check_fit,
     cross_entropy,
     eval_params,
+    example_loss,
     init_state,
     make_chunk_fns,
     make_epoch_fn,
     make_eval_fn,
     make_mesh,
+    make_step,
 )
 
 OPTIMIZER_NAMES = ("sgd", "adagrad", "rmsprop", "adam", "adamw", "amsgrad", "nadam", "adamax")
@@ -73,6 +85,7 @@ __all__ = [
     "check_fit",
     "cross_entropy",
     "eval_params",
+    "example_loss",
     "from_toml",
     "init_state",
     "load_run",
@@ -82,6 +95,7 @@ __all__ = [
     "make_mesh",
     "make_optimizer",
     "make_schedule",
+    "make_step",
     "read_toml",
     "to_toml",
     "train",
