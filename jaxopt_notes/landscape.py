@@ -105,7 +105,9 @@ def grid_values(
     if progress is not None:
         _checks.function("progress", progress)
     dtype = jnp.result_type(*jax.tree.leaves(center))
-    directions = [jax.tree.map(lambda d, c: d.astype(c.dtype), v, center) for v in directions]
+    # each direction typed and placed as the centre: a run's parameters carry their mesh in
+    # their type, and a direction without it (PCA, Lanczos) would compile the grid again
+    directions = [jax.tree.map(_like, v, center) for v in directions]
     coords = np.asarray(coords, dtype).reshape(-1, len(directions))
     feats = () if split is None else _features(split, center, directions, x)
     n = len(coords)
@@ -118,6 +120,11 @@ def grid_values(
             out[-1].block_until_ready()
             progress(min(i + block, n), n)
     return jnp.ravel(jnp.stack(out))[:n]
+
+
+def _like(d, c):
+    d = jnp.asarray(d, jnp.result_type(c))
+    return jax.device_put(d, c.sharding) if isinstance(c, jax.Array) else d
 
 
 def _point(center, directions, coord):
