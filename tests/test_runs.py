@@ -3,6 +3,7 @@ corrupted or mixed up, and ``load_run`` reading a run back without writing into 
 
 import dataclasses
 import json
+import logging
 import os
 import re
 
@@ -309,3 +310,10 @@ def test_a_kill_between_files_resumes_to_the_same_run_with_every_file(
     assert untimed(out / "metrics.jsonl") == untimed(whole_run / "metrics.jsonl")
     a, b = train.load_run(out), train.load_run(whole_run)
     assert _same(a.last_params, b.last_params) and _same(a.params, b.params)
+
+
+def test_reading_a_run_logs_no_read_only_notice(run_dir, caplog):
+    """orbax warned "Given directory is read only" on every read of a run."""
+    with caplog.at_level(logging.INFO):
+        train.load_run(run_dir)
+    assert not [r for r in caplog.records if "read only" in r.getMessage()]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -244,7 +245,17 @@ def _manager(out: Path, *, read_only: bool = False):
         create=False,
         multiprocessing_options=alone if several else ocp.options.MultiprocessingOptions(),
     )
-    return ocp.CheckpointManager((out / "checkpoints").absolute(), options=options)
+    # a reader asked for read-only on purpose: orbax's warning that it is says nothing
+    notice = logging.getLogger("absl")
+    notice.addFilter(_drop_read_only_notice)
+    try:
+        return ocp.CheckpointManager((out / "checkpoints").absolute(), options=options)
+    finally:
+        notice.removeFilter(_drop_read_only_notice)
+
+
+def _drop_read_only_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Given directory is read only")
 
 
 def _digest(step_dir: Path) -> str:
