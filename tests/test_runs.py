@@ -317,3 +317,18 @@ def test_reading_a_run_logs_no_read_only_notice(run_dir, caplog):
     with caplog.at_level(logging.INFO):
         train.load_run(run_dir)
     assert not [r for r in caplog.records if "read only" in r.getMessage()]
+
+
+@pytest.mark.parametrize("text", ["{}", "[]", "not json", '{"run_id": 3}'])
+def test_a_broken_run_json_is_one_line_everywhere(tmp_path, capsys, text):
+    """`{}` and `[]` ended in a KeyError or AttributeError traceback."""
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    (out / "run.json").write_text(text)
+    assert cli.main(["train", "--resume", "--out", str(out), "--no-progress"]) == 2
+    assert "run.json" in _error(capsys)
+    assert cli.main(["doctor", "--run", str(out), "--out", str(tmp_path / "d")]) == 2
+    assert "run.json" in _error(capsys)
+    with pytest.raises(ValueError, match="run.json"):
+        train.load_run(out)

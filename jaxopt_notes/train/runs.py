@@ -144,7 +144,18 @@ def start(out: Path, cfg: config_lib.TrainConfig, split: dict[str, Any]) -> str:
 
 
 def read_identity(out: Path) -> dict[str, Any]:
-    return json.loads((out / "run.json").read_text())
+    """The run's ``run.json``: a JSON object with its ``run_id``, or a ValueError saying so."""
+    path = out / "run.json"
+    try:
+        identity = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"`run` {str(out)!r} has no readable run.json: {error}") from None
+    if not isinstance(identity, dict) or not isinstance(identity.get("run_id"), str):
+        raise ValueError(
+            f"`run` {str(out)!r} must have a run.json object with a `run_id`, got "
+            f"{str(identity)[:60]!r}"
+        )
+    return identity
 
 
 def _plain(cfg: config_lib.TrainConfig) -> dict[str, Any]:
