@@ -3,6 +3,7 @@ healthy, the numbers cited, and bad run directories refused in one line."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +11,10 @@ import pytest
 from jaxopt_notes import cli
 from jaxopt_notes.train import TrainConfig, to_toml
 from jaxopt_notes.tune import CASES, diagnose, diagnose_run, read_metrics
+from jaxopt_notes.tune.doctor import CURVES
 
 LN10 = math.log(10)
+HEALTHY_RECORD = Path(__file__).parents[1] / "bench_results" / "doctor" / "healthy.json"
 
 
 def curves(train_loss, val_loss, train_acc, val_acc, **extra):
@@ -64,10 +67,92 @@ def built(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_each_built_case_is_named_first(case):
+def test_each_built_case_is_named_and_no_other(case):
     diagnosis = diagnose(built(case))
-    assert diagnosis.cases[0] == case
+    assert diagnosis.cases == [case]  # every other rule fails on it
     assert not diagnosis.healthy
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_finding_states_its_epochs_curves_and_rule(case):
+    (finding,) = diagnose(built(case)).findings
+    assert 1 <= finding.epochs[0] <= finding.epochs[1] <= 10
+    assert finding.curves and set(finding.curves) <= {*CURVES, "learning_rate"}
+    assert finding.rule
+    line = diagnose(built(case)).report().splitlines()[0]
+    assert f"(epochs {finding.epochs[0]}-{finding.epochs[1]} of " in line
+    assert f"rule: {finding.rule}" in line
+
+
+RECORDED = Path(__file__).parents[1] / "bench_results" / "tune" / "doctor_runs"
+
+
+@pytest.mark.parametrize("name", [*CASES, "healthy", "healthy_sgd"])
+def test_recorded_runs_name_their_case_and_no_other(name):
+    """Real runs on the 8x8 digits, each trained to show one case (tune.acceptance --doctor)."""
+    expected = "healthy" if name.startswith("healthy") else name
+    assert diagnose_run(RECORDED / name).cases == [expected]
+
+
+# the README's 2-epoch sigmoid LeNet run (train --model lenet --variant classic --epochs 2)
+README_RUN = curves([2.3203, 2.2350], [2.2744, 2.1641], [0.0943, 0.2681], [0.1000, 0.4075])
+
+
+def test_two_epochs_are_not_enough_to_tell():
+    """It was called lr_too_high, while its validation accuracy rose 0.10 -> 0.41."""
+    diagnosis = diagnose(README_RUN)
+    assert diagnosis.cases == ["not_enough_epochs"] and not diagnosis.healthy
+    assert diagnosis.report().startswith("not enough epochs to tell")
+    assert diagnose(healthy(3)).cases == ["not_enough_epochs"]
+    assert diagnose(healthy(4)).cases == ["healthy"]
+    # an explosion needs no trend: named after one epoch
+    assert diagnose(built("lr_too_high")[:2]).cases == ["lr_too_high"]
+
+
+def test_a_slow_start_whose_accuracy_rises_is_not_lr_too_high_or_bad_init():
+    """The sigmoid LeNet's early plateau: the loss near ln C, creeping down, accuracy rising."""
+    slow = curves(
+        [2.335, 2.305, 2.25, 2.20, 1.9, 1.4],
+        [2.30, 2.28, 2.2, 2.0, 1.6, 1.0],
+        [0.10, 0.12, 0.25, 0.40, 0.55, 0.70],
+        [0.10, 0.11, 0.30, 0.45, 0.60, 0.75],
+    )
+    cases = diagnose(slow).cases
+    assert "lr_too_high" not in cases and "bad_init" not in cases, cases
+    # the same curves with the accuracy at chance and the loss bouncing: too high a rate
+    bouncing = curves(
+        [2.32, 2.29, 2.35, 2.28, 2.33, 2.30], [2.3] * 6, [0.1] * 6, [0.1, 0.11, 0.1, 0.09, 0.1, 0.1]
+    )
+    assert diagnose(bouncing).cases == ["lr_too_high"]
+
+
+def test_curvature_records_are_set_aside():
+    records = built("overfitting")
+    mixed = []
+    for r in records:
+        mixed += [{"kind": "curvature", "epoch": r["epoch"], "step": 3, "lambda_max": 40.0}, r]
+    assert diagnose(mixed).cases == ["overfitting"]
+    assert len(diagnose(mixed).history) == len(records)
+
+
+def test_a_diverged_run_with_null_losses_is_lr_too_high(tmp_path, capsys):
+    records = built("lr_too_high")
+    for r in records[2:]:
+        r.update(train_loss=None, val_loss=None, train_accuracy=None, val_accuracy=None)
+    assert diagnose(records).cases == ["lr_too_high"]
+    run = write_run(tmp_path, records)
+    code, out, err = run_cli(["doctor", "--run", str(run), "--out", str(tmp_path / "d")], capsys)
+    assert code == 0 and out.startswith("lr_too_high") and err == "", err
+
+
+def test_recorded_healthy_runs_stay_healthy():
+    """bench_results/doctor/healthy.json (scripts/doctor_healthy.py): real runs of every model,
+    re-read: each healthy one is healthy or too short to tell, the control as recorded."""
+    record = json.loads(HEALTHY_RECORD.read_text())
+    assert record["healthy_runs"] >= 10 and record["confident_wrong"] == 0
+    for name, result in record["results"].items():
+        cases = diagnose(**result["inputs"]).cases
+        assert cases == result["cases"] and set(cases) <= set(result["expected"]), name
 
 
 @pytest.mark.parametrize("n, rate", [(10, 0.8), (6, 1.5), (30, 0.3)])
@@ -185,3 +270,23 @@ def test_real_runs_built_for_each_case(tmp_path):
     moved = {n: diagnose_run(tmp_path / n).weights for n in ("healthy", "bad_init")}
     assert [w["layer"] for w in moved["healthy"]] == ["hidden.0.kernel", "out.kernel"]
     assert max(w["moved"] for w in moved["bad_init"]) < min(w["moved"] for w in moved["healthy"])
+
+
+@pytest.mark.parametrize("where", ["a file", "the run", "inside the run"])
+def test_cli_out_must_be_a_directory_outside_the_run(tmp_path, capsys, where):
+    run = write_run(tmp_path, healthy(6))
+    out = {"a file": tmp_path / "f", "the run": run, "inside the run": run / "d"}[where]
+    (tmp_path / "f").write_text("")
+    before = sorted(p.name for p in run.iterdir())
+    code, out_text, err = run_cli(["doctor", "--run", str(run), "--out", str(out)], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and out_text == "" and len(lines) == 1, err
+    assert lines[0].startswith("jaxopt-notes doctor: error: `out` must")
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_an_mse_run_is_refused_in_one_line(tmp_path, capsys):
+    run = write_run(tmp_path, healthy(6), cfg=TrainConfig(loss="mse", label_smoothing=0.0))
+    code, _, err = run_cli(["doctor", "--run", str(run)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "loss = 'mse'" in err

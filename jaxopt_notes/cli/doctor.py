@@ -26,15 +26,29 @@ def _refuse(message: str) -> int:
     return 2
 
 
+def _check_out(out: Path, run: Path) -> None:
+    """``out`` must be a directory (or not yet exist) outside the run, which belongs to train."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out` must be a directory, got the file {str(out)!r}")
+    if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
+        raise ValueError(
+            f"`out` must lie outside the run directory {str(run)!r} (it belongs to train), "
+            f"got {str(out)!r}"
+        )
+
+
 def run_cli(args: argparse.Namespace) -> int:
     from jaxopt_notes.tune import diagnose_run, plot_diagnosis
 
+    out = Path(args.out) if args.out else Path(str(Path(args.run)).rstrip("/") + "_doctor")
     try:
+        _check_out(out, Path(args.run))
         diagnosis = diagnose_run(args.run)
+        out.mkdir(parents=True, exist_ok=True)
     except (ValueError, TypeError) as error:
         return _refuse(str(error))
-    out = Path(args.out) if args.out else Path(str(Path(args.run)).rstrip("/") + "_doctor")
-    out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return _refuse(f"`out` {str(out)!r} cannot be created: {error.strerror}")
     (out / "doctor.json").write_text(json.dumps(diagnosis.to_json(), indent=2) + "\n")
     plot_diagnosis(diagnosis, out / "doctor.png")
     print(diagnosis.report())

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxopt_notes.tune.doctor import Diagnosis, _curves, diagnose
+from jaxopt_notes.tune._rules import curves
+from jaxopt_notes.tune.doctor import Diagnosis, diagnose
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -43,9 +44,12 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def diagnose_run(run_dir: str | Path) -> Diagnosis:
     """:func:`diagnose` on the run directory ``run_dir`` (its ``metrics.jsonl`` and config)."""
-    history = read_metrics(run_dir)
-    classes, lrs = _run_context(Path(run_dir), len(history))
-    diagnosis = diagnose(history, num_classes=classes, learning_rates=lrs)
+    records = read_metrics(run_dir)
+    history = [r for r in records if not isinstance(r, dict) or "kind" not in r]  # no curvature
+    if not history:
+        raise ValueError(f"`run` {str(run_dir)!r} holds no epoch yet")
+    classes, lrs, floor = _run_context(Path(run_dir), len(history))
+    diagnosis = diagnose(history, num_classes=classes, learning_rates=lrs, floor=floor)
     diagnosis.weights = _weight_motion(Path(run_dir))
     return diagnosis
 
@@ -78,25 +82,41 @@ def _weight_motion(run_dir: Path) -> list[dict[str, Any]] | None:
     return out
 
 
-def _run_context(run_dir: Path, epochs: int) -> tuple[int, list[float] | None]:
-    """The number of classes and the rate at each epoch's end, from the run's own files."""
+def _run_context(run_dir: Path, epochs: int) -> tuple[int, list[float] | None, float]:
+    """The number of classes, the rate at each epoch's end and the loss floor (the smoothed
+    labels' entropy), from the run's own files (its config through the run's gate, which
+    refuses one edited after the run began)."""
     classes, train_size = 10, None
     summary = run_dir / "summary.json"
     if summary.is_file():
-        info = json.loads(summary.read_text()).get("dataset", {})
+        info = json.loads(summary.read_text())
+        info = info.get("dataset", {}) if isinstance(info, dict) else {}
         classes, train_size = info.get("num_classes", 10), info.get("train_size")
     config = run_dir / "config.toml"
     if not config.is_file():
-        return classes, None
-    from jaxopt_notes.train import make_schedule, read_toml, with_validation
+        return classes, None, 0.0
+    from jaxopt_notes.train import make_schedule, read_toml, runs, with_validation
 
-    cfg = read_toml(config)
+    cfg = runs.read_config(run_dir) if (run_dir / "run.json").is_file() else read_toml(config)
+    if cfg.loss != "cross_entropy":
+        raise ValueError(
+            f"`run` {str(run_dir)!r} trained with loss = {cfg.loss!r}: the doctor's rules read a "
+            "cross-entropy against its chance level ln C, so it reads only cross_entropy runs"
+        )
     if train_size is None:
         train_size = len(with_validation(cfg, None).y_train)
     spe = train_size // cfg.batch_size
     schedule = make_schedule(cfg, spe)
     rate = schedule if callable(schedule) else (lambda step: schedule)
-    return classes, [float(rate(e * spe - 1)) for e in range(1, epochs + 1)]
+    lrs = [float(rate(e * spe - 1)) for e in range(1, epochs + 1)]
+    return classes, lrs, _smoothed_entropy(cfg.label_smoothing, classes)
+
+
+def _smoothed_entropy(eps: float, classes: int) -> float:
+    """The entropy of labels smoothed by ``eps`` (1 - eps + eps/C on the class, eps/C on each
+    other): the least cross-entropy a model can reach on them."""
+    q = [1 - eps + eps / classes] + [eps / classes] * (classes - 1)
+    return float(-sum(p * math.log(p) for p in q if p > 0))
 
 
 def plot_diagnosis(diagnosis: Diagnosis, path: str | Path) -> None:
@@ -106,7 +126,7 @@ def plot_diagnosis(diagnosis: Diagnosis, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    c = _curves(diagnosis.history)
+    c = curves(diagnosis.history)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         for split, style in (("train", "-o"), ("val", "-s")):
@@ -115,8 +135,8 @@ def plot_diagnosis(diagnosis: Diagnosis, path: str | Path) -> None:
             color = f"C{k + 2}"
             ax.axvspan(f.epochs[0] - 0.5, f.epochs[1] + 0.5, color=color, alpha=0.15, label=f.case)
         ax.set(xlabel="epoch", ylabel=metric)
-    chance = math.log(diagnosis.num_classes)
-    ax_loss.axhline(chance, color="gray", lw=0.8, ls=":", label=f"ln C = {chance:.2f}")
+    chance = diagnosis.chance or math.log(diagnosis.num_classes)
+    ax_loss.axhline(chance, color="gray", lw=0.8, ls=":", label=f"chance = {chance:.2f}")
     finite = c["train_loss"][np.isfinite(c["train_loss"])]
     if finite.size and finite.max() > 4 * chance:
         ax_loss.set_yscale("log")
