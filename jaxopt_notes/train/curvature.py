@@ -4,12 +4,12 @@ Every ``EVERY`` steps of an epoch (at steps 0, N, 2N, ... of each epoch) the loo
 records, on a fixed evaluation batch (the first ``curvature_examples`` training images, eval
 mode, no augmentation) or the whole training set (``curvature_examples = 0``):
 
-- ``top`` and ``bottom``: the extreme Hessian eigenvalues, from one Lanczos run
-  (``hessian.lanczos_extremes``, both ends) warm-started from the previous top vector;
+- ``top`` and ``bottom``: the extreme Hessian eigenvalues, from one reading of the sharpness
+  tracker (``hessian.sharpness.measure``: Lanczos, both ends) warm-started from the last one;
 - ``trace``: Hutchinson's estimate with Rademacher probes;
 - for optimizers with a second moment ``nu`` (the Adam family, RMSprop), ``preconditioned``: the
-  top eigenvalue of ``P^-1/2 H P^-1/2`` with ``P = diag(sqrt(nu_hat) + eps)``, its own Lanczos
-  run warm-started the same way (Cohen et al. 2022, "Adaptive gradient methods at the edge of
+  top eigenvalue of ``P^-1/2 H P^-1/2`` with ``P = diag(sqrt(nu_hat) + eps)``, its own reading
+  warm-started the same way (Cohen et al. 2022, "Adaptive gradient methods at the edge of
   stability");
 - beside them the thresholds at the current rate ``lr``: ``edge = 2/lr`` for plain gradient
   descent, ``(2 + 2 beta) / lr`` with heavy-ball momentum beta, and for Adam the adaptive edge
@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_notes import hessian, models
+from jaxopt_notes import models
+from jaxopt_notes.hessian import sharpness
 from jaxopt_notes.train.config import TrainConfig
 from jaxopt_notes.train.steps import label_loss, make_chunk_fns
 
@@ -96,15 +97,15 @@ class CurvatureTracker:
             # reverse over reverse: the kernels' custom_vjp convolutions have no forward mode
             hv = lambda v: jax.grad(lambda f: jnp.vdot(grad(f), v))(flat)  # noqa: E731
             k1, k2, k3 = jax.random.split(key, 3)
-            ext = hessian.lanczos_extremes(hv, v_top, k1, k=1, which="both", max_iter=num_iter)
+            ext = sharpness.measure(hv, v_top, num_iter=num_iter, which="both", key=k1)
             z = jax.random.rademacher(k2, (probes, flat.size), flat.dtype)
             samples = jnp.sum(z * jax.vmap(hv)(z), axis=1)
             out = {
                 "top": ext.values[0],
                 "bottom": ext.values[-1],
                 # the Ritz residual estimates, relative to the spectrum's scale: how converged
-                "top_residual": ext.residuals[0] / jnp.maximum(ext.scale, 1e-30),
-                "bottom_residual": ext.residuals[-1] / jnp.maximum(ext.scale, 1e-30),
+                "top_residual": ext.residuals[0],
+                "bottom_residual": ext.residuals[-1],
                 "trace": samples.mean(),
                 "trace_se": samples.std(ddof=1) / np.sqrt(probes),
             }
@@ -114,12 +115,10 @@ class CurvatureTracker:
                 if b2 is not None:
                     nu_hat = nu_hat / (1 - b2 ** jnp.maximum(count, 1).astype(flat.dtype))
                 d = 1 / jnp.sqrt(jnp.sqrt(nu_hat) + eps)
-                pre = hessian.lanczos_extremes(
-                    lambda u: d * hv(d * u), v_pre, k3, k=1, which="largest", max_iter=num_iter
-                )
+                pre = sharpness.measure(lambda u: d * hv(d * u), v_pre, num_iter=num_iter, key=k3)
                 out["preconditioned"] = jnp.where(count > 0, pre.values[0], jnp.nan)  # nu set
-                v_pre = pre.vectors[0]
-            return out, ext.vectors[0], v_pre
+                v_pre = pre.start
+            return out, ext.start, v_pre
 
         self._measure = jax.jit(measure)
 
@@ -129,7 +128,7 @@ class CurvatureTracker:
         size = ravel_pytree(state.params)[0].size
         if self.v is None:
             self.key, k = jax.random.split(self.key)
-            start = jax.random.normal(k, (size,))
+            start = jax.random.normal(k, (1, size))
             self.v = (start, start)
         self.key, k = jax.random.split(self.key)
         args = (

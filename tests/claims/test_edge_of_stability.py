@@ -3,7 +3,12 @@ a start above 2/lr is not a test; verdicts on fixed numbers."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
+import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 from jaxopt_notes.experiments import edge_of_stability as eos
 
 from jaxopt_notes import experiments
@@ -18,6 +23,21 @@ def test_tiny_reproduces_and_a_linear_model_flips(tmp_path):
     linear = run_tiny("edge_of_stability", tmp_path, depth=0)  # constant Hessian: no sharpening
     assert verdict_of(linear, "edge_lr_0.15") == "not_reproduced"
     assert verdict_of(linear, "loss_nonmonotone") == "not_reproduced"
+
+
+def test_the_sharpness_reading_is_the_top_eigenvalue_of_the_dense_hessian():
+    cfg = dataclasses.replace(eos.Config.tiny(), seeds=1, num_examples=30, width=4, depth=1)
+    loss, inits = eos.make_problem(cfg)
+    params = jax.tree.map(lambda a: a[0], inits)
+    flat, unravel = ravel_pytree(params)
+    want = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat)))[-1]
+    basis = jax.random.normal(jax.random.key(0), (cfg.subspace_dim, flat.size))
+    top, basis = jax.jit(lambda b: eos.top_eigenvalue(loss, params, b, 100))(basis)
+    assert basis.shape == (cfg.subspace_dim, flat.size)
+    assert float(top) == pytest.approx(float(want), rel=1e-4)
+    # warm-started from its own basis, a few steps keep it there (what train() relies on)
+    again, _ = eos.top_eigenvalue(loss, params, basis, 2)
+    assert float(again) == pytest.approx(float(want), rel=1e-4)
 
 
 def summary(start: float, in_band: float, rises: float, n: int = 3) -> dict:
