@@ -112,9 +112,10 @@ def _gd_step(params, learning_rate, *, loss_fn):
     return jax.tree.map(lambda p, g: p - learning_rate * g, params, grads), loss
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "num_iter"))
-def _reading(params, data, start, key, *, spec, num_iter) -> Reading:
-    return measure(core.matvec_fn(spec, params, data), start, num_iter=num_iter, key=key)
+@functools.partial(jax.jit, static_argnames=("spec", "num_iter", "tol"))
+def _reading(params, data, start, key, *, spec, num_iter, tol) -> Reading:
+    matvec = core.matvec_fn(spec, params, data)
+    return measure(matvec, start, num_iter=num_iter, key=key, tol=tol)
 
 
 def track_sharpness(
@@ -130,9 +131,10 @@ def track_sharpness(
 ) -> tuple[PyTree, SharpnessHistory]:
     """Full-batch gradient descent, recording the top eigenvalue every ``every`` steps.
 
-    Each reading is :func:`measure`'s Lanczos, ``num_iter`` steps at most (all of them up to
-    ``num_iter`` parameters: exact), warm-started from the last reading's top vector and
-    compiled once (params are traced). Returns the final params and the history.
+    Each reading is :func:`measure`'s Lanczos, warm-started from the last reading's top vector
+    and compiled once (params are traced): ``num_iter`` steps at most, fewer once the residual
+    is below ``sqrt(eps)`` of the spectrum's scale (``eigenvalues``' default). Returns the
+    final params and the history.
 
     >>> _, h = track_sharpness(lambda p: p @ p, jax.numpy.ones(2), learning_rate=0.1,
     ...                        num_steps=2, every=1)
@@ -149,10 +151,11 @@ def track_sharpness(
     key = jax.random.PRNGKey(0) if key is None else key
     dtype = jnp.result_type(*jax.tree.leaves(params))
     start = jax.random.normal(key, (1, n), dtype)
+    iters, tol = min(num_iter, n), float(np.sqrt(core.eps(dtype)))  # eigenvalues' default tol
     steps, sharp, losses = [], [], []
     for step in range(num_steps + 1):
         if step % every == 0 or step == num_steps:
-            reading = _reading(params, data, start, key, spec=spec, num_iter=min(num_iter, n))
+            reading = _reading(params, data, start, key, spec=spec, num_iter=iters, tol=tol)
             if not np.all(np.isfinite(reading.values)):  # says why: the loss, else the products
                 core.check_finite_loss(spec, params, data, f"the sharpness at step {step}")
                 core.check_finite_values(reading.values, f"the sharpness at step {step}")
