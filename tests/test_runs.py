@@ -248,6 +248,10 @@ def test_overwrite_checks_everything_before_deleting(tmp_path, capsys):
     assert (out / "trajectory").is_symlink() and len(list(elsewhere.iterdir())) == 2
     kept = {f"trajectory/{k}": v for k, v in _snapshot(elsewhere).items()}
     assert {**_snapshot(out), **kept} == before
+    (out / "trajectory").unlink()
+    (out / ".overwritten-0123").mkdir()  # the leftover of a clearing killed half way
+    assert cli.main(["train", *TINY, "--epochs", "1", "--overwrite", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
 @pytest.fixture(scope="module")

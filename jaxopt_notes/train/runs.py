@@ -27,6 +27,7 @@ import numpy as np
 from jaxopt_notes._extras import require
 from jaxopt_notes.train import config as config_lib
 
+_ASIDE = ".overwritten-"  # where --overwrite moves the old run's files before deleting them
 RUN_FILES = (
     "config.toml",
     "run.json",
@@ -70,15 +71,20 @@ def check_out(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
 def _check_clearable(out: Path) -> None:
     """What ``overwrite`` would remove is run files alone, each a plain file or directory: a
     symbolic link (to a folder elsewhere, say) made the clearing fail half way."""
-    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+    others = sorted(p.name for p in out.iterdir() if not _run_file(p.name))
     if others:
         raise ValueError(f"`overwrite` clears only run files, and {str(out)!r} also holds {others}")
-    for path in (out / name for name in RUN_FILES):
-        if path.is_symlink() or (path.exists() and not (path.is_file() or path.is_dir())):
+    for path in (p for p in out.iterdir() if _run_file(p.name)):
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
             raise ValueError(
                 f"`overwrite` clears only plain files and directories, and {str(path)!r} is "
                 f"{'a symbolic link' if path.is_symlink() else 'neither'}; remove it yourself"
             )
+
+
+def _run_file(name: str) -> bool:
+    """A name ``overwrite`` may clear: a run file, or an earlier clearing's leftover."""
+    return name in RUN_FILES or name.startswith(_ASIDE)
 
 
 def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
@@ -99,14 +105,13 @@ def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
 
 
 def _clear(out: Path) -> None:
-    aside = out / f".overwritten-{uuid.uuid4().hex}"
+    aside = out / f"{_ASIDE}{uuid.uuid4().hex}"
     aside.mkdir()
     moved = []
     try:
-        for name in RUN_FILES:
-            if (out / name).exists():
-                os.replace(out / name, aside / name)
-                moved.append(name)
+        for name in sorted(p.name for p in out.iterdir() if _run_file(p.name) and p != aside):
+            os.replace(out / name, aside / name)
+            moved.append(name)
     except OSError as error:
         for name in moved:  # put the old run back as it was
             os.replace(aside / name, out / name)
