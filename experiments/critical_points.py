@@ -1,56 +1,73 @@
-"""Critical points of a small network, found by minimising the gradient norm: mostly saddles.
+"""Critical points of digit-classifying networks, reached from points along training.
 
-Li Hongyi's experiment: from many random starts, minimise |grad L|^2 instead of L. That finds
-critical points of every kind, not only the minima that descent on L prefers. Each end point is
-classified by ``hessian.classify`` from its full Hessian spectrum (minimum, maximum, saddle,
-degenerate, or not critical when its gradient is not zero within the tolerance) and placed on
-the scatter of training loss against the "minimum ratio" (the share of positive eigenvalues).
+Li Hongyi's experiment, done with distinct points as the unit. Many small networks (tanh MLPs of
+several widths on several numbers of real digits, several seeds) are trained, and from two
+points of each run ``hessian.find_critical`` (Newton-MR in float64, which converges to saddles
+as to minima; where the gradient lies in the Hessian's near-null space it walks downhill along
+it and resumes) drives the gradient to zero: the *trained* point, where descent stops (Adam,
+then L-BFGS, which goes on downhill to where the gradient vanishes), and an *early* point (a
+few Adam steps: still on the plateau around the start). The claims are about the trained points
+(the lecture's question: where training gets stuck, is it a minimum or a saddle?); the early
+ones fill in the high-loss end of the scatter and are counted beside. Each critical point is
+classified from its full Hessian spectrum (``hessian.classify``, dense: the minimum ratio, the
+share of positive eigenvalues, is exact) and placed on the scatter of training loss against the
+minimum ratio. Searches that do not reach a critical point are shown apart and count for
+nothing. Networks of one width on one data size share one loss, whatever the seed: their points
+count once when losses agree to ``distinct_rtol`` with the same number of negative eigenvalues
+(mirror images under the network's symmetries share both).
 
-The search is Adam on |grad L|^2, then Levenberg-Marquardt on the same objective (the
-Gauss-Newton matrix of |g|^2 is H^2). End points that are not critical are not evidence either
-way: the claims count minima and saddles among the *distinct* critical points, with Wilson
-intervals: several searches often reach the same point, or one of its mirror images under the
-network's symmetries (swapping hidden units, flipping a tanh unit's signs), which share its loss
-and spectrum. Points of one kind whose losses agree to ``distinct_rtol`` and whose Hessians have
-the same number of negative eigenvalues count once; the evidence gives how many searches reached
-each.
+The loss is cross-entropy plus ``weight_decay / 2 |theta|^2``: on separable data cross-entropy
+alone has no minimum at all (it falls towards 0 as the weights grow), so without the L2 term a
+"minimum" could never be found and "minima are rare" could not fail.
 
-A positive control comes first: the same search and classification on a function whose critical
-points are all known, f(theta) = sum_i c_i ((Q theta)_i^2 - 1)^2 / 4 with a random rotation Q
-and weights c_i: its critical points are z = Q theta in {-1, 0, 1}^d, a minimum where no z_i is
-0, the maximum at z = 0, saddles elsewhere. Only if the survey finds both minima and saddles
-there and classifies every one right are the network's counts a test; otherwise the claims are
-inconclusive. Width 0 replaces the network by a straight line y = a x + b, whose least-squares
-loss is convex: its one critical point is the minimum, the sabotage under which the claims fail.
+Two positive controls come first. (1) A function whose critical points are all known,
+f(theta) = sum_i c_i ((Q theta)_i^2 - 1)^2 / 4 with a random rotation Q and weights c_i: its
+critical points are z = Q theta in {-1, 0, 1}^d, a minimum where no z_i is 0, the maximum at
+z = 0, saddles elsewhere; the same search from random starts must find minima and saddles and
+call each right. (2) Width 0, softmax regression on the same data and loss: strictly convex, so
+its one critical point is the minimum, and every point the search reaches must be called a
+minimum. Only if both pass are the network's counts a test. Width 0 for the networks too is the
+sabotage under which "minima are rare" must fail.
 
-The network is a 1-8-1 tanh MLP (25 parameters) fitted by MSE to 40 noisy samples of sin(2x):
-fewer parameters than data points, so a minimum is generically strict. Float64 throughout.
+At each distinct saddle, a step along the most negative curvature (the better sign) is compared
+with random directions and with the gradient direction at the same length
+(``hessian.escape_compare``: the quadratic model's length for a fall of ``escape_drop`` of the
+loss, capped at ``escape_cap`` times |theta|).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+import optax
 from jaxopt_notes.experiments import _stats
 from jaxopt_notes.experiments._claims import INCONCLUSIVE, Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
 
-import jaxopt_notes as jn
+from jaxopt_notes import data as data_lib
 from jaxopt_notes import hessian
 
-SUMMARY = "Critical points found by minimising |grad|^2 are mostly saddles, rarely minima"
-DATA = "synthetic regression: 40 points x ~ U(-2, 2), y = sin(2x) + N(0, 0.1^2), fixed seed"
+SUMMARY = (
+    "Critical points of tanh MLPs on the digits, reached from points along training and "
+    "counted once each: minima, saddles and escapes"
+)
+DATA = (
+    "scikit-learn's 8x8 digits (real images): the first n of the 1,437 training images, "
+    "pixels / 255; the positive control is a synthetic function with known critical points"
+)
 QUICK_NOTE = (
-    "Quick runs 100 searches of 1000 Adam + 100 Levenberg-Marquardt steps (default 200 of "
-    "2000 + 200): fewer searches reach a critical point, so the intervals are wider and a "
-    "claim may stay inconclusive where the default decides it."
+    "Quick runs 2 widths x 2 data sizes x 2 seeds (default 3 x 2 x 4) with a smaller budget "
+    "per search: fewer distinct points, wider intervals; a claim may stay inconclusive where "
+    "the default decides it."
 )
 KINDS = ("minimum", "saddle", "degenerate", "maximum", "not_critical")
 PLURAL = {"minimum": "minima", "saddle": "saddles"}
@@ -71,53 +88,191 @@ SRC_KINDS = Source(
     "Hessian positive definite (all eigenvalues > 0): a local minimum",
     LI_REF,
 )
+SRC_ESCAPE = Source(
+    LI,
+    "局部最小与鞍点",
+    "**找出负的特征值**（saddle point 特征值有正有负）顺着 u 的方向更新，就可以让loss变小。",
+    "Find a negative eigenvalue (a saddle's eigenvalues have both signs) and update along its "
+    "eigenvector u: the loss goes down",
+    LI_REF,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     seed: int = 0
-    num_points: int = 40
-    width: int = param(8, low=0, help="hidden tanh units; 0: a straight line y = a x + b")
-    seeds: int = 200  # random starts of the search on the network
-    adam_steps: int = 2000
+    widths: tuple = param((4, 8, 16), low=0, help="hidden tanh units; 0: softmax regression")
+    sizes: tuple = param((100, 400), low=10, high=1437, help="training digits per network")
+    seeds: int = param(4, low=1, help="networks (initialisations) per width and size")
+    early_steps: int = param(10, low=0, help="Adam steps of the 'early' start (the plateau)")
+    adam_steps: int = param(1000, low=0, help="Adam steps of the 'trained' start")
+    lbfgs_steps: int = param(500, low=0, help="L-BFGS steps after Adam: where descent stops")
     adam_lr: float = 1e-2
-    polish_steps: int = 200
+    weight_decay: float = param(1e-3, low=0.0, low_open=True, help="L2 term: minima exist")
+    rtol: float = param(1e-8, low=0.0, low_open=True, help="critical: |g| <= rtol |g_init|")
+    max_hvps: int = param(5000, low=1, help="Hessian-vector products per search")
+    flat_descents: int = param(10, low=0, help="downhill walks out of gradient-flat regions")
+    eig_rtol: float = param(1e-6, low=0.0, help="|eigenvalue| below this x max: zero")
     control_dim: int = 3
-    control_seeds: int = 64
-    width_map: tuple = param((1, 2, 4), low=0, help="widths of the regime map")
-    map_seeds: int = 48  # searches per width of the map
+    control_seeds: int = 32
     max_minimum_share: float = param(0.2, low=0.0, high=1.0)
     min_saddle_share: float = param(0.5, low=0.0, high=1.0)
     distinct_rtol: float = param(1e-6, low=0.0, help="losses this close: one critical point")
+    escape_drop: float = param(0.01, low=0.0, low_open=True, help="model fall, share of loss")
+    escape_cap: float = param(0.05, low=0.0, low_open=True, help="longest step, x |theta|")
+    escape_random: int = param(8, low=1, help="random directions per saddle")
+    train_on_steps: int = param(1000, low=1, help="gradient steps after each escape")
+    plateau_drop: float = param(0.1, low=0.0, low_open=True, high=1.0, help="loss share")
+    min_saddles: int = param(5, low=1, help="fewer saddles: the escape claim is inconclusive")
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(seeds=100, adam_steps=1000, polish_steps=100, control_seeds=32, map_seeds=32)
+        return cls(widths=(4, 8), seeds=2, max_hvps=3000, control_seeds=16)
 
     @classmethod
     def tiny(cls) -> Config:
         return cls(
-            seeds=96, adam_steps=600, polish_steps=60, control_seeds=12, width_map=(8,), map_seeds=8
+            widths=(4,),
+            sizes=(100,),
+            seeds=2,
+            max_hvps=1500,
+            control_seeds=12,
+            escape_random=4,
         )
 
 
-def make_loss(cfg: Config):
-    """MSE of a 1-width-1 tanh MLP (or, width 0, a line) over a flat parameter vector."""
-    kx, kn = jax.random.split(jax.random.key(cfg.seed))
-    w = cfg.width
-    x = jax.random.uniform(kx, (cfg.num_points,), jnp.float64, -2.0, 2.0)
-    y = jnp.sin(2 * x) + 0.1 * jax.random.normal(kn, x.shape, jnp.float64)
+def batch_loss(params: dict, batch: tuple, weight_decay: float) -> jax.Array:
+    """Cross-entropy of a 64-width-10 tanh MLP (no hidden layer when there is no ``w1``) plus
+    ``weight_decay / 2 |params|^2``."""
+    x, y = batch
+    h = jnp.tanh(x @ params["w1"] + params["b1"]) if "w1" in params else x
+    logits = h @ params["w2"] + params["b2"]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return ce + 0.5 * weight_decay * sum(jnp.sum(v**2) for v in jax.tree.leaves(params))
 
-    def net(theta, x):
-        if w == 0:
-            return theta[0] * x + theta[1]
-        w1, b1, w2, b2 = theta[:w], theta[w : 2 * w], theta[2 * w : 3 * w], theta[3 * w]
-        return jnp.tanh(x[:, None] * w1 + b1) @ w2 + b2
 
-    def loss(theta: jax.Array) -> jax.Array:
-        return jnp.mean((net(theta, x) - y) ** 2)
+def init_params(key: jax.Array, width: int) -> dict:
+    """LeCun-normal weights, zero biases (width 0: the linear model's weights only)."""
+    k1, k2 = jax.random.split(key)
+    fan = width or 64
+    params = {
+        "w2": jax.random.normal(k2, (fan, 10), jnp.float64) / math.sqrt(fan),
+        "b2": jnp.zeros(10, jnp.float64),
+    }
+    if width:
+        params["w1"] = jax.random.normal(k1, (64, width), jnp.float64) / 8.0
+        params["b1"] = jnp.zeros(width, jnp.float64)
+    return params
 
-    return loss, 3 * w + 1 if w else 2
+
+def digits(n: int) -> tuple[jax.Array, jax.Array]:
+    d = data_lib.load_digits()
+    x = d.x_train[:n].reshape(n, -1).astype(np.float64) / 255.0
+    return jnp.asarray(x), jnp.asarray(d.y_train[:n])
+
+
+def start_points(batch, fn, cfg: Config):
+    """``starts(params) -> {"early": ..., "trained": ...}`` for one data set, compiled once:
+    early is ``cfg.early_steps`` of full-batch Adam (still on the plateau of the start);
+    trained is ``cfg.adam_steps`` of Adam and then ``cfg.lbfgs_steps`` of L-BFGS, which goes
+    on downhill to where descent stops (Adam at a constant rate keeps hovering around it)."""
+    loss = functools.partial(fn, batch=batch)
+    adam, lbfgs = optax.adam(cfg.adam_lr), optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def adam_run(carry, steps):
+        def body(c, _):
+            u, s = adam.update(jax.grad(loss)(c[0]), c[1])
+            return (optax.apply_updates(c[0], u), s), None
+
+        return jax.lax.scan(body, carry, None, steps)[0]
+
+    def lbfgs_body(c, _):
+        v, g = value_and_grad(c[0], state=c[1])
+        u, s = lbfgs.update(g, c[1], c[0], value=v, grad=g, value_fn=loss)
+        return (optax.apply_updates(c[0], u), s), None
+
+    @jax.jit
+    def starts(p):
+        early = adam_run((p, adam.init(p)), cfg.early_steps)
+        q = adam_run(early, max(cfg.adam_steps - cfg.early_steps, 0))[0]
+        q = jax.lax.scan(lbfgs_body, (q, lbfgs.init(q)), None, cfg.lbfgs_steps)[0][0]
+        return {"early": early[0], "trained": q}
+
+    return starts
+
+
+def classify_found(loss, found, scale: float, cfg: Config) -> dict:
+    """One search's end: its kind from the full spectrum (``not_critical`` unless its gradient
+    is within ``cfg.rtol * scale``), loss, minimum ratio."""
+    row = {
+        "status": found.status,
+        "loss": found.loss,
+        "grad_norm": found.grad_norm,
+        "grad_scale": scale,
+        "num_hvps": found.num_hvps,
+        "flat_descents": found.flat_descents,
+        "seconds": found.seconds,
+    }
+    c = hessian.classify(
+        loss,
+        found.params,
+        grad_scale=scale,
+        grad_rtol=cfg.rtol,
+        eig_rtol=cfg.eig_rtol,
+        density_probes=0,
+    )
+    return row | {
+        "kind": c.kind,
+        "minimum_ratio": c.minimum_ratio,
+        "num_negative": c.num_negative,
+        "num_near_zero": c.num_near_zero,
+        "smallest_eigenvalue": float(c.eigenvalues.min()),
+        "largest_eigenvalue": float(c.eigenvalues.max()),
+    }
+
+
+def grad_norm(loss, params) -> float:
+    return float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(loss)(params)))))
+
+
+def search(loss, params, scale: float, cfg: Config) -> tuple[dict, dict]:
+    """Newton-MR from ``params`` to ``|g| <= cfg.rtol * scale``: the scale is the gradient at
+    the network's initialisation, not at the start of the search (after L-BFGS that is already
+    tiny, and a tolerance relative to it falls below float64's floor)."""
+    found = hessian.find_critical(
+        loss,
+        params,
+        rtol=cfg.rtol,
+        atol=cfg.rtol * scale,
+        max_iter=300,
+        max_hvps=cfg.max_hvps,
+        inner_max_iter=300,
+        flat_descents=cfg.flat_descents,
+    )
+    return classify_found(loss, found, scale, cfg), found.params
+
+
+def network_survey(cfg: Config, widths: tuple | None = None) -> tuple[list[dict], list]:
+    """Every network of ``widths`` x ``cfg.sizes`` x ``cfg.seeds``, searched from its early
+    and its trained point."""
+    rows, params_found = [], []
+    fn = functools.partial(batch_loss, weight_decay=cfg.weight_decay)  # one: compiled once
+    for width in cfg.widths if widths is None else widths:
+        for n in cfg.sizes:
+            batch = digits(n)
+            loss = hessian.over_dataset(fn, batch, batch_size=n)
+            starts = start_points(batch, fn, cfg)
+            for s in range(cfg.seeds):
+                key = jax.random.fold_in(jax.random.key(cfg.seed), 1000 * width + s)
+                init = init_params(key, width)
+                scale = grad_norm(loss, init)
+                for start, params in starts(init).items():
+                    row, found = search(loss, params, scale, cfg)
+                    where = {"width": width, "examples": n, "seed": s, "start": start}
+                    rows.append(row | where | {"problem": f"width {width}, {n} digits"})
+                    params_found.append((loss, found, functools.partial(fn, batch=batch)))
+    return rows, params_found
 
 
 def make_control(cfg: Config):
@@ -138,96 +293,17 @@ def true_kind(z: np.ndarray) -> str:
     return "minimum" if zeros == 0 else "maximum" if zeros == len(z) else "saddle"
 
 
-def adam_search(objective, starts: jax.Array, cfg: Config) -> jax.Array:
-    """Adam on ``objective`` from every start at once (vmapped scan)."""
-    tx = jn.adam(cfg.adam_lr)
-
-    def one(theta):
-        def body(carry, _):
-            t, s = carry
-            u, s = tx.update(jax.grad(objective)(t), s, t)
-            return (jn.apply_updates(t, u), s), None
-
-        return jax.lax.scan(body, (theta, tx.init(theta)), None, length=cfg.adam_steps)[0][0]
-
-    return jax.jit(jax.vmap(one))(starts)
-
-
-def polish(loss, thetas: jax.Array, steps: int) -> jax.Array:
-    """Levenberg-Marquardt on |g|^2: solve (H^2 + mu I) d = H g, keep d if |g| fell."""
-
-    def step(carry, _):
-        t, mu = carry
-        g = jax.grad(loss)(t)
-        h = hessian.dense(loss, t)
-        d = jnp.linalg.solve(h @ h + mu * jnp.eye(t.size), h @ g)
-        better = jnp.linalg.norm(jax.grad(loss)(t - d)) < jnp.linalg.norm(g)
-        return (jnp.where(better, t - d, t), jnp.where(better, mu / 3, mu * 3)), None
-
-    def one(t):
-        return jax.lax.scan(step, (t, jnp.asarray(1e-2, t.dtype)), None, length=steps)[0][0]
-
-    return jax.jit(jax.vmap(one))(thetas)
-
-
-def survey(loss, starts: jax.Array, cfg: Config) -> tuple[np.ndarray, list[dict]]:
-    """End points of the |grad L|^2 search from ``starts``, each classified."""
-    found = polish(
-        loss, adam_search(lambda t: jnp.sum(jax.grad(loss)(t) ** 2), starts, cfg), cfg.polish_steps
-    )
-    points = []
-    for theta in found:
-        c = hessian.classify(loss, theta)
-        points.append(
-            {
-                "kind": c.kind,
-                "loss": float(loss(theta)),
-                "grad_norm": c.grad_norm,
-                "grad_tol": c.grad_tol,
-                "minimum_ratio": c.minimum_ratio,
-                "num_negative": c.num_negative,
-            }
-        )
-    return np.asarray(found), points
-
-
-def network_survey(cfg: Config) -> list[dict]:
-    """The survey on the network of ``cfg.width`` from ``cfg.seeds`` random starts."""
-    loss, n = make_loss(cfg)
-    keys = jax.random.split(jax.random.key(cfg.seed + 1), cfg.seeds)
-    # first-layer weights O(1) so the tanh units spread over the inputs; the rest 1/sqrt(fan_in)
-    w = cfg.width
-    scale = (
-        jnp.concatenate([jnp.ones(2 * w), jnp.full(w + 1, max(w, 1) ** -0.5)]) if w else jnp.ones(2)
-    )
-    starts = jax.vmap(lambda k: jax.random.normal(k, (n,), jnp.float64))(keys) * scale
-    return survey(loss, starts, cfg)[1]
-
-
-def control_survey(cfg: Config) -> list[dict]:
-    """The survey on the known function; each point with the truth at its nearest lattice point."""
-    loss, to_z = make_control(cfg)
-    keys = jax.random.split(jax.random.key(cfg.seed + 2), cfg.control_seeds)
-    starts = jax.vmap(lambda k: jax.random.normal(k, (cfg.control_dim,), jnp.float64))(keys)
-    found, points = survey(loss, starts, cfg)
-    for theta, p in zip(found, points, strict=True):
-        z = np.asarray(to_z(jnp.asarray(theta)))
-        lattice = np.clip(np.round(z), -1, 1)
-        p["distance_to_lattice"] = float(np.abs(z - lattice).max())
-        p["true_kind"] = true_kind(lattice)
-    return points
-
-
 def distinct(points: list[dict], rtol: float) -> list[dict]:
-    """The critical points once each: one representative per group of points with one kind,
-    one count of negative eigenvalues and losses equal to ``rtol``; ``searches`` says how many
-    searches reached the group."""
+    """The critical points once each: one representative per group of points of one loss
+    (``problem``) with one kind, one count of negative eigenvalues and losses equal to
+    ``rtol``; ``searches`` says how many searches reached the group."""
     groups: list[dict] = []
     for p in sorted(points, key=lambda p: p["loss"]):
         if p["kind"] == "not_critical":
             continue
         for g in groups:
             same = g["kind"] == p["kind"] and g["num_negative"] == p["num_negative"]
+            same = same and g.get("problem") == p.get("problem")  # one loss function
             if same and abs(g["loss"] - p["loss"]) <= rtol * max(abs(g["loss"]), 1e-12):
                 g["searches"] += 1
                 break
@@ -247,11 +323,29 @@ def share(k: int, n: int) -> _stats.Estimate:
     return _stats.proportion(k, n)
 
 
+def control_survey(cfg: Config) -> list[dict]:
+    """The search from random starts on the known function; each point with the truth at its
+    nearest lattice point."""
+    loss, to_z = make_control(cfg)
+    keys = jax.random.split(jax.random.key(cfg.seed + 2), cfg.control_seeds)
+    points = []
+    for k in keys:
+        theta = jax.random.normal(k, (cfg.control_dim,), jnp.float64)
+        row, theta = search(loss, theta, grad_norm(loss, theta), cfg)
+        z = np.asarray(to_z(jnp.asarray(theta)))
+        lattice = np.clip(np.round(z), -1, 1)
+        row["distance_to_lattice"] = float(np.abs(z - lattice).max())
+        row["true_kind"] = true_kind(lattice)
+        row["problem"] = "control"
+        points.append(row)
+    return points
+
+
 def control_result(points: list[dict]) -> dict:
-    """Does the survey find minima and saddles of the known function, and call each right?"""
-    at_known = [p for p in points if p["distance_to_lattice"] < 1e-6]
+    """Does the search find minima and saddles of the known function, and call each right?"""
     critical = [p for p in points if p["kind"] != "not_critical"]
     wrong = [p for p in critical if p["distance_to_lattice"] >= 1e-6 or p["kind"] != p["true_kind"]]
+    at_known = [p for p in points if p["distance_to_lattice"] < 1e-6]
     missed = [p for p in at_known if p["kind"] == "not_critical"]
     c = counts(critical)
     return {
@@ -266,86 +360,230 @@ def control_result(points: list[dict]) -> dict:
     }
 
 
-def gated(entry: dict, control: dict) -> dict:
-    """A claim whose positive control failed is not a test: inconclusive, saying why."""
-    if control["passed"]:
+def convex_result(points: list[dict]) -> dict:
+    """Softmax regression (strictly convex): every point reached must be called a minimum."""
+    critical = [p for p in points if p["kind"] != "not_critical"]
+    c = counts(critical)
+    return {
+        "searches": len(points),
+        "critical": len(critical),
+        "minima_found": c["minimum"],
+        "other_kinds": len(critical) - c["minimum"],
+        "passed": len(critical) > 0 and c["minimum"] == len(critical),
+    }
+
+
+def gated(entry: dict, controls: dict) -> dict:
+    """A claim whose positive controls failed is not a test: inconclusive, saying why."""
+    failed = [name for name, c in controls.items() if not c["passed"]]
+    if not failed:
         return entry
     why = (
-        f"the positive control failed ({control['minima_found']} minima and "
-        f"{control['saddles_found']} saddles found, {control['misclassified']} misclassified, "
-        f"{control['at_a_known_point_but_not_critical']} known points missed), so the survey "
-        "has not shown it can find and tell minima and saddles; measured: "
+        f"the positive control(s) {', '.join(failed)} failed, so the survey has not shown it "
+        "can find and tell minima and saddles; measured: "
     )
     return entry | {"verdict": INCONCLUSIVE, "reason": why + entry["reason"]}
 
 
-def claims(metrics: dict, cfg: Config) -> list[dict]:
-    control, searched = metrics["control"], metrics["counts"]
-    unique = distinct(metrics["points"], cfg.distinct_rtol)
-    c = counts(unique)
-    n = len(unique)  # the unit: distinct critical points, not searches
-    evidence = {
-        "distinct critical points": n,
-        "distinct, by kind": {k: v for k, v in c.items() if k != "not_critical"},
-        "searches": cfg.seeds,
-        "searches ending at a critical point, by kind": {
-            k: v for k, v in searched.items() if k != "not_critical"
+def escapes(saddles: list, cfg: Config) -> list[dict]:
+    """At each distinct saddle: the loss fall along negative curvature and along the controls,
+    all at one length; then gradient descent from the escape and from a random step of the
+    same length (``train_on``)."""
+    out = []
+    for i, (loss, params, plain) in enumerate(saddles):
+        norm = float(jnp.sqrt(sum(jnp.sum(v**2) for v in jax.tree.leaves(params))))
+        key = jax.random.fold_in(jax.random.key(cfg.seed + 3), i)
+        e = hessian.escape_compare(
+            loss,
+            params,
+            model_drop=cfg.escape_drop,
+            num_random=cfg.escape_random,
+            key=key,
+            eig_rtol=cfg.eig_rtol,
+            max_length=cfg.escape_cap * norm,
+        )
+        best_control = max(float(e.random_decrease.max()), e.gradient_decrease)
+        out.append(
+            {
+                "loss": e.loss,
+                "eigenvalue": e.eigenvalue,
+                "length": e.length,
+                "escape": max(e.escape_decrease),
+                "best_random": float(e.random_decrease.max()),
+                "gradient": e.gradient_decrease,
+                "margin": max(e.escape_decrease) - best_control,
+                "line": {k: np.asarray(v).tolist() for k, v in e.line.items()},
+                **train_on(loss, plain, params, e, key, cfg),
+            }
+        )
+    return out
+
+
+def train_on(loss, plain, params, e, key, cfg: Config) -> dict:
+    """Gradient descent (rate 0.5 / lambda_max at the saddle) from the escape point and from
+    a random step of the same length: the steps until the loss is ``plateau_drop`` below the
+    saddle's (the plateau ends; ``train_on_steps + 1`` when it never does within the run)."""
+    eig = hessian.eigenvalues(loss, params, k=1, which="both", key=key)
+    sign = 1.0 if e.escape_decrease[0] >= e.escape_decrease[1] else -1.0
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    v = jax.flatten_util.ravel_pytree(eig.vectors[-1])[0]
+    u = jax.random.normal(jax.random.fold_in(key, 11), flat.shape, flat.dtype)
+    lr = 0.5 / float(eig.values[0])  # half the saddle's stable rate: curvature grows away
+
+    @jax.jit
+    def descend(x):
+        def body(x, _):
+            return x - lr * jax.grad(lambda y: plain(unravel(y)))(x), plain(unravel(x))
+
+        return jax.lax.scan(body, x, None, cfg.train_on_steps)[1]
+
+    target = (1 - cfg.plateau_drop) * e.loss
+    curves = {
+        "escape": descend(flat + sign * e.length * v),
+        "random": descend(flat + e.length * u / jnp.linalg.norm(u)),
+    }
+
+    def steps(curve):
+        below = np.flatnonzero(np.asarray(curve) <= target)
+        return int(below[0]) if below.size else cfg.train_on_steps + 1
+
+    return {
+        "steps_escape": steps(curves["escape"]),
+        "steps_random": steps(curves["random"]),
+        "curves": {
+            k: np.asarray(c)[:: max(1, cfg.train_on_steps // 200)].tolist()
+            for k, c in curves.items()
         },
-        "searches ending at no critical point": searched["not_critical"],
-        "control_passed": control["passed"],
+    }
+
+
+def rare_test(cfg: Config, n: int) -> Test:
+    return Test(
+        "share of minima among critical points",
+        "<",
+        cfg.max_minimum_share,
+        "pre-stated: one in five, for 'very, very rare'",
+        n,
+        unit="distinct critical points",
+    )
+
+
+def common_test(cfg: Config, n: int) -> Test:
+    return Test(
+        "share of saddles among critical points",
+        ">",
+        cfg.min_saddle_share,
+        "pre-stated: a majority, for 'more common'",
+        n,
+        unit="distinct critical points",
+    )
+
+
+def claims(metrics: dict, cfg: Config) -> list[dict]:
+    controls = {"known function": metrics["control"], "convex model": metrics["convex"]}
+    trained = [p for p in metrics["points"] if p.get("start", "trained") == "trained"]
+    unique = distinct(trained, cfg.distinct_rtol)
+    every = distinct(metrics["points"], cfg.distinct_rtol)
+    c, n = counts(unique), len(unique)  # the unit: distinct critical points, not searches
+    c_all, n_all = counts(every), len(every)
+    searched = counts(trained)
+    evidence = {
+        "distinct critical points where training stops": n,
+        "distinct, by kind": {k: v for k, v in c.items() if k != "not_critical"},
+        "searches from trained points": len(trained),
+        "of them ending at a critical point": len(trained) - searched["not_critical"],
+        "networks": f"widths {list(cfg.widths)} x digits {list(cfg.sizes)} x {cfg.seeds} seeds",
+        "distinct critical points, early starts included": n_all,
+        "controls passed": {k: v["passed"] for k, v in controls.items()},
     }
     where = (
-        f"among the distinct critical points that {cfg.seeds} |grad|^2 searches on the "
-        "network reach"
+        "among the distinct critical points that Newton-MR reaches from where training stops "
+        "(Adam, then L-BFGS) on tanh MLPs on the digits"
     )
-    return [
+    with_early = "counting the critical points reached from the early (plateau) starts too"
+    margins = [e["margin"] for e in metrics["escapes"]]
+    entries = [
         check(
             f"Positive control: on sum c_i((Q theta)_i^2 - 1)^2/4 in {cfg.control_dim} dimensions "
-            "(known minima, saddles, maximum) the same search finds minima and saddles and "
+            "(known minima, saddles, maximum) the search finds minima and saddles and "
             "hessian.classify calls every critical point it reaches what it is",
-            control["passed"],
-            {k: v for k, v in control.items() if k != "passed"},
+            metrics["control"]["passed"],
+            {k: v for k, v in metrics["control"].items() if k != "passed"},
             SRC_KINDS,
             id="control_finds_both",
+        ),
+        check(
+            "Positive control: on softmax regression with the same data and loss (strictly "
+            "convex) every critical point the search reaches is called a minimum",
+            metrics["convex"]["passed"],
+            {k: v for k, v in metrics["convex"].items() if k != "passed"},
+            SRC_KINDS,
+            id="convex_control",
         ),
         gated(
             claim(
                 f"Local minima are rare: {where}, at most {cfg.max_minimum_share:.0%} are minima",
                 share(c["minimum"], n),
-                Test(
-                    "share of minima among critical points",
-                    "<",
-                    cfg.max_minimum_share,
-                    "pre-stated: one in five, for 'very, very rare'",
-                    n,
-                    unit="distinct critical points",
-                ),
+                rare_test(cfg, n),
                 SRC_RARE,
                 evidence,
                 id="minima_rare",
+                also={with_early: (share(c_all["minimum"], n_all), rare_test(cfg, n_all))},
             ),
-            control,
+            controls,
         ),
         gated(
             claim(
                 f"Saddle points are common: {where}, more than {cfg.min_saddle_share:.0%} are "
                 "saddles",
                 share(c["saddle"], n),
-                Test(
-                    "share of saddles among critical points",
-                    ">",
-                    cfg.min_saddle_share,
-                    "pre-stated: a majority, for 'more common'",
-                    n,
-                    unit="distinct critical points",
-                ),
+                common_test(cfg, n),
                 SRC_RARE,
                 evidence,
                 id="saddles_common",
+                also={with_early: (share(c_all["saddle"], n_all), common_test(cfg, n_all))},
             ),
-            control,
+            controls,
         ),
     ]
+    if margins:
+        esc = metrics["escapes"]
+        entry = claim(
+            "At a saddle of a network, a step along the eigenvector of the most negative "
+            "eigenvalue lowers the loss more than a step of the same length along random "
+            "directions or along the gradient",
+            _stats.bootstrap(margins),
+            Test(
+                "escape fall minus the best control's fall, mean over saddles",
+                ">",
+                0.0,
+                "the sentence: the step along u lowers the loss (more than not knowing u)",
+                len(margins),
+                unit="distinct saddles",
+            ),
+            SRC_ESCAPE,
+            {
+                "saddles": len(margins),
+                "escape beats every control": int(sum(m > 0 for m in margins)),
+                "step length rule": f"model fall {cfg.escape_drop:g} x loss, capped at "
+                f"{cfg.escape_cap:g} x |theta|",
+                "gradient steps to leave the plateau (median), from the escape": float(
+                    np.median([e["steps_escape"] for e in esc])
+                ),
+                "... from a random step of the same length": float(
+                    np.median([e["steps_random"] for e in esc])
+                ),
+            },
+            id="escape_beats_controls",
+        )
+        if len(margins) < cfg.min_saddles:
+            entry |= {
+                "verdict": INCONCLUSIVE,
+                "reason": f"only {len(margins)} distinct saddles (fewer than the pre-stated "
+                f"{cfg.min_saddles}): too few to tell; measured: " + entry["reason"],
+            }
+        entries.append(entry)
+    return entries
 
 
 COLORS = {
@@ -357,131 +595,118 @@ COLORS = {
 }
 
 
-def draw_map(ax, by_width: dict, cfg: Config) -> None:
-    """Share of minima and of saddles among the critical points, with Wilson intervals."""
-    crit = [sum(by_width[k][i] for k in KINDS[:4]) for i in range(len(by_width["width"]))]
-    for kind, marker in (("minimum", "o"), ("saddle", "s")):
-        est = [share(k, n) for k, n in zip(by_width[kind], crit, strict=True)]
-        mid = np.array([e.value for e in est])
-        err = np.array([[e.value - e.low, e.high - e.value] for e in est]).T
-        err = np.maximum(np.nan_to_num(err), 0.0)  # no critical point: no bar (and no dot)
-        ax.errorbar(
-            by_width["parameters"],
-            mid,
-            yerr=err,
-            marker=marker,
-            capsize=3,
-            color=COLORS[kind],
-            label=f"share of {PLURAL[kind]} (95% Wilson)",
-        )
-    for x, n, total in zip(by_width["parameters"], crit, by_width["searches"], strict=True):
-        ax.annotate(f"{n}/{total}", (x, 1.02), ha="center", fontsize=7)
-    ax.axhline(
-        cfg.max_minimum_share,
-        color=COLORS["minimum"],
-        ls="--",
-        lw=0.8,
-        label=f"claimed: minima < {cfg.max_minimum_share:g}",
-    )
-    ax.axhline(
-        cfg.min_saddle_share,
-        color=COLORS["saddle"],
-        ls="--",
-        lw=0.8,
-        label=f"claimed: saddles > {cfg.min_saddle_share:g}",
-    )
-    ax.set_xscale("log")
-    ax.set(
-        xlabel="parameters (3 x width + 1)",
-        ylabel="share among critical points",
-        ylim=(-0.03, 1.1),
-        title="regime map over width (critical / searches on top)",
-    )
-    ax.legend(fontsize=8)
-
-
-def draw(
-    points: list[dict], control: list[dict], by_width: dict, cfg: Config, out_dir: Path
-) -> str:
-    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(19, 4.8))
-    for kind in KINDS:
-        pts = [p for p in points if p["kind"] == kind]
-        if pts:
-            ax.scatter(
-                [p["minimum_ratio"] for p in pts],
-                [p["loss"] for p in pts],
-                s=18,
-                color=COLORS[kind],
-                label=f"{kind} ({len(pts)})",
-            )
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
+    fig, (ax, bx, cx, dx) = plt.subplots(1, 4, figsize=(24, 5))
+    unique = metrics["distinct"]
+    for kind in KINDS[:4]:
+        for start, marker in (("trained", "o"), ("early", "^")):
+            pts = [p for p in unique if p["kind"] == kind and p["start"] == start]
+            if pts:
+                ax.scatter(
+                    [p["minimum_ratio"] for p in pts],
+                    [p["loss"] for p in pts],
+                    s=26,
+                    marker=marker,
+                    color=COLORS[kind],
+                    edgecolor="k",
+                    lw=0.3,
+                    label=f"{PLURAL.get(kind, kind)} from {start} starts ({len(pts)})",
+                )
     ax.axvline(1.0, color="tab:green", ls=":", lw=0.8, label="ratio 1: a minimum")
     ax.set_yscale("log")
     ax.set(
-        xlabel="minimum ratio = share of positive Hessian eigenvalues",
-        ylabel="training loss (MSE)",
-        title=f"network (width {cfg.width}): end points of {cfg.seeds} |grad L|^2 searches "
-        f"(Adam lr {cfg.adam_lr:g})",
+        xlabel="minimum ratio = share of positive Hessian eigenvalues (exact)",
+        ylabel="training loss (cross-entropy + L2)",
+        title=f"{len(unique)} distinct critical points of tanh MLPs on the digits",
     )
     ax.legend(fontsize=8)
-    pos = np.arange(len(KINDS))
-    for shift, pts, label in ((-0.2, points, "network"), (0.2, control, "positive control")):
-        c = counts(pts)
-        bars = bx.bar(
-            pos + shift,
-            [c[k] / len(pts) for k in KINDS],
-            width=0.4,
-            label=label,
-            color=[COLORS[k] for k in KINDS],
-            hatch="" if shift < 0 else "//",
-            edgecolor="k",
+    starts = ("early", "trained")
+    pos = np.arange(len(starts))
+    bottom = np.zeros(len(starts))
+    for kind in KINDS:
+        h = np.array(
+            [
+                sum(p["kind"] == kind and p["start"] == st for p in metrics["points"])
+                for st in starts
+            ]
         )
-        bx.bar_label(bars, [str(c[k]) for k in KINDS], fontsize=8)
-    right = sum(p["kind"] == p["true_kind"] for p in control if p["kind"] != "not_critical")
-    crit = sum(p["kind"] != "not_critical" for p in control)
-    bx.set_xticks(pos, KINDS)
+        label = "no critical point reached" if kind == "not_critical" else PLURAL.get(kind, kind)
+        bx.bar(pos, h, bottom=bottom, color=COLORS[kind], edgecolor="k", lw=0.3, label=label)
+        bottom += h
+    bx.set_xticks(
+        pos,
+        [
+            f"early: {cfg.early_steps} Adam steps",
+            f"trained: {cfg.adam_steps} Adam + {cfg.lbfgs_steps} L-BFGS",
+        ],
+    )
     bx.set(
-        ylabel="share of end points (count on the bar)",
-        title=f"kinds; control ({cfg.control_dim}-d, known points): {right} of {crit} "
-        "critical points called right",
+        xlabel="where each search started",
+        ylabel="searches (before counting points once)",
+        title="where each search ended",
     )
     bx.legend(fontsize=8)
-    draw_map(cx, by_width, cfg)
+    esc = metrics["escapes"]
+    if esc:
+        i = np.arange(len(esc))
+        cx.scatter(i, [e["escape"] for e in esc], color="tab:red", label="along negative curvature")
+        cx.scatter(
+            i,
+            [e["best_random"] for e in esc],
+            color="tab:gray",
+            marker="x",
+            label=f"best of {cfg.escape_random} random directions",
+        )
+        cx.scatter(
+            i, [e["gradient"] for e in esc], color="tab:blue", marker="+", label="along -gradient"
+        )
+        cx.axhline(0, color="k", lw=0.6)
+        cx.set_xticks(i)
+        cx.margins(y=0.2)
+        cx.set_yscale("symlog", linthresh=1e-6)
+    cx.set(
+        xlabel="distinct saddle",
+        ylabel="loss fall at one step length (positive: down)",
+        title="escaping each saddle, against controls at the same length",
+    )
+    if esc:
+        cx.legend(fontsize=8)
+    for j, e in enumerate(esc):
+        t = np.linspace(0, cfg.train_on_steps, len(e["curves"]["escape"]))
+        dx.plot(t, np.asarray(e["curves"]["escape"]) / e["loss"], color="tab:red", lw=0.9,
+                label="from the escape step" if j == 0 else None)  # fmt: skip
+        dx.plot(t, np.asarray(e["curves"]["random"]) / e["loss"], color="tab:gray", lw=0.9,
+                ls="--", label="from a random step, same length" if j == 0 else None)  # fmt: skip
+    dx.axhline(1 - cfg.plateau_drop, color="k", lw=0.6, ls=":", label="the plateau ends")
+    dx.set(
+        xlabel="gradient-descent steps (rate 0.5 / lambda_max at the saddle)",
+        ylabel="loss / loss at the saddle",
+        title="training on from each saddle",
+    )
+    if esc:
+        dx.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out_dir, "critical_points")
-
-
-def width_map(cfg: Config, points: list[dict]) -> dict:
-    """Counts of every kind at each width of the map (and at the claims' own width)."""
-    found = {cfg.width: counts(points)}
-    for w in cfg.width_map:
-        if w != cfg.width:
-            found[w] = counts(
-                network_survey(dataclasses.replace(cfg, width=w, seeds=cfg.map_seeds))
-            )
-    widths = sorted(found)
-    return {
-        "width": widths,
-        "parameters": [3 * w + 1 if w else 2 for w in widths],
-        "searches": [sum(found[w].values()) for w in widths],
-        **{k: [found[w][k] for w in widths] for k in KINDS},
-    }
 
 
 def main(cfg: Config, out_dir: Path) -> dict:
     with jax.enable_x64(True):
         control = control_survey(cfg)  # first: can the pipeline see minima and saddles at all?
-        points = network_survey(cfg)
-        by_width = width_map(cfg, points)
+        convex = network_survey(cfg, widths=(0,))[0]
+        points, found = network_survey(cfg)
+        points = [p | {"index": i} for i, p in enumerate(points)]
+        unique = distinct(points, cfg.distinct_rtol)
+        saddles = [found[u["index"]] for u in unique if u["kind"] == "saddle"]
+        escape_rows = escapes(saddles, cfg)
+    keep = ("kind", "loss", "minimum_ratio", "num_negative", "searches", "problem", "start")
     metrics = {
-        "distinct": [
-            {k: p[k] for k in ("kind", "loss", "minimum_ratio", "num_negative", "searches")}
-            for p in distinct(points, cfg.distinct_rtol)
-        ],
+        "distinct": [{k: u[k] for k in keep} for u in unique],
         "control": control_result(control),
-        "counts": counts(points),
+        "convex": convex_result(convex),
         "points": points,
         "control_points": control,
-        "width_map": by_width,
+        "convex_points": convex,
+        "escapes": escape_rows,
     }
-    figures = [draw(points, control, by_width, cfg, out_dir)]
+    figures = [draw(metrics, cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -1,5 +1,6 @@
-"""critical_points: the positive control passes and tiny reproduces "minima rare, saddles common";
-width 0 (a straight line, a convex loss) flips both; a failed control makes them inconclusive."""
+"""critical_points: both positive controls pass on the tiny run; softmax regression in place of
+the networks (one convex loss per data size: its minimum is its one critical point) makes
+"minima are rare" fail; claims on fixed numbers count distinct points, per loss function."""
 
 from __future__ import annotations
 
@@ -9,49 +10,33 @@ from jaxopt_notes.experiments import critical_points as cp
 from tests.claims._contract import run_tiny, verdict_of
 
 
-def test_tiny_reproduces_and_a_straight_line_flips(tmp_path):
+def test_tiny_controls_pass_and_a_convex_model_flips_minima_rare(tmp_path):
     plain = run_tiny("critical_points", tmp_path)
     assert verdict_of(plain, "control_finds_both") == "reproduced"
-    # counted as distinct points, the tiny survey's 96 searches reach 4 saddles and no minimum:
-    # the right direction, too few points to decide (Wilson interval [0.44, 1] for saddles)
-    assert verdict_of(plain, "minima_rare") != "not_reproduced"
-    assert verdict_of(plain, "saddles_common") != "not_reproduced"
-    sabotaged = run_tiny("critical_points", tmp_path, width=0, width_map=0)  # no map: faster
-    # a convex line has one critical point, its minimum: every search reaches it, so the one
-    # distinct point is a minimum (share 1, Wilson [0.21, 1] above 0.2) and no saddle is found;
-    # one point cannot show that saddles are rare (Wilson [0, 0.79] straddles 0.5)
+    assert verdict_of(plain, "convex_control") == "reproduced"
+    cfg = cp.Config.tiny()
+    searches = len(cfg.widths) * len(cfg.sizes) * cfg.seeds * 2  # an early and a trained start
+    assert len(plain["metrics"]["points"]) == searches
+    sabotaged = run_tiny("critical_points", tmp_path, widths=0, sizes="100,200")
+    # two data sizes: two convex losses, two distinct minima, no saddle (Wilson 2/2: [0.34, 1])
     assert verdict_of(sabotaged, "minima_rare") == "not_reproduced"
     assert verdict_of(sabotaged, "saddles_common") != "reproduced"
 
 
 def control(passed: bool) -> dict:
-    return {
-        "starts": 16,
-        "critical": 16,
-        "minima_found": 5 if passed else 0,
-        "saddles_found": 11,
-        "maxima_found": 0,
-        "misclassified": 0,
-        "at_a_known_point_but_not_critical": 0,
-        "passed": passed,
-    }
+    return {"minima_found": 5 if passed else 0, "saddles_found": 11, "passed": passed}
 
 
 def fixed_metrics(minima: int, saddles: int, not_critical: int, passed: bool = True) -> dict:
-    c = {
-        "minimum": minima,
-        "saddle": saddles,
-        "degenerate": 0,
-        "maximum": 0,
-        "not_critical": not_critical,
-    }
-    negative = {"minimum": 0, "saddle": 3, "degenerate": 0, "maximum": 25, "not_critical": 0}
+    c = {"minimum": minima, "saddle": saddles, "not_critical": not_critical}
+    negative = {"minimum": 0, "saddle": 3, "not_critical": 0}
     points = [
-        {"kind": k, "loss": 0.1 * (i + 1), "num_negative": negative[k]}
+        {"kind": k, "loss": 0.1 * (i + 1), "num_negative": negative[k], "problem": "a"}
         for k, n in c.items()
         for i in range(n)
     ]
-    return {"control": control(passed), "counts": c, "points": points}
+    convex = {"passed": True, "minima_found": 2}
+    return {"control": control(passed), "convex": convex, "points": points, "escapes": []}
 
 
 def verdicts(m: dict) -> dict:
@@ -61,6 +46,7 @@ def verdicts(m: dict) -> dict:
 def test_claims_on_fixed_numbers():
     assert verdicts(fixed_metrics(0, 40, 60)) == {
         "control_finds_both": "reproduced",
+        "convex_control": "reproduced",
         "minima_rare": "reproduced",
         "saddles_common": "reproduced",
     }
@@ -78,29 +64,47 @@ def test_searches_that_reach_one_point_count_once():
     m["points"] = [p | {"loss": 0.1 + 0.2 * (i % 2) * (p["kind"] == "saddle")}
                    for i, p in enumerate(m["points"])]  # fmt: skip
     found = {c["id"]: c for c in cp.claims(m, cp.Config())}
-    assert found["saddles_common"]["evidence"]["distinct critical points"] == 2
+    assert found["saddles_common"]["evidence"]["distinct critical points where training stops"] == 2
     assert found["saddles_common"]["verdict"] == "inconclusive"  # two points decide nothing
     unique = cp.distinct(m["points"], 1e-6)
     assert sorted(g["searches"] for g in unique) == [20, 20]
 
 
-def test_distinct_keeps_kinds_and_index_apart():
-    a = {"kind": "saddle", "loss": 1.0, "num_negative": 1}
+def test_points_of_two_loss_functions_never_merge():
+    a = {"kind": "saddle", "loss": 1.0, "num_negative": 1, "problem": "width 4, 100 digits"}
+    assert len(cp.distinct([a, a | {"problem": "width 8, 100 digits"}], 1e-6)) == 2
     assert len(cp.distinct([a, a | {"num_negative": 2}, a | {"kind": "minimum"}], 1e-6)) == 3
     assert len(cp.distinct([a, a | {"loss": 1.0 + 1e-9}], 1e-6)) == 1
     assert cp.distinct([a | {"kind": "not_critical"}], 1e-6) == []
 
 
-def test_failed_control_makes_claims_inconclusive():
-    m = fixed_metrics(0, 40, 60, passed=False)
-    found = {c["id"]: c for c in cp.claims(m, cp.Config())}
-    assert found["control_finds_both"]["verdict"] == "not_reproduced"
-    for name in ("minima_rare", "saddles_common"):
-        assert found[name]["verdict"] == "inconclusive"
-        assert "positive control failed" in found[name]["reason"]
+def test_failed_controls_make_claims_inconclusive():
+    for broken in ("control", "convex"):
+        m = fixed_metrics(0, 40, 60)
+        m[broken] = m[broken] | {"passed": False}
+        found = {c["id"]: c for c in cp.claims(m, cp.Config())}
+        for name in ("minima_rare", "saddles_common"):
+            assert found[name]["verdict"] == "inconclusive"
+            assert "positive control(s)" in found[name]["reason"]
 
 
-def test_control_result_catches_a_misclassification():
+def escapes(margins) -> list[dict]:
+    return [{"margin": x, "steps_escape": 10, "steps_random": 50} for x in margins]
+
+
+def test_escape_claim_from_margins_over_saddles():
+    m = fixed_metrics(0, 40, 60)
+    m["escapes"] = escapes((0.01, 0.02, 0.015, 0.03, 0.012))
+    assert verdicts(m)["escape_beats_controls"] == "reproduced"
+    m["escapes"] = escapes((-0.01, -0.02, -0.015, -0.03, -0.012))
+    assert verdicts(m)["escape_beats_controls"] == "not_reproduced"
+    m["escapes"] = escapes((0.01, 0.02))  # fewer saddles than the pre-stated 5
+    found = {c["id"]: c for c in cp.claims(m, cp.Config())}["escape_beats_controls"]
+    assert found["verdict"] == "inconclusive" and "too few to tell" in found["reason"]
+    assert "escape_beats_controls" not in verdicts(fixed_metrics(0, 40, 60))  # no saddle
+
+
+def test_control_results_catch_a_misclassification():
     good = {"kind": "minimum", "true_kind": "minimum", "distance_to_lattice": 1e-12}
     saddle = {"kind": "saddle", "true_kind": "saddle", "distance_to_lattice": 1e-12}
     assert cp.control_result([good, saddle])["passed"]
@@ -109,6 +113,9 @@ def test_control_result_catches_a_misclassification():
     missed = good | {"kind": "not_critical"}
     assert not cp.control_result([good, saddle, missed])["passed"]
     assert not cp.control_result([saddle, saddle])["passed"]  # no minimum found
+    assert cp.convex_result([good, good])["passed"]
+    assert not cp.convex_result([good, saddle])["passed"]
+    assert not cp.convex_result([good | {"kind": "not_critical"}])["passed"]  # none reached
 
 
 def test_true_kind_of_the_lattice():
