@@ -37,7 +37,7 @@ DATA = (
     "fixes a data set or net for these claims; this is the 5-layer MLP of Saito ch. 6"
 )
 QUICK_NOTE = (
-    "quick trains 12 epochs instead of 30, over 3 seeds, and maps fewer warm-up lengths. With "
+    "quick trains 12 epochs instead of 30, over 5 seeds, and maps fewer warm-up lengths. With "
     "fewer epochs a constant rate has had less time to settle, which favours step decay; the "
     "switch to SGD has had half as many SGD steps, so a miss of the Adam-then-SGD claims may "
     "be down to the budget."
@@ -114,7 +114,8 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(seeds=3, epochs=12, warmup_fractions=(0.0, 0.05, 0.1, 0.2))
+        # 5 seeds, not 3: a t-interval of a loss ratio over 3 seeds spanned [0.009, 188]
+        return cls(seeds=5, epochs=12, warmup_fractions=(0.0, 0.05, 0.1, 0.2))
 
     @classmethod
     def tiny(cls) -> Config:
