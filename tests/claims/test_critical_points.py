@@ -122,3 +122,28 @@ def test_true_kind_of_the_lattice():
     assert cp.true_kind(np.array([1.0, -1.0, 1.0])) == "minimum"
     assert cp.true_kind(np.array([0.0, 0.0, 0.0])) == "maximum"
     assert cp.true_kind(np.array([0.0, 1.0, -1.0])) == "saddle"
+
+
+def test_escapes_and_training_on_at_the_zero_network_saddle():
+    """The all-zero-weights tanh MLP is a critical point (a saddle) once its output bias is
+    fitted: escapes() steps along its negative curvature, beats the controls and trains on."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxopt_notes import hessian
+
+    cfg = cp.Config.tiny()
+    with jax.enable_x64(True):
+        batch = cp.digits(100)
+        fn = functools.partial(cp.batch_loss, weight_decay=cfg.weight_decay)
+        loss = hessian.over_dataset(fn, batch, batch_size=100)
+        zeros = jax.tree.map(jnp.zeros_like, cp.init_params(jax.random.key(0), 4))
+        found = hessian.find_critical(loss, zeros, rtol=1e-10)
+        assert found.status == "critical"
+        (row,) = cp.escapes([(loss, found.params, functools.partial(fn, batch=batch))], cfg)
+    assert row["eigenvalue"] < 0 and row["escape"] > 0 and row["margin"] > 0
+    assert 0 <= row["steps_escape"] <= cfg.train_on_steps + 1
+    assert 0 <= row["steps_random"] <= cfg.train_on_steps + 1
+    assert row["curves"]["escape"][0] < row["loss"]  # the first point is the escape step's
