@@ -249,6 +249,14 @@ def test_plots_and_sharpness_tracking(tmp_path):
         assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_log_density_has_no_floor():
+    from jaxopt_notes.hessian.sharpness import _log_curve
+
+    y, bottom = _log_curve(np.array([0.0, 1e-300, 2.0, 0.5, 0.0]))
+    assert np.isnan(y[[0, 4]]).all() and y[2] == 2.0 and bottom == pytest.approx(2e-8)
+    assert _log_curve(np.zeros(3))[1] is None
+
+
 # -------------------------------------------------------------- filters and Flax NNX
 def test_wrt_selects_a_block_by_prefix_or_predicate():
     def loss(p):

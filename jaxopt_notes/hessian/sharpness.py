@@ -179,15 +179,25 @@ def _figure():
     return fig, fig.add_subplot()
 
 
+def _log_curve(density: Any) -> tuple[np.ndarray, float | None]:
+    """The density for a log axis: zeros (and underflow) left out as gaps rather than drawn at
+    a made-up floor, and the axis' bottom 8 decades below the peak."""
+    y = np.asarray(density, np.float64)
+    y = np.where(y > 0, y, np.nan)
+    return y, (float(np.nanmax(y)) * 1e-8 if np.any(y > 0) else None)
+
+
 def plot_spectral_density(
     density: Any, path: str, *, title: str | None = None, log: bool = True
 ) -> str:
     """Writes a :class:`~jaxopt_notes.hessian.SpectralDensity` to a PNG (log scale by default,
     as in Ghorbani et al. 2019) and returns the path."""
     fig, ax = _figure()
-    y = np.maximum(density.density, 1e-12) if log else density.density
+    y, bottom = _log_curve(density.density) if log else (density.density, None)
     ax.plot(density.grid, y)
     ax.set_yscale("log" if log else "linear")
+    if bottom is not None:
+        ax.set_ylim(bottom=bottom)
     ax.axvline(0.0, color="gray", lw=0.5)
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density")
