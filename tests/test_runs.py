@@ -336,3 +336,14 @@ def test_a_broken_run_json_is_one_line_everywhere(tmp_path, capsys, text):
     assert "run.json" in _error(capsys)
     with pytest.raises(ValueError, match="run.json"):
         train.load_run(out)
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--schedule-epochs", "100000000000"), ("--warmup-epochs", "1e12")]
+)
+def test_a_schedule_past_the_int32_step_count_is_one_line(tmp_path, capsys, option, value):
+    """It ended in an OverflowError traceback from inside the jitted schedule."""
+    code = cli.main(["train", *TINY, "--epochs", "1", option, value, "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert f"`{option[2:].replace('-', '_')}` must span under 2**31 steps" in _error(capsys)
+    assert not (tmp_path / "r").exists()

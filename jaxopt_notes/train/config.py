@@ -264,6 +264,18 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Any:
     horizon = (cfg.schedule_epochs or cfg.epochs) * spe
     warmup = round(cfg.warmup_epochs * spe)
     unit = cfg.lr_every * spe
+    spans = {
+        "schedule_epochs" if cfg.schedule_epochs else "epochs": horizon,
+        "warmup_epochs": warmup,
+        "lr_every": unit,
+        "cycle_epochs": cfg.cycle_epochs * spe,
+    }
+    for name, steps in spans.items():
+        if steps >= 2**31:  # the step count is an int32 inside the compiled step
+            raise ValueError(
+                f"`{name}` must span under 2**31 steps at {spe} steps per epoch, got "
+                f"{getattr(cfg, name)!r} ({steps} steps)"
+            )
     make = {
         "constant": lambda: schedules.constant(lr),
         "step": lambda: schedules.step_decay(lr, gamma=cfg.lr_gamma, every=unit),
