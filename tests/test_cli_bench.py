@@ -103,3 +103,20 @@ def test_no_docstring_of_the_library_or_the_benchmarks_points_at_the_readme():
     sources = [*(REPO / "jaxopt_notes").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]
     pointing = [str(p.relative_to(REPO)) for p in sources if "README" in p.read_text()]
     assert pointing == []
+
+
+def test_seeds_outside_the_range_are_one_error_line(capsys):
+    """tune, hessian and saddles take --seed through one type: [0, 2**63), else one line."""
+    for argv in (
+        ["tune", "search", "--seed", str(2**64)],
+        ["hessian", "--run", "r", "--out", "o", "--seed", "-1"],
+        ["saddles", "--run", "r", "--out", "o", "--seed", "2**64"],
+    ):
+        try:
+            code = cli.main(argv)
+        except SystemExit as stop:
+            code = stop.code
+        lines = capsys.readouterr().err.splitlines()
+        assert code == 2 and len(lines) == 1 and "a seed must be" in lines[0], (argv, lines)
+        assert lines[0].startswith(f"jaxopt-notes {argv[0]}: error: ")
+    assert cli._options.seed(str(2**63 - 1)) == 2**63 - 1

@@ -27,6 +27,22 @@ class Option(NamedTuple):
     choices: Sequence[Any] | None = None
 
 
+def seed(text: str) -> int:
+    """An argparse type for seeds: an integer in [0, 2**63), what ``jax.random.key`` and the
+    run files take (2**64 used to run, or crash after deleting).
+
+    >>> seed("7")
+    7
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed must be an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**63), got {value}")
+    return value
+
+
 def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
     """Adds each row of ``options`` to ``parser``; a row with a default says it in its help."""
     for flag, text, kind, default, choices in options:

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_notes import hessian
+from jaxopt_notes.cli import _options
 from jaxopt_notes.cli._options import fail
 
 # name -> (f(x, y), default point)
@@ -90,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10,
         help="Hutchinson probes for the trace (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="probe seed (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=_options.seed, default=0, help="probe seed (default: %(default)s)"
+    )
     parser.add_argument(
         "--out",
         default="runs/hessian",

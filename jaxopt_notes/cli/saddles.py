@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxopt_notes.cli import _options
 from jaxopt_notes.cli._options import Option, add_options
 
 OPTIONS = (
@@ -32,7 +33,7 @@ OPTIONS = (
     Option(
         "--lanczos-steps", "Lanczos steps at most for the spectrum's ends (big models)", int, 60
     ),
-    Option("--seed", "seed of the Lanczos start and the random controls", int, 0),
+    Option("--seed", "seed of the Lanczos start and the random controls", _options.seed, 0),
 )
 
 

@@ -20,6 +20,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from jaxopt_notes.cli import _options
+
 ACTIONS = ("sanity", "range-test", "search")
 
 
@@ -50,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="trials side by side (default: all on an accelerator, 1 on the CPU)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    parser.add_argument(
+        "--seed", type=_options.seed, default=0, help="seed of the sampling (default 0)"
+    )
     parser.add_argument("--min-lr", type=float, default=1e-6, help="range test (default 1e-6)")
     parser.add_argument("--max-lr", type=float, default=10.0, help="range test (default 10)")
     parser.add_argument("--steps", type=int, default=200, help="range test steps (default 200)")
