@@ -7,6 +7,7 @@ Each check raises a sentence that names the argument, the rule and the value, e.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -105,11 +106,26 @@ def dtype(name: str, value: Any) -> Any:
     return jax.dtypes.canonicalize_dtype(dt)
 
 
+def nearest(value: str, choices: Iterable[Any]) -> str | None:
+    """The choice ``value`` most likely misspells: one with the same letters (two swapped, as in
+    ``adma``), else the closest by difflib's ratio; None when nothing is close.
+
+    >>> nearest("adma", ["adamax", "adam"]), nearest("lbfgs", ["sgd", "adam"])
+    ('adam', None)
+    """
+    names = [str(c) for c in choices]
+    swapped = [c for c in names if sorted(c) == sorted(value)]
+    close = swapped or difflib.get_close_matches(value, names, n=1)
+    return close[0] if close else None
+
+
 def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value``, checked to be one of ``choices`` (shown as a tuple in the sentence)."""
     choices = tuple(choices)
     if not any(value is c or (isinstance(value, type(c)) and value == c) for c in choices):
-        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}")
+        close = nearest(value, choices) if isinstance(value, str) else None
+        hint = f"; did you mean {close!r}?" if close else ""
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}{hint}")
     return value
 
 

@@ -108,6 +108,8 @@ def test_the_message_reads_as_a_sentence():
         jn.clip_by_global_norm(0.0)
     with pytest.raises(ValueError, match="`convention` must be one of"):
         jn.adam(0.1, convention="keras")
+    with pytest.raises(ValueError, match=r"got 'pytroch'; did you mean 'pytorch'\?$"):
+        jn.adam(0.1, convention="pytroch")
     with pytest.raises(ValueError, match="`nesterov=True` needs `momentum` > 0"):
         jn.sgd(0.1, nesterov=True)
     with pytest.raises(TypeError, match="`transforms\\[1\\]` must be a gradient transformation"):

@@ -11,10 +11,11 @@ a misspelt choice is answered with the nearest name (``--optimizer adma``: did y
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, NoReturn
+
+from jaxopt_notes import _checks
 
 PROG = "jaxopt-notes"
 
@@ -59,8 +60,8 @@ def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
     >>> did_you_mean("lbfgs", ["sgd", "adam"])
     ''
     """
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = _checks.nearest(str(value), choices)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def fail(command: str | None, message: str) -> int:
