@@ -347,3 +347,12 @@ def test_a_schedule_past_the_int32_step_count_is_one_line(tmp_path, capsys, opti
     assert code == 2
     assert f"`{option[2:].replace('-', '_')}` must span under 2**31 steps" in _error(capsys)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text", ["[]", '"done"'])
+def test_a_summary_json_that_is_not_an_object_is_refused_by_load_run(tmp_path, text):
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    (out / "summary.json").write_text(text)
+    with pytest.raises(ValueError, match="summary.json that is not an object"):
+        train.load_run(out)

@@ -151,6 +151,11 @@ def load_run(run_dir: str | Path) -> Run:
     net = models.split(model, train=False).merge(*chosen)
     summary_path = path / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    if summary is not None and not isinstance(summary, dict):
+        raise ValueError(
+            f"`run_dir` {str(path)!r} has a summary.json that is not an object "
+            f"(got {type(summary).__name__}): it was edited or damaged"
+        )
     return Run(
         path=path,
         config=cfg,
