@@ -248,6 +248,7 @@ def build(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> Fus
         init, chain_state, fallback, call = tx.init, lambda state, params: state, plain, _call
 
     def step(params, state, grads):
+        _check_state(state, jax.eval_shape(init, params))
         if jax.default_backend() != "cpu":  # the chain, as intended there; nothing is built
             return fallback(params, state, grads)
         if registered() is not None:
@@ -259,6 +260,18 @@ def build(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> Fus
         return jax.lax.platform_dependent(params, state, grads, cpu=kernel, default=fallback)
 
     return FusedOptimizer(init, step, tx, chain_state)
+
+
+def _check_state(state: Any, expected: Any) -> None:
+    """Refuses a state of another structure than this optimizer's ``init`` makes (another
+    optimizer's state read as this one's: a traceback from inside the step before); shapes
+    alone cost nothing at run time (``init`` is traced abstractly)."""
+    got, want = jax.tree.structure(state), jax.tree.structure(expected)
+    if got != want:
+        raise ValueError(
+            "`state` must be the state this optimizer's init makes for `params`, got one of "
+            f"another structure (another optimizer's?): {got} where {want} was expected"
+        )
 
 
 def guard(eps: Any) -> bool:

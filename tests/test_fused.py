@@ -460,3 +460,16 @@ def test_a_gradient_or_state_of_another_shape_is_refused_before_the_kernel(flat_
     small = opt.init({"w": jnp.ones(10)})  # a state built for smaller params
     with pytest.raises(ValueError, match="state"):
         opt.step(params, small, {"w": jnp.ones(1000)})
+
+
+@pytest.mark.parametrize("flat_state", [False, True])
+def test_another_optimizers_state_is_refused_in_one_sentence(flat_state):
+    """adagrad's state stepped by adam ended in an AttributeError from inside the step."""
+    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
+    grads = jax.tree.map(jnp.ones_like, params)
+    adam = fused.adam(1e-3, flat_state=flat_state)
+    other = fused.adagrad(1e-2, flat_state=flat_state)
+    with pytest.raises(ValueError, match="`state` must be the state this optimizer's init"):
+        adam.step(params, other.init(params), grads)
+    stepped, _ = jax.jit(adam.step)(params, adam.init(params), grads)  # its own state: fine
+    assert jax.tree.structure(stepped) == jax.tree.structure(params)
