@@ -122,7 +122,7 @@ def test_missing_or_half_written_run_is_refused(mlp_run, tmp_path, capsys):
     for run_dir in (tmp_path / "nope", half):
         assert cli.main(["hessian", "--run", str(run_dir), "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"{ERROR}`run_dir`") and err.count("\n") == 1
+        assert err.startswith(f"{ERROR}`--run`") and err.count("\n") == 1
     for out in (os.path.join(mlp_run, "h"), mlp_run, mlp_run + "/"):  # in it, or the run itself
         assert cli.main(["hessian", "--run", mlp_run, "--out", out]) == 2
         assert "`--out` must lie outside the run directory" in capsys.readouterr().err

@@ -99,7 +99,7 @@ def test_bad_input_is_one_error_line(mlp_run, tmp_path, capsys, extra, message):
 
 def test_missing_run_is_refused(tmp_path, capsys):
     assert cli.main(["saddles", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err.startswith("jaxopt-notes saddles: error: `run_dir`")
+    assert capsys.readouterr().err.startswith("jaxopt-notes saddles: error: `--run`")
 
 
 @pytest.mark.slow

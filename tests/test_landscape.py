@@ -116,7 +116,7 @@ def test_cli_draws_one_and_two_runs(tmp_path, capsys):
         assert (out / png).stat().st_size > 0
     nope = ["landscape", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "ls2")]
     assert cli.main(nope) == 2
-    assert "`run_dir` must be a run directory" in capsys.readouterr().err
+    assert "`--run` must be a run directory" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # trains and compiles a LeNet: ~30-90 s here, for an option the CLI leaves off

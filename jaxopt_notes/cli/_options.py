@@ -64,6 +64,18 @@ def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
     return f"; did you mean {close!r}?" if close else ""
 
 
+def as_flags(message: str, **names: str) -> str:
+    """The library's sentence with its argument names as the command's options, so a user of
+    ``--run`` is not told about `run_dir`.
+
+    >>> as_flags("`run_dir` must be a run directory", run_dir="--run")
+    '`--run` must be a run directory'
+    """
+    for argument, flag in names.items():
+        message = message.replace(f"`{argument}`", f"`{flag}`")
+    return message
+
+
 def fail(command: str | None, message: str) -> int:
     """Prints ``jaxopt-notes COMMAND: error: MESSAGE`` on stderr (``jaxopt-notes: error:``
     without a command) and returns 2, the exit status of bad input."""

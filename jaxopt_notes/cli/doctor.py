@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from jaxopt_notes.cli import _options
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.error = lambda message: sys.exit(_refuse(message))
@@ -46,7 +48,7 @@ def run_cli(args: argparse.Namespace) -> int:
         diagnosis = diagnose_run(args.run)
         out.mkdir(parents=True, exist_ok=True)
     except (ValueError, TypeError) as error:
-        return _refuse(str(error))
+        return _refuse(_options.as_flags(str(error), run_dir="--run"))
     except OSError as error:
         return _refuse(f"`out` {str(out)!r} cannot be created: {error.strerror}")
     (out / "doctor.json").write_text(json.dumps(diagnosis.to_json(), indent=2) + "\n")

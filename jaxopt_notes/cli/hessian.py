@@ -190,7 +190,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 loss_info=info,
             )
     except (ValueError, TypeError, OSError) as error:
-        return fail("hessian", str(error))
+        return fail("hessian", _options.as_flags(str(error), run_dir="--run"))
     result["source"] = info
     with open(os.path.join(args.out, "result.json"), "w") as fh:
         json.dump(result, fh, indent=2, allow_nan=False)

@@ -35,6 +35,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_notes import hessian, landscape
 from jaxopt_notes._extras import require
+from jaxopt_notes.cli import _options
 from jaxopt_notes.cli._options import Option, add_options
 from jaxopt_notes.train import load_run
 
@@ -82,7 +83,8 @@ def run_cli(args: argparse.Namespace) -> int:
         path = _training_path(runs[0]) if "pca" in kinds else None
         report, lines, grids, pair = _compute(args, kinds, runs, evals, hess, path, stages)
     except (ValueError, TypeError, OSError) as error:
-        print(f"jaxopt-notes landscape: error: {error}", file=sys.stderr)
+        message = _options.as_flags(str(error), run_dir="--run")
+        print(f"jaxopt-notes landscape: error: {message}", file=sys.stderr)
         return 2
     try:
         with stages.waiting(f"figures and grids into {args.out}"):

@@ -89,7 +89,7 @@ def run_cli(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (ValueError, TypeError, OSError) as error:
-        return _refuse(str(error))
+        return _refuse(_options.as_flags(str(error), run_dir="--run"))
     print(result["summary"])
     print(f"wrote {args.out}/saddles.json and {', '.join(result['figures'])}")
     return 0
