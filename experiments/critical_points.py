@@ -233,7 +233,7 @@ def classify_found(loss, found, scale: float, cfg: Config) -> dict:
 
 
 def grad_norm(loss, params) -> float:
-    return float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(loss)(params)))))
+    return float(optax.global_norm(jax.grad(loss)(params)))
 
 
 def search(loss, params, scale: float, cfg: Config) -> tuple[dict, dict]:
@@ -391,7 +391,7 @@ def escapes(saddles: list, cfg: Config) -> list[dict]:
     same length (``train_on``)."""
     out = []
     for i, (loss, params, plain) in enumerate(saddles):
-        norm = float(jnp.sqrt(sum(jnp.sum(v**2) for v in jax.tree.leaves(params))))
+        norm = float(optax.global_norm(params))
         key = jax.random.fold_in(jax.random.key(cfg.seed + 3), i)
         e = hessian.escape_compare(
             loss,
@@ -413,22 +413,21 @@ def escapes(saddles: list, cfg: Config) -> list[dict]:
                 "gradient": e.gradient_decrease,
                 "margin": max(e.escape_decrease) - best_control,
                 "line": {k: np.asarray(v).tolist() for k, v in e.line.items()},
-                **train_on(loss, plain, params, e, key, cfg),
+                **train_on(plain, params, e, key, cfg),
             }
         )
     return out
 
 
-def train_on(loss, plain, params, e, key, cfg: Config) -> dict:
+def train_on(plain, params, e, key, cfg: Config) -> dict:
     """Gradient descent (rate 0.5 / lambda_max at the saddle) from the escape point and from
     a random step of the same length: the steps until the loss is ``plateau_drop`` below the
     saddle's (the plateau ends; ``train_on_steps + 1`` when it never does within the run)."""
-    eig = hessian.eigenvalues(loss, params, k=1, which="both", key=key)
     sign = 1.0 if e.escape_decrease[0] >= e.escape_decrease[1] else -1.0
     flat, unravel = jax.flatten_util.ravel_pytree(params)
-    v = jax.flatten_util.ravel_pytree(eig.vectors[-1])[0]
+    v = jax.flatten_util.ravel_pytree(e.direction)[0]
     u = jax.random.normal(jax.random.fold_in(key, 11), flat.shape, flat.dtype)
-    lr = 0.5 / float(eig.values[0])  # half the saddle's stable rate: curvature grows away
+    lr = 0.5 / e.largest_eigenvalue  # half the saddle's stable rate: curvature grows away
 
     @jax.jit
     def descend(x):

@@ -75,7 +75,7 @@ def trained(loss, params):
 
 
 def grad_norm(loss, params) -> float:
-    return float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(loss)(params)))))
+    return float(optax.global_norm(jax.grad(loss)(params)))
 
 
 def one(seed: int, start: str) -> dict:

@@ -26,8 +26,10 @@ class EscapeComparison:
     ``escape_decrease``: along ``+v`` and ``-v`` (``v`` the most negative curvature's unit
     eigenvector, ``eigenvalue`` its eigenvalue); ``random_decrease``: along ``num_random`` random
     unit directions, the better sign of each; ``gradient_decrease``: along ``-g / |g|``.
-    ``model_decrease`` is what the quadratic model foretells along ``v``. ``line`` holds the
-    loss along each direction over ``[-2 length, 2 length]`` (for the figure).
+    ``model_decrease`` is what the quadratic model foretells along ``v``; ``direction`` is
+    ``v`` itself (like ``params``) and ``largest_eigenvalue`` the spectrum's other end.
+    ``line`` holds the loss along each direction over ``[-2 length, 2 length]`` (for the
+    figure).
     """
 
     loss: float
@@ -40,6 +42,8 @@ class EscapeComparison:
     grad_norm: float
     line: dict
     num_hvps: int
+    direction: PyTree = None  # v as a pytree like params (to step or train on from there)
+    largest_eigenvalue: float = float("nan")  # the other end of the spectrum: the scale
 
     @property
     def escapes(self) -> bool:
@@ -142,4 +146,6 @@ def escape_compare(
         grad_norm=float(jnp.linalg.norm(g)),
         line={"t": t, "escape": line[0], "random": line[1], "gradient": line[-1]},
         num_hvps=eig.num_hvps,
+        direction=eig.vectors[-1],
+        largest_eigenvalue=float(lam[0]),
     )
