@@ -247,8 +247,13 @@ def build(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> Fus
     else:
         init, chain_state, fallback, call = tx.init, lambda state, params: state, plain, _call
 
+    made: dict = {}  # params' structure -> the state structure init makes for it (traced once)
+
     def step(params, state, grads):
-        _check_state(state, jax.eval_shape(init, params))
+        tree = jax.tree.structure(params)
+        if tree not in made:
+            made[tree] = jax.tree.structure(jax.eval_shape(init, params))
+        _check_state(state, made[tree])
         if jax.default_backend() != "cpu":  # the chain, as intended there; nothing is built
             return fallback(params, state, grads)
         if registered() is not None:
@@ -262,11 +267,10 @@ def build(tx: optax.GradientTransformation, spec: Spec, flat_state: bool) -> Fus
     return FusedOptimizer(init, step, tx, chain_state)
 
 
-def _check_state(state: Any, expected: Any) -> None:
+def _check_state(state: Any, want: Any) -> None:
     """Refuses a state of another structure than this optimizer's ``init`` makes (another
-    optimizer's state read as this one's: a traceback from inside the step before); shapes
-    alone cost nothing at run time (``init`` is traced abstractly)."""
-    got, want = jax.tree.structure(state), jax.tree.structure(expected)
+    optimizer's state read as this one's: a traceback from inside the step before)."""
+    got = jax.tree.structure(state)
     if got != want:
         raise ValueError(
             "`state` must be the state this optimizer's init makes for `params`, got one of "
