@@ -242,8 +242,7 @@ def tridiagonal_nodes(tri: lz.Tridiagonal, steps: int) -> tuple[np.ndarray, np.n
     """One SLQ probe of ``steps`` steps from a longer Lanczos run: the Ritz values of ``T``'s
     leading block and its eigenvectors' squared first components (the run must have started
     from the probe, e.g. a Rademacher vector: the leading block is that probe's own ``T``)."""
-    a, b = (np.asarray(t[:steps], np.float64) for t in (tri.alpha, tri.beta))
-    theta, s = np.linalg.eigh(np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1))
+    theta, s, _ = lz.ritz_pairs(tri.alpha, tri.beta, int(steps))
     return theta[None], s[:1] ** 2
 
 

@@ -8,9 +8,11 @@ same amount. The loop stops when every wanted pair has converged, the space is e
 ``max_iter`` steps have run; it never stops on a step that broke down (an invariant subspace:
 the restart may still find a copy of a repeated eigenvalue).
 
-Two drivers share one step: :func:`run_host` calls a jitted step from Python and tests
-convergence on the host (XLA:CPU's loop bodies are slow, see ``_core``); :func:`lanczos_extremes`
-is one traceable ``while_loop`` (accelerators; also usable inside ``jit``).
+One step (:func:`step`), one stopping rule (:func:`converged`) and one extraction
+(:func:`extract`), each over :func:`ritz_pairs`, and two drivers over them: :func:`run_host`
+calls a jitted step from Python and tests convergence on the host, ``T`` solved by NumPy
+(XLA:CPU's loop bodies are slow, see ``_core``); :func:`lanczos_extremes` is one traceable
+``while_loop`` (accelerators; also usable inside ``jit``).
 """
 
 from __future__ import annotations
@@ -116,106 +118,128 @@ block_step_jit = jax.jit(block_step, static_argnames="rows")
 
 def ritz(tri: Tridiagonal) -> tuple[jax.Array, jax.Array]:
     """Ritz values (ascending) and the eigenvectors ``S`` of T (Ritz vectors: ``S.T @ basis``)."""
-    off = tri.beta[:-1]
-    t = jnp.diag(tri.alpha) + jnp.diag(off, 1) + jnp.diag(off, -1)
-    return jnp.linalg.eigh(t)
+    return jnp.linalg.eigh(_matrix(tri.alpha, tri.beta[:-1], jnp))
 
 
 def num_wanted(k: int, which: str) -> int:
     return 2 * k if which == "both" else k
 
 
-def _masked_ritz(alpha, beta, j):
-    """Ritz values/vectors of the leading ``j x j`` block of T inside the full-size arrays.
+def _matrix(diag, off, xp):
+    return xp.diag(diag) + xp.diag(off, 1) + xp.diag(off, -1)
 
-    Rows past ``j`` are decoupled and given values far outside the spectrum; ``active`` marks
-    the eigenvectors that live on the leading block (traceable: ``j`` may be traced).
+
+def _on_host(j) -> bool:
+    """A step count the host holds (NumPy solves T) rather than a traced one (jax.numpy)."""
+    return isinstance(j, int | np.integer)
+
+
+def ritz_pairs(alpha, beta, j):
+    """Ritz values (ascending), the eigenvectors ``s`` of ``T_j`` and the residual estimates
+    ``|beta_j s_{j,i}|``, from the first ``j`` entries of ``alpha`` and ``beta``.
+
+    An int ``j`` (the host driver) solves the ``j x j`` block with NumPy in float64: T is tiny,
+    and that beats a device call (XLA:CPU's ``eigh`` of the full ``max_iter``-sized matrix costs
+    more than a product on small models). A traced ``j`` solves the full-size matrix with the
+    rows past ``j`` decoupled and set above the spectrum, so either way the block's ``j`` pairs
+    come first and everything below reads them alike.
     """
-    m = alpha.shape[0]
-    idx = jnp.arange(m)
-    inside = idx < j
-    big = 3 * (jnp.max(jnp.abs(alpha)) + jnp.max(jnp.abs(beta))) + 1
-    diag = jnp.where(inside, alpha, big + idx)
+    if _on_host(j):
+        a, b = np.asarray(alpha, np.float64)[:j], np.asarray(beta, np.float64)[:j]
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):  # callers report the NaN
+            return np.full(j, np.nan), np.full((j, j), np.nan), np.full(j, np.nan)
+        theta, s = np.linalg.eigh(_matrix(a, b[:-1], np))
+        return theta, s, np.abs(b[-1] * s[-1])
+    idx = jnp.arange(alpha.shape[0])
+    big = 3 * (jnp.max(jnp.abs(alpha)) + jnp.max(jnp.abs(beta))) + 1  # above T_j's Gershgorin discs
+    diag = jnp.where(idx < j, alpha, big + idx)
     off = jnp.where(idx[:-1] < j - 1, beta[:-1], 0)
-    theta, s = jnp.linalg.eigh(jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1))
-    active = jnp.sum(jnp.where(inside[:, None], s, 0) ** 2, axis=0) > 0.5
-    resid = jnp.abs(beta[jnp.maximum(j - 1, 0)] * s[jnp.maximum(j - 1, 0)])
-    return theta, s, active, resid
+    theta, s = jnp.linalg.eigh(_matrix(diag, off, jnp))
+    last = jnp.maximum(j - 1, 0)
+    return theta, s, jnp.abs(beta[last] * s[last])
 
 
-def _wanted_indices(theta, active, k: int, which: str):
-    """Indices of the wanted active Ritz values, eigenvalues descending."""
-    top = jax.lax.top_k(jnp.where(active, theta, -jnp.inf), k)[1]
-    bottom = jax.lax.top_k(jnp.where(active, -theta, -jnp.inf), k)[1][::-1]
-    return {"largest": top, "smallest": bottom, "both": jnp.concatenate([top, bottom])}[which]
+def wanted(j, k: int, which: str):
+    """Indices of the wanted pairs among the ``j`` ascending Ritz values of :func:`ritz_pairs`
+    (``j`` an int or traced), eigenvalues descending."""
+    xp = np if _on_host(j) else jnp
+    top, bottom = j - 1 - xp.arange(k), k - 1 - xp.arange(k)
+    return {"largest": top, "smallest": bottom, "both": xp.concatenate([top, bottom])}[which]
 
 
-def _converged(alpha, beta, j, broke, n, k, which, tol):
-    theta, _, active, resid = _masked_ritz(alpha, beta, j)
-    scale = jnp.max(jnp.where(active, jnp.abs(theta), 0))
-    idx = _wanted_indices(theta, active, min(k, alpha.shape[0]), which)
-    ok = jnp.all(resid[idx] <= tol * scale) & ~broke & (j >= num_wanted(k, which))
-    return ok | (j >= n)
+def _scale(theta, j):
+    """The largest ``|Ritz value|`` of ``T_j``: one of the ends, ``theta`` being ascending."""
+    xp = np if _on_host(j) else jnp
+    return xp.maximum(xp.abs(theta[0]), xp.abs(theta[xp.maximum(j - 1, 0)]))
+
+
+def converged(ritz_j: tuple, beta, j, *, n: int, k: int, which: str, tol: float):
+    """Whether to stop after ``j`` steps, given ``ritz_j = ritz_pairs(alpha, beta, j)``: every
+    wanted pair's residual is at most ``tol * scale`` (or a Ritz value is NaN: more steps cannot
+    help), at least the wanted number of steps have run and the last one did not break down (a
+    zero ``beta``: the restart may still find a copy of a repeated eigenvalue); or the space is
+    exhausted. Host (int ``j``, NumPy) and traced alike."""
+    theta, _, resid = ritz_j
+    xp = np if _on_host(j) else jnp
+    idx = wanted(j, min(k, theta.shape[0]), which)
+    ok = xp.all(resid[idx] <= tol * _scale(theta, j)) | xp.any(xp.isnan(theta))
+    return (j >= n) | ((j >= num_wanted(k, which)) & (beta[xp.maximum(j - 1, 0)] != 0) & ok)
 
 
 class Extremes(NamedTuple):
     values: jax.Array  # wanted Ritz values, descending
     vectors: jax.Array  # (num values, n) Ritz vectors
-    residuals: jax.Array  # residual estimates |beta_j s_{j,i}|
+    residuals: jax.Array  # ||H y - theta y|| from the kept products, else |beta_j s_{j,i}|
     steps: jax.Array  # Lanczos steps run (= products spent)
     scale: jax.Array  # largest |Ritz value|: what `tol` is relative to
     products: jax.Array | None = None  # H times each vector, from the kept H q_j (or None)
 
 
-def _products(state: State, s: jax.Array) -> jax.Array | None:
-    """``H y`` for Ritz vectors ``y = s @ q`` from the kept products (rows of ``s``)."""
-    return None if state.hq is None else s @ state.hq
+def host_copy(state: State) -> tuple:
+    """``(alpha, beta, j, ritz_pairs(alpha, beta, j))`` of ``state``, on the host: one transfer."""
+    alpha, beta, j = jax.device_get((state.alpha, state.beta, state.j))
+    return alpha, beta, int(j), ritz_pairs(alpha, beta, int(j))
+
+
+def extract(state: State, *, k: int, which: str, host: tuple | None = None) -> Extremes:
+    """The wanted Ritz values (descending), Ritz vectors and residuals: the true
+    ``||H y - theta y||`` where the products were kept, else the estimates ``|beta_j s_{j,i}|``.
+
+    ``host`` is :func:`host_copy`'s copy of ``state`` (as :func:`run_host` returns it): ``T`` is
+    then solved on the host, and one small device call makes the vectors; ``None`` solves
+    everything on the device (traceable: what :func:`lanczos_extremes` does).
+    """
+    if host is None:
+        return _extract_traced(state, k=k, which=which)
+    alpha, beta, j, (theta, s, resid) = host
+    idx = wanted(j, min(k, j), which)
+    coef = np.zeros((len(idx), alpha.shape[0]), alpha.dtype)
+    coef[:, :j] = s[:, idx].T  # padded to max_iter rows: one compiled shape per problem
+    values = theta[idx].astype(alpha.dtype)
+    return _finish(state, coef, values, resid[idx], float(_scale(theta, j)), j)
 
 
 @jax.jit(static_argnames=("k", "which"))
-def extract(state: State, *, k: int, which: str) -> Extremes:
-    """The wanted Ritz values (descending), Ritz vectors and residual estimates."""
-    theta, s, active, resid = _masked_ritz(state.alpha, state.beta, state.j)
-    idx = _wanted_indices(theta, active, k, which)
-    scale = jnp.max(jnp.where(active, jnp.abs(theta), 0))
-    coef = s[:, idx].T
-    return Extremes(
-        theta[idx], coef @ state.q[:-1], resid[idx], state.j, scale, _products(state, coef)
-    )
+def _extract_traced(state: State, *, k: int, which: str) -> Extremes:
+    theta, s, resid = ritz_pairs(state.alpha, state.beta, state.j)
+    idx = wanted(state.j, min(k, theta.shape[0]), which)
+    return _finish(state, s[:, idx].T, theta[idx], resid[idx], _scale(theta, state.j), state.j)
 
 
-def host_ritz(alpha: np.ndarray, beta: np.ndarray, j: int):
-    """Ritz values (ascending), eigenvectors of ``T_j`` and residual estimates, on the host.
-
-    ``T`` is tiny: NumPy's ``eigh`` on the ``j x j`` block beats a device call (XLA:CPU's
-    ``eigh`` of the full ``max_iter``-sized matrix costs more than a product on small models).
-    """
-    a, b = np.asarray(alpha, np.float64)[:j], np.asarray(beta, np.float64)[:j]
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):  # callers report the NaN
-        return np.full(j, np.nan), np.full((j, j), np.nan), np.full(j, np.nan)
-    theta, s = np.linalg.eigh(np.diag(a) + np.diag(b[:-1], 1) + np.diag(b[:-1], -1))
-    return theta, s, np.abs(b[-1] * s[-1])
+def _finish(state: State, coef, values, estimates, scale, steps) -> Extremes:
+    values, vectors, products, true = _ritz_vectors(state, coef, values)
+    return Extremes(values, vectors, estimates if true is None else true, steps, scale, products)
 
 
-def _host_wanted(theta: np.ndarray, k: int, which: str) -> np.ndarray:
-    """Indices of the wanted Ritz values (``theta`` ascending), eigenvalues descending."""
-    m = len(theta)
-    k = min(k, m)
-    top, bottom = np.arange(m - 1, m - 1 - k, -1), np.arange(k - 1, -1, -1)
-    return {"largest": top, "smallest": bottom, "both": np.r_[top, bottom]}[which]
-
-
-def host_converged(host: tuple, n: int, k: int, which: str, tol: float) -> bool:
-    """The convergence test of :func:`_converged` on :func:`run_host`'s host copy
-    ``(alpha, beta, j, host_ritz(alpha, beta, j))``."""
-    _, beta, j, (theta, _, resid) = host
-    if j >= n:
-        return True
-    if j < num_wanted(k, which) or beta[j - 1] == 0:  # a zero beta: the step broke down, go on
-        return False
-    if np.isnan(theta).any():  # non-finite products: more steps cannot help
-        return True
-    return bool(np.all(resid[_host_wanted(theta, k, which)] <= tol * np.abs(theta).max()))
+@jax.jit
+def _ritz_vectors(state: State, coef: jax.Array, values: jax.Array):
+    """Ritz vectors ``coef @ basis``, their values as device arrays, their products (from the
+    kept ``H q_j``) and true residual norms (None without kept products); one call."""
+    vectors = coef @ state.q[:-1]
+    if state.hq is None:
+        return values, vectors, None, None
+    products = coef @ state.hq
+    return values, vectors, products, jnp.linalg.norm(products - values[:, None] * vectors, axis=1)
 
 
 def run_host(
@@ -236,11 +260,11 @@ def run_host(
     """Steps until converged (``tol``; None: always ``max_iter``), at least ``min_iter``, from
     the host; ``advance(state, v, key, steps, rows) -> (state, next v)`` runs ``steps`` steps,
     products included, orthogonalising against the first ``rows`` basis rows (static, see
-    :func:`rows_for`), and convergence is tested after each such call of ``chunk`` steps.
-    ``products`` keeps every ``H q_j`` (see :func:`init`); ``start`` is an initial
-    ``(state, v)`` made by the caller (else from ``v0``). Returns the state and the host copy
-    ``(alpha, beta, steps, host_ritz(alpha, beta, steps))`` of the last test when it saw the
-    final state (else None), so :func:`extract_host` solves ``T`` no second time."""
+    :func:`rows_for`), and :func:`converged` is tested on the host after each such call of
+    ``chunk`` steps. ``products`` keeps every ``H q_j`` (see :func:`init`); ``start`` is an
+    initial ``(state, v)`` made by the caller (else from ``v0``). Returns the state and the
+    :func:`host_copy` of the last test when it saw the final state (else None), so
+    :func:`extract` solves ``T`` no second time."""
     state, v = init_jit(v0, max_iter, products) if start is None else start
     done, host = 0, None
     while done < max_iter:
@@ -249,38 +273,10 @@ def run_host(
         done += steps
         if tol is None or done < min_iter:
             continue
-        alpha, beta = jax.device_get((state.alpha, state.beta))
-        host = (alpha, beta, done, host_ritz(alpha, beta, done))
-        if host_converged(host, n, k, which, tol):
+        host = host_copy(state)
+        if converged(host[3], host[1], done, n=n, k=k, which=which, tol=tol):
             break
     return state, (host if host is not None and host[2] == done else None)
-
-
-@jax.jit
-def _ritz_vectors(state: State, s: jax.Array, values: jax.Array):
-    """Ritz vectors, their values as device arrays, their products (from the kept ``H q_j``)
-    and true residual norms; ``s`` and ``values`` may come as NumPy arrays (one call)."""
-    vectors, products = s @ state.q[: s.shape[1]], _products(state, s)
-    if products is None:
-        return values, vectors, None, None
-    return values, vectors, products, jnp.linalg.norm(products - values[:, None] * vectors, axis=1)
-
-
-def extract_host(state: State, *, k: int, which: str, host: tuple | None = None) -> Extremes:
-    """:func:`extract` with ``T`` solved on the host: one transfer (none when ``host`` is
-    :func:`run_host`'s copy), one small device call. With kept products the residuals are the
-    true ``||H y - theta y||``, else the estimates ``|beta_j s_j|``."""
-    if host is None:
-        alpha, beta, j = jax.device_get((state.alpha, state.beta, state.j))
-        host = (alpha, beta, j, host_ritz(alpha, beta, int(j)))
-    alpha, beta, j, (theta, s, resid) = host
-    idx = _host_wanted(theta, k, which)
-    pad = np.zeros((len(idx), alpha.shape[0]), alpha.dtype)
-    pad[:, : int(j)] = s[:, idx].T  # padded to max_iter rows: one compiled shape per problem
-    values, vectors, products, true = _ritz_vectors(state, pad, theta[idx].astype(alpha.dtype))
-    resid = resid[idx] if true is None else np.asarray(true, np.float64)
-    scale = float(np.abs(theta).max())
-    return Extremes(values, vectors, resid, int(j), scale, products)
 
 
 def lanczos_extremes(
@@ -313,19 +309,19 @@ def lanczos_extremes(
     max_iter = min(max_iter, n)
     if max_iter < num_wanted(k, which) and max_iter < n:
         raise ValueError(f"`max_iter` must be >= {num_wanted(k, which)} for k={k}, got {max_iter}")
-    check = (
-        (lambda s: s.j >= max_iter)
-        if tol is None
-        # noqa: E731
-        else (lambda s: _converged(s.alpha, s.beta, s.j, s.broke, n, k, which, tol))
-    )
 
     def body(carry):
         state, v = carry
         return step(state, matvec(v), key)
 
     def cond(carry):
-        return (carry[0].j < max_iter) & ~check(carry[0])
+        s = carry[0]
+        if tol is None:
+            return s.j < max_iter
+        done = converged(
+            ritz_pairs(s.alpha, s.beta, s.j), s.beta, s.j, n=n, k=k, which=which, tol=tol
+        )
+        return (s.j < max_iter) & ~done
 
     start = (init(v0, max_iter, products), v0 / jnp.linalg.norm(v0))
     state = jax.lax.while_loop(cond, body, start)[0]
