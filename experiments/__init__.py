@@ -54,6 +54,7 @@ NAMES = [
     "relu_gradients",
     "rate_decay",
     "adam_scaling",
+    "note_arithmetic",
 ]
 
 
