@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxopt_notes import cli, landscape, train
+from jaxopt_notes.landscape._figures import _shown
 
 
 def _quadratic():
@@ -153,10 +154,10 @@ def test_grid_values_reports_progress_after_each_block():
 
 
 def test_figures_draw_the_loss_as_it_is_with_no_floor(tmp_path):
-    shown, label = landscape._shown(np.array([[1e-20, 1.0], [10.0, np.inf]]))
+    shown, label = _shown(np.array([[1e-20, 1.0], [10.0, np.inf]]))
     assert label == "log10 loss" and shown[0, 0] == pytest.approx(-20.0) and shown.mask[1, 1]
     # a loss that reaches 0 (or below) is drawn linearly, not clipped to a plateau at 1e-12
-    shown, label = landscape._shown(np.array([[0.0, -1.0], [2.0, 3.0]]))
+    shown, label = _shown(np.array([[0.0, -1.0], [2.0, 3.0]]))
     assert label == "loss" and shown.tolist() == [[0.0, -1.0], [2.0, 3.0]]
     xs = np.linspace(-1, 1, 5)
     grid = landscape.Surface(xs, xs, np.add.outer(xs**2, xs**2), labels=("v1 (λ=2)", "v2 (λ=1)"))

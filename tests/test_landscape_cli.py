@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jaxopt_notes import cli, train
-from jaxopt_notes.cli import landscape as landscape_cli
+from jaxopt_notes.landscape._runs import training_path
 
 FAST = ["--grid", "3", "--examples", "40", "--hessian-examples", "40"]
 
@@ -77,7 +77,7 @@ def test_a_second_landscape_into_out_is_refused_unless_overwrite(runs, drawn, tm
     before = _files(out)
     argv = ["landscape", "--run", str(runs[0]), "--out", str(out), "--kinds", "random", *FAST]
     assert cli.main([*argv, "--no-progress"]) == 2
-    assert "pass --overwrite" in _one_error_line(capsys)
+    assert "pass `--overwrite`" in _one_error_line(capsys)
     assert _files(out) == before
     assert cli.main([*argv, "--overwrite", "--no-progress"]) == 0
     assert not (out / "eigen.npz").exists() and not (out / "pca.npz").exists()
@@ -152,8 +152,8 @@ def test_a_bad_training_path_is_named_before_anything_is_written(runs, tmp_path,
     shutil.copytree(runs[0], run_dir)
     _spoil(run_dir / "trajectory", case, runs[1])
     run = dataclasses.replace(_loaded(runs[0]), path=run_dir)
-    with pytest.raises(ValueError, match="`--kinds` pca needs the run's training path") as error:
-        landscape_cli._training_path(run)
+    with pytest.raises(ValueError, match="`kinds` pca needs the run's training path") as error:
+        training_path(run)
     assert words in str(error.value)
 
 
@@ -163,7 +163,7 @@ _LOADED = {}
 def test_a_path_of_one_epoch_is_too_short_for_the_pca(runs):
     run = dataclasses.replace(_loaded(runs[0]), epoch=1)
     with pytest.raises(ValueError, match="over at least 2 epochs, got 1; leave pca out"):
-        landscape_cli._training_path(run)
+        training_path(run)
 
 
 def _loaded(path):
