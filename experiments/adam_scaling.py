@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -334,5 +334,5 @@ def main(cfg: Config, out_dir: Path) -> dict:
     return {
         "metrics": metrics,
         "claims": claims(metrics, cfg),
-        "figures": [draw(metrics, cfg, out_dir)],
+        "figures": [draw(_plot.stored(metrics), cfg, out_dir)],
     }

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -595,6 +595,7 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
     )
     sizes = m["early_step_sizes"]
     for name, s in sizes.items():
+        s = np.asarray(s)
         d.semilogy(np.arange(1, s.shape[1] + 1), s.mean(0), label=name)
     d.set(
         xlabel="step",
@@ -639,5 +640,5 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
 
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics = measure(cfg)
-    figures = [draw(metrics, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

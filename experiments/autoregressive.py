@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -228,14 +228,15 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     ]
 
 
-def draw(x, table, mse: np.ndarray, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 4.4), gridspec_kw={"width_ratios": [2, 1]})
+    x, mse = metrics["drawn"]["x"], np.asarray(metrics["mse"], float)
     t = np.arange(1, cfg.length + 1)
     start = cfg.num_train + cfg.tau
     ax.plot(t, x, lw=0.6, color="lightgrey", label="data (seed 0)")
-    for k in cfg.horizons:
+    for k, preds in zip(cfg.horizons, metrics["drawn"]["preds"], strict=True):
         col = cfg.tau + k - 1
-        ax.plot(t[col : col + len(table)], table[:, col], lw=0.8, label=f"{k}-step preds")
+        ax.plot(t[col : col + len(preds)], preds, lw=0.8, label=f"{k}-step preds")
     ax.axvline(t[start], color="k", ls=":", lw=0.8, label="end of training range")
     ax.set(
         xlabel="time t",
@@ -282,6 +283,10 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "mse": out["mse"],
         "mse_vs_clean_sine": out["mse_vs_clean_sine"],
         "train_loss_per_epoch": out["train_loss_per_epoch"].mean(0),
+        "drawn": {  # seed 0's series and its k-step predictions, for the figure
+            "x": _plot.compact(out["x"][0]),
+            "preds": [_plot.compact(out["table"][0][:, cfg.tau + k - 1]) for k in cfg.horizons],
+        },
     }
-    figure = draw(out["x"][0], out["table"][0], out["mse"], cfg, out_dir)
+    figure = draw(_plot.stored(metrics), cfg, out_dir)
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": [figure]}

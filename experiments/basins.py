@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -81,6 +81,9 @@ class Config:
     @classmethod
     def tiny(cls) -> Config:
         return cls(seeds=40, clean_starts=31, noise_map=(0.0, 2.0))
+
+
+HIST_RANGE, HIST_BINS = (-1.3, 2.3), 60
 
 
 def f(x):
@@ -185,8 +188,9 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     ]
 
 
-def draw(clean: dict, finals: dict, noise_map: dict, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(17, 4.6))
+    clean, noise_map = metrics["clean"], metrics["noise_map"]
     grid = np.linspace(-1.3, 2.3, 400)
     for ax in (a, b):
         ax.plot(grid, np.asarray(f(grid)), "k", lw=1, label="f(x) = x cos(pi x)")
@@ -201,10 +205,10 @@ def draw(clean: dict, finals: dict, noise_map: dict, cfg: Config, out_dir: Path)
         )
         for m in MAXIMA:
             ax.axvline(m, color="grey", ls=":", lw=0.8)
-    ends = clean["ends"]
+    starts, ends = np.asarray(clean["starts"]), np.asarray(clean["ends"])
     a.scatter(
-        clean["starts"],
-        np.asarray(f(clean["starts"])),
+        starts,
+        np.asarray(f(starts)),
         c=ends > MAXIMA[1],
         cmap="coolwarm",
         s=12,
@@ -214,11 +218,12 @@ def draw(clean: dict, finals: dict, noise_map: dict, cfg: Config, out_dir: Path)
     a.set(xlabel="x", ylabel="f(x)", title=f"noiseless GD, lr {cfg.learning_rate:g}: own basin")
     a.legend(fontsize=8, loc="upper left")
     twin = b.twinx()
+    edges = np.linspace(*HIST_RANGE, HIST_BINS + 1)
     for name, color in (("shallow", "tab:orange"), ("deep", "tab:blue")):
-        twin.hist(
-            finals[name],
-            bins=60,
-            range=(-1.3, 2.3),
+        twin.hist(  # the stored counts, drawn as the histogram of the final x they count
+            edges[:-1],
+            bins=edges,
+            weights=metrics["drawn"]["final_x_counts"][name],
             alpha=0.5,
             color=color,
             label=f"final x of runs started at the {name} minimum",
@@ -262,7 +267,15 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "shallow_ended_elsewhere": runs["ended_elsewhere"][:, 0].mean(axis=1),
         "deep_ended_elsewhere": runs["ended_elsewhere"][:, 1].mean(axis=1),
     }
-    metrics = {"clean": clean, "noisy": noisy, "noise_map": noise_map}
-    finals = {"shallow": runs["final"][i, 0], "deep": runs["final"][i, 1]}
-    figures = [draw(clean, finals, noise_map, cfg, out_dir)]
+    counts = {  # the figure's histograms of where the noisy runs end
+        name: np.histogram(runs["final"][i, j], bins=HIST_BINS, range=HIST_RANGE)[0]
+        for j, name in enumerate(("shallow", "deep"))
+    }
+    metrics = {
+        "clean": clean,
+        "noisy": noisy,
+        "noise_map": noise_map,
+        "drawn": {"final_x_counts": counts},
+    }
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -365,10 +365,10 @@ def regime(metrics: dict, cfg: Config) -> dict:
     return out
 
 
-def draw(metrics: dict, traces: dict, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-    for b, trace in traces.items():
-        axes[0].plot(trace, lw=0.5, alpha=0.8, label=f"batch {b}")
+    for b, trace in metrics["drawn"]["trace"].items():
+        axes[0].plot(trace["index"], trace["value"], lw=0.5, alpha=0.8, label=f"batch {b}")
     axes[0].axhline(cfg.target_loss, color="k", ls="--", lw=1, label="target (whole train set)")
     axes[0].set(
         yscale="log",
@@ -416,7 +416,7 @@ def main(cfg: Config, out_dir: Path) -> dict:
         run["sharpness"] = sharpness(run.pop("params"))
         trace = run.pop("trace")
         run["noise"] = [log_noise(t) for t in trace]
-        traces[b] = trace[0][~np.isnan(trace[0])]
+        traces[str(b)] = _plot.curve(trace[0][~np.isnan(trace[0])], points=1000)
         per_batch[str(b)] = run
     seconds = epoch_seconds(cfg, arrays, apply, params)
     for b, s in seconds.items():
@@ -425,7 +425,8 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "per_batch": per_batch,
         "batch_sizes": list(cfg.batch_sizes),
         "n_train": int(arrays.x_train.shape[0]),
+        "drawn": {"trace": traces},  # seed 0's minibatch losses, every k-th update
     }
     metrics["regime"] = regime(metrics, cfg)
-    figures = [draw(metrics, traces, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -184,8 +184,15 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     ]
 
 
-def draw_curves(stds, bn, plain, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> list[str]:
+    """Both figures, from the metrics alone."""
+    return [draw_map(metrics, cfg, out_dir), draw_curves(metrics, cfg, out_dir)]
+
+
+def draw_curves(metrics: dict, cfg: Config, out_dir: Path) -> str:
     """Saito's figure 6-19: one panel per std, mean over seeds (bands: min to max)."""
+    stds = metrics["stds"]
+    bn, plain = (np.asarray(metrics[k]) for k in ("train_accuracy_bn", "train_accuracy_no_bn"))
     cols = 4
     rows = -(-len(stds) // cols)
     fig, axes = plt.subplots(
@@ -266,5 +273,5 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "test_accuracy_no_bn": acc(without, "test")[..., -1],
         "train_seconds": {"bn": with_bn.seconds, "no_bn": without.seconds},
     }
-    figures = [draw_map(metrics, cfg, out_dir), draw_curves(stds, bn, plain, cfg, out_dir)]
+    figures = draw(_plot.stored(metrics), cfg, out_dir)
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -261,9 +261,10 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
     colors = ("tab:red", "tab:blue", "tab:green")
     i = list(m["lr_grid"]).index(cfg.learning_rate)
     for (name, curves), color in zip(m["curves"].items(), colors, strict=True):
+        curves = np.asarray(curves, float)
         shown = np.where(np.isfinite(curves), np.minimum(curves, 1e12), 1e12)
         axes[1].semilogy(np.arange(shown.shape[1]) * 10, shown.T, color=color, lw=0.5, alpha=0.3)
-        n = int(m["diverged"][name][i].sum())
+        n = int(np.sum(m["diverged"][name][i]))
         axes[1].plot([], [], color=color, label=f"{name}: {n}/{shown.shape[0]} diverged")
     axes[1].set(
         xlabel="step",
@@ -295,5 +296,5 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
 
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics = measure(cfg)
-    figures = [draw(metrics, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -289,5 +289,5 @@ def draw_map(ax, cells: dict, cfg: Config) -> None:
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics = measure(cfg, cfg.n_train, cfg.noise)
     metrics["regime"] = regime(cfg)
-    figures = [draw(metrics, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

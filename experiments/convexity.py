@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from flax import nnx
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -299,11 +299,11 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     ]
 
 
-def draw(spectra: dict, metrics: dict, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 4.8))
-    for name, lam in spectra.items():
-        rel = lam / np.abs(lam).max()
-        ax.plot(np.arange(len(rel)) / len(rel), rel, lw=1.2, label=f"{name} ({len(rel)} params)")
+    for name, rel in metrics["drawn"]["spectra"].items():
+        n = rel["params"]
+        ax.plot(np.asarray(rel["index"]) / n, rel["value"], lw=1.2, label=f"{name} ({n} params)")
     ax.set_yscale("symlog", linthresh=1e-9)
     ax.axhline(0, color="k", lw=0.6)
     ax.axhline(-NEG_RTOL, color="r", ls=":", lw=0.8, label="-sqrt(eps): 'negative' below")
@@ -339,5 +339,9 @@ def draw(spectra: dict, metrics: dict, cfg: Config, out_dir: Path) -> str:
 
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics, spectra = measure(cfg)
-    figures = [draw(spectra, metrics, cfg, out_dir)]
+    metrics["drawn"] = {"spectra": {}}  # seed 0's sorted spectra over their largest |lambda|
+    for name, lam in spectra.items():
+        rel = _plot.curve(lam / np.abs(lam).max(), points=600)
+        metrics["drawn"]["spectra"][name] = {"params": len(lam), **rel}
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

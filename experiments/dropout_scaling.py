@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -285,7 +285,8 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
 # -- figures -----------------------------------------------------------------------------------
 
 
-def draw_map(metrics: dict, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
+    """The regime map, from the metrics alone."""
     sweep = {k: np.asarray(v) for k, v in metrics["sweep"].items()}  # (probs, 2, seeds)
     probs = np.asarray(metrics["sweep_keep_probs"])
     order = np.argsort(probs)
@@ -343,5 +344,5 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "sweep": found,
         "kinds": ["vanilla", "inverted"],
     }
-    figures = [draw_map(metrics, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
 from jax.flatten_util import ravel_pytree
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import INCONCLUSIVE, Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -296,13 +296,15 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     ]
 
 
-def draw(runs: dict, per: dict, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(19, 4.8))
-    lrs = sorted(runs)
+    lrs = sorted(set(cfg.learning_rates) | set(cfg.map_learning_rates))
+    per = metrics["per_learning_rate"]
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(lrs)))
-    steps = np.arange(runs[lrs[0]]["sharpness"].shape[0]) * cfg.every
+    steps = metrics["steps"]
     for lr, color in zip(lrs, colors, strict=True):
-        sharp, loss = runs[lr]["sharpness"], runs[lr]["loss"]
+        sharp = np.asarray(metrics["sharpness"][f"{lr:g}"])
+        loss = metrics["drawn"]["loss"][f"{lr:g}"]
         claimed = lr in cfg.learning_rates
         ax.plot(
             steps,
@@ -313,7 +315,7 @@ def draw(runs: dict, per: dict, cfg: Config, out_dir: Path) -> str:
             label=f"lr {lr:g} (2/lr = {2 / lr:.3g})",
         )
         ax.axhline(2 / lr, color=color, ls=":", lw=0.9)
-        bx.semilogy(loss[0], color=color, lw=0.6, label=f"lr {lr:g}")
+        bx.semilogy(loss["index"], loss["value"], color=color, lw=0.6, label=f"lr {lr:g}")
     ax.set(
         xlabel="step",
         ylabel="top Hessian eigenvalue (seed 0)",
@@ -357,6 +359,8 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "steps": (np.arange(found["sharpness"].shape[0]) * cfg.every).tolist(),
         "sharpness": {f"{lr:g}": r["sharpness"] for lr, r in runs.items()},
         "loss_every": {f"{lr:g}": r["loss"][:, :: cfg.every] for lr, r in runs.items()},
+        # seed 0's loss at every step, each stretch's lowest and highest kept (spikes too)
+        "drawn": {"loss": {f"{lr:g}": _plot.curve(r["loss"][0], 1000) for lr, r in runs.items()}},
     }
-    figures = [draw(runs, per, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

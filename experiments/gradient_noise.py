@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -301,7 +301,7 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
     for name, style in ((m["sampling"], "o-"), ("with_replacement", "s--")):
         if name == m["sampling"] and name == "with_replacement":
             continue
-        a.loglog(b, m[name]["msd"].mean(0), style, label=f"measured, {name.replace('_', ' ')}")
+        a.loglog(b, np.mean(m[name]["msd"], 0), style, label=f"measured, {name.replace('_', ' ')}")
     a.loglog(
         b,
         exact(sigma2, m["N"], b, "without_replacement"),
@@ -320,7 +320,7 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
     for name, style in ((m["sampling"], "o-"), ("with_replacement", "s--")):
         if name == m["sampling"] and name == "with_replacement":
             continue
-        r = m[name]["msd"] / pred
+        r = np.asarray(m[name]["msd"]) / pred
         label = f"{name.replace('_', ' ')}: slope {np.mean(m[name]['slope']):.3f}"
         c.errorbar(b, r.mean(0), yerr=r.std(0), fmt=style, capsize=3, label=label)
     c.axhspan(*cfg.ratio_band, color="tab:green", alpha=0.12, label="claimed band")
@@ -338,5 +338,5 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
 
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics = measure(cfg)
-    figures = [draw(metrics, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

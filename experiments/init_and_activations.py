@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -46,6 +46,8 @@ NOTE = "004_0bb7a3a390427018.txt"
 SAITO = "Saito, Deep Learning from Scratch, sec. 6.2"
 ARMS = ("std large", "std small", "Xavier")  # the histogram arms, in Saito's order
 INITS = ("std small", "Xavier", "He")  # the trained nets of figure 6-15
+HIST_BINS = 30
+STATS = {"mean": np.mean, "min": np.min, "max": np.max}  # over seeds, of the loss trends
 
 
 @dataclasses.dataclass(frozen=True)
@@ -419,14 +421,25 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
 # -- figures -----------------------------------------------------------------------------------
 
 
-def draw_histograms(acts: dict[str, np.ndarray], stds: dict[str, float], out_dir: Path) -> str:
-    layers = next(iter(acts.values())).shape[0]
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> list[str]:
+    """The three figures, from the metrics alone."""
+    return [
+        draw_histograms(metrics, out_dir),
+        draw_sweep(metrics, cfg, out_dir),
+        draw_training(metrics, cfg, out_dir),
+    ]
+
+
+def draw_histograms(metrics: dict, out_dir: Path) -> str:
+    counts, stds = metrics["drawn"]["activation_counts"], metrics["histogram_stds"]
+    layers = len(next(iter(counts.values())))
+    edges = np.linspace(0, 1, HIST_BINS + 1)
     fig, axes = plt.subplots(
-        len(acts), layers, figsize=(2.4 * layers, 2.1 * len(acts)), sharex=True, squeeze=False
+        len(counts), layers, figsize=(2.4 * layers, 2.1 * len(counts)), sharex=True, squeeze=False
     )
-    for row, (name, a) in zip(axes, acts.items(), strict=True):
-        for i, ax in enumerate(row):
-            ax.hist(a[i].ravel(), bins=30, range=(0, 1), color="tab:blue")
+    for row, (name, c) in zip(axes, counts.items(), strict=True):
+        for i, ax in enumerate(row):  # the stored counts, drawn as the activations' histogram
+            ax.hist(edges[:-1], bins=edges, weights=c[i], color="tab:blue")
             ax.set_yticks([])
             ax.set_title(f"std {stds[name]:.3g} ({name}): layer {i + 1}", fontsize=8)
     fig.suptitle("sigmoid activations per layer (Saito 6.2.2), one seed")
@@ -468,16 +481,30 @@ def draw_sweep(metrics: dict, cfg: Config, out_dir: Path) -> str:
     return save_figure(fig, out_dir, "saturation_regime_map")
 
 
-def draw_training(run: _mnist.Run, metrics: dict, cfg: Config, out_dir: Path) -> str:
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+def loss_trends(run: _mnist.Run, cfg: Config) -> tuple[int, dict]:
+    """Per init, the moving average of the minibatch loss over seeds (mean, min, max), at
+    every k-th iteration: what the training figure draws."""
     window = max(1, cfg.steps // 20)
     losses = run.loss.reshape(len(INITS), cfg.seeds, -1)
+    out = {}
     for name, loss in zip(INITS, losses, strict=True):
         trend = np.stack([_mnist.smooth(v, window) for v in loss])
-        steps = np.arange(trend.shape[1]) + window
+        index = _plot.thin(trend.shape[1])
+        out[name] = {
+            "iteration": (index + window).tolist(),
+            **{k: _plot.compact(f(trend, axis=0)[index]) for k, f in STATS.items()},
+        }
+    return window, out
+
+
+def draw_training(metrics: dict, cfg: Config, out_dir: Path) -> str:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    window = metrics["drawn"]["loss_window"]
+    for name, trend in metrics["drawn"]["loss_trend"].items():
+        steps = trend["iteration"]
         label = f"std {cfg.small_std:g}" if name == "std small" else name
-        ax1.plot(steps, trend.mean(axis=0), label=label)
-        ax1.fill_between(steps, trend.min(axis=0), trend.max(axis=0), alpha=0.2)
+        ax1.plot(steps, trend["mean"], label=label)
+        ax1.fill_between(steps, trend["min"], trend["max"], alpha=0.2)
     ax1.set(
         xlabel="iteration",
         ylabel=f"minibatch loss ({window}-iteration mean)",
@@ -530,9 +557,14 @@ def main(cfg: Config, out_dir: Path) -> dict:
     }
     x, w = draws(0, cfg)  # seed 0 of histogram_stats
     acts = {a: sigmoid_activations(x, w, stds[a]) for a in ARMS}
-    figures = [
-        draw_histograms(acts, stds, out_dir),
-        draw_sweep(metrics, cfg, out_dir),
-        draw_training(run, metrics, cfg, out_dir),
-    ]
+    window, trends = loss_trends(run, cfg)
+    metrics["drawn"] = {
+        "activation_counts": {  # per arm and layer: seed 0's activations in HIST_BINS bins
+            a: [np.histogram(layer.ravel(), HIST_BINS, (0, 1))[0] for layer in v]
+            for a, v in acts.items()
+        },
+        "loss_window": window,
+        "loss_trend": trends,
+    }
+    figures = draw(_plot.stored(metrics), cfg, out_dir)
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -338,5 +338,5 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
 
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics = measure(cfg)
-    figures = [draw(metrics, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

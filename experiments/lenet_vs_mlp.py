@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -328,14 +328,28 @@ def _median_rate(arm: dict, cols: np.ndarray) -> float:
     return float(np.median(np.asarray(arm["lrs"])[cols]))
 
 
-def draw(metrics: dict, curves: dict, cfg: Config, out_dir: Path) -> str:
+def loss_trends(metrics: dict, curves: dict, cfg: Config) -> dict:
+    """Per arm, at its rate best on validation (on average), the moving average of the
+    minibatch loss, mean over seeds, at every k-th iteration: what the figure draws."""
+    window, out = max(1, cfg.steps // 50), {}
+    for name in ("lenet", "mlp"):
+        col = int(np.argmax(np.mean(metrics[name]["val_accuracy"], 0)))
+        trend = np.mean([_mnist.smooth(x, window) for x in curves[name][:, col]], 0)
+        index = _plot.thin(len(trend))
+        out[name] = {
+            "lr": metrics[name]["lrs"][col],
+            "iteration": (index + window).tolist(),
+            "loss": _plot.compact(trend[index]),
+        }
+    return out
+
+
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     le, mlp = metrics["lenet"], metrics["mlp"]
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(17, 4.6))
-    window = max(1, cfg.steps // 50)
-    for name, arm, label in (("lenet", le, f"LeNet ({cfg.variant})"), ("mlp", mlp, "MLP")):
-        col = int(np.argmax(np.mean(arm["val_accuracy"], 0)))  # best on validation, on average
-        trend = np.mean([_mnist.smooth(x, window) for x in curves[name][:, col]], 0)
-        a.plot(np.arange(len(trend)) + window, trend, label=f"{label}, lr {arm['lrs'][col]:.3g}")
+    for name, label in (("lenet", f"LeNet ({cfg.variant})"), ("mlp", "MLP")):
+        t = metrics["drawn"]["loss_trend"][name]
+        a.plot(t["iteration"], t["loss"], label=f"{label}, lr {t['lr']:.3g}")
     a.set(
         xlabel="iteration",
         ylabel=f"minibatch loss (mean of {cfg.seeds} seeds)",
@@ -398,5 +412,6 @@ def main(cfg: Config, out_dir: Path) -> dict:
         arm["test_correct"] = _mnist.bits(arm.pop("correct"))
     used += f"; {val[0].shape[0]} training images held out to choose the rates"
     metrics = {"data": used, "lenet": le, "mlp": mlp}
-    figures = [draw(metrics, curves, cfg, out_dir)]
+    metrics["drawn"] = {"loss_trend": loss_trends(metrics, curves, cfg)}
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -411,22 +411,39 @@ def _band(ax, x, values, **kw):
     return mid
 
 
-def draw(metrics: dict, curves: np.ndarray, cfg: Config, out_dir: Path) -> str:
+def loss_trends(metrics: dict, curves: np.ndarray, cfg: Config) -> dict:
+    """Per method, at Saito's rate and at each seed's tuned one: the moving average of the
+    minibatch loss, mean over seeds, at every k-th iteration (what the figure draws), and the
+    median rate."""
+    window, cols, out = max(1, cfg.steps // 40), _columns(metrics, cfg), {}
+    lrs = {kind: metrics["methods"][kind]["lr"] for kind in KINDS}
+    for j, kind in enumerate(KINDS):
+        for setting in ("saito", "tuned"):
+            picked = [curves[s, j, c] for s, c in enumerate(cols[setting][kind])]
+            trend = np.mean([_mnist.smooth(c, window) for c in picked], axis=0)
+            index = _plot.thin(len(trend))
+            out.setdefault(kind, {})[setting] = {
+                "lr": float(np.median(np.asarray(lrs[kind])[cols[setting][kind]])),
+                "iteration": (index + window).tolist(),
+                "loss": _plot.compact(trend[index]),
+            }
+    return out
+
+
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.6))
     m = metrics["methods"]
     centre = cfg.sweep.index(0.0)
     window = max(1, cfg.steps // 40)
     colors = dict(zip(KINDS, plt.cm.tab10.colors, strict=False))
-    cols = _columns(metrics, cfg)
-    for j, kind in enumerate(KINDS):
+    for kind in KINDS:
         for setting, style in (("saito", ":"), ("tuned", "-")):
-            picked = [curves[s, j, c] for s, c in enumerate(cols[setting][kind])]
-            trend = np.mean([_mnist.smooth(c, window) for c in picked], axis=0)
-            lr = np.median(np.asarray(m[kind]["lr"])[cols[setting][kind]])
+            t = metrics["drawn"]["loss_trend"][kind][setting]
+            lr = t["lr"]
             where = "Saito's" if setting == "saito" else "tuned"
             ax1.plot(
-                np.arange(len(trend)) + window,
-                trend,
+                t["iteration"],
+                t["loss"],
                 style,
                 color=colors[kind],
                 label=f"{kind}, {where} lr {lr:.3g}",
@@ -478,5 +495,6 @@ def main(cfg: Config, out_dir: Path) -> dict:
         + f"; {val[0].shape[0]} training images held out to choose the rates",
     }
     metrics["good_window"] = windows(metrics, cfg)
-    figures = [draw(metrics, curves, cfg, out_dir)]
+    metrics["drawn"] = {"loss_trend": loss_trends(metrics, curves, cfg)}
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure, trajectory
 from jaxopt_notes.experiments._config import param
@@ -392,7 +392,7 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     ]
 
 
-def draw(metrics: dict, cfg: Config, example: dict, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     betas = np.asarray(metrics["betas"])
     i = _at(metrics, cfg)
     fig, ax = plt.subplots(2, 3, figsize=(17, 9), layout="constrained")
@@ -461,7 +461,8 @@ def draw(metrics: dict, cfg: Config, example: dict, out_dir: Path) -> str:
         title="valleys at lr 1/L, random kappa: geometric mean, 95% CI",
     )
     ax[1, 1].legend(fontsize=8)
-    for k, ps in example.items():
+    for k, ps in metrics["drawn"]["valley_example"].items():
+        ps = np.asarray(ps)
         ax[1, 2].plot(ps[:, 0], ps[:, 1], ".-", ms=2, lw=0.7, label=k)
     ax[1, 2].plot(0, 0, "k*", ms=12, label="minimum")
     ax[1, 2].set(
@@ -475,5 +476,7 @@ def draw(metrics: dict, cfg: Config, example: dict, out_dir: Path) -> str:
 
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics = measure(cfg)
-    figures = [draw(metrics, cfg, valley_example(cfg), out_dir)]
+    example = valley_example(cfg)  # the iterates on one valley, for the figure
+    metrics["drawn"] = {"valley_example": {k: _plot.compact(ps) for k, ps in example.items()}}
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -336,7 +336,23 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     ]
 
 
-def draw(metrics: dict, responses: dict, cfg: Config, step: dict, out_dir: Path) -> str:
+def drawn(responses: dict, step: dict) -> dict:
+    """What the figure draws beyond the metrics: jn.trace's impulse responses (on a log grid
+    of steps) and the EMAs of the noisy step."""
+    out = {
+        "impulse": {},
+        "noisy_step": {k: v if k == "at" else _plot.compact(v) for k, v in step.items()},
+    }
+    for beta, r in responses.items():
+        index = _plot.thin(len(r["trace"]), log=True)
+        out["impulse"][beta] = {
+            "step": (index + 1).tolist(),
+            "trace": _plot.compact(r["trace"][index]),
+        }
+    return out
+
+
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(18, 4.8), layout="constrained")
     sweep = np.asarray(metrics["sweep_betas"])
     ests = list(n_noise(metrics).values())
@@ -368,8 +384,8 @@ def draw(metrics: dict, responses: dict, cfg: Config, step: dict, out_dir: Path)
     a.legend(fontsize=8, loc="upper left")
     for beta, color in zip(cfg.betas, ("tab:blue", "tab:orange", "tab:green"), strict=False):
         bu = used(beta, cfg)
-        h = responses[str(beta)]["trace"]
-        b.semilogx(np.arange(1, len(h) + 1), h, color=color, label=f"beta {beta:g}")
+        h = metrics["drawn"]["impulse"][str(beta)]
+        b.semilogx(h["step"], h["trace"], color=color, label=f"beta {beta:g}")
         if bu > 0:
             b.axvline(1 / (1 - bu), color=color, ls="--", lw=0.8)
     b.axhline(1 / np.e, color="grey", lw=0.6, label="1/e")
@@ -379,6 +395,7 @@ def draw(metrics: dict, responses: dict, cfg: Config, step: dict, out_dir: Path)
         title="impulse response of jn.trace; dashes at 1/(1-beta)",
     )
     b.legend(fontsize=8)
+    step = metrics["drawn"]["noisy_step"]
     c.plot(step["noisy"], color="grey", lw=0.4, alpha=0.6, label="noisy gradient")
     for beta, color in zip(cfg.betas, ("tab:blue", "tab:orange", "tab:green"), strict=False):
         c.plot(step[str(beta)], color=color, label=f"EMA, beta {beta:g}")
@@ -396,5 +413,6 @@ def draw(metrics: dict, responses: dict, cfg: Config, step: dict, out_dir: Path)
 
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics, responses = measure(cfg)
-    figures = [draw(metrics, responses, cfg, noisy_step(cfg), out_dir)]
+    metrics["drawn"] = drawn(responses, noisy_step(cfg))
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

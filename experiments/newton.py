@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import threadpoolctl
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -367,8 +367,12 @@ def claims(m: dict, cfg: Config) -> list[dict]:
     ]
 
 
+NUMBERS = ("newton_curves", "gd_best_curves", "gd_steps_per_rate", "newton_steps")  # drawn
+
+
 def draw(m: dict, cfg: Config, out_dir: Path) -> str:
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(18, 4.6))
+    m = {k: np.asarray(m[k], float) for k in NUMBERS} | {"timing": m["timing"]}
     newton = m["newton_curves"] / m["newton_curves"][:, :1]
     gd = m["gd_best_curves"] / m["gd_best_curves"][:, :1]
     label = "Newton (lr 1)" if cfg.curvature == "hessian" else "Newton with H = I (sabotage)"
@@ -450,5 +454,5 @@ def draw(m: dict, cfg: Config, out_dir: Path) -> str:
 
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics = measure(cfg)
-    figures = [draw(metrics, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

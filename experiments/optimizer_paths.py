@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure, trajectory
 from jaxopt_notes.experiments._config import param
@@ -372,11 +372,17 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> _stats.Estimate:
     return _stats.Estimate(np.nan, np.nan, np.nan, len(a), np.nan, "undefined: a run diverged")
 
 
-def draw_paths(drawn: dict, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> list[str]:
+    """Both figures, from the metrics alone."""
+    return [draw_paths(metrics, cfg, out_dir), draw_map(metrics, cfg, out_dir)]
+
+
+def draw_paths(metrics: dict, cfg: Config, out_dir: Path) -> str:
     xs, ys = np.meshgrid(np.linspace(-10, 10, 200), np.linspace(-5, 5, 200))
     zs = xs**2 / 20 + ys**2
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.6), layout="constrained")
-    for ax, (label, (lr, pts)) in zip(axes.flat, drawn.items(), strict=True):
+    for ax, (label, path) in zip(axes.flat, metrics["drawn"]["paths"].items(), strict=True):
+        lr, pts = path["lr"], np.asarray(path["path"])
         ax.contour(xs, ys, zs, levels=np.linspace(0.25, 12, 14), cmap="Greys", linewidths=0.6)
         ax.plot(pts[:, 0], pts[:, 1], "o-", color="tab:red", ms=2.5, lw=1, label="path")
         ax.plot(*pts[0], "ks", ms=5, label="start (-7, 2)")
@@ -393,7 +399,8 @@ def draw_paths(drawn: dict, cfg: Config, out_dir: Path) -> str:
 
 
 def draw_map(metrics: dict, cfg: Config, out_dir: Path) -> str:
-    lrs, sw = np.asarray(metrics["lrs"]), metrics["sweep"]
+    lrs = np.asarray(metrics["lrs"])
+    sw = {name: {k: np.asarray(v) for k, v in m.items()} for name, m in metrics["sweep"].items()}
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
     for name, color in zip(METHODS, ("k", "tab:red", "tab:green", "tab:blue"), strict=True):
         rate = np.where(sw[name]["diverged"] > 0.5, np.nan, sw[name]["reversal_rate"])
@@ -429,5 +436,8 @@ def draw_map(metrics: dict, cfg: Config, out_dir: Path) -> str:
 
 def main(cfg: Config, out_dir: Path) -> dict:
     metrics, drawn = measure(cfg)
-    figures = [draw_paths(drawn, cfg, out_dir), draw_map(metrics, cfg, out_dir)]
+    metrics["drawn"] = {  # the paths from Saito's start, at each arm's rate
+        "paths": {k: {"lr": lr, "path": _plot.compact(pts, 6)} for k, (lr, pts) in drawn.items()}
+    }
+    figures = draw(_plot.stored(metrics), cfg, out_dir)
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -314,19 +314,21 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     ]
 
 
-def draw(curves: dict, epochs: np.ndarray, summary: dict, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
+    """Every curve is the mean over seeds, as stored."""
+    curves, epochs, summary = metrics["curves"], metrics["epochs"], metrics["summary"]
     fig, axes = plt.subplots(1, len(curves) + 1, figsize=(4 * (len(curves) + 1), 3.8))
     for ax, (name, c) in zip(axes, curves.items(), strict=False):
-        ax.plot(epochs, c["train_accuracy"].mean(0), label="train")
-        ax.plot(epochs, c["test_accuracy"].mean(0), label="test")
+        ax.plot(epochs, c["train_accuracy"], label="train")
+        ax.plot(epochs, c["test_accuracy"], label="test")
         gap = np.mean(summary[name]["gap"])
         ax.set(title=f"{name}: final gap {gap:.2f}", xlabel="epoch", ylim=(0, 1.02))
         ax.legend(loc="lower right", fontsize=8)
     axes[0].set_ylabel(f"accuracy (mean of {cfg.seeds} seeds), SGD lr {cfg.learning_rate}")
     base, stop = curves["baseline"], summary["early_stopping"]
     ax = axes[-1]
-    ax.plot(epochs, base["val_loss"].mean(0), color="tab:green", label="validation loss")
-    ax.plot(epochs, base["test_loss"].mean(0), color="tab:orange", label="test loss")
+    ax.plot(epochs, base["val_loss"], color="tab:green", label="validation loss")
+    ax.plot(epochs, base["test_loss"], color="tab:orange", label="test loss")
     for i, e in enumerate(stop["kept_epoch"]):
         ax.axvline(e, color="grey", ls="--", lw=0.8, label="kept epochs" if i == 0 else None)
     ax.set(title="baseline: early stopping", xlabel="epoch", ylabel="cross-entropy")
@@ -342,7 +344,6 @@ def main(cfg: Config, out_dir: Path) -> dict:
     curves = train_arms(cfg, arrays, val=(full.x_train[n:m], full.y_train[n:m]))
     epochs = np.arange(cfg.eval_epochs, cfg.epochs + 1, cfg.eval_epochs)
     summary = summarise(curves, epochs, cfg)
-    figures = [draw(curves, epochs, summary, cfg, out_dir)]
     metrics = {
         "summary": summary,
         "epochs": epochs,
@@ -350,4 +351,5 @@ def main(cfg: Config, out_dir: Path) -> dict:
             a: {k: v.mean(0) for k, v in c.items() if k != "correct"} for a, c in curves.items()
         },
     }
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -285,5 +285,5 @@ def main(cfg: Config, out_dir: Path) -> dict:
     return {
         "metrics": metrics,
         "claims": claims(metrics, cfg),
-        "figures": [draw(metrics, cfg, out_dir)],
+        "figures": [draw(_plot.stored(metrics), cfg, out_dir)],
     }

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure, trajectory
 from jaxopt_notes.experiments._config import param
@@ -433,6 +433,7 @@ def draw_paths(ax, examples: dict, cfg: Config) -> None:
     ax.contour(xs, ys, zs, levels=25, cmap="Greys", linewidths=0.6)
     ax.contour(xs, ys, zs, levels=[cfg.escape_loss], colors="k", linestyles="--", linewidths=1)
     for label, pts in examples.items():
+        pts = np.asarray(pts)
         ax.plot(pts[:, 0], pts[:, 1], ".-", ms=2, lw=0.8, label=f"{label}, seed 0")
     ax.plot(0, 0, "rx", ms=9, label="saddle (0, 0)")
     ax.plot([0, 0], [-np.sqrt(2), np.sqrt(2)], "rv", ms=8, label="minima (0, +-sqrt 2)")
@@ -441,9 +442,9 @@ def draw_paths(ax, examples: dict, cfg: Config) -> None:
     ax.legend(fontsize=8, loc="lower left")
 
 
-def draw(metrics: dict, examples: dict, cfg: Config, out_dir: Path) -> str:
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     fig, ((ax, bx), (cx, dx)) = plt.subplots(2, 2, figsize=(13, 9))
-    draw_paths(ax, examples, cfg)
+    draw_paths(ax, metrics["drawn"]["paths"], cfg)
     lr, matched_lr = cfg.learning_rate, cfg.learning_rate / (1 - cfg.momentum)
     labels = (
         f"GD lr {lr:g}",
@@ -513,5 +514,6 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "grad_norm": c.grad_norm,
     }
     metrics["linear_net"] = linear_net_saddle(cfg.seed)
-    figures = [draw(metrics, examples, cfg, out_dir)]
+    metrics["drawn"] = {"paths": {k: _plot.compact(p, 5) for k, p in examples.items()}}
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -350,14 +350,31 @@ def warmup_map(metrics: dict, cfg: Config) -> dict:
     return out
 
 
-def draw(metrics: dict, loss: np.ndarray, cfg: Config, steps: int, out_dir: Path) -> str:
+def loss_curves(metrics: dict, loss: np.ndarray, cfg: Config, steps: int) -> dict:
+    """What the figure draws of the minibatch losses, means over seeds: the SGD schedules'
+    moving averages (every k-th iteration), and each warm-up's first steps."""
     names = list(metrics["arms"])
+    window, early = max(1, steps // 40), max(1, int(cfg.early_fraction * steps))
+    trends = {}
+    for name in ("constant", "step decay", "decay too early"):
+        trend = np.nanmean([_mnist.smooth(c, window) for c in loss[:, names.index(name)]], 0)
+        index = _plot.thin(len(trend))
+        trends[name] = {"iteration": (index + window).tolist(), "loss": _plot.compact(trend[index])}
+    first = {
+        f"{w:g}": _plot.curve(
+            np.nanmean(loss[:, names.index(warm_name(cfg.large_factor, w)), : 2 * early], 0), 1000
+        )
+        for w in cfg.warmup_fractions
+    }
+    return {"schedules": trends, "warmup_first_steps": first}
+
+
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
+    steps, drawn = metrics["steps"], metrics["drawn"]
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     ax = axes[0, 0]
-    window = max(1, steps // 40)
-    for name in ("constant", "step decay", "decay too early"):
-        curve = np.nanmean([_mnist.smooth(c, window) for c in loss[:, names.index(name)]], 0)
-        ax.plot(np.arange(len(curve)) + window, curve, label=name)
+    for name, trend in drawn["schedules"].items():
+        ax.plot(trend["iteration"], trend["loss"], label=name)
     for m, style in ((cfg.milestones, "--"), (cfg.early_milestones, ":")):
         for f in m:
             ax.axvline(f * steps, color="grey", ls=style, lw=0.8)
@@ -372,8 +389,8 @@ def draw(metrics: dict, loss: np.ndarray, cfg: Config, steps: int, out_dir: Path
     ax = axes[0, 1]
     early = max(1, int(cfg.early_fraction * steps))
     for w in cfg.warmup_fractions:
-        i = names.index(warm_name(cfg.large_factor, w))
-        ax.plot(np.nanmean(loss[:, i, : 2 * early], 0), lw=0.8, label=f"warm-up {w:g}")
+        first = drawn["warmup_first_steps"][f"{w:g}"]
+        ax.plot(first["index"], first["value"], lw=0.8, label=f"warm-up {w:g}")
     ax.axvline(early, color="grey", ls=":", label="end of the early phase")
     ax.set(
         yscale="log",
@@ -425,5 +442,6 @@ def main(cfg: Config, out_dir: Path) -> dict:
     per_arm, loss = train(cfg, arrays, steps)
     metrics = {"arms": per_arm, "steps": steps, "data": _mnist.data_note(cfg.dataset)}
     metrics["warmup_map"] = warmup_map(metrics, cfg)
-    figures = [draw(metrics, loss, cfg, steps, out_dir)]
+    metrics["drawn"] = loss_curves(metrics, loss, cfg, steps)
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

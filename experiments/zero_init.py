@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jaxopt_notes.experiments import _mnist, _stats
+from jaxopt_notes.experiments import _mnist, _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -251,12 +251,25 @@ def draw_map(metrics: dict, cfg: Config, out_dir: Path) -> str:
     return save_figure(fig, out_dir, "symmetry_regime_map")
 
 
-def draw_units(run: _mnist.Run, names: list[str], cfg: Config, out_dir: Path) -> str:
-    """First hidden layer's incoming weights of 10 units, seed 0: constant vs random init."""
+def draw(metrics: dict, cfg: Config, out_dir: Path) -> list[str]:
+    """Both figures, from the metrics alone."""
+    return [draw_map(metrics, cfg, out_dir), draw_units(metrics, cfg, out_dir)]
+
+
+def first_units(run: _mnist.Run, names: list[str], cfg: Config) -> dict:
+    """First hidden layer's incoming weights of 10 units, seed 0, per arm: (fan_in, 10)."""
     kernel = np.asarray(run.params["hidden"][0]["kernel"][...])
+    return {
+        arm: _plot.compact(kernel[names.index(arm) * cfg.seeds][:, :10], 3)
+        for arm in ("constant", "random")
+    }
+
+
+def draw_units(metrics: dict, cfg: Config, out_dir: Path) -> str:
+    """First hidden layer's incoming weights of 10 units, seed 0: constant vs random init."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for ax, arm in zip(axes, ("constant", "random"), strict=True):
-        w = kernel[names.index(arm) * cfg.seeds][:, :10]  # (fan_in, 10 units)
+        w = np.asarray(metrics["drawn"]["first_units"][arm])  # (fan_in, 10 units)
         ax.plot(w, lw=0.8)
         ax.set(
             xlabel="input pixel",
@@ -280,6 +293,7 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "test_accuracy": accuracy,
         "relu_zero_gradients": relu_zero_gradients(arrays, cfg),
         "train_seconds": run.seconds,
+        "drawn": {"first_units": first_units(run, names, cfg)},
     }
-    figures = [draw_map(metrics, cfg, out_dir), draw_units(run, names, cfg, out_dir)]
+    figures = draw(_plot.stored(metrics), cfg, out_dir)
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

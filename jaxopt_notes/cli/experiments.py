@@ -1,4 +1,5 @@
-"""``jaxopt-notes experiments``: list the experiments, or run one or all and write their reports."""
+"""``jaxopt-notes experiments``: list the experiments, run one or all and write their reports,
+or redraw the figures of runs from their ``result.json``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from jaxopt_notes import _checks
 from jaxopt_notes import experiments as lab
 from jaxopt_notes.cli._options import fail
+from jaxopt_notes.experiments import _plot as lab_plot
 
 
 class _HelpWithFields(argparse.Action):
@@ -45,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a field"
     )
+    plot_parser = sub.add_parser(
+        "plot", help="redraw the figures from result.json, without running anything"
+    )
+    plot_parser.add_argument(
+        "dir", metavar="DIR", help="one experiment's folder (OUT/NAME) or --all's OUT folder"
+    )
 
 
 def _fail(message: str) -> int:
@@ -59,11 +67,24 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+def _plot(folder: str) -> int:
+    try:
+        written = lab_plot.plot(folder)
+    except ValueError as error:
+        return _fail(str(error))
+    for path in written:
+        print(path)
+    print(f"redrew {len(written)} figure(s) under {folder}")
+    return 0
+
+
 def run_cli(args: argparse.Namespace) -> int:
     if args.action == "list":
         for name in lab.NAMES:
             print(f"{name:24s} {lab.load(name).SUMMARY}")
         return 0
+    if args.action == "plot":
+        return _plot(args.dir)
     if args.all == bool(args.name):
         return _fail("give one NAME or --all to `experiments run`, not both or neither")
     try:
