@@ -2,6 +2,7 @@
 Li et al.'s filter normalisation, PCA of a path, and ``jaxopt-notes landscape`` on two runs."""
 
 import json
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -163,3 +164,19 @@ def test_figures_draw_the_loss_as_it_is_with_no_floor(tmp_path):
     grid = landscape.Surface(xs, xs, np.add.outer(xs**2, xs**2), labels=("v1 (λ=2)", "v2 (λ=1)"))
     for name in landscape.plot_surface(grid, tmp_path / "bowl"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_eigen_directions_compile_one_lanczos_chunk(caplog):
+    # clustered eigenvalues: the top two take more than 16 Lanczos steps, where the default
+    # basis of 101 rows would switch its orthogonalised rows from 16 to 32 and compile again
+    lam = jnp.linspace(1.0, 2.0, 300)
+    loss = lambda p: 0.5 * jnp.sum(lam * p["w"] ** 2)  # noqa: E731
+    params = {"w": jnp.ones(300)}
+    with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles():
+        dirs, values = landscape.eigen_directions(loss, params, jax.random.key(0))
+    chunks = [
+        r for r in caplog.records if r.getMessage().startswith("Compiling jit(_lanczos_chunk")
+    ]
+    assert len(chunks) == 1, [r.getMessage()[:80] for r in chunks]
+    np.testing.assert_allclose(values, [2.0, 2.0 - 1 / 299], rtol=2e-3)
+    assert len(dirs) == 2

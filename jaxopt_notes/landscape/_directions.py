@@ -14,6 +14,10 @@ from jax.flatten_util import ravel_pytree
 from jaxopt_notes import _checks
 from jaxopt_notes._types import PyTree
 
+# a basis of at most 64 rows is one compiled Lanczos chunk; a larger one (the default 100
+# steps) orthogonalises against 16, then 32, then 64 rows, and compiles the chunk for each
+LANCZOS_STEPS = 63
+
 
 def _flat(tree: PyTree) -> jax.Array:
     return ravel_pytree(tree)[0]
@@ -67,14 +71,18 @@ def _random_directions(params, key, *, num, biases):
 def eigen_directions(
     loss_fn: Callable[[PyTree], jax.Array], params: PyTree, key: jax.Array, *, num: int = 2
 ) -> tuple[list[PyTree], np.ndarray]:
-    """The top ``num`` Hessian eigenvectors at ``params`` (Lanczos, ``hessian.eigenvalues``),
-    each scaled to the norm of ``params``' weights, and their eigenvalues.
+    """The top ``num`` Hessian eigenvectors at ``params`` (Lanczos, ``hessian.eigenvalues``,
+    at most :data:`LANCZOS_STEPS` steps), each scaled to the norm of ``params``' weights, and
+    their eigenvalues.
 
     The scale makes a unit step comparable with a filter-normalised random direction, whose
     norm is that of the weights (biases excluded)."""
     from jaxopt_notes import hessian
 
-    eig = hessian.eigenvalues(loss_fn, params, k=num, which="largest", method="lanczos", key=key)
+    steps = max(LANCZOS_STEPS, 4 * num)
+    eig = hessian.eigenvalues(
+        loss_fn, params, k=num, which="largest", method="lanczos", key=key, max_iter=steps
+    )
     weights = jax.tree.map(lambda p: p if p.ndim > 1 else jnp.zeros_like(p), params)
     scale = jnp.linalg.norm(_flat(weights))
     vectors = [

@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxopt_notes.landscape import _outputs, _runs
 from jaxopt_notes.landscape._directions import (
+    LANCZOS_STEPS,
     eigen_directions,
     pca_directions,
     random_directions,
@@ -139,7 +140,8 @@ def _compute(runs, kinds, split, examples, key, path, stages, setting):
 def _top(loss_fn, params, key) -> float:
     from jaxopt_notes import hessian
 
-    eig = hessian.eigenvalues(loss_fn, params, k=1, method="lanczos", key=key)
+    steps = LANCZOS_STEPS  # one compiled Lanczos chunk, as for the eigen slice
+    eig = hessian.eigenvalues(loss_fn, params, k=1, method="lanczos", key=key, max_iter=steps)
     return float(eig.values[0])
 
 
