@@ -99,7 +99,7 @@ def dense(
     return dense_matrix(spec, params, data)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Eigenpairs:
     """Eigenvalues (descending), unit eigenvectors as pytrees like params, and their quality."""
 
@@ -167,7 +167,9 @@ def _host_start(key, *, size, dtype, start, max_iter, products):
     return lz.init(v0, max_iter, products), v0 / jnp.linalg.norm(v0), jax.random.fold_in(key, 1)
 
 
-def _lanczos(spec, params, data, key, k, which, max_iter, tol, loop, min_iter, start, chunk, keep):
+def _lanczos(
+    spec, params, data, key, *, k, which, max_iter, tol, loop, min_iter, start, chunk, keep
+):
     op = core.Operator(spec, params, data, loop)
     if op.loop == "device":
         v0 = _start_vector(key, op.size, op.dtype, start)
@@ -282,18 +284,17 @@ def eigenvalues(
         core.check_finite_values(vals, "the eigenvalues")
         scale = float(jnp.max(jnp.abs(lam)))
         return Eigenpairs(
-            vals,
-            vecs,
-            resid,
-            resid <= tol * max(scale, 1e-300),
-            "dense",
-            n,
-            n,
-            tol,
-            dict(loss_info or {}),
-            embed,
-            0,
-            scale,
+            values=vals,
+            flat_vectors=vecs,
+            residuals=resid,
+            converged=resid <= tol * max(scale, 1e-300),
+            method="dense",
+            size=n,
+            num_hvps=n,
+            tol=tol,
+            info=dict(loss_info or {}),
+            embed=embed,
+            scale=scale,
         )
     if which == "both" and 2 * k >= n:
         k, which = n, "largest"  # both ends overlap: all of them, once each
@@ -317,15 +318,15 @@ def eigenvalues(
         params,
         data,
         key,
-        k,
-        which,
-        steps,
-        stop,
-        loop,
-        min(min_iter, steps),
-        start,
-        steps_per_call,
-        residuals,
+        k=k,
+        which=which,
+        max_iter=steps,
+        tol=stop,
+        loop=loop,
+        min_iter=min(min_iter, steps),
+        start=start,
+        chunk=steps_per_call,
+        keep=residuals,
     )
     if check_finite and not np.all(np.isfinite(np.asarray(res.values))):
         core.check_finite_loss(spec, params, data, "eigenvalues")  # the loss's sentence first
@@ -333,18 +334,18 @@ def eigenvalues(
     resid = np.asarray(res.residuals, np.float64)  # true norms where the products were kept
     scale = float(res.scale)
     return Eigenpairs(
-        res.values,
-        res.vectors,
-        resid,
-        resid <= tol * max(scale, 1e-300),
-        "lanczos",
-        n,
-        int(res.steps),
-        tol,
-        dict(loss_info or {}),
-        embed,
-        int(res.steps),
-        scale,
-        op.loop,
-        tri,
+        values=res.values,
+        flat_vectors=res.vectors,
+        residuals=resid,
+        converged=resid <= tol * max(scale, 1e-300),
+        method="lanczos",
+        size=n,
+        num_hvps=int(res.steps),
+        tol=tol,
+        info=dict(loss_info or {}),
+        embed=embed,
+        iterations=int(res.steps),
+        scale=scale,
+        loop=op.loop,
+        tridiagonal=tri,
     )

@@ -102,7 +102,17 @@ def train(
     state, best, run = _loop(cfg, state, best, run, epoch_fn, eval_fn, arrays, **loop)
     chosen = best if cfg.select == "best" else (eval_params(state), state.batch_stats)
     final = _final_metrics(eval_fn, chosen, data, test_data, mesh)
-    summary = _summary(cfg, data, model, run, mesh, start, compile_time, resumed_from, final)
+    summary = _summary(
+        cfg,
+        data,
+        model,
+        run,
+        mesh=mesh,
+        start=start,
+        compile_time=compile_time,
+        resumed_from=resumed_from,
+        final=final,
+    )
     if tracker is not None:
         summary["curvature"] = _curvature_summary(cfg, run, tracker)
     if store is not None:
@@ -269,7 +279,7 @@ def _update_run(run: dict, record: dict, patience: int) -> dict:
     }
 
 
-def _summary(cfg, data, model, run, mesh, start, compile_time, resumed_from, final) -> dict:
+def _summary(cfg, data, model, run, *, mesh, start, compile_time, resumed_from, final) -> dict:
     history = run["history"]
     last = history[-1] if history else {}
     best = next((r for r in history if r["epoch"] == run.get("best_epoch")), {})
