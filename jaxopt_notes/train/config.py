@@ -258,9 +258,10 @@ def _real(name, value, *, low=-math.inf, high=math.inf, low_open=False, high_ope
 # ----- the optimizer and its schedule -----
 
 
-def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Any:
-    """The learning rate of ``cfg``: a float for ``constant`` without warm-up, else a schedule."""
-    lr, spe = cfg.learning_rate, steps_per_epoch
+def make_schedule(cfg: TrainConfig, steps_per_epoch: int, *, learning_rate: Any = None) -> Any:
+    """The learning rate of ``cfg``: a float for ``constant`` without warm-up, else a schedule;
+    ``learning_rate`` (a number or an array, e.g. a searched one) replaces the config's peak."""
+    lr, spe = cfg.learning_rate if learning_rate is None else learning_rate, steps_per_epoch
     horizon = (cfg.schedule_epochs or cfg.epochs) * spe
     warmup = round(cfg.warmup_epochs * spe)
     unit = cfg.lr_every * spe
@@ -298,33 +299,62 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Any:
     return schedules.linear_warmup(schedule, warmup_steps=warmup) if warmup else schedule
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+def make_optimizer(
+    cfg: TrainConfig, steps_per_epoch: int, **values: Any
+) -> optax.GradientTransformation:
     """Clipping, coupled weight decay, the optimizer, decoupled weight decay, skip_nonfinite.
 
     Coupled decay adds lambda * theta to the clipped gradient, before the optimizer's scaling
     (torch ``Adam(weight_decay=...)``); decoupled decay subtracts lr_t * lambda * theta after it
     (AdamW). ``adamw`` has its own decoupled decay: ``weight_decay`` is passed to it.
+
+    ``values`` replace the config's ``learning_rate`` (the schedule's peak), ``weight_decay`` or
+    a hyperparameter the optimizer takes. A number is checked as the config checks it (the run
+    is ``dataclasses.replace(cfg, **values)``'s); an array, a tracer included, is taken as it
+    is: a searched value, one per trial (``optax.inject_hyperparams`` over this factory). An
+    array ``weight_decay`` always has its decay link, as a tracer cannot say whether it is 0 (a
+    link that adds 0 makes the same update).
     """
-    lr = make_schedule(cfg, steps_per_epoch)
-    kwargs = {**cfg.hyperparameters(), "convention": cfg.convention}
+    cfg, arrays = _with_values(cfg, values)
+    lr = make_schedule(cfg, steps_per_epoch, learning_rate=arrays.get("learning_rate"))
+    own = {k: v for k, v in arrays.items() if k in HYPERPARAMETERS}
+    kwargs = {**cfg.hyperparameters(), **own, "convention": cfg.convention}
     links: list[optax.GradientTransformation] = []
     if cfg.clip_value:
         links.append(jn.clip(cfg.clip_value))
     if cfg.clip_norm:
         links.append(jn.clip_by_global_norm(cfg.clip_norm))
-    wd, own_decay = cfg.weight_decay, cfg.optimizer == "adamw"
+    wd, own_decay = arrays.get("weight_decay", cfg.weight_decay), cfg.optimizer == "adamw"
+    decays = "weight_decay" in arrays or bool(wd)
     if own_decay:
         if cfg.weight_decay_mode == "coupled":
             raise ValueError("`weight_decay_mode` must be 'decoupled' for adamw, got 'coupled'")
         kwargs["weight_decay"] = wd
-    elif wd and cfg.weight_decay_mode == "coupled":
+    elif decays and cfg.weight_decay_mode == "coupled":
         links.append(jn.add_decayed_weights(wd))
     links.append(jn.OPTIMIZERS[cfg.optimizer](learning_rate=lr, **kwargs))
-    if wd and not own_decay and cfg.weight_decay_mode == "decoupled":
+    if decays and not own_decay and cfg.weight_decay_mode == "decoupled":
         rate = lr if callable(lr) else schedules.constant(lr)
         links.append(jn.add_decayed_weights(lambda t: -wd * rate(t)))  # u -= lr_t * wd * theta
     tx = links[0] if len(links) == 1 else jn.chain(*links)
     return jn.skip_nonfinite(tx) if cfg.skip_nonfinite else tx
+
+
+def _with_values(cfg: TrainConfig, values: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """``cfg`` with the numbers among ``values`` set (and checked), and the arrays left over."""
+    accepted = inspect.signature(jn.OPTIMIZERS[cfg.optimizer]).parameters
+    settable = ("learning_rate", "weight_decay") + tuple(
+        k for k in HYPERPARAMETERS if k in accepted
+    )
+    for name, value in values.items():
+        if name not in settable:
+            raise ValueError(
+                f"`{name}` is not a value make_optimizer sets for optimizer {cfg.optimizer!r} "
+                f"(it sets {', '.join(settable)}), got {value!r}"
+            )
+    numbers = {k: v for k, v in values.items() if isinstance(v, int | float)}
+    arrays = {k: v for k, v in values.items() if k not in numbers}
+    return (dataclasses.replace(cfg, **numbers) if numbers else cfg), arrays
 
 
 # ----- TOML -----
@@ -358,6 +388,9 @@ def from_toml(text: str, *, source: str = "config") -> TrainConfig:
 
 
 def from_dict(table: dict[str, Any], *, source: str = "config") -> TrainConfig:
+    """The config in ``table`` (a TOML table's or a command line's values): unknown keys and
+    wrong types are refused by name, integers given for float fields are taken as floats."""
+    table = dict(table)  # the caller's table stays as it was
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(table) - set(fields))
     if unknown:

@@ -13,7 +13,6 @@ axis, so a stage of 16 trials is one program compiled once, and a second stage w
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 from collections.abc import Callable
@@ -61,40 +60,6 @@ def defaults(cfg: TrainConfig, names: tuple[str, ...]) -> dict[str, float]:
     return {n: float(0.0 if built[n] is None else built[n]) for n in names}
 
 
-class _Searched:
-    """A searched weight decay, as ``train.make_optimizer`` can take it under ``jit``.
-
-    ``make_optimizer`` asks ``if cfg.weight_decay`` to decide whether the decay link exists, a
-    question an injected array (a tracer) cannot answer. The value goes in as a constant
-    schedule that says it is set, which every place ``make_optimizer`` puts it accepts
-    (``add_decayed_weights`` takes a schedule; ``-wd * rate(t)`` negates it). A trial whose
-    decay is 0 keeps the link and adds 0: the same update.
-    """
-
-    def __init__(self, value: jax.Array):
-        self.value = value
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __call__(self, step: jax.Array) -> jax.Array:
-        del step
-        return self.value
-
-    def __neg__(self) -> jax.Array:
-        return -self.value
-
-
-def _with_values(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
-    """``cfg`` holding the injected ``values`` (arrays, tracers under ``jit``): a copy with the
-    fields set in place, as ``TrainConfig``'s checks would refuse a tracer (the values were
-    checked as numbers before they were injected)."""
-    out = copy.copy(cfg)
-    for name, value in values.items():
-        object.__setattr__(out, name, _Searched(value) if name == "weight_decay" else value)
-    return out
-
-
 def make_optimizer(
     cfg: TrainConfig,
     steps_per_epoch: int,
@@ -107,7 +72,7 @@ def make_optimizer(
     (``jn.ema_params(...)``, ``jn.polyak_params()``) closes the chain."""
 
     def factory(**values):
-        tx = train_lib.make_optimizer(_with_values(cfg, values), steps_per_epoch)
+        tx = train_lib.make_optimizer(cfg, steps_per_epoch, **values)
         return tx if average is None else jn.chain(tx, average)
 
     kind = inspect.Parameter.KEYWORD_ONLY  # inject_hyperparams binds the arguments by name
