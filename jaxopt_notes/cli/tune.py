@@ -70,8 +70,7 @@ def _refuse(message: str) -> int:
 
 def base_config(path: str | None, sets: list[str]):
     """The base run config: ``path`` (or the defaults) with each ``NAME=VALUE`` of ``sets``."""
-    from jaxopt_notes.train import TrainConfig, read_toml
-    from jaxopt_notes.train.config import from_dict
+    from jaxopt_notes.train import TrainConfig, from_dict, read_toml
 
     table: dict[str, Any] = dataclasses.asdict(read_toml(path) if path else TrainConfig())
     for item in sets:

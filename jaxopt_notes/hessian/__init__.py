@@ -55,7 +55,9 @@ from jaxopt_notes.hessian.krylov import Extremes, Tridiagonal, lanczos, lanczos_
 from jaxopt_notes.hessian.report import analyse, json_safe
 from jaxopt_notes.hessian.saddles import saddles_run
 from jaxopt_notes.hessian.sharpness import (
+    Reading,
     SharpnessHistory,
+    measure,
     plot_sharpness,
     plot_spectral_density,
     track_sharpness,
@@ -69,11 +71,11 @@ __all__ = [
     "spectral_density", "over_dataset", "batch_spread",
     "GaussNewton", "ggn_vp", "diagonal", "layers", "layer_spectra", "layer_table",
     "check_eval_mode", "from_nnx", "leaf_paths", "lanczos", "lanczos_extremes", "ritz",
-    "analyse", "json_safe", "track_sharpness", "plot_spectral_density", "plot_sharpness",
+    "analyse", "json_safe", "measure", "track_sharpness", "plot_spectral_density", "plot_sharpness",
     "DENSE_MAX",
     "Tridiagonal", "Extremes", "Eigenpairs", "Classification", "EscapeStep", "CriticalPoint",
     "EscapeComparison", "TraceEstimate",
-    "SpectralDensity", "SharpnessHistory", "DatasetLoss", "BatchSpread", "Diagonal",
+    "SpectralDensity", "Reading", "SharpnessHistory", "DatasetLoss", "BatchSpread", "Diagonal",
     "LayerSpectrum",
 ]
 # fmt: on

@@ -49,6 +49,7 @@ from jaxopt_notes.optimizers import OPTIMIZERS
 from jaxopt_notes.train.config import (
     SCHEDULES,
     TrainConfig,
+    from_dict,
     from_toml,
     make_optimizer,
     make_schedule,
@@ -86,6 +87,7 @@ __all__ = [
     "cross_entropy",
     "eval_params",
     "example_loss",
+    "from_dict",
     "from_toml",
     "init_state",
     "load_run",

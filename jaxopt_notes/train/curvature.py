@@ -5,7 +5,7 @@ records, on a fixed evaluation batch (the first ``curvature_examples`` training 
 mode, no augmentation) or the whole training set (``curvature_examples = 0``):
 
 - ``top`` and ``bottom``: the extreme Hessian eigenvalues, from one reading of the sharpness
-  tracker (``hessian.sharpness.measure``: Lanczos, both ends) warm-started from the last one;
+  tracker (``hessian.measure``: Lanczos, both ends) warm-started from the last one;
 - ``trace``: Hutchinson's estimate with Rademacher probes;
 - for optimizers with a second moment ``nu`` (the Adam family, RMSprop), ``preconditioned``: the
   top eigenvalue of ``P^-1/2 H P^-1/2`` with ``P = diag(sqrt(nu_hat) + eps)``, its own reading
@@ -29,8 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_notes import models
-from jaxopt_notes.hessian import sharpness
+from jaxopt_notes import hessian, models
 from jaxopt_notes.train.config import TrainConfig
 from jaxopt_notes.train.steps import label_loss, make_chunk_fns
 
@@ -97,7 +96,7 @@ class CurvatureTracker:
             # reverse over reverse: the kernels' custom_vjp convolutions have no forward mode
             hv = lambda v: jax.grad(lambda f: jnp.vdot(grad(f), v))(flat)  # noqa: E731
             k1, k2, k3 = jax.random.split(key, 3)
-            ext = sharpness.measure(hv, v_top, num_iter=num_iter, which="both", key=k1)
+            ext = hessian.measure(hv, v_top, num_iter=num_iter, which="both", key=k1)
             z = jax.random.rademacher(k2, (probes, flat.size), flat.dtype)
             samples = jnp.sum(z * jax.vmap(hv)(z), axis=1)
             out = {
@@ -115,7 +114,7 @@ class CurvatureTracker:
                 if b2 is not None:
                     nu_hat = nu_hat / (1 - b2 ** jnp.maximum(count, 1).astype(flat.dtype))
                 d = 1 / jnp.sqrt(jnp.sqrt(nu_hat) + eps)
-                pre = sharpness.measure(lambda u: d * hv(d * u), v_pre, num_iter=num_iter, key=k3)
+                pre = hessian.measure(lambda u: d * hv(d * u), v_pre, num_iter=num_iter, key=k3)
                 out["preconditioned"] = jnp.where(count > 0, pre.values[0], jnp.nan)  # nu set
                 v_pre = pre.start
             return out, ext.start, v_pre

@@ -21,8 +21,14 @@ import optax
 from flax import nnx
 
 from jaxopt_notes import data as data_lib
-from jaxopt_notes.train import TrainConfig, TrainState, build_model, with_validation
-from jaxopt_notes.train.steps import example_loss, make_step
+from jaxopt_notes.train import (
+    TrainConfig,
+    TrainState,
+    build_model,
+    example_loss,
+    make_step,
+    with_validation,
+)
 from jaxopt_notes.tune import _trials
 
 

@@ -28,10 +28,11 @@ from jaxopt_notes.train import (
     TrainConfig,
     TrainState,
     build_model,
+    example_loss,
     make_optimizer,
+    make_step,
     with_validation,
 )
-from jaxopt_notes.train.steps import example_loss, make_step
 from jaxopt_notes.tune import _trials
 
 RATIO_BAND = (1e-4, 1e-2)  # update/weight ratios outside this band are flagged (target 1e-3)
