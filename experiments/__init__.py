@@ -55,6 +55,7 @@ NAMES = [
     "rate_decay",
     "adam_scaling",
     "note_arithmetic",
+    "toy_dynamics",
 ]
 
 
