@@ -46,7 +46,7 @@ def compact(values: Any, digits: int = 4) -> Any:
     return out.tolist()
 
 
-def thin(length: int, points: int = 400, *, log: bool = False) -> np.ndarray:
+def thin(length: int, points: int = 200, *, log: bool = False) -> np.ndarray:
     """Every k-th index of ``range(length)`` and the last, about ``points`` of them at most:
     for smooth curves (and bands around them) kept for a figure only. ``log``: evenly spaced
     on a log axis of 1-based steps instead (all of the first ones, fewer later)."""
@@ -105,11 +105,11 @@ def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
 
 
-def result_files(where: str | Path) -> list[Path]:
+def result_files(folder: str | Path) -> list[Path]:
     """The ``result.json`` of one experiment's folder, or of every experiment under a folder."""
-    where = Path(where)
+    where = Path(folder)
     if not where.is_dir():
-        raise ValueError(f"`dir` must be an existing folder, got {str(where)!r}")
+        raise ValueError(f"`folder` must be an existing folder, got {str(folder)!r}")
     if (where / "result.json").is_file():
         return [where / "result.json"]
     found = sorted(
@@ -119,7 +119,7 @@ def result_files(where: str | Path) -> list[Path]:
     )
     if not found:
         raise ValueError(
-            f"`dir` must hold a result.json or folders that do, found none in {str(where)!r}"
+            f"`folder` must hold a result.json or folders that do, found none in {str(folder)!r}"
         )
     return found
 
@@ -143,18 +143,25 @@ def plot_one(path: Path) -> list[str]:
             f"`name` in {path} must be one of the experiments {experiments.NAMES}, got {name!r}"
         )
     module = experiments.load(name)
-    if not isinstance(result["config"], dict):
-        raise ValueError(f"`config` in {path} must be an object, got {result['config']!r}")
+    for key in ("config", "metrics"):
+        if not isinstance(result[key], dict):
+            raise ValueError(f"`{key}` in {path} must be an object, got {result[key]!r:.60}")
     cfg = config(module, result["config"], str(path))
-    drawn = module.draw(from_json(result["metrics"]), cfg, path.parent)
+    try:
+        drawn = module.draw(from_json(result["metrics"]), cfg, path.parent)
+    except KeyError as missing:  # a result written before its figures were drawn from it
+        raise ValueError(
+            f"`metrics` in {path} must hold what {name}'s figures draw, got no {missing}: "
+            f"run {name} again to redraw them"
+        ) from None
     return [str(path.parent / f) for f in figures(drawn)]
 
 
-def plot(where: str | Path) -> list[str]:
-    """Redraws the figures of every run under ``where`` from its ``result.json``.
+def plot(folder: str | Path) -> list[str]:
+    """Redraws the figures of every run under ``folder`` from its ``result.json``.
 
-    ``where`` is one experiment's folder (``out/NAME``) or a folder of many (``--all``'s
+    ``folder`` is one experiment's folder (``out/NAME``) or a folder of many (``--all``'s
     ``out``). Nothing is run again: each module's ``draw`` reads the stored metrics and the
     stored config. Returns the paths of the figures written.
     """
-    return [p for path in result_files(where) for p in plot_one(path)]
+    return [p for path in result_files(folder) for p in plot_one(path)]

@@ -360,7 +360,7 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "sharpness": {f"{lr:g}": r["sharpness"] for lr, r in runs.items()},
         "loss_every": {f"{lr:g}": r["loss"][:, :: cfg.every] for lr, r in runs.items()},
         # seed 0's loss at every step, each stretch's lowest and highest kept (spikes too)
-        "drawn": {"loss": {f"{lr:g}": _plot.curve(r["loss"][0], 1000) for lr, r in runs.items()}},
+        "drawn": {"loss": {f"{lr:g}": _plot.curve(r["loss"][0], 600) for lr, r in runs.items()}},
     }
     figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -256,7 +256,7 @@ def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     layers = np.arange(1, cfg.depth + 1)
     names = list(arms(cfg))
     for name in [*names[:2], names[2], names[4]]:
-        g = metrics["arms"][name]["grad_norm"]
+        g = np.asarray(metrics["arms"][name]["grad_norm"])
         mid = np.exp(np.log(g).mean(0))
         ax1.semilogy(layers, mid, "o-", label=name)
         ax1.fill_between(layers, g.min(0), g.max(0), alpha=0.2)
@@ -267,7 +267,7 @@ def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     )
     ax1.legend(fontsize=8)
     for name in names[2:4]:
-        s = metrics["arms"][name]["act_std"]
+        s = np.asarray(metrics["arms"][name]["act_std"])
         ax2.semilogy(layers, s.mean(0) / s[:, :1].mean(), "o-", label=name)
     tail = 0.5 ** ((layers - 1) / 2)
     ax2.semilogy(layers, tail, "k:", label="(1/2)^((l-1)/2): halving variance")

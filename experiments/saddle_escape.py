@@ -427,14 +427,21 @@ def geo_ratio(a, b) -> float:
     return float(np.exp(np.mean(np.log(np.asarray(a, float) / np.asarray(b, float)))))
 
 
+def drawn_path(points: np.ndarray) -> dict:
+    """A path kept for the figure: to 1e-4 (a fraction of a pixel), each point that repeats
+    the one before it left out (a path sitting in a minimum), as x and y lists."""
+    q = np.round(np.asarray(points, float), 4)
+    keep = np.r_[True, np.any(q[1:] != q[:-1], axis=1)]
+    return {"x": q[keep, 0].tolist(), "y": q[keep, 1].tolist()}
+
+
 def draw_paths(ax, examples: dict, cfg: Config) -> None:
     xs, ys = np.meshgrid(np.linspace(-1.6, 1.6, 200), np.linspace(-2, 2, 200))
     zs = xs**2 - ys**2 + ys**4 / 4
     ax.contour(xs, ys, zs, levels=25, cmap="Greys", linewidths=0.6)
     ax.contour(xs, ys, zs, levels=[cfg.escape_loss], colors="k", linestyles="--", linewidths=1)
     for label, pts in examples.items():
-        pts = np.asarray(pts)
-        ax.plot(pts[:, 0], pts[:, 1], ".-", ms=2, lw=0.8, label=f"{label}, seed 0")
+        ax.plot(pts["x"], pts["y"], ".-", ms=2, lw=0.8, label=f"{label}, seed 0")
     ax.plot(0, 0, "rx", ms=9, label="saddle (0, 0)")
     ax.plot([0, 0], [-np.sqrt(2), np.sqrt(2)], "rv", ms=8, label="minima (0, +-sqrt 2)")
     ax.set(xlim=(-1.6, 1.6), ylim=(-2, 2), xlabel="x", ylabel="y")
@@ -514,6 +521,6 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "grad_norm": c.grad_norm,
     }
     metrics["linear_net"] = linear_net_saddle(cfg.seed)
-    metrics["drawn"] = {"paths": {k: _plot.compact(p, 5) for k, p in examples.items()}}
+    metrics["drawn"] = {"paths": {k: drawn_path(p) for k, p in examples.items()}}
     figures = [draw(_plot.stored(metrics), cfg, out_dir)]
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

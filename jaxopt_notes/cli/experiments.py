@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jaxopt_notes import _checks
 from jaxopt_notes import experiments as lab
-from jaxopt_notes.cli._options import fail
+from jaxopt_notes.cli._options import as_flags, fail
 from jaxopt_notes.experiments import _plot as lab_plot
 
 
@@ -71,7 +71,7 @@ def _plot(folder: str) -> int:
     try:
         written = lab_plot.plot(folder)
     except ValueError as error:
-        return _fail(str(error))
+        return _fail(as_flags(str(error), folder="DIR"))
     for path in written:
         print(path)
     print(f"redrew {len(written)} figure(s) under {folder}")

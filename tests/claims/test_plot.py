@@ -59,11 +59,16 @@ def _result(folder, text):
 @pytest.mark.parametrize(
     ("make", "words"),
     [
-        (lambda d: None, "must be an existing folder"),
+        (lambda d: None, "`DIR` must be an existing folder"),
         (lambda d: d.mkdir(), "found none"),
         (lambda d: _result(d / "x", '{"name": "nope", "config": {}, "metrics": {}}'), "'nope'"),
         (lambda d: _result(d / "x", "[1, 2]"), "must hold a JSON object, got list"),
         (lambda d: _result(d / "x", "{"), "must be JSON"),
+        (
+            lambda d: _result(d / "x", '{"name": "basins", "config": {}, "metrics": []}'),
+            "`metrics`",
+        ),
+        (lambda d: _result(d / "x", '{"name": "basins", "config": {}, "metrics": {}}'), "again"),
         (lambda d: _result(d / "x", '{"name": "basins", "metrics": {}}'), "'config'"),
         (
             lambda d: _result(d / "x", '{"name": "basins", "config": {"zz": 1}, "metrics": {}}'),
@@ -102,8 +107,5 @@ def test_a_kept_curve_is_short_and_keeps_its_spikes_and_gaps():
     assert 1234 in c["index"] and 3000 in c["index"]
     assert np.nanmax(c["value"]) == 40.0 and math.isnan(c["value"][c["index"].index(3000)])
     assert _plot.curve([1.0, 2.0])["index"] == [0, 1]
-    assert list(_plot.thin(10, 4)) == [0, 3, 6, 9] and list(_plot.thin(3, 400, log=True)) == [
-        0,
-        1,
-        2,
-    ]
+    assert list(_plot.thin(10, 4)) == [0, 3, 6, 9]
+    assert list(_plot.thin(3, log=True)) == [0, 1, 2]
