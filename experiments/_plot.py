@@ -143,6 +143,8 @@ def plot_one(path: Path) -> list[str]:
             f"`name` in {path} must be one of the experiments {experiments.NAMES}, got {name!r}"
         )
     module = experiments.load(name)
+    if not callable(getattr(module, "draw", None)):
+        raise ValueError(f"`name` in {path} must be an experiment with a draw(), got {name!r}")
     for key in ("config", "metrics"):
         if not isinstance(result[key], dict):
             raise ValueError(f"`{key}` in {path} must be an object, got {result[key]!r:.60}")

@@ -416,7 +416,7 @@ def main(cfg: Config, out_dir: Path) -> dict:
         run["sharpness"] = sharpness(run.pop("params"))
         trace = run.pop("trace")
         run["noise"] = [log_noise(t) for t in trace]
-        traces[str(b)] = _plot.curve(trace[0][~np.isnan(trace[0])], points=600)
+        traces[str(b)] = _plot.curve(trace[0][~np.isnan(trace[0])], points=1200)
         per_batch[str(b)] = run
     seconds = epoch_seconds(cfg, arrays, apply, params)
     for b, s in seconds.items():

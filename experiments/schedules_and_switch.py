@@ -362,7 +362,7 @@ def loss_curves(metrics: dict, loss: np.ndarray, cfg: Config, steps: int) -> dic
         trends[name] = {"iteration": (index + window).tolist(), "loss": _plot.compact(trend[index])}
     first = {
         f"{w:g}": _plot.curve(
-            np.nanmean(loss[:, names.index(warm_name(cfg.large_factor, w)), : 2 * early], 0), 600
+            np.nanmean(loss[:, names.index(warm_name(cfg.large_factor, w)), : 2 * early], 0), 1200
         )
         for w in cfg.warmup_fractions
     }
