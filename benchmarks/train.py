@@ -214,115 +214,7 @@ def _race(ds: data_lib.Dataset, batch_size: int, variant: str, repeats: int) -> 
     return row
 
 
-# ----- the lab: a landscape grid against the loss-landscapes library, curvature's cost -----
-
-
-def bench_landscape(out_dir: str | None = None, *, grid: int = 41, examples: int = 1000) -> dict:
-    """A ``grid`` x ``grid`` filter-normalised random slice of the classic LeNet on ``examples``
-    mnist5k images: ours (:func:`landscape.surface` as ``jaxopt-notes landscape`` runs it, one
-    compiled call per point) vs a direct loop over the grid vs the first-layer split vs
-    ``loss_landscapes.random_plane`` (3.0.6, torch, 2 threads; skipped when not installed), in
-    one process. Ours runs before and after the peer, and the ratio uses their mean, so a load
-    that changes during the run weighs on both sides alike."""
-    from jaxopt_notes import landscape
-    from jaxopt_notes.train.steps import cross_entropy
-
-    ds = data_lib.load("mnist5k")
-    x, y = jnp_put(ds.x_train[:examples]), jnp_put(ds.y_train[:examples])
-    net = models.LeNet(variant="classic", rngs=nnx.Rngs(0))
-    # loss-landscapes 3.0.6 divides by a zero norm on an all-zero bias vector (the init's):
-    # small random biases, the same in both networks, avoid it
-    keys = iter(jax.random.split(jax.random.key(1), 16))
-    params = jax.tree.map(
-        lambda p: p if p.ndim > 1 else 0.01 * jax.random.normal(next(keys), p.shape),
-        nnx.state(net, nnx.Param),
-    )
-    nnx.update(net, params)
-    pure = models.split(net, train=False)
-    prepare = lambda xb: data_lib.normalize(xb, ds.mean, ds.std)  # noqa: E731
-    loss = lambda logits, yb: cross_entropy(logits, jax.nn.one_hot(yb, 10))[0].mean()  # noqa: E731
-    batch_loss = lambda p, xb, yb: loss(pure.merge(p)(prepare(xb)), yb)  # noqa: E731
-    split = landscape.first_layer_split(net, "conv1", loss, prepare=prepare)
-
-    dirs = landscape.random_directions(params, jax.random.key(0))
-    coords = np.linspace(-1, 1, grid)
-    report: dict[str, Any] = {
-        "grid": grid,
-        "examples": examples,
-        "network": "LeNet classic",
-        "ours": "landscape.surface(batch_loss, ...), block 1 (what the command runs)",
-        "load_average_start": list(os.getloadavg()),
-    }
-
-    def ours(split=None) -> tuple[float, np.ndarray]:
-        t = time.perf_counter()
-        values = landscape.surface(
-            batch_loss, params, dirs, x, y, xs=coords, ys=coords, split=split
-        )
-        return time.perf_counter() - t, values.values  # compile included
-
-    report["ours_before_s"], values = ours()
-    report["first_layer_split_s"], split_values = ours(split)
-    report["split_max_rel_diff"] = float(np.max(np.abs(split_values - values) / values))
-    report["center_loss"] = float(batch_loss(params, x, y))
-    loss_at = jax.jit(
-        lambda a, b: batch_loss(
-            jax.tree.map(lambda c, u, v: c + a * u + b * v, params, *dirs), x, y
-        )
-    )
-    t = time.perf_counter()
-    direct = np.array([[float(loss_at(a, b)) for a in coords] for b in coords])
-    report["direct_loop_s"] = time.perf_counter() - t
-    report["max_rel_diff_vs_direct_loop"] = float(np.max(np.abs(values - direct) / direct))
-    report["load_average_before_peer"] = list(os.getloadavg())
-    report["torch"] = _torch_plane(params, ds, examples, grid)
-    report["load_average_after_peer"] = list(os.getloadavg())
-    if report["torch"].get("seconds"):
-        report["ours_after_s"], _ = ours()
-        mean = (report["ours_before_s"] + report["ours_after_s"]) / 2
-        report["ours_over_loss_landscapes"] = mean / report["torch"]["seconds"]
-        report["direct_loop_over_loss_landscapes"] = (
-            report["direct_loop_s"] / report["torch"]["seconds"]
-        )
-    report["machine"] = _machine()
-    if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "landscape_bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
-
-
-def jnp_put(a: np.ndarray) -> jax.Array:
-    return jax.device_put(np.asarray(a))
-
-
-def _torch_plane(params, ds, examples: int, grid: int) -> dict:
-    try:
-        import loss_landscapes
-        import loss_landscapes.metrics
-        import torch
-    except ImportError as error:
-        return {"skipped": f"loss-landscapes or torch not installed ({error})"}
-    from jaxopt_notes.benchmarks.hessian import torch_lenet  # the same torch twin as the peers'
-
-    net = torch_lenet(params)
-    xs = (ds.x_train[:examples].astype(np.float32) / 255.0 - ds.mean) / ds.std
-    x = torch.from_numpy(np.ascontiguousarray(xs.transpose(0, 3, 1, 2)))
-    y = torch.from_numpy(ds.y_train[:examples].astype(np.int64))
-    metric = loss_landscapes.metrics.Loss(torch.nn.CrossEntropyLoss(), x, y)
-    with torch.no_grad():
-        center = float(torch.nn.functional.cross_entropy(net(x), y))  # the same network?
-        t = time.perf_counter()
-        values = loss_landscapes.random_plane(
-            net, metric, distance=1, steps=grid, normalization="filter", deepcopy_model=True
-        )
-        seconds = time.perf_counter() - t
-    return {
-        "seconds": seconds,
-        "version": "3.0.6",
-        "torch_threads": torch.get_num_threads(),
-        "shape": list(np.asarray(values).shape),
-        "center_loss": center,
-    }
+# ----- the lab: curvature's cost (the landscape's benchmark is benchmarks/landscape.py) -----
 
 
 def _machine() -> dict:
@@ -395,5 +287,5 @@ if __name__ == "__main__":
         print(json.dumps({k: v["scan_over"] for k, v in bench["results"].items()}, indent=2))
     else:
         which, out = sys.argv[1], sys.argv[2]
-        result = {"landscape": bench_landscape, "curvature": bench_curvature}[which](out)
+        result = {"curvature": bench_curvature}[which](out)
         print(json.dumps(result, indent=2))

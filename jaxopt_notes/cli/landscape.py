@@ -70,11 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from jaxopt_notes import landscape
+    from jaxopt_notes.train import load_run
 
     try:
         report = landscape.draw_runs(
             args.run,
             args.out,
+            load=load_run,
             kinds=args.kinds,
             grid=args.grid,
             span=args.span,

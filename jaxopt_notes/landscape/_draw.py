@@ -4,8 +4,9 @@ landscape`` computes and writes (:func:`draw_runs`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,7 @@ def draw_runs(
     runs: Sequence[str | Path],
     out: str | Path,
     *,
+    load: Callable[[str | Path], Any],
     kinds: str | Sequence[str] = KINDS,
     grid: int = 21,
     span: float = 1.0,
@@ -40,7 +42,8 @@ def draw_runs(
     progress: bool = True,
 ) -> dict:
     """Draws the landscape of one run, or of two runs of one network, into ``out``; returns
-    the report written as ``out/landscape.json``.
+    the report written as ``out/landscape.json``. ``runs``: run directories, each read by
+    ``load`` (:func:`jaxopt_notes.train.load_run`, which builds on this package).
 
     One run: the 1-D interpolation init -> final and the 2-D slices ``kinds`` (``random``:
     filter-normalised random directions, ``eigen``: the top-2 Hessian eigenvectors on
@@ -59,7 +62,7 @@ def draw_runs(
     out = _outputs.check_out(out, runs, overwrite)
     stages = Stages(enabled=progress)
     counts = {"examples": examples, "hessian_examples": hessian_examples}
-    loaded = _runs.read_runs(runs, split, counts, stages)
+    loaded = _runs.read_runs(runs, load, split, counts, stages)
     path = _runs.training_path(loaded[0]) if "pca" in kinds else None
     setting = dict(grid=grid, span=span, block=block or None, hessian_examples=hessian_examples)
     report, lines, grids, pair = _compute(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,15 +17,19 @@ from jax.flatten_util import ravel_pytree
 from jaxopt_notes.landscape._progress import Stages
 
 
-def read_runs(paths: Sequence[str | Path], split: str, counts: dict[str, int], stages: Stages):
-    """The runs at ``paths``, each checked to hold at least ``counts[name]`` images of
-    ``split``; two runs must be one network."""
-    from jaxopt_notes.train import load_run
-
+def read_runs(
+    paths: Sequence[str | Path],
+    load: Callable[[str | Path], Any],
+    split: str,
+    counts: dict[str, int],
+    stages: Stages,
+):
+    """The runs at ``paths`` read by ``load`` (``train.load_run``), each checked to hold at
+    least ``counts[name]`` images of ``split``; two runs must be one network."""
     runs = []
     for path in paths:
         with stages.waiting(f"reading run {path}"), _no_read_only_notice():
-            runs.append(load_run(path))
+            runs.append(load(path))
     for run in runs:
         size = len(run.arrays(split)[1])
         for name, value in counts.items():
