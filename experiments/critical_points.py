@@ -16,6 +16,14 @@ nothing. Networks of one width on one data size share one loss, whatever the see
 count once when losses agree to ``distinct_rtol`` with the same number of negative eigenvalues
 (mirror images under the network's symmetries share both).
 
+A third start plants saddles where training ends. Swapping two hidden units leaves the loss
+unchanged, so a network trained from an initialisation whose first and last hidden units are
+equal keeps them equal (its gradient is tied too), and where its training stops is a critical
+point of the whole loss: the best of a network one unit narrower, which may curve down across
+the tie (Fukumizu & Amari 2000). These *tied* points are saddles by construction when they are
+saddles at all, so they are left out of the shares below; they give the escape comparison
+saddles at the loss where training ends, beside the plateau saddles of the early starts.
+
 The loss is cross-entropy plus ``weight_decay / 2 |theta|^2``: on separable data cross-entropy
 alone has no minimum at all (it falls towards 0 as the weights grow), so without the L2 term a
 "minimum" could never be found and "minima are rare" could not fail.
@@ -32,7 +40,10 @@ sabotage under which "minima are rare" must fail.
 At each distinct saddle, a step along the most negative curvature (the better sign) is compared
 with random directions and with the gradient direction at the same length
 (``hessian.escape_compare``: the quadratic model's length for a fall of ``escape_drop`` of the
-loss, capped at ``escape_cap`` times |theta|).
+loss, capped at ``escape_cap`` times |theta|, then halved until the loss falls by at least
+``escape_trust`` of the model's fall). Gradient descent then trains on from the escape
+and from a random step of the same length, and the steps each needs to leave the saddle are
+compared (``train_on``).
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import INCONCLUSIVE, Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
@@ -71,6 +82,7 @@ QUICK_NOTE = (
 )
 KINDS = ("minimum", "saddle", "degenerate", "maximum", "not_critical")
 PLURAL = {"minimum": "minima", "saddle": "saddles"}
+STARTS = ("early", "trained", "tied")
 
 LI = "002_3498af5075c2b1b1.txt"
 LI_REF = "Li Hongyi, ML 2021 lecture 'When gradient is small' (minimum ratio experiment)"
@@ -112,6 +124,7 @@ class Config:
     rtol: float = param(1e-8, low=0.0, low_open=True, help="critical: |g| <= rtol |g_init|")
     max_hvps: int = param(5000, low=1, help="Hessian-vector products per search")
     flat_descents: int = param(10, low=0, help="downhill walks out of gradient-flat regions")
+    tied: bool = param(True, help="also train networks whose first and last hidden units are tied")
     eig_rtol: float = param(1e-6, low=0.0, help="|eigenvalue| below this x max: zero")
     control_dim: int = 3
     control_seeds: int = 32
@@ -120,9 +133,14 @@ class Config:
     distinct_rtol: float = param(1e-6, low=0.0, help="losses this close: one critical point")
     escape_drop: float = param(0.01, low=0.0, low_open=True, help="model fall, share of loss")
     escape_cap: float = param(0.05, low=0.0, low_open=True, help="longest step, x |theta|")
+    escape_trust: float = param(
+        0.5, low=0.0, high=1.0, low_open=True, high_open=True, help="fall / model's, at least"
+    )
     escape_random: int = param(8, low=1, help="random directions per saddle")
     train_on_steps: int = param(1000, low=1, help="gradient steps after each escape")
-    plateau_drop: float = param(0.1, low=0.0, low_open=True, high=1.0, help="loss share")
+    plateau_drop: float = param(
+        0.5, low=0.0, low_open=True, high=1.0, help="share of the fall to the lower end loss"
+    )
     min_saddles: int = param(5, low=1, help="fewer saddles: the escape claim is inconclusive")
 
     @classmethod
@@ -169,6 +187,34 @@ def digits(n: int) -> tuple[jax.Array, jax.Array]:
     d = data_lib.load_digits()
     x = d.x_train[:n].reshape(n, -1).astype(np.float64) / 255.0
     return jnp.asarray(x), jnp.asarray(d.y_train[:n])
+
+
+TIED = (("w1", 1), ("b1", 0), ("w2", 0))  # (leaf, axis of the hidden units)
+
+
+def tie(params: dict) -> dict:
+    """The last hidden unit made a copy of the first (incoming weights, bias, outgoing weights).
+    Swapping two hidden units leaves the loss unchanged, so the gradient at a tied network is
+    tied too: training from here stays in the subspace of networks with the two units equal,
+    and where it stops is a critical point of the whole loss whose Hessian may curve down
+    across the subspace (Fukumizu & Amari 2000: the saddles a narrower network embeds)."""
+    out = dict(params)
+    for leaf, axis in TIED:
+        first = jnp.take(params[leaf], jnp.array([0]), axis=axis)
+        out[leaf] = jnp.concatenate([jnp.delete(params[leaf], -1, axis=axis), first], axis=axis)
+    return out
+
+
+def symmetrise(params: dict) -> dict:
+    """The tied units both set to their mean: rounding can part them by ~1e-16, and the search
+    should start exactly on the subspace."""
+    out = dict(params)
+    for leaf, axis in TIED:
+        ends = jnp.array([0, params[leaf].shape[axis] - 1])
+        mean = jnp.take(params[leaf], ends, axis=axis).mean(axis=axis, keepdims=True)
+        index = (slice(None),) * axis + (ends,)
+        out[leaf] = params[leaf].at[index].set(jnp.repeat(mean, 2, axis=axis))
+    return out
 
 
 def start_points(batch, fn, cfg: Config):
@@ -255,7 +301,7 @@ def search(loss, params, scale: float, cfg: Config) -> tuple[dict, dict]:
 
 def network_survey(cfg: Config, widths: tuple | None = None) -> tuple[list[dict], list]:
     """Every network of ``widths`` x ``cfg.sizes`` x ``cfg.seeds``, searched from its early
-    and its trained point."""
+    and its trained point, and (``cfg.tied``) from where its tied twin's training stops."""
     rows, params_found = [], []
     fn = functools.partial(batch_loss, weight_decay=cfg.weight_decay)  # one: compiled once
     for width in cfg.widths if widths is None else widths:
@@ -267,7 +313,10 @@ def network_survey(cfg: Config, widths: tuple | None = None) -> tuple[list[dict]
                 key = jax.random.fold_in(jax.random.key(cfg.seed), 1000 * width + s)
                 init = init_params(key, width)
                 scale = grad_norm(loss, init)
-                for start, params in starts(init).items():
+                points = starts(init)
+                if cfg.tied and width >= 2:
+                    points["tied"] = symmetrise(starts(tie(init))["trained"])
+                for start, params in points.items():
                     row, found = search(loss, params, scale, cfg)
                     where = {"width": width, "examples": n, "seed": s, "start": start}
                     rows.append(row | where | {"problem": f"width {width}, {n} digits"})
@@ -310,6 +359,11 @@ def distinct(points: list[dict], rtol: float) -> list[dict]:
         else:
             groups.append(p | {"searches": 1})
     return groups
+
+
+def every_saddle(points: list[dict], cfg: Config) -> list[dict]:
+    """The distinct saddles of every start, tied ones included: where escapes() steps."""
+    return [u for u in distinct(points, cfg.distinct_rtol) if u["kind"] == "saddle"]
 
 
 def counts(points: list[dict]) -> dict[str, int]:
@@ -401,6 +455,7 @@ def escapes(saddles: list, cfg: Config) -> list[dict]:
             key=key,
             eig_rtol=cfg.eig_rtol,
             max_length=cfg.escape_cap * norm,
+            trust=cfg.escape_trust,
         )
         best_control = max(float(e.random_decrease.max()), e.gradient_decrease)
         out.append(
@@ -408,6 +463,7 @@ def escapes(saddles: list, cfg: Config) -> list[dict]:
                 "loss": e.loss,
                 "eigenvalue": e.eigenvalue,
                 "length": e.length,
+                "halvings": e.halvings,
                 "escape": max(e.escape_decrease),
                 "best_random": float(e.random_decrease.max()),
                 "gradient": e.gradient_decrease,
@@ -421,8 +477,11 @@ def escapes(saddles: list, cfg: Config) -> list[dict]:
 
 def train_on(plain, params, e, key, cfg: Config) -> dict:
     """Gradient descent (rate 0.5 / lambda_max at the saddle) from the escape point and from
-    a random step of the same length: the steps until the loss is ``plateau_drop`` below the
-    saddle's (the plateau ends; ``train_on_steps + 1`` when it never does within the run)."""
+    a random step of the same length: the steps until the loss has made ``plateau_drop`` of
+    its way from the saddle's down to the lower of the two runs' final losses (the plateau
+    ends; ``train_on_steps + 1`` when it never does, or when neither run falls below the
+    saddle). The goal is one for both runs: a saddle beside a minimum a little lower has a
+    plateau as short as that fall."""
     sign = 1.0 if e.escape_decrease[0] >= e.escape_decrease[1] else -1.0
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     v = jax.flatten_util.ravel_pytree(e.direction)[0]
@@ -436,11 +495,13 @@ def train_on(plain, params, e, key, cfg: Config) -> dict:
 
         return jax.lax.scan(body, x, None, cfg.train_on_steps)[1]
 
-    target = (1 - cfg.plateau_drop) * e.loss
     curves = {
         "escape": descend(flat + sign * e.length * v),
         "random": descend(flat + e.length * u / jnp.linalg.norm(u)),
     }
+
+    end = min(float(c[-1]) for c in curves.values())
+    target = e.loss - cfg.plateau_drop * (e.loss - end) if end < e.loss else -np.inf
 
     def steps(curve):
         below = np.flatnonzero(np.asarray(curve) <= target)
@@ -482,7 +543,8 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     controls = {"known function": metrics["control"], "convex model": metrics["convex"]}
     trained = [p for p in metrics["points"] if p.get("start", "trained") == "trained"]
     unique = distinct(trained, cfg.distinct_rtol)
-    every = distinct(metrics["points"], cfg.distinct_rtol)
+    free = [p for p in metrics["points"] if p.get("start") != "tied"]  # tied: planted saddles
+    every = distinct(free, cfg.distinct_rtol)
     c, n = counts(unique), len(unique)  # the unit: distinct critical points, not searches
     c_all, n_all = counts(every), len(every)
     searched = counts(trained)
@@ -499,8 +561,12 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
         "among the distinct critical points that Newton-MR reaches from where training stops "
         "(Adam, then L-BFGS) on tanh MLPs on the digits"
     )
-    with_early = "counting the critical points reached from the early (plateau) starts too"
-    margins = [e["margin"] for e in metrics["escapes"]]
+    with_early = (
+        "counting the critical points reached from the early (plateau) starts too (not the "
+        "tied starts: their saddles are planted)"
+    )
+    # positive only where the escape lowers the loss *and* lowers it more than every control
+    margins = [min(e["escape"], e["margin"]) for e in metrics["escapes"]]
     entries = [
         check(
             f"Positive control: on sum c_i((Q theta)_i^2 - 1)^2/4 in {cfg.control_dim} dimensions "
@@ -547,13 +613,14 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
     ]
     if margins:
         esc = metrics["escapes"]
+        found = [u.get("start") for u in every_saddle(metrics["points"], cfg)]
         entry = claim(
             "At a saddle of a network, a step along the eigenvector of the most negative "
             "eigenvalue lowers the loss more than a step of the same length along random "
             "directions or along the gradient",
             _stats.bootstrap(margins),
             Test(
-                "escape fall minus the best control's fall, mean over saddles",
+                "min(escape fall, escape fall - best control's fall), mean over saddles",
                 ">",
                 0.0,
                 "the sentence: the step along u lowers the loss (more than not knowing u)",
@@ -563,14 +630,20 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             SRC_ESCAPE,
             {
                 "saddles": len(margins),
-                "escape beats every control": int(sum(m > 0 for m in margins)),
+                "saddles by start": {st: found.count(st) for st in STARTS},
+                "escape beats every control": int(sum(e["margin"] > 0 for e in esc)),
+                "escape step lowers the loss": int(sum(e["escape"] > 0 for e in esc)),
                 "step length rule": f"model fall {cfg.escape_drop:g} x loss, capped at "
-                f"{cfg.escape_cap:g} x |theta|",
-                "gradient steps to leave the plateau (median), from the escape": float(
+                f"{cfg.escape_cap:g} x |theta|, halved until the loss falls by "
+                f"{cfg.escape_trust:g} x the model's fall",
+                f"GD steps to {cfg.plateau_drop:.0%} of the fall (median), from the escape": float(
                     np.median([e["steps_escape"] for e in esc])
                 ),
                 "... from a random step of the same length": float(
                     np.median([e["steps_random"] for e in esc])
+                ),
+                "saddles where the escape ends the plateau sooner": int(
+                    sum(e["steps_escape"] < e["steps_random"] for e in esc)
                 ),
             },
             id="escape_beats_controls",
@@ -598,7 +671,7 @@ def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     fig, (ax, bx, cx, dx) = plt.subplots(1, 4, figsize=(24, 5))
     unique = metrics["distinct"]
     for kind in KINDS[:4]:
-        for start, marker in (("trained", "o"), ("early", "^")):
+        for start, marker in zip(STARTS, ("^", "o", "s"), strict=True):
             pts = [p for p in unique if p["kind"] == kind and p["start"] == start]
             if pts:
                 ax.scatter(
@@ -619,7 +692,7 @@ def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
         title=f"{len(unique)} distinct critical points of tanh MLPs on the digits",
     )
     ax.legend(fontsize=8)
-    starts = ("early", "trained")
+    starts = [st for st in STARTS if any(p["start"] == st for p in metrics["points"])]
     pos = np.arange(len(starts))
     bottom = np.zeros(len(starts))
     for kind in KINDS:
@@ -632,13 +705,12 @@ def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
         label = "no critical point reached" if kind == "not_critical" else PLURAL.get(kind, kind)
         bx.bar(pos, h, bottom=bottom, color=COLORS[kind], edgecolor="k", lw=0.3, label=label)
         bottom += h
-    bx.set_xticks(
-        pos,
-        [
-            f"early: {cfg.early_steps} Adam steps",
-            f"trained: {cfg.adam_steps} Adam + {cfg.lbfgs_steps} L-BFGS",
-        ],
-    )
+    names = {
+        "early": f"early:\n{cfg.early_steps} Adam steps",
+        "trained": f"trained:\n{cfg.adam_steps} Adam\n+ {cfg.lbfgs_steps} L-BFGS",
+        "tied": "tied: trained with\ntwo hidden units\nequal",
+    }
+    bx.set_xticks(pos, [names[st] for st in starts])
     bx.set(
         xlabel="where each search started",
         ylabel="searches (before counting points once)",
@@ -670,19 +742,30 @@ def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     )
     if esc:
         cx.legend(fontsize=8)
-    for j, e in enumerate(esc):
-        t = np.linspace(0, cfg.train_on_steps, len(e["curves"]["escape"]))
-        dx.plot(t, np.asarray(e["curves"]["escape"]) / e["loss"], color="tab:red", lw=0.9,
-                label="from the escape step" if j == 0 else None)  # fmt: skip
-        dx.plot(t, np.asarray(e["curves"]["random"]) / e["loss"], color="tab:gray", lw=0.9,
-                ls="--", label="from a random step, same length" if j == 0 else None)  # fmt: skip
-    dx.axhline(1 - cfg.plateau_drop, color="k", lw=0.6, ls=":", label="the plateau ends")
+    never = cfg.train_on_steps + 1
+    for k, (key, color, marker, label) in enumerate(
+        (
+            ("steps_escape", "tab:red", "o", "from the escape step"),
+            ("steps_random", "tab:gray", "x", "from a random step of the same length"),
+        )
+    ):
+        dx.scatter(
+            np.arange(len(esc)) + 0.15 * (k - 0.5),
+            [e[key] for e in esc],
+            color=color,
+            marker=marker,
+            label=label,
+        )
+    dx.axhline(never, color="k", lw=0.6, ls=":", label=f"not within {cfg.train_on_steps} steps")
+    dx.set_yscale("symlog", linthresh=1)
+    dx.set_ylim(0, 2 * never)  # room above the "never" line for its markers
     dx.set(
-        xlabel="gradient-descent steps (rate 0.5 / lambda_max at the saddle)",
-        ylabel="loss / loss at the saddle",
-        title="training on from each saddle",
+        xlabel="distinct saddle",
+        ylabel=f"steps to {cfg.plateau_drop:.0%} of the fall to the lower end loss",
+        title="training on: when the plateau ends (rate 0.5 / lambda_max at the saddle)",
     )
     if esc:
+        dx.set_xticks(np.arange(len(esc)))
         dx.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out_dir, "critical_points")
@@ -695,7 +778,7 @@ def main(cfg: Config, out_dir: Path) -> dict:
         points, found = network_survey(cfg)
         points = [p | {"index": i} for i, p in enumerate(points)]
         unique = distinct(points, cfg.distinct_rtol)
-        saddles = [found[u["index"]] for u in unique if u["kind"] == "saddle"]
+        saddles = [found[u["index"]] for u in every_saddle(points, cfg)]
         escape_rows = escapes(saddles, cfg)
     keep = ("kind", "loss", "minimum_ratio", "num_negative", "searches", "problem", "start")
     metrics = {
@@ -707,5 +790,5 @@ def main(cfg: Config, out_dir: Path) -> dict:
         "convex_points": convex,
         "escapes": escape_rows,
     }
-    figures = [draw(metrics, cfg, out_dir)]
+    figures = [draw(_plot.stored(metrics), cfg, out_dir)]  # as `experiments plot` redraws
     return {"metrics": metrics, "claims": claims(metrics, cfg), "figures": figures}

@@ -24,15 +24,27 @@ def test_escape_beats_its_controls_at_a_known_saddle():
     assert "lowers the loss more than the controls" in str(e) and len(repr(e)) < 200
 
 
-def test_escape_length_is_capped_where_the_curvature_is_tiny():
-    """At eigenvalue -2e-6 the model's length would be 100; ``max_length`` holds it at 0.1."""
+def test_escape_length_is_capped_and_halved_where_the_curvature_is_tiny():
+    """At eigenvalue -2e-6 the model's length would be 100; ``max_length`` holds it at 0.1.
+    Both run far past where y^4 stops mattering: along y the loss falls by 1e-6 r^2 - r^4,
+    at least half the model's 1e-6 r^2 only for r <= sqrt(0.5e-6) = 7.07e-4, so the trust
+    test halves 100 eighteen times (3.81e-4) and 0.1 eight times (3.91e-4); without it
+    (``trust=None``) the steps go uphill."""
     f = lambda p: 1.0 + p[0] ** 2 - 1e-6 * p[1] ** 2 + p[1] ** 4  # noqa: E731
     with jax.enable_x64(True):
-        free = hessian.escape_compare(f, jnp.zeros(2), num_random=2)
-        capped = hessian.escape_compare(f, jnp.zeros(2), num_random=2, max_length=0.1)
+        free = hessian.escape_compare(f, jnp.zeros(2), num_random=2, trust=None)
+        capped = hessian.escape_compare(f, jnp.zeros(2), num_random=2, max_length=0.1, trust=None)
+        trusted = hessian.escape_compare(f, jnp.zeros(2), num_random=2)
+        trusted_cap = hessian.escape_compare(f, jnp.zeros(2), num_random=2, max_length=0.1)
     assert free.length == pytest.approx(100.0) and capped.length == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="max_length"):
-        hessian.escape_compare(f, jnp.zeros(2), max_length=0.0)
+    assert max(free.escape_decrease) < 0 and max(capped.escape_decrease) < 0  # uphill
+    assert (trusted.halvings, trusted_cap.halvings) == (18, 8)
+    assert trusted.length == pytest.approx(100 / 2**18)
+    assert trusted_cap.length == pytest.approx(0.1 / 2**8)
+    assert max(trusted.escape_decrease) >= 0.5 * trusted.model_decrease > 0
+    for bad, match in ((dict(max_length=0.0), "max_length"), (dict(trust=1.0), "trust")):
+        with pytest.raises(ValueError, match=match):
+            hessian.escape_compare(f, jnp.zeros(2), **bad)
 
 
 def test_escape_refuses_a_minimum():

@@ -29,7 +29,8 @@ class EscapeComparison:
     ``model_decrease`` is what the quadratic model foretells along ``v``; ``direction`` is
     ``v`` itself (like ``params``) and ``largest_eigenvalue`` the spectrum's other end.
     ``line`` holds the loss along each direction over ``[-2 length, 2 length]`` (for the
-    figure).
+    figure); ``halvings`` says how often the model's length was halved before the loss along
+    ``v`` fell by the share ``trust`` of the model's fall.
     """
 
     loss: float
@@ -44,6 +45,7 @@ class EscapeComparison:
     num_hvps: int
     direction: PyTree = None  # v as a pytree like params (to step or train on from there)
     largest_eigenvalue: float = float("nan")  # the other end of the spectrum: the scale
+    halvings: int = 0  # of the model's length, until the loss followed the model (``trust``)
 
     @property
     def escapes(self) -> bool:
@@ -99,6 +101,7 @@ def escape_compare(
     key: jax.Array | None = None,
     eig_rtol: float | None = None,
     max_length: float | None = None,
+    trust: float | None = 0.5,
     **options: Any,
 ) -> EscapeComparison:
     """Steps along the most negative curvature (both signs) and along the controls.
@@ -106,7 +109,10 @@ def escape_compare(
     The length is the quadratic model's: ``r = sqrt(2 model_drop |L| / |lambda_min|)``, where
     the model ``L + r g.v + r^2 lambda_min / 2`` foretells a fall of ``model_drop`` of the loss
     at a critical point, capped at ``max_length`` (at a tiny negative eigenvalue the model's
-    length runs far past where a quadratic describes the loss). Raises when the smallest
+    length runs far past where a quadratic describes the loss). Then, as a trust region
+    does, the length is halved (at most 40 times) until the loss along the better sign of
+    ``v`` falls by at least ``trust`` times the model's fall (``None``: the model's length as
+    it is; past it, higher-order terms can make the "escape" go uphill). Raises when the smallest
     eigenvalue is not below ``-eig_rtol * max|lambda|`` (no negative curvature: nothing to
     escape). ``options`` go to :func:`~jaxopt_notes.hessian.eigenvalues`.
     """
@@ -115,6 +121,8 @@ def escape_compare(
     _checks.integer("num_points", num_points, low=3)
     if max_length is not None:
         _checks.positive("max_length", max_length)
+    if trust is not None:
+        _checks.real("trust", trust, low=0.0, high=1.0, low_open=True, high_open=True)
     key = jax.random.PRNGKey(0) if key is None else key
     spec, data = core.problem(loss_fn, params, options.get("wrt"))
     loss, grad = core.check_finite_loss(spec, params, data, "an escape", with_loss=True)
@@ -131,10 +139,16 @@ def escape_compare(
     r = r if max_length is None else min(r, float(max_length))
     dirs = _directions(v, g, jax.random.fold_in(key, 3), num_random)
     x = core.flat_view(params, spec.mask)[0]
+    slope = abs(float(jnp.vdot(g, v)))
+    halvings = 0
+    while trust is not None and halvings < 40:
+        fall = loss - _along(params, data, spec, x, dirs[:1], np.array([r, -r])).min()
+        if fall >= trust * (r * slope - 0.5 * r**2 * lam[-1]):
+            break
+        r, halvings = r / 2, halvings + 1
     t = np.linspace(-2 * r, 2 * r, num_points)
     line = _along(params, data, spec, x, dirs[jnp.array([0, 1, -1])], t)  # v, a random, -g
     falls = loss - _along(params, data, spec, x, dirs, np.array([r, -r])).T  # (2, directions)
-    slope = abs(float(jnp.vdot(g, v)))
     return EscapeComparison(
         loss=loss,
         eigenvalue=float(lam[-1]),
@@ -148,4 +162,5 @@ def escape_compare(
         num_hvps=eig.num_hvps,
         direction=eig.vectors[-1],
         largest_eigenvalue=float(lam[0]),
+        halvings=halvings,
     )

@@ -15,8 +15,10 @@ def test_tiny_controls_pass_and_a_convex_model_flips_minima_rare(tmp_path):
     assert verdict_of(plain, "control_finds_both") == "reproduced"
     assert verdict_of(plain, "convex_control") == "reproduced"
     cfg = cp.Config.tiny()
-    searches = len(cfg.widths) * len(cfg.sizes) * cfg.seeds * 2  # an early and a trained start
+    searches = len(cfg.widths) * len(cfg.sizes) * cfg.seeds * 3  # early, trained and tied
     assert len(plain["metrics"]["points"]) == searches
+    tied = [p for p in plain["metrics"]["points"] if p["start"] == "tied"]
+    assert len(tied) == searches // 3
     sabotaged = run_tiny("critical_points", tmp_path, widths=0, sizes="100,200")
     # two data sizes: two convex losses, two distinct minima, no saddle (Wilson 2/2: [0.34, 1])
     assert verdict_of(sabotaged, "minima_rare") == "not_reproduced"
@@ -88,8 +90,10 @@ def test_failed_controls_make_claims_inconclusive():
             assert "positive control(s)" in found[name]["reason"]
 
 
-def escapes(margins) -> list[dict]:
-    return [{"margin": x, "steps_escape": 10, "steps_random": 50} for x in margins]
+def escapes(margins, falls=None) -> list[dict]:
+    falls = [abs(x) + 0.001 for x in margins] if falls is None else falls
+    rows = zip(margins, falls, strict=True)
+    return [{"margin": x, "escape": f, "steps_escape": 10, "steps_random": 50} for x, f in rows]
 
 
 def test_escape_claim_from_margins_over_saddles():
@@ -97,6 +101,9 @@ def test_escape_claim_from_margins_over_saddles():
     m["escapes"] = escapes((0.01, 0.02, 0.015, 0.03, 0.012))
     assert verdicts(m)["escape_beats_controls"] == "reproduced"
     m["escapes"] = escapes((-0.01, -0.02, -0.015, -0.03, -0.012))
+    assert verdicts(m)["escape_beats_controls"] == "not_reproduced"
+    # beating the controls is not enough: the escape step must lower the loss itself
+    m["escapes"] = escapes((0.01, 0.02, 0.015, 0.03, 0.012), falls=(-0.001,) * 5)
     assert verdicts(m)["escape_beats_controls"] == "not_reproduced"
     m["escapes"] = escapes((0.01, 0.02))  # fewer saddles than the pre-stated 5
     found = {c["id"]: c for c in cp.claims(m, cp.Config())}["escape_beats_controls"]
@@ -147,3 +154,28 @@ def test_escapes_and_training_on_at_the_zero_network_saddle():
     assert 0 <= row["steps_escape"] <= cfg.train_on_steps + 1
     assert 0 <= row["steps_random"] <= cfg.train_on_steps + 1
     assert row["curves"]["escape"][0] < row["loss"]  # the first point is the escape step's
+
+
+def test_a_tied_network_has_a_tied_gradient_and_symmetrise_restores_the_tie():
+    """The swap symmetry the tied starts rest on: at a network whose first and last hidden
+    units are equal, the gradient is equal (to rounding) on the two units too, so training keeps
+    the tie;
+    an untied network's gradient is not, and symmetrise() puts one back on the subspace."""
+    import functools
+
+    import jax
+
+    with jax.enable_x64(True):
+        fn = functools.partial(cp.batch_loss, batch=cp.digits(60), weight_decay=1e-3)
+        free = cp.init_params(jax.random.key(3), 5)
+        for params, tied in ((cp.tie(free), True), (free, False)):
+            g = jax.grad(fn)(params)
+            pairs = [(g["w1"][:, 0], g["w1"][:, -1]), (g["b1"][0], g["b1"][-1])]
+            pairs.append((g["w2"][0], g["w2"][-1]))
+            gap = max(float(np.abs(a - b).max() / np.abs(a).max()) for a, b in pairs)
+            # equal up to float64 rounding when tied; apart by far more than that when not
+            assert (gap < 1e-12) if tied else (gap > 1e-3), gap
+        back = cp.symmetrise(free)
+        assert np.array_equal(back["w1"][:, 0], back["w1"][:, -1])
+        assert np.allclose(back["w2"][0], (free["w2"][0] + free["w2"][-1]) / 2)
+        assert np.array_equal(back["w1"][:, 1:-1], free["w1"][:, 1:-1])  # the others untouched
