@@ -311,7 +311,16 @@ def find_critical(
         _checks.function("callback", callback)
     start = time.perf_counter()
     with _one_blas_thread():
-        return _search(loss_fn, params, wrt, rtol, atol, limits, flat_descents, callback, start)
+        return _search(
+            loss_fn,
+            params,
+            wrt,
+            tols=(rtol, atol),
+            limits=limits,
+            walks=flat_descents,
+            callback=callback,
+            start=start,
+        )
 
 
 def _one_blas_thread():
@@ -326,7 +335,8 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _search(loss_fn, params, wrt, rtol, atol, limits, walks, callback, start) -> CriticalPoint:
+def _search(loss_fn, params, wrt, *, tols, limits, walks, callback, start) -> CriticalPoint:
+    rtol, atol = tols
     max_iter, max_hvps, inner_max_iter, inner_rtol, flat_ratio, max_backtracks = limits
     evaluate, matvec_at, x, at = _problem(loss_fn, params, wrt)
     loss, g = evaluate(x)
