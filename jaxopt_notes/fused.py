@@ -185,9 +185,19 @@ def sgd(
 
 
 def _scaled(
-    tx, learning_rate, c2, rho, eps, eps_in_sqrt, momentum, nesterov, flat_state
+    tx: Any,
+    learning_rate: Any,
+    *,
+    c2: float,
+    rho: float,
+    eps: float,
+    eps_in_sqrt: bool,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    flat_state: bool = False,
 ) -> FusedOptimizer:
-    """RMSProp and AdaGrad: the chain's ``ratio`` has eps inside the root or after it."""
+    """RMSProp and AdaGrad: ``nu = c2 g^2 + rho nu``; the chain's ``ratio`` has eps inside the
+    root (``eps_in_sqrt``) or after it."""
     eps_root, eps_out = (eps, 0.0) if eps_in_sqrt else (0.0, eps)
 
     # the chain carries a trace link whenever momentum is a number, 0 included (jn.rmsprop)
@@ -219,7 +229,15 @@ def rmsprop(
     decay = hyperparams(tx)["decay"]  # the chain's resolved default, not a copy of it
     pytorch = convention == "pytorch"
     return _scaled(
-        tx, learning_rate, 1 - decay, decay, eps, not pytorch, momentum, nesterov, flat_state
+        tx,
+        learning_rate,
+        c2=1 - decay,
+        rho=decay,
+        eps=eps,
+        eps_in_sqrt=not pytorch,
+        momentum=momentum,
+        nesterov=nesterov,
+        flat_state=flat_state,
     )
 
 
@@ -240,7 +258,13 @@ def adagrad(
     )
     eps = hyperparams(tx)["eps"]
     return _scaled(
-        tx, learning_rate, 1.0, 1.0, eps, convention != "pytorch", None, False, flat_state
+        tx,
+        learning_rate,
+        c2=1.0,
+        rho=1.0,
+        eps=eps,
+        eps_in_sqrt=convention != "pytorch",
+        flat_state=flat_state,
     )
 
 

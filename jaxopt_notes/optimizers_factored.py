@@ -247,6 +247,7 @@ def _torch_decay(weight_decay: float | Schedule, learning_rate: LearningRate) ->
 @recorded
 def adafactor(
     learning_rate: LearningRate | None = None,
+    *,
     min_dim_size_to_factor: int = 128,
     decay_rate: float = 0.8,
     decay_offset: int = 0,
@@ -258,7 +259,6 @@ def adafactor(
     eps: float | None = None,
     factored: bool = True,
     weight_decay_mask: Any = None,
-    *,
     min_scale: float = 1e-3,
     convention: str = "optax",
 ) -> GT:

@@ -231,11 +231,11 @@ def ademamix(
     b3: float | Schedule = 0.9999,
     alpha: float | Schedule = 5.0,
     eps: float = 1e-8,
+    *,
     eps_root: float = 0.0,
     mu_dtype: Any = None,
     weight_decay: float = 0.0,
     mask: Any = None,
-    *,
     convention: str = "optax",
 ) -> GT:
     r"""AdEMAMix (Pagliardini et al. 2024, "The AdEMAMix optimizer: better, faster, older"):
@@ -340,10 +340,10 @@ def adan(
     b2: float = 0.92,
     b3: float = 0.99,
     eps: float = 1e-8,
+    *,
     eps_root: float = 1e-8,
     weight_decay: float = 0.0,
     mask: Any = None,
-    *,
     convention: str = "optax",
 ) -> GT:
     r"""Adan (Xie et al. 2022, "Adan: adaptive Nesterov momentum algorithm for faster

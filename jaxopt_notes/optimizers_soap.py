@@ -42,6 +42,19 @@ class SoapState(NamedTuple):
     q_right: Any  # Q_R
 
 
+class _LeafStep(NamedTuple):
+    """What every leaf's step shares: the decays, eps, this step's bias corrections
+    ``c1 = 1 - b1**t``, ``c2 = 1 - b2**t``, and whether the eigenbases refresh now."""
+
+    b1: float
+    b2: float
+    beta_s: float
+    eps: float
+    c1: jax.Array
+    c2: jax.Array
+    refresh: jax.Array
+
+
 def _eigenvectors(a: jax.Array) -> jax.Array:
     return jnp.linalg.eigh(a)[1]
 
@@ -94,18 +107,19 @@ def scale_by_soap(
         del params
         _plain("scale_by_soap", updates)
         t = increment(state.count)
-        c1, c2 = 1 - b1**t, 1 - b2**t
         refresh = (t - 1) % precondition_frequency == 0
+        k = _LeafStep(b1, b2, beta_s, eps, 1 - b1**t, 1 - b2**t, refresh)
         fields = (updates, state.mu, state.nu, state.left, state.right, state.q_left, state.q_right)
-        out = jax.tree.map(lambda *a: _soap_leaf(*a, b1, b2, beta_s, eps, c1, c2, refresh), *fields)
+        out = jax.tree.map(lambda *a: _soap_leaf(*a, k=k), *fields)
         pick = lambda i: jax.tree.map(lambda _, o: o[i], updates, out)  # noqa: E731
         return pick(0), SoapState(t, *(pick(i) for i in range(1, 7)))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _soap_leaf(g, m, v, left, right, ql, qr, b1, b2, beta_s, eps, c1, c2, refresh):
+def _soap_leaf(g, m, v, left, right, ql, qr, *, k: _LeafStep):
     """One leaf's SOAP step: Adam in the (Q_L, Q_R) basis for a matrix, plain Adam else."""
+    b1, b2, beta_s, eps, c1, c2, refresh = k
     m = b1 * m + (1 - b1) * g
     if jnp.ndim(g) != 2:
         v = b2 * v + (1 - b2) * g * g

@@ -143,13 +143,13 @@ def sophia(
     b2: float = 0.99,
     eps: float = 1e-8,
     weight_decay: float = 1e-4,
+    *,
     weight_decay_mask: Any = None,
     gamma: float = 0.01,
     clip_threshold: float | None = 1.0,
     update_interval: int = 10,
     hessian_diagonal_fn: Any = None,
     mu_dtype: Any = None,
-    *,
     convention: str = "optax",
 ) -> GT:
     r"""Sophia (Liu et al. 2024): a clipped diagonal Newton step on the momentum, the
