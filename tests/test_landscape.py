@@ -168,10 +168,14 @@ def test_figures_draw_the_loss_as_it_is_with_no_floor(tmp_path):
 
 def test_eigen_directions_compile_one_lanczos_chunk(caplog):
     # clustered eigenvalues: the top two take more than 16 Lanczos steps, where the default
-    # basis of 101 rows would switch its orthogonalised rows from 16 to 32 and compile again
+    # basis of 101 rows would switch its orthogonalised rows from 16 to 32 and compile again;
+    # parameters on a mesh, as a run's are, whose placement the chunk's output state would
+    # take after a start without it (another compile)
     lam = jnp.linspace(1.0, 2.0, 300)
     loss = lambda p: 0.5 * jnp.sum(lam * p["w"] ** 2)  # noqa: E731
-    params = {"w": jnp.ones(300)}
+    mesh = jax.make_mesh((1,), ("data",))
+    on_mesh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    params = {"w": jax.device_put(jnp.ones(300), on_mesh)}
     with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles():
         dirs, values = landscape.eigen_directions(loss, params, jax.random.key(0))
     chunks = [

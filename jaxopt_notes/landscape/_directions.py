@@ -23,6 +23,13 @@ def _flat(tree: PyTree) -> jax.Array:
     return ravel_pytree(tree)[0]
 
 
+def unplaced(tree: PyTree) -> PyTree:
+    """``tree`` on the default device without its placement (a run's mesh): Lanczos starts
+    from a state with none, and its chunk program, given parameters on a mesh, returns the
+    state on it, so the second call would compile the chunk again for the new placement."""
+    return jax.device_put(jax.tree.map(np.asarray, tree))
+
+
 def filter_normalize(direction: PyTree, params: PyTree, *, biases: str = "zero") -> PyTree:
     """Scales each filter of ``direction`` to the norm of the same filter of ``params``.
 
@@ -81,7 +88,7 @@ def eigen_directions(
 
     steps = max(LANCZOS_STEPS, 4 * num)
     eig = hessian.eigenvalues(
-        loss_fn, params, k=num, which="largest", method="lanczos", key=key, max_iter=steps
+        loss_fn, unplaced(params), k=num, which="largest", method="lanczos", key=key, max_iter=steps
     )
     weights = jax.tree.map(lambda p: p if p.ndim > 1 else jnp.zeros_like(p), params)
     scale = jnp.linalg.norm(_flat(weights))

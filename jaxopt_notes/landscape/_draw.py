@@ -18,6 +18,7 @@ from jaxopt_notes.landscape._directions import (
     eigen_directions,
     pca_directions,
     random_directions,
+    unplaced,
 )
 from jaxopt_notes.landscape._grid import Surface, interpolate, surface
 from jaxopt_notes.landscape._progress import Stages
@@ -144,7 +145,9 @@ def _top(loss_fn, params, key) -> float:
     from jaxopt_notes import hessian
 
     steps = LANCZOS_STEPS  # one compiled Lanczos chunk, as for the eigen slice
-    eig = hessian.eigenvalues(loss_fn, params, k=1, method="lanczos", key=key, max_iter=steps)
+    eig = hessian.eigenvalues(
+        loss_fn, unplaced(params), k=1, method="lanczos", key=key, max_iter=steps
+    )
     return float(eig.values[0])
 
 
