@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from jaxopt_notes.experiments import _claims, _common, _config, _report
+from jaxopt_notes.experiments._plot import plot  # noqa: F401  (public: `experiments plot`)
 from tqdm import tqdm
 
 NAMES = [
@@ -56,6 +57,7 @@ NAMES = [
     "adam_scaling",
     "note_arithmetic",
     "toy_dynamics",
+    "dropout_effects",
 ]
 
 

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
-from jaxopt_notes.experiments import _stats
+from jaxopt_notes.experiments import _plot, _stats
 from jaxopt_notes.experiments._claims import Source, Test, check, claim
 from jaxopt_notes.experiments._common import save_figure, trajectory
 from jaxopt_notes.experiments._config import param
@@ -807,7 +807,7 @@ def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
     s = metrics["sigmoids"]
     ax.plot(s["x"], s["sum"], label="sum of 200 shifted sigmoids")
     ax.plot(s["x"], s["softplus"], "--", label="softplus")
-    ax.plot(s["x"], np.maximum(s["x"], 0), ":", label="ReLU")
+    ax.plot(s["x"], np.maximum(np.asarray(s["x"]), 0), ":", label="ReLU")
     ax.set(title="check: sigmoids sum to softplus ≈ ReLU", xlabel="x")
     ax.legend(fontsize=8)
     ax = axes[0, 2]
@@ -816,6 +816,7 @@ def draw(metrics: dict, cfg: Config, out_dir: Path) -> str:
         sai["cos_grid"], extent=(-10, 10, -10, 10), origin="lower", cmap="viridis", vmin=0, vmax=1
     )
     for k, p in sai["paths"].items():
+        p = np.asarray(p)
         ax.plot(p[:, 0], p[:, 1], ".-", ms=3, lw=0.8, label=k)
     ax.set(
         title=f"check: cos(-grad, to origin); {sai['share_cos_below_0.9']:.0%} below 0.9",
@@ -894,5 +895,5 @@ def main(cfg: Config, out_dir: Path) -> dict:
     return {
         "metrics": metrics,
         "claims": claims(metrics, cfg),
-        "figures": [draw(metrics, cfg, out_dir)],
+        "figures": [draw(_plot.stored(metrics), cfg, out_dir)],  # as `experiments plot` does
     }

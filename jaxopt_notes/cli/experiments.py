@@ -10,7 +10,6 @@ from pathlib import Path
 from jaxopt_notes import _checks
 from jaxopt_notes import experiments as lab
 from jaxopt_notes.cli._options import as_flags, fail
-from jaxopt_notes.experiments import _plot as lab_plot
 
 
 class _HelpWithFields(argparse.Action):
@@ -69,7 +68,7 @@ def _writable(folder: Path) -> bool:
 
 def _plot(folder: str) -> int:
     try:
-        written = lab_plot.plot(folder)
+        written = lab.plot(folder)
     except ValueError as error:
         return _fail(as_flags(str(error), folder="DIR"))
     for path in written:
