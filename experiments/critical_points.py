@@ -540,34 +540,13 @@ def common_test(cfg: Config, n: int) -> Test:
 
 
 def claims(metrics: dict, cfg: Config) -> list[dict]:
-    controls = {"known function": metrics["control"], "convex model": metrics["convex"]}
-    trained = [p for p in metrics["points"] if p.get("start", "trained") == "trained"]
-    unique = distinct(trained, cfg.distinct_rtol)
-    free = [p for p in metrics["points"] if p.get("start") != "tied"]  # tied: planted saddles
-    every = distinct(free, cfg.distinct_rtol)
-    c, n = counts(unique), len(unique)  # the unit: distinct critical points, not searches
-    c_all, n_all = counts(every), len(every)
-    searched = counts(trained)
-    evidence = {
-        "distinct critical points where training stops": n,
-        "distinct, by kind": {k: v for k, v in c.items() if k != "not_critical"},
-        "searches from trained points": len(trained),
-        "of them ending at a critical point": len(trained) - searched["not_critical"],
-        "networks": f"widths {list(cfg.widths)} x digits {list(cfg.sizes)} x {cfg.seeds} seeds",
-        "distinct critical points, early starts included": n_all,
-        "controls passed": {k: v["passed"] for k, v in controls.items()},
-    }
-    where = (
-        "among the distinct critical points that Newton-MR reaches from where training stops "
-        "(Adam, then L-BFGS) on tanh MLPs on the digits"
-    )
-    with_early = (
-        "counting the critical points reached from the early (plateau) starts too (not the "
-        "tied starts: their saddles are planted)"
-    )
-    # positive only where the escape lowers the loss *and* lowers it more than every control
-    margins = [min(e["escape"], e["margin"]) for e in metrics["escapes"]]
-    entries = [
+    """The two positive controls, the two shares (gated on the controls), the escape."""
+    escape = escape_claim(metrics, cfg)
+    return control_checks(metrics, cfg) + share_claims(metrics, cfg) + escape
+
+
+def control_checks(metrics: dict, cfg: Config) -> list[dict]:
+    return [
         check(
             f"Positive control: on sum c_i((Q theta)_i^2 - 1)^2/4 in {cfg.control_dim} dimensions "
             "(known minima, saddles, maximum) the search finds minima and saddles and "
@@ -585,77 +564,98 @@ def claims(metrics: dict, cfg: Config) -> list[dict]:
             SRC_KINDS,
             id="convex_control",
         ),
-        gated(
-            claim(
-                f"Local minima are rare: {where}, at most {cfg.max_minimum_share:.0%} are minima",
-                share(c["minimum"], n),
-                rare_test(cfg, n),
-                SRC_RARE,
-                evidence,
-                id="minima_rare",
-                also={with_early: (share(c_all["minimum"], n_all), rare_test(cfg, n_all))},
-            ),
-            controls,
-        ),
-        gated(
-            claim(
-                f"Saddle points are common: {where}, more than {cfg.min_saddle_share:.0%} are "
-                "saddles",
-                share(c["saddle"], n),
-                common_test(cfg, n),
-                SRC_RARE,
-                evidence,
-                id="saddles_common",
-                also={with_early: (share(c_all["saddle"], n_all), common_test(cfg, n_all))},
-            ),
-            controls,
-        ),
     ]
-    if margins:
-        esc = metrics["escapes"]
-        found = [u.get("start") for u in every_saddle(metrics["points"], cfg)]
-        entry = claim(
-            "At a saddle of a network, a step along the eigenvector of the most negative "
-            "eigenvalue lowers the loss more than a step of the same length along random "
-            "directions or along the gradient",
-            _stats.bootstrap(margins),
-            Test(
-                "min(escape fall, escape fall - best control's fall), mean over saddles",
-                ">",
-                0.0,
-                "the sentence: the step along u lowers the loss (more than not knowing u)",
-                len(margins),
-                unit="distinct saddles",
+
+
+def share_claims(metrics: dict, cfg: Config) -> list[dict]:
+    """ "Minima are rare" and "saddles are common" over the distinct points where training
+    stops; beside them, with the early starts' points too (never the planted tied ones)."""
+    controls = {"known function": metrics["control"], "convex model": metrics["convex"]}
+    trained = [p for p in metrics["points"] if p.get("start", "trained") == "trained"]
+    free = [p for p in metrics["points"] if p.get("start") != "tied"]
+    unique, every = distinct(trained, cfg.distinct_rtol), distinct(free, cfg.distinct_rtol)
+    c, n = counts(unique), len(unique)  # the unit: distinct critical points, not searches
+    c_all, n_all = counts(every), len(every)
+    evidence = {
+        "distinct critical points where training stops": n,
+        "distinct, by kind": {k: v for k, v in c.items() if k != "not_critical"},
+        "searches from trained points": len(trained),
+        "of them ending at a critical point": len(trained) - counts(trained)["not_critical"],
+        "networks": f"widths {list(cfg.widths)} x digits {list(cfg.sizes)} x {cfg.seeds} seeds",
+        "distinct critical points, early starts included": n_all,
+        "controls passed": {k: v["passed"] for k, v in controls.items()},
+    }
+    where = (
+        "among the distinct critical points that Newton-MR reaches from where training stops "
+        "(Adam, then L-BFGS) on tanh MLPs on the digits"
+    )
+    with_early = (
+        "counting the critical points reached from the early (plateau) starts too (not the "
+        "tied starts: their saddles are planted)"
+    )
+    out = []
+    for kind, sentence, test, id_ in (
+        ("minimum", f"Local minima are rare: {where}, at most {cfg.max_minimum_share:.0%} are "
+         "minima", rare_test, "minima_rare"),
+        ("saddle", f"Saddle points are common: {where}, more than {cfg.min_saddle_share:.0%} "
+         "are saddles", common_test, "saddles_common"),
+    ):  # fmt: skip
+        also = {with_early: (share(c_all[kind], n_all), test(cfg, n_all))}
+        entry = claim(sentence, share(c[kind], n), test(cfg, n), SRC_RARE, evidence, id=id_,
+                      also=also)  # fmt: skip
+        out.append(gated(entry, controls))
+    return out
+
+
+def escape_claim(metrics: dict, cfg: Config) -> list[dict]:
+    """At every distinct saddle (tied ones too): does the escape lower the loss, and more
+    than every control? Inconclusive under ``cfg.min_saddles`` saddles; none without one."""
+    esc = metrics["escapes"]
+    if not esc:
+        return []
+    # positive only where the escape lowers the loss *and* lowers it more than every control
+    margins = [min(e["escape"], e["margin"]) for e in esc]
+    found = [u.get("start") for u in every_saddle(metrics["points"], cfg)]
+    median = {k: float(np.median([e[k] for e in esc])) for k in ("steps_escape", "steps_random")}
+    entry = claim(
+        "At a saddle of a network, a step along the eigenvector of the most negative "
+        "eigenvalue lowers the loss more than a step of the same length along random "
+        "directions or along the gradient",
+        _stats.bootstrap(margins),
+        Test(
+            "min(escape fall, escape fall - best control's fall), mean over saddles",
+            ">",
+            0.0,
+            "the sentence: the step along u lowers the loss (more than not knowing u)",
+            len(margins),
+            unit="distinct saddles",
+        ),
+        SRC_ESCAPE,
+        {
+            "saddles": len(margins),
+            "saddles by start": {st: found.count(st) for st in STARTS},
+            "escape beats every control": int(sum(e["margin"] > 0 for e in esc)),
+            "escape step lowers the loss": int(sum(e["escape"] > 0 for e in esc)),
+            "step length rule": f"model fall {cfg.escape_drop:g} x loss, capped at "
+            f"{cfg.escape_cap:g} x |theta|, halved until the loss falls by "
+            f"{cfg.escape_trust:g} x the model's fall",
+            f"GD steps to {cfg.plateau_drop:.0%} of the fall (median), from the escape": median[
+                "steps_escape"
+            ],
+            "... from a random step of the same length": median["steps_random"],
+            "saddles where the escape ends the plateau sooner": int(
+                sum(e["steps_escape"] < e["steps_random"] for e in esc)
             ),
-            SRC_ESCAPE,
-            {
-                "saddles": len(margins),
-                "saddles by start": {st: found.count(st) for st in STARTS},
-                "escape beats every control": int(sum(e["margin"] > 0 for e in esc)),
-                "escape step lowers the loss": int(sum(e["escape"] > 0 for e in esc)),
-                "step length rule": f"model fall {cfg.escape_drop:g} x loss, capped at "
-                f"{cfg.escape_cap:g} x |theta|, halved until the loss falls by "
-                f"{cfg.escape_trust:g} x the model's fall",
-                f"GD steps to {cfg.plateau_drop:.0%} of the fall (median), from the escape": float(
-                    np.median([e["steps_escape"] for e in esc])
-                ),
-                "... from a random step of the same length": float(
-                    np.median([e["steps_random"] for e in esc])
-                ),
-                "saddles where the escape ends the plateau sooner": int(
-                    sum(e["steps_escape"] < e["steps_random"] for e in esc)
-                ),
-            },
-            id="escape_beats_controls",
-        )
-        if len(margins) < cfg.min_saddles:
-            entry |= {
-                "verdict": INCONCLUSIVE,
-                "reason": f"only {len(margins)} distinct saddles (fewer than the pre-stated "
-                f"{cfg.min_saddles}): too few to tell; measured: " + entry["reason"],
-            }
-        entries.append(entry)
-    return entries
+        },
+        id="escape_beats_controls",
+    )
+    if len(margins) < cfg.min_saddles:
+        entry |= {
+            "verdict": INCONCLUSIVE,
+            "reason": f"only {len(margins)} distinct saddles (fewer than the pre-stated "
+            f"{cfg.min_saddles}): too few to tell; measured: " + entry["reason"],
+        }
+    return [entry]
 
 
 COLORS = {
