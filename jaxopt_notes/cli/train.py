@@ -13,16 +13,7 @@ import sys
 from pathlib import Path
 
 from jaxopt_notes import data as data_lib
-from jaxopt_notes.train import (
-    TrainConfig,
-    check_fit,
-    from_dict,
-    make_mesh,
-    make_optimizer,
-    read_toml,
-    runs,
-    train,
-)
+from jaxopt_notes.train import TrainConfig, from_dict, read_toml, runs, train, with_validation
 
 GROUPS = {
     "model": "model",
@@ -118,7 +109,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Validates everything, trains, prints and saves the summary. Returns the exit status."""
+    """Joins the processes, reads the data, trains (``train`` checks the config and ``--out``
+    before it writes), prints the summary line. Returns the exit status."""
     try:
         if not args.coordinator and (args.num_processes, args.process_id) != (1, 0):
             raise ValueError(
@@ -134,20 +126,12 @@ def run_cli(args: argparse.Namespace) -> int:
         test_data = None
         if args.test_data:
             test_data = data_lib.load_outside_test(args.test_data)
-        data = data_lib.load(cfg.dataset, data_dir=args.data_dir, download=args.download)
-        if test_data is not None and data.image_shape != (28, 28, 1):
+        split = with_validation(cfg, None, data_dir=args.data_dir, download=args.download)
+        if test_data is not None and split.image_shape != (28, 28, 1):
             raise ValueError(
                 f"`test_data` holds 28x28 digits, so `dataset` must have 28x28x1 images, "
-                f"got {cfg.dataset!r} with {data.image_shape}"
+                f"got {cfg.dataset!r} with {split.image_shape}"
             )
-        split = data_lib.split_validation(data, fraction=cfg.val_fraction, seed=cfg.val_seed)
-        check_fit(cfg, split, make_mesh(args.devices))
-        make_optimizer(cfg, len(split.y_train) // cfg.batch_size)
-        if args.resume and Path(args.out, "config.toml").is_file():
-            resumed = runs.keep_horizon(Path(args.out), cfg).resolved()
-            runs.check_resumable(Path(args.out), resumed, 0)
-        if args.process_id == 0:  # checked here, cleared by `train` once all else is checked
-            runs.check_out(args.out, resume=args.resume, overwrite=args.overwrite)
         result = train(
             cfg,
             split,
