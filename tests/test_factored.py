@@ -130,3 +130,8 @@ def test_current_learning_rate_is_torchs_relative_step():
     assert float(jn.current_learning_rate(state)) == pytest.approx(0.5)  # min(0.5, 1/sqrt(4))
     _, state = tx.update(p, state, p)
     assert float(jn.current_learning_rate(state)) == pytest.approx(5**-0.5)
+
+
+def test_adafactor_options_are_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        jn.adafactor(1e-2, 128)

@@ -122,3 +122,11 @@ def test_bad_hyperparameters_are_refused_with_a_sentence():
     with pytest.raises(ValueError, match="`slow_momentum` needs a first moment"):
         tx = jn.slow_momentum()
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+
+
+def test_options_past_eps_are_keyword_only():
+    """optax's positional order up to eps; eps_root, mu_dtype, weight_decay, mask by name."""
+    assert jn.hyperparams(jn.ademamix(0.1, 0.8, 0.9, 0.99, 2.0, 1e-6))["alpha"] == 2.0
+    for factory in (jn.ademamix, jn.adan):
+        with pytest.raises(TypeError, match="positional"):
+            factory(0.1, 0.9, 0.99, 0.999, 5.0, 1e-8, 0.0)

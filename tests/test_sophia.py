@@ -103,3 +103,9 @@ def test_sophia_says_it_needs_the_loss():
     tx, p = jn.sophia(0.1), jnp.ones(2)
     with pytest.raises(ValueError, match="`hutchinson_diagonal` needs `params` and `loss_fn`"):
         tx.update(p, tx.init(p), p)
+
+
+def test_options_past_weight_decay_are_keyword_only():
+    assert jn.hyperparams(jn.sophia(0.1, 0.9, 0.95, 1e-6, 0.0))["weight_decay"] == 0.0
+    with pytest.raises(TypeError, match="positional"):
+        jn.sophia(0.1, 0.9, 0.95, 1e-6, 0.0, None)
