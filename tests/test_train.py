@@ -144,7 +144,10 @@ def test_cli_writes_jsonl_summary_curves_and_outside_accuracy(tmp_path, capsys):
         (["--dataset", "imagenet"], "`dataset` must be one of"),
         (["--test-data", "no/such/file.npz"], "must be an existing .npz file"),
         (["--test-data", "{wrong}"], r"shape \(N, 28, 28\)"),
-        (["--test-data", "{ok}", "--dataset", "digits"], "must have 28x28x1 images"),
+        (
+            ["--test-data", "{ok}", "--dataset", "digits"],
+            "must hold images of the training data.s shape",
+        ),
         (["--batch-size", "5000"], "`batch_size` must be <= the 1293"),
         (["--learning-rate", "-1"], "`learning_rate` must be a finite number in \\(0"),
         (["--learning-rate", "inf"], "`learning_rate` must be a finite number"),

@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 from jaxopt_notes import data as data_lib
-from jaxopt_notes.train import TrainConfig, from_dict, read_toml, runs, train, with_validation
+from jaxopt_notes.train import (
+    TrainConfig,
+    clean_json,
+    from_dict,
+    join_processes,
+    read_toml,
+    train,
+    with_validation,
+)
 
 GROUPS = {
     "model": "model",
@@ -112,26 +120,12 @@ def run_cli(args: argparse.Namespace) -> int:
     """Joins the processes, reads the data, trains (``train`` checks the config and ``--out``
     before it writes), prints the summary line. Returns the exit status."""
     try:
-        if not args.coordinator and (args.num_processes, args.process_id) != (1, 0):
-            raise ValueError(
-                "`num_processes` and `process_id` need `coordinator` (HOST:PORT of process 0) "
-                f"for a multi-process job, got --num-processes {args.num_processes} "
-                f"--process-id {args.process_id} without it"
-            )
-        if args.coordinator:
-            from jaxopt_notes.train import distributed
-
-            distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        join_processes(args.coordinator, args.num_processes, args.process_id)
         cfg = resolve_config(args)
         test_data = None
         if args.test_data:
             test_data = data_lib.load_outside_test(args.test_data)
         split = with_validation(cfg, None, data_dir=args.data_dir, download=args.download)
-        if test_data is not None and split.image_shape != (28, 28, 1):
-            raise ValueError(
-                f"`test_data` holds 28x28 digits, so `dataset` must have 28x28x1 images, "
-                f"got {cfg.dataset!r} with {split.image_shape}"
-            )
         result = train(
             cfg,
             split,
@@ -148,5 +142,5 @@ def run_cli(args: argparse.Namespace) -> int:
     summary = result["summary"]
     keys = ("val_accuracy", "test_accuracy", "outside_test_accuracy", "wall_time_s", "epochs_run")
     line = {"dataset": summary["dataset"]["name"], **{k: summary.get(k) for k in keys}}
-    print(json.dumps(runs.clean_json(line)))
+    print(json.dumps(clean_json(line)))
     return 0

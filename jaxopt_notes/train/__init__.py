@@ -56,8 +56,10 @@ from jaxopt_notes.train.config import (
     read_toml,
     to_toml,
 )
+from jaxopt_notes.train.distributed import join as join_processes
 from jaxopt_notes.train.load import Run, load_run
 from jaxopt_notes.train.loop import train, with_validation
+from jaxopt_notes.train.runs import clean_json
 from jaxopt_notes.train.steps import (
     TrainState,
     build_model,
@@ -84,12 +86,14 @@ __all__ = [
     "available_optimizers",
     "build_model",
     "check_fit",
+    "clean_json",
     "cross_entropy",
     "eval_params",
     "example_loss",
     "from_dict",
     "from_toml",
     "init_state",
+    "join_processes",
     "load_run",
     "make_chunk_fns",
     "make_epoch_fn",

@@ -30,6 +30,20 @@ from __future__ import annotations
 import jax
 
 
+def join(coordinator: str | None, num_processes: int = 1, process_id: int = 0) -> None:
+    """Joins a multi-process job at ``coordinator`` (HOST:PORT of process 0); with none, this
+    is the only process, and process numbers other than (1, 0) are refused (they would train
+    alone without a word)."""
+    if coordinator:
+        initialize(coordinator, num_processes, process_id)
+    elif (num_processes, process_id) != (1, 0):
+        raise ValueError(
+            "`num_processes` and `process_id` need `coordinator` (HOST:PORT of process 0) "
+            f"for a multi-process job, got --num-processes {num_processes} "
+            f"--process-id {process_id} without it"
+        )
+
+
 def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
     """Joins this process to the others (``jax.distributed.initialize``); checks the arguments
     first, so a typo is one sentence rather than a hang."""

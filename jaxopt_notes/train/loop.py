@@ -70,6 +70,11 @@ def train(
         cfg = runs.keep_horizon(Path(out_dir), cfg)
     cfg = cfg.resolved()
     data = with_validation(cfg, data)
+    if test_data is not None and tuple(np.shape(test_data[0])[1:]) != data.image_shape:
+        raise ValueError(
+            f"`test_data` must hold images of the training data's shape {data.image_shape} "
+            f"(`dataset` {cfg.dataset!r}), got {tuple(np.shape(test_data[0])[1:])}"
+        )
     job = {"data": data.describe(), "resume": resume, "devices": devices, "tx": tx is not None}
     distributed.check_same_job({**dataclasses.asdict(cfg), **job})
     mesh = make_mesh(devices)
