@@ -76,7 +76,7 @@ def bench_landscape(
 
 
 def _setup(examples: int) -> dict:
-    from jaxopt_notes.train.steps import cross_entropy
+    from jaxopt_notes.train import cross_entropy
 
     ds = data_lib.load("mnist5k")
     x, y = jnp.asarray(ds.x_train[:examples]), jnp.asarray(ds.y_train[:examples])

@@ -11,7 +11,7 @@ Setup: a 64-32-32-10 tanh MLP (Flax NNX, Xavier init, one init per seed) trained
 initial sharpness (7 to 10) starts *below* 2 / lr at the claimed rates: a rise to 2 / lr can only
 be seen from below, and each claim first checks that every seed started below
 ``start_below`` x 2 / lr (else the claim is not tested: inconclusive). Sharpness is measured
-every ``every`` steps by the library's tracker (``hessian.sharpness.measure``: subspace
+every ``every`` steps by the library's tracker (``hessian.measure``: subspace
 iteration on ``hessian.hvp``), warm-started from the last basis (every run of every rate in
 one compiled program); the check ``sharpness_matches_lanczos``
 compares it with ``hessian.eigenvalues(method="lanczos")`` at the end of training.
@@ -43,7 +43,6 @@ from jaxopt_notes.experiments._common import save_figure
 from jaxopt_notes.experiments._config import param
 
 from jaxopt_notes import data, hessian, models
-from jaxopt_notes.hessian import sharpness
 
 SUMMARY = "Full-batch GD drives the top Hessian eigenvalue up to ~2/lr, where it hovers (EoS)"
 DATA = "scikit-learn 8x8 digits: the first num_examples training images, pixels scaled to [0, 0.1]"
@@ -140,11 +139,11 @@ def make_problem(cfg: Config):
 
 
 def top_eigenvalue(loss, params, basis: jax.Array, iters: int):
-    """The tracker's subspace iteration (``hessian.sharpness.measure``) on H from ``basis``
+    """The tracker's subspace iteration (``hessian.measure``) on H from ``basis``
     (k, n): (largest value, the next basis)."""
     _, unravel = ravel_pytree(params)
     matvec = lambda v: ravel_pytree(hessian.hvp(loss, params, unravel(v)))[0]  # noqa: E731
-    reading = sharpness.measure(matvec, basis, num_iter=iters, method="subspace")
+    reading = hessian.measure(matvec, basis, num_iter=iters, method="subspace")
     return reading.values[0], reading.start
 
 
